@@ -1,0 +1,94 @@
+"""``clean``: remove vllm-dev's build dirs, and optionally what their last install wrote.
+
+Deletion is the one irreversible thing vllm-dev does, so it is fenced in: only directories
+carrying vllm-dev's marker, strictly inside the checkout, reached without leaving it through a
+symlink; ``shutil.rmtree`` unlinks symlinks inside a build dir rather than following them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vllm_dev.errors import VllmDevError
+from vllm_dev.presets import resolve_binary_dir
+from vllm_dev.state import is_marked_build_dir
+from vllm_dev.workspace import Workspace
+
+
+@dataclass(frozen=True)
+class CleanResult:
+    removed_dirs: list[Path] = field(default_factory=list)
+    removed_files: list[Path] = field(default_factory=list)
+
+
+def check_removable(path: Path, root: Path) -> None:
+    """Refuse anything but a real directory of ours strictly inside the checkout."""
+    root = root.resolve()
+    lexical = Path(os.path.normpath(path))
+    if lexical == root or root not in lexical.parents:
+        raise VllmDevError(f"refusing to remove {path}: it is not inside the checkout {root}")
+    probe = lexical
+    while probe != root:
+        if probe.is_symlink():
+            raise VllmDevError(
+                f"refusing to remove {path}: {probe} is a symlink (pointing to "
+                f"{os.readlink(probe)}); remove the link yourself if you mean to")
+        probe = probe.parent
+    if Path(os.path.realpath(lexical)) != lexical:
+        raise VllmDevError(f"refusing to remove {path}: it resolves outside the checkout")
+    if not is_marked_build_dir(lexical):
+        raise VllmDevError(
+            f"refusing to remove {path}: vllm-dev did not create it (no vllm-dev-build.json)")
+
+
+def _remove_installed(ws: Workspace, build_dir: Path) -> list[Path]:
+    package = ws.checkout.package_dir.resolve()
+    removed = []
+    manifests = [build_dir / "install_manifest.txt", *build_dir.glob("install_manifest_*.txt")]
+    files = {Path(line) for m in manifests if m.is_file()
+             for line in m.read_text().splitlines() if line.strip()}
+    for path in sorted(files):
+        real = Path(os.path.realpath(path))
+        if package in real.parents and not path.is_symlink() and path.is_file():
+            if not ws.dry:
+                path.unlink()
+            removed.append(path)
+    return removed
+
+
+def build_dirs(ws: Workspace, *, every: bool) -> list[Path]:
+    root = ws.checkout.root
+    if not every:
+        return [ws.build_dir]
+    found = {resolve_binary_dir(t, source_dir=root) for t in ws.templates.values()}
+    found |= {p for p in root.iterdir() if p.is_dir() and not p.is_symlink()
+              and is_marked_build_dir(p)}
+    return sorted(p for p in found if p.exists() or p.is_symlink())
+
+
+def run_clean(ws: Workspace, *, every: bool = False, installed: bool = False) -> CleanResult:
+    root = ws.checkout.root
+    result = CleanResult()
+    targets = build_dirs(ws, every=every)
+    for build_dir in targets:
+        if not build_dir.exists() and not build_dir.is_symlink():
+            continue
+        check_removable(build_dir, root)
+    for build_dir in targets:
+        if not build_dir.exists():
+            continue
+        if installed:
+            result.removed_files.extend(_remove_installed(ws, build_dir))
+        verb = "would remove" if ws.dry else "removed"
+        if not ws.dry:
+            shutil.rmtree(build_dir)
+        result.removed_dirs.append(build_dir)
+        ws.say(f"{verb} {build_dir}")
+    for path in result.removed_files:
+        ws.say(f"{'would remove' if ws.dry else 'removed'} installed {path.relative_to(root)}")
+    if not result.removed_dirs:
+        ws.say("nothing to clean")
+    return result

@@ -1,0 +1,87 @@
+"""``demo``: the whole flow on a temporary copy of the bundled vLLM-shaped example project.
+
+It is the onboarding path for a machine with no vLLM checkout and no GPU: it shows each step,
+what it ran, and that an edit to one kernel source recompiles just that file.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from vllm_dev.build import run_build
+from vllm_dev.errors import VllmDevError
+from vllm_dev.runner import Runner
+from vllm_dev.settings import Settings
+from vllm_dev.setup_step import find_uv, run_setup
+from vllm_dev.toolchain import find_nvcc
+from vllm_dev.workspace import Workspace
+
+_IGNORE = shutil.ignore_patterns("cmake-build-*", ".venv", "*.so", "CMakeUserPresets.json",
+                                 ".deps", ".vllm-dev", "__pycache__", "*.egg-info")
+
+
+def example_project_dir() -> Path:
+    """``tests/minivllm`` of a source checkout of vllm-dev, else the copy inside the wheel."""
+    source_tree = Path(__file__).resolve().parents[2] / "tests" / "minivllm"
+    if source_tree.is_dir():
+        return source_tree
+    from importlib import resources
+
+    return Path(str(resources.files("vllm_dev") / "example_project"))
+
+
+def _step(title: str) -> None:
+    print(f"\n==> {title}", file=sys.stderr, flush=True)
+
+
+def run_demo(*, runner: Runner, keep: bool = False, device: str | None = None) -> Path:
+    import os
+
+    device = device or ("cuda" if find_nvcc(os.environ) else "cpu")
+    work = Path(tempfile.mkdtemp(prefix="vllm-dev-demo-"))
+    project = work / "vllm"
+    try:
+        _step(f"copy the example project to {project} (device: {device})")
+        shutil.copytree(example_project_dir(), project, ignore=_IGNORE)
+        _step("create the target virtual environment (.venv) with uv")
+        runner.run([find_uv(), "venv", "--quiet", "--python", sys.executable,
+                    str(project / ".venv")])
+        settings = Settings.resolve(flags={"source": str(project), "device": device,
+                                           "python": str(project / ".venv" / "bin" / "python")},
+                                    environ=os.environ)
+
+        def workspace() -> Workspace:
+            return Workspace(settings=settings, runner=runner, cwd=project)
+
+        _step("setup: editable install + build requirements (the example has no published "
+              "wheel, so no prebuilt kernels are copied)")
+        run_setup(workspace())
+        _step("build: writes CMakeUserPresets.json, configures, compiles, installs into vllm/")
+        start = time.monotonic()
+        run_build(workspace())
+        print(f"    first build: {time.monotonic() - start:.1f} s", file=sys.stderr)
+        _step("edit one kernel source (csrc/ops/add.cpp) and build again: one file recompiles")
+        edited = project / "csrc" / "ops" / "add.cpp"
+        if not runner.dry:
+            edited.write_text(edited.read_text() + "\n// edited by vllm-dev demo\n")
+        start = time.monotonic()
+        run_build(workspace())
+        print(f"    incremental build: {time.monotonic() - start:.1f} s", file=sys.stderr)
+        _step("import the installed extension from the target interpreter")
+        runner.run([str(project / ".venv" / "bin" / "python"), "-c",
+                    "import vllm._C as m; print('vllm._C.known_value() =', m.known_value())"],
+                   cwd=project, mutates=False)
+        _step("done: inside a real vLLM checkout, `vllm-dev setup` once, then `vllm-dev build`")
+    except VllmDevError:
+        keep = True
+        raise
+    finally:
+        if keep:
+            print(f"example project kept at {project}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    return project

@@ -1,0 +1,23 @@
+"""Errors that reach the user as one line.
+
+Every problem a user can fix is a :class:`VllmDevError`; the front ends (Invoke tasks, the
+``vllm-dev`` script, Nox sessions) print ``str(error)`` and exit non-zero without a traceback.
+"""
+
+from __future__ import annotations
+
+
+class VllmDevError(Exception):
+    """A problem with the user's input or machine, explained in one line with its fix."""
+
+    exit_code: int = 1
+
+
+class CommandFailed(VllmDevError):
+    """An external command (cmake, uv, ...) failed; its own exit code becomes ours."""
+
+    def __init__(self, argv: list[str], returncode: int) -> None:
+        self.argv = argv
+        self.returncode = returncode
+        self.exit_code = returncode if 0 < returncode < 256 else 1
+        super().__init__(f"`{' '.join(argv[:3])} ...` failed with exit code {returncode}")

@@ -1,0 +1,63 @@
+"""Writing files so that a crash or a full disk never leaves a half-written one behind."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from vllm_dev.errors import VllmDevError
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside ``path``, then rename it over ``path``.
+
+    The rename is atomic on POSIX, so readers see the old file or the new one, never a mix; the
+    original mode is kept.
+    """
+    mode = path.stat().st_mode & 0o7777 if path.exists() else None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise VllmDevError(f"cannot write {path}: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise VllmDevError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def write_if_changed(path: Path, text: str) -> bool:
+    """Write ``text`` unless the file already holds exactly these bytes (mtime then unchanged)."""
+    data = text.encode("utf-8")
+    try:
+        if path.read_bytes() == data:
+            return False
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise VllmDevError(f"cannot read {path}: {exc.strerror}") from None
+    atomic_write_bytes(path, data)
+    return True
+
+
+def atomic_copy(src: Path, dest: Path) -> None:
+    """Copy ``src`` over ``dest`` through a temporary file and a rename (see atomic_write_bytes)."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+        os.close(fd)
+        shutil.copy2(src, tmp)
+        os.replace(tmp, dest)
+    except OSError as exc:
+        with contextlib.suppress(OSError, UnboundLocalError):
+            os.unlink(tmp)
+        raise VllmDevError(f"cannot install {dest}: {exc.strerror}") from None

@@ -1,0 +1,217 @@
+"""Preset templates (``presets/*.json``) and the ``CMakeUserPresets.json`` rendered from them.
+
+One template file is one preset: ``presets/release.json`` becomes the ``release`` configure and
+build presets, so a user adds ``relwithdebinfo`` by adding a file. Everything machine-specific
+(interpreter, nvcc, launchers, jobs) is filled in by :func:`render`; the templates only say what
+differs between presets.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from vllm_dev.errors import VllmDevError
+
+PRESETS_VERSION = 6  # CMake 3.25+: configure, build, test, package and workflow presets.
+BASE_PRESET = "vllm-dev-base"
+VENDOR_KEY = "vllm-dev"
+DEFAULT_BINARY_DIR = "${sourceDir}/cmake-build-${presetName}"
+_TEMPLATE_KEYS = {"description", "displayName", "buildType", "cacheVariables", "environment",
+                  "binaryDir"}
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+@dataclass(frozen=True)
+class PresetTemplate:
+    """What one ``presets/<name>.json`` asks for."""
+
+    name: str
+    description: str
+    build_type: str
+    cache_variables: dict[str, Any] = field(default_factory=dict)
+    environment: dict[str, str] = field(default_factory=dict)
+    binary_dir: str = DEFAULT_BINARY_DIR
+    display_name: str = ""
+
+
+@dataclass(frozen=True)
+class PresetInputs:
+    """Machine facts that go into every rendered preset."""
+
+    python: str
+    device: str
+    jobs: int
+    nvcc_threads: int
+    make_program: str | None = None
+    nvcc: str | None = None
+    launcher: str | None = None
+    environment: dict[str, str] = field(default_factory=dict)
+
+
+def bundled_presets_dir() -> Path:
+    """``presets/`` of a source checkout of vllm-dev, else the copy shipped inside the wheel."""
+    source_tree = Path(__file__).resolve().parents[2] / "presets"
+    if source_tree.is_dir():
+        return source_tree
+    return Path(str(resources.files("vllm_dev") / "presets"))
+
+
+def load_templates(directory: Path) -> dict[str, PresetTemplate]:
+    """Every ``*.json`` template in ``directory``, sorted by name; errors point at file:line:col."""
+    if not directory.is_dir():
+        raise VllmDevError(f"preset template directory {directory} does not exist")
+    templates: dict[str, PresetTemplate] = {}
+    for path in sorted(directory.glob("*.json")):
+        templates[path.stem] = _load_template(path)
+    if not templates:
+        raise VllmDevError(f"no preset templates (*.json) in {directory}")
+    return templates
+
+
+def _load_template(path: Path) -> PresetTemplate:
+    name = path.stem
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise VllmDevError(f"{path}:{exc.lineno}:{exc.colno}: {exc.msg} (fix the template)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise VllmDevError(f"{path}: cannot read preset template: {exc}") from None
+    if not _NAME_RE.match(name) or name == BASE_PRESET:
+        raise VllmDevError(f"{path}: {name!r} is not a usable preset name (rename the file)")
+    if not isinstance(data, dict):
+        raise VllmDevError(f"{path}:1:1: a preset template must be a JSON object")
+    unknown = sorted(set(data) - _TEMPLATE_KEYS)
+    if unknown:
+        raise VllmDevError(
+            f"{path}: unknown key {unknown[0]!r}; allowed: {', '.join(sorted(_TEMPLATE_KEYS))}"
+        )
+    cache = data.get("cacheVariables", {})
+    env = data.get("environment", {})
+    if not isinstance(cache, dict) or not all(
+        isinstance(v, (str, bool, dict)) for v in cache.values()
+    ):
+        raise VllmDevError(f"{path}: cacheVariables must map names to strings")
+    if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
+        raise VllmDevError(f"{path}: environment must map names to strings")
+    for key in ("description", "displayName", "buildType", "binaryDir"):
+        if key in data and not isinstance(data[key], str):
+            raise VllmDevError(f"{path}: {key} must be a string")
+    return PresetTemplate(
+        name=name,
+        description=data.get("description", ""),
+        display_name=data.get("displayName", name),
+        build_type=data.get("buildType", "Release"),
+        cache_variables=dict(cache),
+        environment=dict(env),
+        binary_dir=data.get("binaryDir", DEFAULT_BINARY_DIR),
+    )
+
+
+def expand_macros(text: str, *, source_dir: Path, preset: str) -> str:
+    """The subset of CMake's preset macros that a ``binaryDir`` may use."""
+    return (
+        text.replace("${sourceDir}", str(source_dir))
+        .replace("${sourceParentDir}", str(source_dir.parent))
+        .replace("${sourceDirName}", source_dir.name)
+        .replace("${presetName}", preset)
+        .replace("${dollar}", "$")
+    )
+
+
+def resolve_binary_dir(template: PresetTemplate, *, source_dir: Path) -> Path:
+    """The build directory a template names, refused unless it lies strictly inside the checkout
+    (and outside ``vllm/``): ``clean`` deletes it, so it must never be the checkout, ``/`` or
+    a place reached through ``..``."""
+    raw = expand_macros(template.binary_dir, source_dir=source_dir, preset=template.name)
+    path = Path(raw)
+    if not path.is_absolute():
+        path = source_dir / path
+    resolved = Path(os.path.normpath(path))
+    root = source_dir.resolve()
+    if resolved == root or root not in resolved.parents:
+        raise VllmDevError(
+            f"preset {template.name!r}: binaryDir {template.binary_dir!r} resolves to {resolved}, "
+            f"which is not inside the checkout {root}: use ${{sourceDir}}/cmake-build-<name>"
+        )
+    if resolved == root / "vllm" or (root / "vllm") in resolved.parents:
+        raise VllmDevError(
+            f"preset {template.name!r}: binaryDir {resolved} is inside the vllm/ package"
+        )
+    return resolved
+
+
+def render(templates: dict[str, PresetTemplate], inputs: PresetInputs) -> dict[str, Any]:
+    """The whole presets document vllm-dev owns, deterministic for identical inputs."""
+    cache: dict[str, Any] = {
+        "VLLM_PYTHON_EXECUTABLE": inputs.python,
+        "VLLM_TARGET_DEVICE": inputs.device,
+        "CMAKE_INSTALL_PREFIX": "${sourceDir}",
+        "FETCHCONTENT_BASE_DIR": "${sourceDir}/.deps",
+        "CMAKE_EXPORT_COMPILE_COMMANDS": "ON",
+        "NVCC_THREADS": str(inputs.nvcc_threads),
+        "CMAKE_JOB_POOLS": f"compile={inputs.jobs}",
+        "CMAKE_JOB_POOL_COMPILE": "compile",
+    }
+    if inputs.make_program:
+        cache["CMAKE_MAKE_PROGRAM"] = inputs.make_program
+    if inputs.launcher:
+        cache["CMAKE_C_COMPILER_LAUNCHER"] = inputs.launcher
+        cache["CMAKE_CXX_COMPILER_LAUNCHER"] = inputs.launcher
+    if inputs.device == "cuda":
+        if inputs.nvcc:
+            cache["CMAKE_CUDA_COMPILER"] = inputs.nvcc
+        cache["CMAKE_CUDA_FLAGS"] = ""
+        if inputs.launcher:
+            cache["CMAKE_CUDA_COMPILER_LAUNCHER"] = inputs.launcher
+    base: dict[str, Any] = {
+        "name": BASE_PRESET,
+        "hidden": True,
+        "description": "Machine settings rendered by vllm-dev; edit presets/*.json, not this.",
+        "generator": "Ninja",
+        "binaryDir": DEFAULT_BINARY_DIR,
+        "cacheVariables": cache,
+    }
+    if inputs.environment:
+        base["environment"] = dict(sorted(inputs.environment.items()))
+    configure = [base]
+    build = []
+    for template in templates.values():
+        preset: dict[str, Any] = {
+            "name": template.name,
+            "displayName": template.display_name or template.name,
+            "description": template.description,
+            "inherits": BASE_PRESET,
+            "cacheVariables": {"CMAKE_BUILD_TYPE": template.build_type,
+                               **template.cache_variables},
+        }
+        if template.binary_dir != DEFAULT_BINARY_DIR:
+            preset["binaryDir"] = template.binary_dir
+        if template.environment:
+            preset["environment"] = dict(template.environment)
+        configure.append(preset)
+        build.append({"name": template.name, "configurePreset": template.name,
+                      "jobs": inputs.jobs})
+    return {
+        "version": PRESETS_VERSION,
+        "cmakeMinimumRequired": {"major": 3, "minor": 25, "patch": 0},
+        "configurePresets": configure,
+        "buildPresets": build,
+        "vendor": {VENDOR_KEY: {"generator": "vllm-dev", "owned": [p["name"] for p in configure]}},
+    }
+
+
+def preset_fingerprint(document: dict[str, Any], name: str) -> str:
+    """A stable text of everything that configures preset ``name`` (itself plus its base)."""
+    configure = {p["name"]: p for p in document.get("configurePresets", [])}
+    parts = [configure.get(BASE_PRESET), configure.get(name)]
+    return json.dumps(parts, sort_keys=True)
+
+
+def dumps(document: dict[str, Any]) -> str:
+    return json.dumps(document, indent=2) + "\n"

@@ -1,0 +1,124 @@
+"""The one place where vllm-dev starts external programs.
+
+Workflow code never calls :mod:`subprocess` itself: it asks a :class:`Runner`. That keeps dry runs
+honest (commands that change something are only printed), lets tests substitute a fake runner for
+argument plumbing, and gives one spot for timeouts, live output and signal handling.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from vllm_dev.errors import CommandFailed, VllmDevError
+
+
+@dataclass(frozen=True)
+class Completed:
+    """What a finished command left behind."""
+
+    argv: list[str]
+    returncode: int
+    stdout: str = ""
+    stderr: str = ""
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+class Runner(Protocol):
+    """Runs commands for the workflow; ``dry`` runners only print commands that change things."""
+
+    dry: bool
+
+    def run(
+        self,
+        argv: Sequence[str | os.PathLike[str]],
+        *,
+        cwd: Path | None = None,
+        env: Mapping[str, str] | None = None,
+        capture: bool = False,
+        check: bool = True,
+        mutates: bool = True,
+        timeout: float | None = None,
+    ) -> Completed: ...
+
+
+def format_command(argv: Sequence[str], env: Mapping[str, str] | None = None) -> str:
+    """Shell-quoted command line as a user would type it, with the variables we set in front."""
+    prefix = " ".join(f"{k}={shlex.quote(v)}" for k, v in (env or {}).items())
+    line = shlex.join(argv)
+    return f"{prefix} {line}" if prefix else line
+
+
+@dataclass
+class SubprocessRunner:
+    """Runs commands for real, streaming their output unless ``capture`` is asked for.
+
+    ``env`` given to :meth:`run` is *added* to the current environment (the user's PATH, CUDA_HOME
+    and so on must reach cmake); ``echo`` receives every command line before it runs.
+    """
+
+    dry: bool = False
+    echo: Callable[[str], None] | None = None
+    secrets: Sequence[str] = field(default_factory=tuple)
+
+    def run(
+        self,
+        argv: Sequence[str | os.PathLike[str]],
+        *,
+        cwd: Path | None = None,
+        env: Mapping[str, str] | None = None,
+        capture: bool = False,
+        check: bool = True,
+        mutates: bool = True,
+        timeout: float | None = None,
+    ) -> Completed:
+        args = [os.fspath(a) for a in argv]
+        if self.echo is not None and (mutates or self.dry):
+            self.echo(self._redact(format_command(args, env)))
+        if self.dry and mutates:
+            return Completed(args, 0)
+        full_env = {**os.environ, **env} if env else None
+        start = time.monotonic()
+        try:
+            proc = subprocess.run(
+                args,
+                cwd=cwd,
+                env=full_env,
+                stdin=subprocess.DEVNULL,
+                capture_output=capture,
+                text=True,
+                errors="replace",
+                timeout=timeout,
+                check=False,
+            )
+        except FileNotFoundError as exc:
+            raise VllmDevError(f"cannot run {args[0]}: {exc.strerror}") from None
+        except subprocess.TimeoutExpired:
+            raise VllmDevError(
+                f"`{shlex.join(args[:2])}` did not answer within {timeout:g} s"
+            ) from None
+        done = Completed(
+            args, proc.returncode, proc.stdout or "", proc.stderr or "", time.monotonic() - start
+        )
+        if check and not done.ok:
+            if capture and done.stderr:
+                sys.stderr.write(done.stderr)
+            raise CommandFailed(args, done.returncode)
+        return done
+
+    def _redact(self, line: str) -> str:
+        for secret in self.secrets:
+            if secret:
+                line = line.replace(secret, "***")
+        return line

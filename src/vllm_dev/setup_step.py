@@ -1,0 +1,103 @@
+"""``setup``: the precompiled editable install plus the build requirements, into the target venv.
+
+Skipped when nothing it depends on changed since it last succeeded (checkout commit, the files
+that define the install and the requirements, the interpreter, the precompiled-wheel variables).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from vllm_dev.errors import VllmDevError
+from vllm_dev.state import ensure_state_dir, read_json, write_json
+from vllm_dev.workspace import Workspace
+
+PRECOMPILED_VARS = (
+    "VLLM_PRECOMPILED_WHEEL_LOCATION",
+    "VLLM_PRECOMPILED_WHEEL_COMMIT",
+    "VLLM_PRECOMPILED_WHEEL_VARIANT",
+)
+SETUP_RECORD = "setup.json"
+
+
+@dataclass(frozen=True)
+class SetupResult:
+    skipped: bool
+    requirements: Path
+
+
+def find_uv() -> str:
+    """uv from the ``uv`` package (a dependency of vllm-dev), else from PATH."""
+    try:
+        from uv import find_uv_bin
+
+        return find_uv_bin()
+    except (ImportError, FileNotFoundError):
+        found = shutil.which("uv")
+        if not found:
+            raise VllmDevError("uv is not installed: `pip install uv` (vllm-dev needs it)") \
+                from None
+        return found
+
+
+def _commit(root: Path) -> str:
+    try:
+        done = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                              text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return done.stdout.strip() if done.returncode == 0 else ""
+
+
+def _digest(paths: list[Path]) -> str:
+    h = hashlib.sha256()
+    for path in paths:
+        h.update(str(path).encode())
+        if path.is_file():
+            h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def setup_key(ws: Workspace, requirements: Path) -> dict[str, str]:
+    root = ws.checkout.root
+    watched = [root / "setup.py", root / "pyproject.toml", requirements]
+    watched += sorted((root / "requirements").glob("*.txt"))
+    return {
+        "interpreter": str(ws.interpreter.path),
+        "interpreter_real": str(ws.interpreter.path.resolve()),
+        "commit": _commit(root),
+        "files": _digest(watched),
+        "device": ws.device,
+        **{var: ws.environ.get(var, "") for var in PRECOMPILED_VARS},
+    }
+
+
+def run_setup(ws: Workspace, *, force: bool = False) -> SetupResult:
+    root = ws.checkout.root
+    requirements = ws.checkout.build_requirements(ws.device)
+    key = setup_key(ws, requirements)
+    record_path = ws.checkout.state_dir / SETUP_RECORD
+    record = read_json(record_path) or {}
+    if not force and record.get(key["interpreter"]) == key:
+        ws.say(f"setup: nothing changed since the last setup into {ws.interpreter.path} "
+               "(same commit, requirements and interpreter); skipped, --force redoes it")
+        return SetupResult(True, requirements)
+    uv = find_uv()
+    python = str(ws.interpreter.path)
+    env = {"VLLM_USE_PRECOMPILED": "1"}
+    env.update({var: ws.environ[var] for var in PRECOMPILED_VARS if ws.environ.get(var)})
+    ws.say(f"setup: editable install of {root} with prebuilt kernels into {python}")
+    ws.runner.run([uv, "pip", "install", "--python", python, "-U", "-e", str(root),
+                   "--torch-backend=auto"], cwd=root, env=env)
+    ws.say(f"setup: build requirements from {requirements.relative_to(root)}")
+    ws.runner.run([uv, "pip", "install", "--python", python, "-r", str(requirements),
+                   "--torch-backend=auto"], cwd=root)
+    if not ws.dry:
+        ensure_state_dir(ws.checkout.state_dir)
+        record[key["interpreter"]] = key
+        write_json(record_path, record)
+    return SetupResult(False, requirements)

@@ -1,0 +1,147 @@
+"""One invocation's view of the world: settings, checkout, interpreter, tools, rendered presets.
+
+Every fact is looked up lazily and at most once, so a task only pays for what it uses (``clean``
+never probes the interpreter; a no-op ``build`` probes it once).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from vllm_dev import presets as presets_mod
+from vllm_dev.checkout import Checkout, find_checkout
+from vllm_dev.errors import VllmDevError
+from vllm_dev.interpreter import Interpreter, InterpreterFacts, find_interpreter, probe
+from vllm_dev.interpreter import requirement_names
+from vllm_dev.parallelism import Parallelism, choose
+from vllm_dev.presets import PresetInputs, PresetTemplate
+from vllm_dev.runner import Runner
+from vllm_dev.settings import Settings
+from vllm_dev.toolchain import Tool, find_cmake, find_launcher, find_ninja, require_nvcc
+
+
+def _stderr(message: str) -> None:
+    print(f"vllm-dev: {message}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Workspace:
+    """Lazily resolved context shared by the workflow steps."""
+
+    settings: Settings
+    runner: Runner
+    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    cwd: Path = field(default_factory=Path.cwd)
+    say: Callable[[str], None] = _stderr
+
+    @property
+    def dry(self) -> bool:
+        return self.runner.dry
+
+    @cached_property
+    def checkout(self) -> Checkout:
+        return find_checkout(self.settings.source, cwd=self.cwd,
+                             origin=self.settings.origin("source"))
+
+    @cached_property
+    def interpreter(self) -> Interpreter:
+        return find_interpreter(self.settings.python, checkout=self.checkout,
+                                environ=self.environ, origin=self.settings.origin("python"))
+
+    @cached_property
+    def facts(self) -> InterpreterFacts:
+        names: list[str] = []
+        try:
+            names = requirement_names(self.checkout.build_requirements(
+                self.settings.device or "cuda"))
+        except VllmDevError:
+            pass
+        facts = probe(self.interpreter, runner=self.runner, packages=names)
+        if not (3, 10) <= facts.version[:2] <= (3, 14):
+            version = ".".join(map(str, facts.version))
+            raise VllmDevError(
+                f"target interpreter {self.interpreter.path} is Python {version}; vLLM needs "
+                "3.10 to 3.14: create a venv with a supported Python"
+            )
+        return facts
+
+    @cached_property
+    def device(self) -> str:
+        return self.settings.device or self.facts.torch_device
+
+    @cached_property
+    def templates(self) -> dict[str, PresetTemplate]:
+        directory = (Path(self.settings.presets_dir).expanduser() if self.settings.presets_dir
+                     else presets_mod.bundled_presets_dir())
+        return presets_mod.load_templates(directory)
+
+    @cached_property
+    def template(self) -> PresetTemplate:
+        name = self.settings.preset
+        if name not in self.templates:
+            raise VllmDevError(
+                f"unknown preset {name!r}; known presets: {', '.join(self.templates)} "
+                "(add one as presets/<name>.json)"
+            )
+        return self.templates[name]
+
+    @cached_property
+    def build_dir(self) -> Path:
+        return presets_mod.resolve_binary_dir(self.template, source_dir=self.checkout.root)
+
+    @cached_property
+    def cmake(self) -> Tool:
+        return find_cmake(interpreter=self.interpreter, runner=self.runner,
+                          minimum=self.checkout.cmake_minimum())
+
+    @cached_property
+    def parallelism(self) -> Parallelism:
+        return choose(self.settings, device=self.device)
+
+    def require_build_requirements(self) -> None:
+        """Stop early, naming the missing package, instead of failing deep inside cmake."""
+        requirements = self.checkout.build_requirements(self.device)
+        missing = [name for name in requirement_names(requirements)
+                   if self.facts.packages.get(name, "?") is None]
+        if missing:
+            raise VllmDevError(
+                f"target interpreter {self.interpreter.path} lacks build requirement "
+                f"{', '.join(missing)} from {requirements.relative_to(self.checkout.root)}: "
+                "run `vllm-dev setup`"
+            )
+
+    def preset_inputs(self) -> PresetInputs:
+        nvcc = str(require_nvcc(self.environ)) if self.device == "cuda" else None
+        launcher = None
+        if self.settings.cache != "none":
+            found = find_launcher(self.settings.cache, interpreter=self.interpreter)
+            launcher = str(found) if found else None
+        ninja = find_ninja(interpreter=self.interpreter)
+        environment: dict[str, str] = {}
+        if self.settings.arch:
+            environment["TORCH_CUDA_ARCH_LIST"] = self.settings.arch.replace(",", ";")
+        par = self.parallelism
+        return PresetInputs(
+            python=str(self.interpreter.path),
+            device=self.device,
+            jobs=par.jobs,
+            nvcc_threads=par.nvcc_threads,
+            make_program=str(ninja) if ninja else None,
+            nvcc=nvcc,
+            launcher=launcher,
+            environment=environment,
+        )
+
+    @cached_property
+    def document(self) -> dict[str, Any]:
+        """The presets document vllm-dev would write now."""
+        _ = self.template  # an unknown preset fails before anything is rendered
+        for template in self.templates.values():
+            presets_mod.resolve_binary_dir(template, source_dir=self.checkout.root)
+        return presets_mod.render(self.templates, self.preset_inputs())

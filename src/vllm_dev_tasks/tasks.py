@@ -1,0 +1,161 @@
+"""Invoke tasks: argument parsing and error reporting only; the work is in :mod:`vllm_dev`."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+from invoke import Collection, Context, Exit, task
+
+from vllm_dev.errors import VllmDevError
+from vllm_dev.runner import SubprocessRunner
+from vllm_dev.settings import Settings
+from vllm_dev.workspace import Workspace
+
+# Every tunable, so `invoke.yaml` (key vllm_dev) and INVOKE_VLLM_DEV_* variables can set it.
+DEFAULTS: dict[str, Any] = {
+    "source": None,
+    "python": None,
+    "device": None,
+    "preset": "release",
+    "jobs": None,
+    "max_jobs": None,
+    "nvcc_threads": None,
+    "arch": None,
+    "cache": "ccache",
+    "presets_dir": None,
+}
+
+COMMON_HELP = {
+    "source": "vLLM checkout (default: VLLM_DEV_SOURCE, config, or the checkout around the "
+              "working directory)",
+    "python": "target interpreter or venv (default: the active venv, else <checkout>/.venv)",
+    "device": "cuda, cpu or rocm (default: VLLM_TARGET_DEVICE, else what the target's torch "
+              "was built for)",
+    "preset": "preset name, one per presets/*.json (default: release)",
+    "jobs": "parallel compile jobs (default: computed from CPUs and memory)",
+    "nvcc_threads": "nvcc --threads per compile job (default: computed; NVCC_THREADS)",
+    "arch": "CUDA arches for TORCH_CUDA_ARCH_LIST, e.g. 8.0,9.0 or all (default: this "
+            "machine's GPUs)",
+    "cache": "compiler cache: ccache, sccache or none (default: ccache)",
+}
+CONFIGURE_HELP = {
+    **COMMON_HELP,
+    "merge": "add vllm-dev's presets beside those of a CMakeUserPresets.json it did not write",
+    "force": "replace a CMakeUserPresets.json vllm-dev did not write (a backup is kept)",
+}
+
+
+def _help(*names: str, **extra: str) -> dict[str, str]:
+    """Help texts for the named common arguments plus task-specific ones."""
+    table = {**CONFIGURE_HELP, **extra}
+    return {name: table[name] for name in (*names, *extra)}
+
+
+def _echo(line: str) -> None:
+    print(f"vllm-dev: $ {line}", file=sys.stderr, flush=True)
+
+
+def workspace(c: Context, **flags: Any) -> Workspace:
+    """A Workspace from task flags, the environment and the invoke config."""
+    config = dict(c.config.get("vllm_dev", {}) or {})
+    settings = Settings.resolve(flags=flags, environ=os.environ, config=config)
+    dry = bool(c.config.run.dry)
+    return Workspace(settings=settings, runner=SubprocessRunner(dry=dry, echo=_echo))
+
+
+@contextlib.contextmanager
+def reported() -> Iterator[None]:
+    """Turn vllm-dev's errors into one line and an exit code; no traceback."""
+    try:
+        yield
+    except VllmDevError as exc:
+        raise Exit(f"vllm-dev: {exc}", code=exc.exit_code) from None
+    except KeyboardInterrupt:
+        raise Exit("vllm-dev: interrupted", code=130) from None
+
+
+@task(help=_help("source", "python", "device",
+                 force="redo the install even when nothing changed"))
+def setup(c, source=None, python=None, device=None, force=False):
+    """Editable install with prebuilt kernels, plus the build requirements, into the target venv."""
+    from vllm_dev.setup_step import run_setup
+
+    with reported():
+        run_setup(workspace(c, source=source, python=python, device=device), force=force)
+
+
+@task(help=_help(*CONFIGURE_HELP, reconfigure="run cmake's configure even if nothing changed"))
+def prime(c, preset=None, source=None, python=None, device=None, jobs=None, nvcc_threads=None,
+          arch=None, cache=None, merge=False, force=False, reconfigure=False):
+    """Write CMakeUserPresets.json and configure the preset's build dir (only when needed)."""
+    from vllm_dev.prime import run_prime
+
+    with reported():
+        ws = workspace(c, preset=preset, source=source, python=python, device=device, jobs=jobs,
+                       nvcc_threads=nvcc_threads, arch=arch, cache=cache)
+        run_prime(ws, merge=merge, force=force, reconfigure=reconfigure)
+
+
+@task(
+    iterable=["target"],
+    help=_help(*CONFIGURE_HELP,
+               target="build only this target and install only its component (repeatable)",
+               install="install into the checkout's vllm/ after compiling (--no-install: "
+                       "compile only)"),
+)
+def build(c, preset=None, target=None, install=True, source=None, python=None, device=None,
+          jobs=None, nvcc_threads=None, arch=None, cache=None, merge=False, force=False):
+    """Compile incrementally and install into the checkout (primes first when needed)."""
+    from vllm_dev.build import run_build
+
+    with reported():
+        ws = workspace(c, preset=preset, source=source, python=python, device=device, jobs=jobs,
+                       nvcc_threads=nvcc_threads, arch=arch, cache=cache)
+        run_build(ws, targets=list(target or []), install=install, merge=merge, force=force)
+
+
+@task(iterable=["component"],
+      help=_help("preset", "source", "python",
+                 component="install only this component (= target name; repeatable)"))
+def install(c, preset=None, component=None, source=None, python=None):
+    """Install what was built, without compiling, and check every installed file."""
+    from vllm_dev.install import run_install
+
+    with reported():
+        ws = workspace(c, preset=preset, source=source, python=python)
+        run_install(ws, wanted=list(component or []))
+
+
+@task(name="clean", help=_help("preset", "source",
+                               all="remove every build dir vllm-dev created in the checkout",
+                               installed="also remove the files the last install wrote into "
+                                         "vllm/"))
+def clean_(c, preset=None, source=None, all=False, installed=False):
+    """Remove the preset's build dir (only dirs vllm-dev created, only inside the checkout)."""
+    from vllm_dev.clean import run_clean
+
+    with reported():
+        ws = workspace(c, preset=preset, source=source)
+        run_clean(ws, every=all, installed=installed)
+
+
+@task(help={"keep": "keep the temporary copy of the example project and print its path",
+            "device": "cuda or cpu (default: cuda when nvcc is found, else cpu)"})
+def demo(c, keep=False, device=None):
+    """Run setup, prime, build and a one-file rebuild on a copy of the bundled example project."""
+    from vllm_dev.demo import run_demo
+
+    with reported():
+        dry = bool(c.config.run.dry)
+        run_demo(runner=SubprocessRunner(dry=dry, echo=_echo), keep=keep, device=device)
+
+
+def namespace() -> Collection:
+    """The task collection with every tunable declared, for tasks.py and the console script."""
+    ns = Collection(setup, prime, build, install, clean_, demo)
+    ns.configure({"vllm_dev": dict(DEFAULTS)})
+    return ns
