@@ -1,0 +1,110 @@
+"""Shared fixtures: fresh copies of the vLLM-shaped test project and a way to run vllm-dev on them.
+
+Every test that proves a flow runs the real ``vllm-dev`` console script in a subprocess, against
+real uv, cmake, ninja and ccache (and nvcc when present), in a project copy under ``tmp_path``
+with its own ``.venv`` and its own ccache directory.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import minivllm_tools as mv  # noqa: E402
+
+BIN_DIR = Path(sys.executable).parent
+VLLM_DEV = str(BIN_DIR / "vllm-dev")
+NVCC = shutil.which("nvcc") or (
+    "/usr/local/cuda/bin/nvcc" if Path("/usr/local/cuda/bin/nvcc").is_file() else None
+)
+requires_nvcc = pytest.mark.skipif(
+    NVCC is None, reason="nvcc not found: the CUDA cases need the CUDA toolkit on PATH"
+)
+# Variables from the developer's shell that would change what vllm-dev decides.
+_SCRUBBED = ("VIRTUAL_ENV", "VLLM_TARGET_DEVICE", "VLLM_DEV_SOURCE", "VLLM_DEV_PYTHON", "MAX_JOBS",
+             "NVCC_THREADS", "TORCH_CUDA_ARCH_LIST", "VLLM_USE_PRECOMPILED",
+             "VLLM_PRECOMPILED_WHEEL_LOCATION", "CCACHE_DIR", "CMAKE_BUILD_PARALLEL_LEVEL")
+
+
+def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in _SCRUBBED and not k.startswith(("INVOKE_", "VLLM_DEV_", "CCACHE_"))}
+    env["PATH"] = f"{BIN_DIR}{os.pathsep}{env.get('PATH', '')}"
+    env["NO_COLOR"] = "1"
+    env.update(extra or {})
+    return env
+
+
+@dataclass
+class Project:
+    """A copy of the test project with its own venv; ``run`` calls the real vllm-dev in it."""
+
+    root: Path
+    python: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    def run(self, *args: str, check: bool = True, cwd: Path | None = None,
+            env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([VLLM_DEV, *args], cwd=cwd or self.root, text=True,
+                              capture_output=True, env=clean_env({**self.env, **(env or {})}),
+                              stdin=subprocess.DEVNULL, timeout=1200, check=False)
+        if check and done.returncode != 0:
+            raise AssertionError(
+                f"vllm-dev {' '.join(args)} exited {done.returncode}\n"
+                f"--- stdout\n{done.stdout}\n--- stderr\n{done.stderr}")
+        return done
+
+    def value(self, module: str, func: str = "known_value") -> int:
+        return mv.import_value(str(self.python), module, func, cwd=self.root)
+
+    @property
+    def build_dir(self) -> Path:
+        return self.root / "cmake-build-release"
+
+    def ninja_log_entries(self, build_dir: Path | None = None) -> list[str]:
+        """Outputs of the last ninja run recorded in .ninja_log (the lines after the last restart
+        of the start-time column are the latest build's)."""
+        log = (build_dir or self.build_dir) / ".ninja_log"
+        lines = [ln.split("\t") for ln in log.read_text().splitlines()[1:] if ln.strip()]
+        latest: list[str] = []
+        previous_start = None
+        for parts in lines:
+            start = int(parts[0])
+            if previous_start is not None and start < previous_start:
+                latest = []
+            latest.append(parts[3])
+            previous_start = start
+        return latest
+
+
+def make_project(tmp_path: Path, *, layout: str = "new", device: str = "cpu",
+                 setup: bool = True) -> Project:
+    root = mv.copy_project(tmp_path / "vllm", layout=layout)
+    python = mv.make_venv(root / ".venv")
+    project = Project(root=root, python=python,
+                      env={"CCACHE_DIR": str(tmp_path / "ccache"), "VLLM_TARGET_DEVICE": device})
+    if setup:
+        project.run("setup")
+    return project
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    """A CPU-device copy of the test project, set up (editable install + build requirements)."""
+    return make_project(tmp_path)
+
+
+@pytest.fixture
+def cuda_project(tmp_path: Path) -> Project:
+    if NVCC is None:
+        pytest.skip("nvcc not found: the CUDA cases need the CUDA toolkit on PATH")
+    return make_project(tmp_path, device="cuda")
