@@ -1,0 +1,7 @@
+#include "ops/ops.h"
+
+namespace minivllm {
+
+long add(long a, long b) { return a + b; }
+
+}  // namespace minivllm

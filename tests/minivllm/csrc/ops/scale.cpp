@@ -1,0 +1,7 @@
+#include "ops/ops.h"
+
+namespace minivllm {
+
+long scale(long value, long factor) { return value * factor; }
+
+}  // namespace minivllm
