@@ -24,9 +24,12 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vllm_dev.errors import VllmDevError
+
+if TYPE_CHECKING:
+    from vllm_dev.workspace import Workspace
 
 LOCK_NAME = ".vllm-dev.lock"
 HOLDER_NAME = ".vllm-dev.lock.json"
@@ -156,3 +159,21 @@ def build_lock(
             with contextlib.suppress(OSError):
                 (build_dir / HOLDER_NAME).unlink()
         lock.release()
+
+
+def current_command() -> str:
+    """This process's command line as a user would recognise it (``vllm-dev build ...``)."""
+    import shlex
+    import sys
+
+    argv = list(sys.argv) or ["vllm-dev"]
+    argv[0] = os.path.basename(argv[0]) or "vllm-dev"
+    return shlex.join(argv)
+
+
+def workspace_lock(ws: Workspace) -> contextlib.AbstractContextManager[Holder | None]:
+    """The lock of the workspace's build dir (nothing in dry runs: they write nothing)."""
+    if ws.dry:
+        return contextlib.nullcontext()
+    return build_lock(ws.build_dir, wait=not getattr(ws.settings, "no_wait", False), say=ws.say,
+                      command=current_command())

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Protocol
 
 from vllm_dev.errors import CommandFailed, VllmDevError
+from vllm_dev.interrupts import run_in_session
 
 
 @dataclass(frozen=True)
@@ -91,17 +92,8 @@ class SubprocessRunner:
         full_env = {**os.environ, **env} if env else None
         start = time.monotonic()
         try:
-            proc = subprocess.run(
-                args,
-                cwd=cwd,
-                env=full_env,
-                stdin=subprocess.DEVNULL,
-                capture_output=capture,
-                text=True,
-                errors="replace",
-                timeout=timeout,
-                check=False,
-            )
+            # A session of its own, stopped whole on Ctrl-C/SIGTERM (see vllm_dev.interrupts).
+            proc = run_in_session(args, cwd=cwd, env=full_env, capture=capture, timeout=timeout)
         except FileNotFoundError as exc:
             raise VllmDevError(f"cannot run {args[0]}: {exc.strerror}") from None
         except subprocess.TimeoutExpired:

@@ -11,6 +11,7 @@ from typing import Any
 from invoke import Collection, Context, Exit, task
 
 from vllm_dev.errors import VllmDevError
+from vllm_dev.interrupts import Terminated, sigterm_raises
 from vllm_dev.runner import SubprocessRunner
 from vllm_dev.settings import Settings
 from vllm_dev.workspace import Workspace
@@ -69,13 +70,17 @@ def workspace(c: Context, **flags: Any) -> Workspace:
 
 @contextlib.contextmanager
 def reported() -> Iterator[None]:
-    """Turn vllm-dev's errors into one line and an exit code; no traceback."""
+    """Turn vllm-dev's errors into one line and an exit code; no traceback. SIGTERM exits 143
+    after the same clean-up as Ctrl-C (130): children stopped, lock released."""
     try:
-        yield
+        with sigterm_raises():
+            yield
     except VllmDevError as exc:
         raise Exit(f"vllm-dev: {exc}", code=exc.exit_code) from None
     except KeyboardInterrupt:
         raise Exit("vllm-dev: interrupted", code=130) from None
+    except Terminated:
+        raise Exit("vllm-dev: terminated", code=Terminated.exit_code) from None
 
 
 @task(help=_help("source", "python", "device",

@@ -1,0 +1,142 @@
+"""Stopping vllm-dev's children completely when the user interrupts (Ctrl-C) or kills (SIGTERM).
+
+Every external command starts in a session of its own (``setsid``). Two reasons:
+
+* Ninja moves each compile job into a process group of its own, so signalling the process
+  group of cmake/ninja alone would orphan the running ``nvcc``/``cicc``/``ptxas``. A session
+  cannot be left by ``setpgid``, so "every process whose session id is the child's" is exactly
+  the tree we started, even after its members were re-parented to init.
+* The terminal's Ctrl-C then reaches only vllm-dev, which forwards it once, in order: first the
+  same signal (ninja and cmake clean up: ninja deletes half-written outputs), then, after a short
+  grace period, SIGKILL for whatever is still alive in the session.
+
+SIGTERM is turned into a :class:`Terminated` exception so that ``finally`` blocks (lock release,
+temporary files) run just as for Ctrl-C; the front end maps it to exit status 143.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from types import FrameType
+
+GRACE_SECONDS = 5.0
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived; a BaseException like KeyboardInterrupt so ``except Exception`` skips it."""
+
+    exit_code = 128 + signal.SIGTERM
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Terminated` (main thread only; else a no-op)."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def session_members(sid: int, *, proc_root: str = "/proc") -> list[int]:
+    """Pids of the live (non-zombie) processes in session ``sid``, read from ``/proc``."""
+    members = []
+    try:
+        entries = os.listdir(proc_root)
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"{proc_root}/{entry}/stat", encoding="ascii", errors="replace") as handle:
+                fields = handle.read().rpartition(")")[2].split()
+        except OSError:
+            continue
+        # After the command name: state ppid pgrp session ...
+        if len(fields) > 3 and fields[0] != "Z" and fields[3] == str(sid):
+            members.append(int(entry))
+    return members
+
+
+def _signal_session(sid: int, signum: int) -> None:
+    for pid in session_members(sid):
+        with contextlib.suppress(OSError):
+            os.kill(pid, signum)
+
+
+def stop_session(proc: subprocess.Popen[str], signum: int, *,
+                 grace: float = GRACE_SECONDS) -> None:
+    """Send ``signum`` to everything ``proc`` started, wait up to ``grace`` s, then SIGKILL the
+    rest; returns once ``proc`` is reaped and no process of its session is left."""
+    # A second Ctrl-C must not cut the clean-up short: hold both signals until it is done (they
+    # are delivered, and handled by the front end, when the mask is restored).
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        _stop_session(proc, signum, grace=grace)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
+def _stop_session(proc: subprocess.Popen[str], signum: int, *, grace: float) -> None:
+    sid = proc.pid  # start_new_session: the child is its session's leader
+    _signal_session(sid, signum)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=0.05)
+        if not session_members(sid):
+            break
+    else:
+        _signal_session(sid, signal.SIGKILL)
+    # Ninja's jobs may outlive ninja for an instant: SIGKILL anything still left, then reap.
+    for _ in range(100):
+        left = session_members(sid)
+        if not left:
+            break
+        _signal_session(sid, signal.SIGKILL)
+        time.sleep(0.02)
+    with contextlib.suppress(subprocess.TimeoutExpired, OSError):
+        proc.wait(timeout=5)
+
+
+def signal_for(exc: BaseException) -> int:
+    """The signal to forward for an interruption of the parent."""
+    return signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT
+
+
+def run_in_session(
+    args: list[str],
+    *,
+    cwd: os.PathLike[str] | str | None = None,
+    env: dict[str, str] | None = None,
+    capture: bool = False,
+    timeout: float | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """``subprocess.run`` in a new session; on Ctrl-C, SIGTERM or timeout every process it
+    started is stopped (see :func:`stop_session`) before the exception propagates."""
+    pipe = subprocess.PIPE if capture else None
+    proc = subprocess.Popen(args, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=pipe,
+                            stderr=pipe, text=True, errors="replace", start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        stop_session(proc, signal.SIGTERM, grace=1.0)
+        raise
+    except BaseException as exc:  # KeyboardInterrupt, Terminated
+        stop_session(proc, signal_for(exc))
+        raise
+    return subprocess.CompletedProcess(args, proc.returncode, stdout, stderr)
