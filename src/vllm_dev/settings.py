@@ -26,8 +26,13 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
     "jobs": ("VLLM_DEV_JOBS",),
     "max_jobs": ("MAX_JOBS",),
     "nvcc_threads": ("NVCC_THREADS",),
-    "arch": ("VLLM_DEV_ARCH",),
+    "arch": ("VLLM_DEV_ARCH", "TORCH_CUDA_ARCH_LIST"),
+    "job_memory_gib": ("VLLM_DEV_JOB_MEMORY_GIB",),
     "cache": ("VLLM_DEV_CACHE",),
+    "cache_dir": ("VLLM_DEV_CACHE_DIR",),
+    "cache_max_size": ("VLLM_DEV_CACHE_MAX_SIZE",),
+    "cache_remote": ("VLLM_DEV_CACHE_REMOTE",),
+    "cache_remote_mode": ("VLLM_DEV_CACHE_REMOTE_MODE",),
     "presets_dir": ("VLLM_DEV_PRESETS_DIR",),
 }
 
@@ -44,7 +49,12 @@ class Settings:
     max_jobs: int | None = None
     nvcc_threads: int | None = None
     arch: str | None = None
+    job_memory_gib: float | None = None
     cache: str = "ccache"
+    cache_dir: str | None = None
+    cache_max_size: str | None = None
+    cache_remote: str | None = None
+    cache_remote_mode: str = "read-only"
     presets_dir: str | None = None
     origins: tuple[tuple[str, str], ...] = ()
 
@@ -82,10 +92,14 @@ class Settings:
         for name in ("jobs", "max_jobs", "nvcc_threads"):
             if name in values:
                 values[name] = positive_int(values[name], origins[name])
+        if "job_memory_gib" in values:
+            values["job_memory_gib"] = positive_float(values["job_memory_gib"],
+                                                      origins["job_memory_gib"])
         if "device" in values:
             values["device"] = choice(values["device"], DEVICES, origins["device"])
         if "cache" in values:
             values["cache"] = choice(values["cache"], CACHES, origins["cache"])
+        _check_cache(values, origins)
         return cls(**values, origins=tuple(sorted(origins.items())))
 
 
@@ -98,6 +112,38 @@ def positive_int(value: Any, origin: str) -> int:
     if number < 1:
         raise VllmDevError(f"{origin} must be a positive integer, got {value!r}")
     return number
+
+
+def positive_float(value: Any, origin: str) -> float:
+    """A number > 0 (e.g. GiB), or a one-line error naming where the bad value came from."""
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        raise VllmDevError(f"{origin} must be a positive number, got {value!r}") from None
+    if not number > 0 or number == float("inf"):
+        raise VllmDevError(f"{origin} must be a positive number, got {value!r}")
+    return number
+
+
+def _check_cache(values: dict[str, Any], origins: dict[str, str]) -> None:
+    """Validate the compiler-cache settings (see :mod:`vllm_dev.compiler_cache`)."""
+    from vllm_dev import compiler_cache as cc
+
+    if "cache_remote" in values:
+        values["cache_remote"] = cc.validate_remote(str(values["cache_remote"]),
+                                                    origin=origins["cache_remote"])
+    if "cache_remote_mode" in values:
+        values["cache_remote_mode"] = choice(values["cache_remote_mode"], cc.REMOTE_MODES,
+                                             origins["cache_remote_mode"])
+    if "cache_max_size" in values:
+        values["cache_max_size"] = cc.validate_size(str(values["cache_max_size"]),
+                                                    origin=origins["cache_max_size"])
+    if values.get("cache_remote") and values.get("cache", "ccache") != "ccache":
+        raise VllmDevError(
+            f"{origins['cache_remote']} needs the ccache compiler cache, not "
+            f"{values['cache']!r} (from {origins['cache']}): sccache's CUDA results miss across "
+            "checkouts and its server fails to start when the remote is down"
+        )
 
 
 def choice(value: Any, allowed: tuple[str, ...], origin: str) -> str:
