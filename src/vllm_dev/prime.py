@@ -15,8 +15,11 @@ from vllm_dev.state import BuildRecord
 from vllm_dev.user_presets import PresetsWrite, write_user_presets
 from vllm_dev.workspace import Workspace
 
-# Fingerprint keys whose change needs a fresh CMake cache, not just a re-run of configure.
-FRESH_KEYS = ("python", "cmake")
+# Fingerprint keys whose change needs a fresh CMake cache, not just a re-run of configure:
+# VLLM_PYTHON_EXECUTABLE and torch's Torch_DIR/TORCH_LIBRARY are cached paths, CMake keeps the
+# first CMAKE_CUDA_COMPILER it found, and a new cmake may read an old cache differently. The arch
+# list is read from the environment on every configure, so a plain re-run picks it up.
+FRESH_KEYS = ("python", "torch", "cmake", "nvcc")
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,9 @@ def fingerprint(ws: Workspace) -> dict[str, str]:
         "preset": preset_fingerprint(ws.document, ws.template.name),
         "python": str(ws.interpreter.path),
         "cmake": f"{ws.cmake.path} {ws.cmake.version_text}",
+        "torch": ws.facts.torch or "none",
+        "nvcc": f"{ws.nvcc.path} {ws.nvcc.version_text}" if ws.nvcc else "none",
+        "arch": ws.arch.fingerprint,
     }
 
 
@@ -75,6 +81,8 @@ def run_prime(
         ws.say(f"reconfiguring {ws.template.name}: {'; '.join(changes)}"
                + (" (fresh CMake cache)" if fresh else ""))
     ws.say(ws.parallelism.line())
+    if ws.device == "cuda":
+        ws.say(ws.arch.line())
     if not ws.dry:
         build_dir.mkdir(parents=True, exist_ok=True)
         record = record or BuildRecord(build_dir, ws.template.name, str(ws.checkout.root))
