@@ -1,0 +1,113 @@
+"""Argument plumbing of the Invoke front end, with MockContext and a recording stand-in for the
+workflow (the flows themselves are proven with real tools in test_flow.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from invoke import Config, Exit, MockContext
+
+import vllm_dev.build
+import vllm_dev.clean
+import vllm_dev.prime
+from vllm_dev.errors import CommandFailed, VllmDevError
+from vllm_dev.settings import Settings
+from vllm_dev_tasks import DEFAULTS, namespace
+from vllm_dev_tasks import tasks as t
+
+
+def context(**vllm_dev: Any) -> MockContext:
+    return MockContext(config=Config(overrides={"vllm_dev": {**DEFAULTS, **vllm_dev}}))
+
+
+@pytest.fixture
+def recorded(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, dict[str, Any]]]:
+    calls: list[tuple[Any, dict[str, Any]]] = []
+
+    def record(ws: Any, **kwargs: Any) -> None:
+        calls.append((ws, kwargs))
+
+    for module, name in ((vllm_dev.build, "run_build"), (vllm_dev.prime, "run_prime"),
+                         (vllm_dev.clean, "run_clean")):
+        monkeypatch.setattr(module, name, record)
+    for var in ("VLLM_DEV_SOURCE", "VLLM_TARGET_DEVICE", "MAX_JOBS", "NVCC_THREADS",
+                "VLLM_DEV_JOBS", "VLLM_DEV_PRESET"):
+        monkeypatch.delenv(var, raising=False)
+    return calls
+
+
+def test_build_flags_reach_the_workflow(recorded: list[tuple[Any, dict[str, Any]]]) -> None:
+    t.build(context(), preset="debug", target=["_C", "_fast_C"], install=False, jobs="6",
+            device="cpu", merge=True)
+    ws, kwargs = recorded[0]
+    assert ws.settings.preset == "debug"
+    assert ws.settings.jobs == 6
+    assert ws.settings.device == "cpu"
+    assert kwargs["targets"] == ["_C", "_fast_C"]
+    assert (kwargs["install"], kwargs["merge"], kwargs["force"]) == (False, True, False)
+
+
+def test_flag_beats_env_beats_config(recorded: list[tuple[Any, dict[str, Any]]],
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VLLM_DEV_JOBS", "3")
+    t.prime(context(jobs=2, preset="debug"))
+    assert recorded[-1][0].settings.jobs == 3
+    assert recorded[-1][0].settings.preset == "debug"  # from config
+    t.prime(context(jobs=2), jobs="5")
+    assert recorded[-1][0].settings.jobs == 5
+    monkeypatch.delenv("VLLM_DEV_JOBS")
+    t.prime(context(jobs=2))
+    assert recorded[-1][0].settings.jobs == 2
+    assert recorded[-1][0].settings.origin("jobs") == "config vllm_dev.jobs"
+
+
+def test_dry_run_config_makes_a_dry_runner(recorded: list[tuple[Any, dict[str, Any]]]) -> None:
+    c = context()
+    c.config.run.dry = True
+    t.clean_(c, all=True, installed=True)
+    ws, kwargs = recorded[0]
+    assert ws.runner.dry is True
+    assert (kwargs["every"], kwargs["installed"]) == (True, True)
+
+
+def test_errors_become_exit_with_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(ws: Any, **kwargs: Any) -> None:
+        raise VllmDevError("something is wrong: fix it like this")
+
+    monkeypatch.setattr(vllm_dev.build, "run_build", fail)
+    with pytest.raises(Exit) as info:
+        t.build(context())
+    assert info.value.code == 1
+    assert str(info.value.message) == "vllm-dev: something is wrong: fix it like this"
+
+
+def test_failed_command_exit_code_is_the_commands(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(ws: Any, **kwargs: Any) -> None:
+        raise CommandFailed(["cmake", "--build", "--preset", "release"], 7)
+
+    monkeypatch.setattr(vllm_dev.build, "run_build", fail)
+    with pytest.raises(Exit) as info:
+        t.build(context())
+    assert info.value.code == 7
+
+
+def test_bad_jobs_value_is_rejected_before_anything_runs(
+        recorded: list[tuple[Any, dict[str, Any]]]) -> None:
+    with pytest.raises(Exit) as info:
+        t.build(context(), jobs="lots")
+    assert "--jobs must be a positive integer" in str(info.value.message)
+    assert recorded == []
+
+
+def test_every_task_argument_has_help() -> None:
+    ns = namespace()
+    for name in ns.task_names:
+        for argument in ns[name].get_arguments():
+            assert argument.help, f"{name} --{argument.name} has no help text"
+
+
+def test_every_tunable_is_declared_in_config() -> None:
+    declared = set(namespace().configuration()["vllm_dev"])
+    fields = {f for f in Settings.__dataclass_fields__ if f != "origins"}
+    assert fields <= declared, fields - declared
