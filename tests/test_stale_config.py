@@ -1,0 +1,61 @@
+"""Stale configuration, end to end: another venv or another torch makes `build` reconfigure from a
+fresh CMake cache and say what changed (CMake alone would keep the cached interpreter)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import minivllm_tools as mv
+from conftest import Project
+
+
+def cache_value(build_dir: Path, name: str) -> str:
+    for line in (build_dir / "CMakeCache.txt").read_text().splitlines():
+        if line.startswith(name + ":"):
+            return line.split("=", 1)[1]
+    raise AssertionError(f"{name} not in {build_dir}/CMakeCache.txt")
+
+
+def fake_torch(python: Path, version: str) -> None:
+    """A torch distribution as the interpreter probe sees it (metadata + torch/version.py); the
+    test project does not import torch, so no 2 GB wheel is needed to prove the plumbing."""
+    site = next((python.parent.parent / "lib").glob("python3*/site-packages"))
+    for old in site.glob("torch-*.dist-info"):
+        for f in old.iterdir():
+            f.unlink()
+        old.rmdir()
+    info = site / f"torch-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: torch\nVersion: {version}\n")
+    (site / "torch").mkdir(exist_ok=True)
+    (site / "torch" / "__init__.py").write_text("")
+    (site / "torch" / "version.py").write_text(f"__version__ = '{version}'\ncuda = None\n")
+
+
+def test_switching_venv_reconfigures_fresh(project: Project, tmp_path: Path) -> None:
+    venv_a = project.python
+    project.run("build", "--cache", "none")
+    assert cache_value(project.build_dir, "VLLM_PYTHON_EXECUTABLE") == str(venv_a)
+    assert project.value("_C") == 42
+
+    venv_b = mv.make_venv(tmp_path / "venv-b")
+    project.run("setup", "--python", str(venv_b))
+    done = project.run("build", "--cache", "none", "--python", str(venv_b))
+    assert f"python changed ({venv_a} -> {venv_b})" in done.stderr
+    assert "(fresh CMake cache)" in done.stderr
+    assert "--fresh" in done.stderr  # the configure command line that ran
+    assert cache_value(project.build_dir, "VLLM_PYTHON_EXECUTABLE") == str(venv_b)
+    assert mv.import_value(str(venv_b), "_C", cwd=project.root) == 42
+
+    again = project.run("build", "--cache", "none", "--python", str(venv_b))
+    assert "reconfiguring" not in again.stderr
+
+
+def test_torch_upgrade_reconfigures_fresh(project: Project) -> None:
+    fake_torch(project.python, "2.13.0")
+    project.run("build", "--cache", "none")
+    fake_torch(project.python, "2.14.0")
+    done = project.run("build", "--cache", "none")
+    assert "reconfiguring release: torch changed (2.13.0 -> 2.14.0) (fresh CMake cache)" \
+        in done.stderr
+    assert project.value("_C") == 42
