@@ -72,6 +72,9 @@ class SubprocessRunner:
     dry: bool = False
     echo: Callable[[str], None] | None = None
     secrets: Sequence[str] = field(default_factory=tuple)
+    # Added to every command's environment without being echoed: values that must reach cmake
+    # but stay out of files and logs (a credentialed remote cache URL the presets name).
+    environment: Mapping[str, str] = field(default_factory=dict)
 
     def run(
         self,
@@ -89,7 +92,8 @@ class SubprocessRunner:
             self.echo(self._redact(format_command(args, env)))
         if self.dry and mutates:
             return Completed(args, 0)
-        full_env = {**os.environ, **env} if env else None
+        full_env = {**os.environ, **self.environment, **(env or {})} if (
+            env or self.environment) else None
         start = time.monotonic()
         try:
             # A session of its own, stopped whole on Ctrl-C/SIGTERM (see vllm_dev.interrupts).

@@ -27,6 +27,10 @@ DEFAULTS: dict[str, Any] = {
     "nvcc_threads": None,
     "arch": None,
     "cache": "ccache",
+    "cache_dir": None,
+    "cache_max_size": None,
+    "cache_remote": None,
+    "cache_remote_mode": None,
     "presets_dir": None,
 }
 
@@ -42,6 +46,14 @@ COMMON_HELP = {
     "arch": "CUDA arches for TORCH_CUDA_ARCH_LIST, e.g. 8.0,9.0 or all (default: this "
             "machine's GPUs)",
     "cache": "compiler cache: ccache, sccache or none (default: ccache)",
+    "cache_dir": "compiler cache directory (default: the cache's own, e.g. ~/.cache/ccache; "
+                 "VLLM_DEV_CACHE_DIR)",
+    "cache_max_size": "compiler cache size limit, e.g. 20G (VLLM_DEV_CACHE_MAX_SIZE)",
+    "cache_remote": "shared ccache storage: redis://host:port, http(s)://host/path or "
+                    "file:///dir (VLLM_DEV_CACHE_REMOTE; a URL with credentials stays out of "
+                    "files and logs)",
+    "cache_remote_mode": "read-only (developers, the default) or read-write (CI fills the "
+                         "shared cache)",
 }
 CONFIGURE_HELP = {
     **COMMON_HELP,
@@ -65,7 +77,12 @@ def workspace(c: Context, **flags: Any) -> Workspace:
     config = dict(c.config.get("vllm_dev", {}) or {})
     settings = Settings.resolve(flags=flags, environ=os.environ, config=config)
     dry = bool(c.config.run.dry)
-    return Workspace(settings=settings, runner=SubprocessRunner(dry=dry, echo=_echo))
+    from vllm_dev import compiler_cache as cc
+
+    cache = cc.config_from(settings)
+    runner = SubprocessRunner(dry=dry, echo=_echo, secrets=cache.secrets,
+                              environment=cc.command_environment(cache))
+    return Workspace(settings=settings, runner=runner)
 
 
 @contextlib.contextmanager
@@ -95,13 +112,16 @@ def setup(c, source=None, python=None, device=None, force=False):
 
 @task(help=_help(*CONFIGURE_HELP, reconfigure="run cmake's configure even if nothing changed"))
 def prime(c, preset=None, source=None, python=None, device=None, jobs=None, nvcc_threads=None,
-          arch=None, cache=None, merge=False, force=False, reconfigure=False):
+          arch=None, cache=None, cache_dir=None, cache_max_size=None, cache_remote=None,
+          cache_remote_mode=None, merge=False, force=False, reconfigure=False):
     """Write CMakeUserPresets.json and configure the preset's build dir (only when needed)."""
     from vllm_dev.prime import run_prime
 
     with reported():
         ws = workspace(c, preset=preset, source=source, python=python, device=device, jobs=jobs,
-                       nvcc_threads=nvcc_threads, arch=arch, cache=cache)
+                       nvcc_threads=nvcc_threads, arch=arch, cache=cache, cache_dir=cache_dir,
+                       cache_max_size=cache_max_size, cache_remote=cache_remote,
+                       cache_remote_mode=cache_remote_mode)
         run_prime(ws, merge=merge, force=force, reconfigure=reconfigure)
 
 
@@ -113,13 +133,17 @@ def prime(c, preset=None, source=None, python=None, device=None, jobs=None, nvcc
                        "compile only)"),
 )
 def build(c, preset=None, target=None, install=True, source=None, python=None, device=None,
-          jobs=None, nvcc_threads=None, arch=None, cache=None, merge=False, force=False):
+          jobs=None, nvcc_threads=None, arch=None, cache=None, cache_dir=None,
+          cache_max_size=None, cache_remote=None, cache_remote_mode=None, merge=False,
+          force=False):
     """Compile incrementally and install into the checkout (primes first when needed)."""
     from vllm_dev.build import run_build
 
     with reported():
         ws = workspace(c, preset=preset, source=source, python=python, device=device, jobs=jobs,
-                       nvcc_threads=nvcc_threads, arch=arch, cache=cache)
+                       nvcc_threads=nvcc_threads, arch=arch, cache=cache, cache_dir=cache_dir,
+                       cache_max_size=cache_max_size, cache_remote=cache_remote,
+                       cache_remote_mode=cache_remote_mode)
         run_build(ws, targets=list(target or []), install=install, merge=merge, force=force)
 
 
