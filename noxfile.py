@@ -1,10 +1,25 @@
-"""Nox sessions for vllm-dev: `nox -l` lists them."""
+"""Nox sessions for vllm-dev: `nox -l` lists them.
+
+`tests` and `lint` run with plain `nox`. One build session per preset template (presets/*.json:
+`nox -s release`, `nox -s debug`, `nox -t build` for all) proves the whole flow from scratch in
+its own venv; the logic is in src/vllm_dev/nox_flow.py. Options go after `--`:
+`nox -s release -- --source ~/vllm`.
+"""
 
 from __future__ import annotations
 
+import inspect
+import os
+import sys
+from pathlib import Path
+
 import nox
 
-nox.needs_version = ">=2024.3.2"
+# nox's own interpreter may not have vllm-dev installed: the package is pure Python, use the source.
+sys.path.insert(0, str(Path(__file__).resolve().parent / "src"))
+from vllm_dev import nox_flow  # noqa: E402
+
+nox.needs_version = ">=2025.2.9"  # default=False sessions
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.sessions = ["tests", "lint"]
 
@@ -22,3 +37,26 @@ def lint(session: nox.Session) -> None:
     session.install("-e", ".[lint]")
     session.run("ruff", "check", "src", "tests", "tasks.py", "noxfile.py")
     session.run("mypy")
+
+
+# Under `nox -j`, build sessions still run one at a time (they install into the same vllm/);
+# separate nox processes are serialized by a lock on the checkout (see nox_flow).
+_SERIAL = ({"allow_parallel": False}
+           if "allow_parallel" in inspect.signature(nox.session).parameters else {})
+
+
+def _build_session(preset: str, templates: Path) -> None:
+    def build(session: nox.Session) -> None:
+        nox_flow.build_session(session, preset=preset)
+
+    build.__doc__ = nox_flow.session_doc(preset, templates)
+    nox.session(build, name=preset, tags=["build"], default=False, **_SERIAL)
+
+
+_TEMPLATES = nox_flow.presets_dir(os.environ)
+for _preset in nox_flow.preset_names(_TEMPLATES):
+    if _preset in ("tests", "lint"):
+        print(f"noxfile: preset template {_preset}.json clashes with the {_preset} session; "
+              "rename it to get a build session", file=sys.stderr)
+        continue
+    _build_session(_preset, _TEMPLATES)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -212,10 +212,51 @@ def render(templates: dict[str, PresetTemplate], inputs: PresetInputs) -> dict[s
     }
 
 
+def layered(templates: dict[str, PresetTemplate], prefix: str) -> dict[str, PresetTemplate]:
+    """The templates renamed ``<prefix><name>``, each in its own ``cmake-build-<prefix><name>``.
+
+    For a second interpreter beside the developer's (the Nox sessions): a template's own
+    ``binaryDir`` is dropped on purpose, since it may name the developer's build dir, and a CMake
+    cache must never be shared between two interpreters.
+    """
+    return {prefix + t.name: replace(t, name=prefix + t.name, binary_dir=DEFAULT_BINARY_DIR)
+            for t in templates.values()}
+
+
+def render_standalone(template: PresetTemplate, inputs: PresetInputs) -> dict[str, Any]:
+    """One preset that inherits nothing: the base's settings are folded into it.
+
+    It can then sit beside presets rendered for another interpreter (the developer's, which
+    own ``vllm-dev-base``) without either changing the other's fingerprint.
+    """
+    document = render({template.name: template}, inputs)
+    base, preset = document["configurePresets"]
+    flat = {k: v for k, v in preset.items() if k != "inherits"}
+    flat["generator"] = base["generator"]
+    flat["binaryDir"] = preset.get("binaryDir", base["binaryDir"])
+    flat["cacheVariables"] = {**base["cacheVariables"], **preset["cacheVariables"]}
+    environment = {**base.get("environment", {}), **preset.get("environment", {})}
+    if environment:
+        flat["environment"] = environment
+    document["configurePresets"] = [flat]
+    document["vendor"][VENDOR_KEY]["owned"] = [flat["name"]]
+    return document
+
+
 def preset_fingerprint(document: dict[str, Any], name: str) -> str:
-    """A stable text of everything that configures preset ``name`` (itself plus its base)."""
-    configure = {p["name"]: p for p in document.get("configurePresets", [])}
-    parts = [configure.get(BASE_PRESET), configure.get(name)]
+    """A stable text of everything that configures preset ``name``: itself and what it inherits
+    (and nothing else, so presets beside it in the file never trigger a reconfigure)."""
+    configure = {p["name"]: p for p in document.get("configurePresets", [])
+                 if isinstance(p, dict)}
+    parts: list[Any] = []
+    pending = [name]
+    while pending:
+        preset = configure.get(pending.pop(0))
+        if preset is None or preset in parts:
+            continue
+        parts.insert(0, preset)
+        parents = preset.get("inherits", [])
+        pending += [parents] if isinstance(parents, str) else list(parents)
     return json.dumps(parts, sort_keys=True)
 
 

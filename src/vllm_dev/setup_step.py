@@ -24,6 +24,38 @@ PRECOMPILED_VARS = (
 SETUP_RECORD = "setup.json"
 
 
+# Lets uv pick torch's CUDA/ROCm/CPU wheel index for this machine; pip has no such option.
+UV_ONLY_ARGS = ("--torch-backend=auto",)
+
+
+@dataclass(frozen=True)
+class InstallStep:
+    """One install of setup, as the arguments after ``pip install``.
+
+    Shared by :func:`run_setup` (through uv) and the Nox sessions (through ``session.install``,
+    so ``nox -R`` skips them): both install exactly the same things the same way.
+    """
+
+    message: str
+    args: tuple[str, ...]
+    env: dict[str, str]
+
+
+def editable_step(ws: Workspace) -> InstallStep:
+    """The editable install with prebuilt kernels (needs no interpreter probe: runs first, and
+    brings torch, which decides the device of the next step)."""
+    root = ws.checkout.root
+    env = {"VLLM_USE_PRECOMPILED": "1"}
+    env.update({var: ws.environ[var] for var in PRECOMPILED_VARS if ws.environ.get(var)})
+    return InstallStep(f"editable install of {root} with prebuilt kernels",
+                       ("-U", "-e", str(root)), env)
+
+
+def requirements_step(ws: Workspace, requirements: Path) -> InstallStep:
+    return InstallStep(f"build requirements from {requirements.relative_to(ws.checkout.root)}",
+                       ("-r", str(requirements)), {})
+
+
 @dataclass(frozen=True)
 class SetupResult:
     skipped: bool
@@ -88,14 +120,10 @@ def run_setup(ws: Workspace, *, force: bool = False) -> SetupResult:
         return SetupResult(True, requirements)
     uv = find_uv()
     python = str(ws.interpreter.path)
-    env = {"VLLM_USE_PRECOMPILED": "1"}
-    env.update({var: ws.environ[var] for var in PRECOMPILED_VARS if ws.environ.get(var)})
-    ws.say(f"setup: editable install of {root} with prebuilt kernels into {python}")
-    ws.runner.run([uv, "pip", "install", "--python", python, "-U", "-e", str(root),
-                   "--torch-backend=auto"], cwd=root, env=env)
-    ws.say(f"setup: build requirements from {requirements.relative_to(root)}")
-    ws.runner.run([uv, "pip", "install", "--python", python, "-r", str(requirements),
-                   "--torch-backend=auto"], cwd=root)
+    for step in (editable_step(ws), requirements_step(ws, requirements)):
+        ws.say(f"setup: {step.message} into {python}")
+        ws.runner.run([uv, "pip", "install", "--python", python, *step.args, *UV_ONLY_ARGS],
+                      cwd=root, env=step.env or None)
     if not ws.dry:
         ensure_state_dir(ws.checkout.state_dir)
         record[key["interpreter"]] = key

@@ -125,6 +125,36 @@ def plan_user_presets(
     )
 
 
+def beside_owned(path: Path, ours: dict[str, Any]) -> dict[str, Any]:
+    """``ours`` plus every other preset vllm-dev already owns in ``path``, unchanged.
+
+    For presets rendered for a second interpreter (``nox-release``): written through
+    :func:`write_user_presets`, they join the developer's presets instead of replacing them, so
+    the developer's presets (and their fingerprints) stay byte-identical. A file vllm-dev does
+    not own is left to :func:`write_user_presets`' rules (``--merge``/``--force``).
+    """
+    try:
+        existing = json.loads(path.read_text(encoding="utf-8", errors="replace"))
+    except (OSError, ValueError):
+        return ours
+    entry = _vendor_entry(existing) if isinstance(existing, dict) else None
+    if entry is None:
+        return ours
+    replaced = _names(ours)
+    owned = [n for n in entry.get("owned", []) if isinstance(n, str) and n not in replaced]
+    combined: dict[str, Any] = dict(ours)  # same key order as a file of our own
+    for kind in _PRESET_KINDS:
+        kept = [p for p in existing.get(kind) or []
+                if isinstance(p, dict) and p.get("name") in owned]
+        if kept or kind in ours:
+            combined[kind] = kept + list(ours.get(kind, []))
+    version = existing.get("version")
+    combined["version"] = max(version if isinstance(version, int) else 0, PRESETS_VERSION)
+    combined["vendor"] = {VENDOR_KEY: {**ours["vendor"][VENDOR_KEY],
+                                       "owned": owned + sorted(replaced)}}
+    return combined
+
+
 def check_project_presets(root: Path, ours: dict[str, Any]) -> None:
     """CMake reads CMakePresets.json too; a name defined in both is an error there."""
     project = root / "CMakePresets.json"

@@ -53,6 +53,9 @@ class Workspace:
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     cwd: Path = field(default_factory=Path.cwd)
     say: Callable[[str], None] = _stderr
+    # Non-empty (the Nox sessions use "nox-"): render only this workspace's preset, named
+    # <layer><template>, standalone and beside the presets already in the file (presets.layered).
+    layer: str = ""
 
     @property
     def dry(self) -> bool:
@@ -91,11 +94,12 @@ class Workspace:
     def templates(self) -> dict[str, PresetTemplate]:
         directory = (Path(self.settings.presets_dir).expanduser() if self.settings.presets_dir
                      else presets_mod.bundled_presets_dir())
-        return presets_mod.load_templates(directory)
+        templates = presets_mod.load_templates(directory)
+        return presets_mod.layered(templates, self.layer) if self.layer else templates
 
     @cached_property
     def template(self) -> PresetTemplate:
-        name = self.settings.preset
+        name = self.layer + self.settings.preset
         if name not in self.templates:
             raise VllmDevError(
                 f"unknown preset {name!r}; known presets: {', '.join(self.templates)} "
@@ -188,6 +192,12 @@ class Workspace:
     def document(self) -> dict[str, Any]:
         """The presets document vllm-dev would write now."""
         _ = self.template  # an unknown preset fails before anything is rendered
+        if self.layer:
+            from vllm_dev.user_presets import beside_owned
+
+            presets_mod.resolve_binary_dir(self.template, source_dir=self.checkout.root)
+            return beside_owned(self.checkout.user_presets,
+                                presets_mod.render_standalone(self.template, self.preset_inputs()))
         for template in self.templates.values():
             presets_mod.resolve_binary_dir(template, source_dir=self.checkout.root)
         return presets_mod.render(self.templates, self.preset_inputs())

@@ -1,0 +1,323 @@
+"""The Nox build sessions (``nox -s release``, ``nox -s debug``): the whole flow in a fresh venv.
+
+A session proves from scratch that a checkout builds: its own virtual environment is the target
+interpreter; setup installs into it through ``session.install`` (so ``nox -R`` skips it); then the
+same :func:`~vllm_dev.prime.run_prime`, :func:`~vllm_dev.build.run_build` and
+:func:`~vllm_dev.install.run_install` as the Invoke tasks run, and every installed extension must
+import inside that venv. Nothing here imports nox: the noxfile hands in its session object, which
+only needs the few methods of :class:`NoxSession`.
+
+Isolation from the developer's own build: a session renders one standalone preset
+``nox-<template>`` (binary dir ``cmake-build-nox-<template>``) with its venv's interpreter and
+adds it beside the developer's presets in ``CMakeUserPresets.json`` (see
+:func:`vllm_dev.user_presets.beside_owned`), so neither CMake caches nor preset fingerprints are
+ever shared. Both the developer's build and every session install into the checkout's ``vllm/``;
+the last one wins. A lock on the checkout (``.vllm-dev/.vllm-dev.lock``) makes concurrent sessions
+(two terminals, or ``nox -j``) run one after the other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, NoReturn, Protocol
+
+from vllm_dev.errors import VllmDevError
+from vllm_dev.runner import Completed, SubprocessRunner
+
+LAYER = "nox-"
+PHASES = ("setup", "configure", "compile", "install", "import check")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+# Runs inside the session's venv: imports every installed extension (after torch, as vLLM does:
+# its kernels need libtorch's symbols loaded) and checks it came from the checkout's vllm/.
+_IMPORT_CHECK = r"""
+import importlib, importlib.util, os, sys
+package = os.path.realpath(sys.argv[1])
+if importlib.util.find_spec("torch") is not None:
+    import torch  # noqa: F401
+failed = []
+for name in sys.argv[2:]:
+    try:
+        module = importlib.import_module(name)
+    except Exception as exc:
+        first = (str(exc).splitlines() or [""])[0]
+        failed.append(f"{name} ({type(exc).__name__}: {first})")
+        continue
+    where = os.path.realpath(getattr(module, "__file__", None) or "?")
+    if not where.startswith(package + os.sep):
+        failed.append(f"{name} (imported from {where}, not from {package})")
+print("\n".join(failed))
+sys.exit(1 if failed else 0)
+"""
+
+
+class NoxSession(Protocol):
+    """What the build sessions use of ``nox.Session`` (kept small so tests can fake it)."""
+
+    @property
+    def posargs(self) -> list[str]: ...
+
+    @property
+    def invoked_from(self) -> str: ...
+
+    @property
+    def venv_backend(self) -> str: ...
+
+    @property
+    def bin(self) -> str: ...
+
+    def run(self, *args: str, env: Mapping[str, str] | None = ..., external: bool = ...
+            ) -> Any: ...
+
+    def install(self, *args: str, env: Mapping[str, str] | None = ...) -> None: ...
+
+    def chdir(self, dir: str | os.PathLike[str]) -> Any: ...
+
+    def log(self, *args: Any) -> None: ...
+
+    def error(self, *args: Any) -> NoReturn: ...
+
+
+@dataclass
+class SessionRunner:
+    """A :class:`~vllm_dev.runner.Runner` that runs the commands which change things through the
+    nox session (logged by nox, stopped by nox on Ctrl-C, a failure fails the session).
+
+    Queries (probes, ``--version``) need their output and exit code, which ``session.run`` does not
+    give back, so they go to a plain :class:`SubprocessRunner`; they change nothing. Output meant
+    for a progress display (``stream``) is left to nox, which shows (or, under ``-j``, buffers)
+    it like every other command's.
+    """
+
+    session: NoxSession
+    dry: bool = False
+    queries: SubprocessRunner = field(default_factory=SubprocessRunner)
+
+    def run(
+        self,
+        argv: Sequence[str | os.PathLike[str]],
+        *,
+        cwd: Path | None = None,
+        env: Mapping[str, str] | None = None,
+        capture: bool = False,
+        check: bool = True,
+        mutates: bool = True,
+        timeout: float | None = None,
+        stream: Callable[[str], None] | None = None,
+        pseudo_terminal: bool = False,
+        **more: Any,
+    ) -> Completed:
+        args = [os.fspath(a) for a in argv]
+        if capture or not check or not mutates:
+            return self.queries.run(args, cwd=cwd, env=env, capture=capture, check=check,
+                                    mutates=mutates, timeout=timeout, **more)
+        start = time.monotonic()
+        with self.session.chdir(cwd) if cwd else contextlib.nullcontext():
+            self.session.run(*args, env=dict(env) if env else None, external=True)
+        return Completed(args, 0, seconds=time.monotonic() - start)
+
+
+@dataclass
+class PhaseClock:
+    """Elapsed time of each phase, said as each one ends and once more, all together, at the end
+    (also when a phase fails: the summary then shows how far the session got)."""
+
+    say: Callable[[str], None]
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            self.seconds[name] = time.monotonic() - start
+            self.say(f"{name}: {self.seconds[name]:.1f} s")
+
+    def summary(self) -> str:
+        parts = [f"{name} {self.seconds[name]:.1f} s" for name in PHASES if name in self.seconds]
+        return "elapsed: " + (", ".join(parts) or "nothing ran") + (
+            f"; total {sum(self.seconds.values()):.1f} s" if self.seconds else "")
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise VllmDevError(f"nox build session arguments (after --): {message}; "
+                           f"usage: {self.format_usage().strip().removeprefix('usage: ')}")
+
+
+def parse_posargs(posargs: Sequence[str]) -> argparse.Namespace:
+    """``nox -s release -- --source PATH ...``: the same names as the tasks' flags."""
+    parser = _ArgumentParser(prog="nox -s <preset> --", add_help=False)
+    parser.add_argument("--source", help="vLLM checkout (else VLLM_DEV_SOURCE, config, or the "
+                                         "checkout around the directory nox was started in)")
+    parser.add_argument("--device", help="cuda, cpu or rocm (else VLLM_TARGET_DEVICE, or torch)")
+    parser.add_argument("--jobs")
+    parser.add_argument("--max-jobs")
+    parser.add_argument("--nvcc-threads")
+    parser.add_argument("--arch")
+    parser.add_argument("--cache")
+    parser.add_argument("--merge", action="store_true",
+                        help="add the session's preset to a CMakeUserPresets.json of your own")
+    parser.add_argument("--force", action="store_true",
+                        help="replace a CMakeUserPresets.json of your own (a backup is kept)")
+    return parser.parse_args(list(posargs))
+
+
+def presets_dir(environ: Mapping[str, str]) -> Path:
+    """Where the session list comes from: the same templates the tasks use."""
+    from vllm_dev.presets import bundled_presets_dir
+
+    configured = environ.get("VLLM_DEV_PRESETS_DIR")
+    return Path(configured).expanduser() if configured else bundled_presets_dir()
+
+
+def preset_names(directory: Path) -> list[str]:
+    """One build session per template file. Only names are read here (at noxfile import): a
+    broken template then fails its own session with a one-line error, not ``nox -l``."""
+    if not directory.is_dir():
+        return []
+    return sorted(p.stem for p in directory.glob("*.json") if _NAME_RE.match(p.stem))
+
+
+def session_doc(name: str, directory: Path) -> str:
+    """The session's docstring for ``nox -l``: what it does, and the template's description."""
+    description = ""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        description = str(json.loads((directory / f"{name}.json").read_text()).get(
+            "description", ""))
+    return (f"Build the {name} preset from scratch in its own venv (setup, configure, compile, "
+            f"install, import check; build dir cmake-build-{LAYER}{name})"
+            + (f": {description}" if description else "."))
+
+
+def invoke_config(project_dir: Path, environ: Mapping[str, str]) -> dict[str, Any]:
+    """The ``vllm_dev`` section of the Invoke configuration, read as the ``vllm-dev`` script reads
+    it (system and user files, ``invoke.yaml`` of the invocation directory, ``INVOKE_VLLM_DEV_*``).
+
+    Invoke is imported lazily: nox's own interpreter may lack it, and then only the environment
+    variables and flags count (said once, so a user whose invoke.yaml is ignored knows why).
+    """
+    from vllm_dev.settings import Settings
+
+    try:
+        from invoke import Config
+    except ImportError:
+        return {}
+    logging.getLogger("invoke").setLevel(logging.WARNING)  # nox's handler would show its debug
+    defaults = {f.name: getattr(Settings, f.name, None) for f in fields(Settings)
+                if f.name != "origins"}
+    config = Config(defaults={**Config.global_defaults(), "vllm_dev": defaults},
+                    project_location=str(project_dir))
+    config.load_project()
+    config.load_shell_env()
+    return dict(config.get("vllm_dev", {}) or {})
+
+
+def installed_modules(files: Sequence[Path], package_dir: Path) -> list[str]:
+    """``vllm/_C.abi3.so`` -> ``vllm._C``: the import name of each installed extension."""
+    modules: list[str] = []
+    root = package_dir.parent.resolve()
+    for path in files:
+        if not path.name.endswith((".so", ".pyd", ".dylib")):
+            continue
+        relative = Path(os.path.realpath(path)).relative_to(root)
+        modules.append(".".join([*relative.parent.parts, relative.name.split(".", 1)[0]]))
+    return sorted(set(modules))
+
+
+def build_session(session: NoxSession, *, preset: str) -> None:
+    """The body of ``nox -s <preset>``; every user error ends the session with one line."""
+    clock = PhaseClock(say=lambda m: session.log(f"vllm-dev: {m}"))
+    try:
+        _build(session, preset=preset, clock=clock)
+    except VllmDevError as exc:
+        session.log(f"vllm-dev: {clock.summary()}")
+        session.error(f"vllm-dev: {exc}")
+    session.log(f"vllm-dev: {clock.summary()}")
+
+
+def _build(session: NoxSession, *, preset: str, clock: PhaseClock) -> None:
+    from vllm_dev.build import run_build
+    from vllm_dev.install import run_install
+    from vllm_dev.locking import build_lock
+    from vllm_dev.prime import run_prime
+    from vllm_dev.settings import Settings
+    from vllm_dev.setup_step import UV_ONLY_ARGS, editable_step, requirements_step
+    from vllm_dev.state import ensure_state_dir
+    from vllm_dev.workspace import Workspace
+
+    args = parse_posargs(session.posargs)
+    try:
+        python = Path(session.bin) / ("python.exe" if os.name == "nt" else "python")
+    except ValueError:
+        raise VllmDevError(f"nox -s {preset} needs a virtualenv of its own: run it without "
+                           "--no-venv / --force-venv-backend none") from None
+    invoked_from = Path(session.invoked_from)
+    environ = dict(os.environ)
+    flags = {"source": args.source, "device": args.device, "jobs": args.jobs,
+             "max_jobs": args.max_jobs, "nvcc_threads": args.nvcc_threads, "arch": args.arch,
+             "cache": args.cache, "python": str(python), "preset": preset}
+    settings = Settings.resolve(flags=flags, environ=environ,
+                                config=invoke_config(invoked_from, environ))
+    say = clock.say
+
+    def workspace() -> Workspace:
+        """A fresh one after each install: facts about the venv are cached per workspace."""
+        return Workspace(settings=settings, runner=SessionRunner(session), environ=environ,
+                         cwd=invoked_from, say=say, layer=LAYER)
+
+    ws = workspace()
+    checkout = ws.checkout  # a missing or non-vLLM checkout stops here, before any install
+    say(f"checkout {checkout.root}, target interpreter {python}, build dir "
+        f"{ws.build_dir.relative_to(checkout.root)}")
+    ensure_state_dir(checkout.state_dir)
+    with build_lock(checkout.state_dir, wait=True, say=say, command=f"nox -s {preset}"):
+        with clock.phase("setup"):
+            extra = UV_ONLY_ARGS if session.venv_backend == "uv" else ()
+            step = editable_step(ws)
+            say(f"setup: {step.message} (skipped under nox -R)")
+            session.install(*step.args, *extra, env=step.env)
+            ws = workspace()  # torch (if any) arrived: it decides the device
+            step = requirements_step(ws, checkout.build_requirements(ws.device))
+            say(f"setup: {step.message} (skipped under nox -R)")
+            session.install(*step.args, *extra)
+        ws = workspace()
+        with clock.phase("configure"):
+            primed = run_prime(ws, merge=args.merge, force=args.force)
+            if not primed.configured:
+                say(f"configure: {ws.build_dir.name} is up to date")
+        with clock.phase("compile"):
+            run_build(ws, install=False, merge=args.merge, force=args.force)
+        with clock.phase("install"):
+            report = run_install(ws)
+        with clock.phase("import check"):
+            files = report.files if report else []
+            check_imports(ws.runner, python=python, package_dir=checkout.package_dir,
+                          files=files, cwd=python.parent.parent, say=say)
+
+
+def check_imports(runner: Any, *, python: Path, package_dir: Path, files: Sequence[Path],
+                  cwd: Path, say: Callable[[str], None]) -> list[str]:
+    """Import every installed extension in the venv, from outside the checkout (so the editable
+    install, not the working directory, must find them); one line naming each failure."""
+    modules = installed_modules(files, package_dir)
+    if not modules:
+        raise VllmDevError(f"the install put no extension into {package_dir}: nothing to import")
+    done = runner.run([python, "-I", "-c", _IMPORT_CHECK, str(package_dir), *modules], cwd=cwd,
+                      capture=True, check=False, mutates=False, timeout=300)
+    if not done.ok:
+        failed = "; ".join(line for line in done.stdout.splitlines() if line.strip()) or (
+            done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise VllmDevError(f"installed extension(s) failed to import with {python}: {failed}")
+    say(f"import check: {', '.join(modules)} import from {package_dir}")
+    return modules
