@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
+from vllm_dev.errors import VllmDevError
 from vllm_dev.install import InstallReport, check_components, check_installed
+from vllm_dev.locking import workspace_lock
 from vllm_dev.prime import PrimeResult, run_prime
+from vllm_dev.staged_install import staged_install
 from vllm_dev.workspace import Workspace
+
+if TYPE_CHECKING:
+    from vllm_dev.report import Recorder
 
 
 @dataclass(frozen=True)
@@ -22,8 +31,36 @@ def run_build(
     install: bool = True,
     merge: bool = False,
     force: bool = False,
+    plain: bool = False,
+    json_path: Path | None = None,
 ) -> BuildResult:
-    primed = run_prime(ws, merge=merge, force=force)
+    """Configure, compile and install under the build dir's lock: one ninja per build dir.
+
+    ``plain`` turns the progress bar off; every build writes a report (see report.py), also to
+    ``json_path`` when given."""
+    from vllm_dev.report import Recorder
+
+    with workspace_lock(ws):
+        recorder = Recorder(ws, json_path=json_path)
+        try:
+            result = _run_build_locked(ws, targets=targets, install=install, merge=merge,
+                                       force=force, plain=plain, recorder=recorder)
+        except VllmDevError as exc:
+            recorder.finish_quietly(exit_code=exc.exit_code)
+            raise
+        recorder.finish(exit_code=0)
+        return result
+
+
+def _run_build_locked(
+    ws: Workspace, *, targets: list[str] | None, install: bool, merge: bool, force: bool,
+    plain: bool, recorder: Recorder,
+) -> BuildResult:
+    from vllm_dev.progress import open_display
+
+    with recorder.phase("configure"):
+        primed = run_prime(ws, merge=merge, force=force)
+    recorder.configured = primed.configured
     build_dir = ws.build_dir
     if not ws.dry:
         check_components(build_dir, targets)
@@ -32,13 +69,22 @@ def run_build(
     if targets:
         argv += ["--target", *targets]
     elif install:
-        argv += ["--target", "install"]
-    ws.runner.run(argv, cwd=ws.checkout.root)
-    if install and targets:
-        for target in targets:
-            ws.runner.run([cmake, "--install", str(build_dir), "--component", target],
-                          cwd=ws.checkout.root)
+        argv += ["--target", "all"]  # what `install` would build; the install is staged below
+    recorder.compile_starting(build_dir)
+    display = open_display(plain=plain or ws.dry)  # a bar when stderr is a terminal
+    started = time.monotonic()
+    try:
+        ws.runner.run(argv, cwd=ws.checkout.root, env=display.child_env() or None,
+                      stream=display.line, pseudo_terminal=display.pseudo_terminal)
+    finally:
+        display.close()
+        recorder.compile_finished(started=started,
+                                  install_started=display.progress.install_started_at)
+    if install:  # staged, then renamed into vllm/: an interrupt never leaves a partial .so
+        with recorder.phase("install"):
+            staged_install(ws, build_dir, targets or None)
     report = None
     if install and not ws.dry:
-        report = check_installed(ws, build_dir, targets)
+        with recorder.phase("verify"):
+            report = check_installed(ws, build_dir, targets)
     return BuildResult(primed, report)

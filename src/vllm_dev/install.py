@@ -95,14 +95,12 @@ def run_install(ws: Workspace, *, wanted: list[str] | None = None) -> InstallRep
     if not (build_dir / "CMakeCache.txt").is_file():
         raise VllmDevError(f"{build_dir} is not configured: run `vllm-dev build` first")
     check_components(build_dir, wanted)
-    cmake = str(ws.cmake.path)
-    if wanted:
-        for component in wanted:
-            ws.runner.run([cmake, "--install", str(build_dir), "--component", component],
-                          cwd=ws.checkout.root)
-    else:
-        ws.runner.run([cmake, "--install", str(build_dir)], cwd=ws.checkout.root)
-    return None if ws.dry else check_installed(ws, build_dir, wanted)
+    from vllm_dev.locking import workspace_lock
+    from vllm_dev.staged_install import staged_install
+
+    with workspace_lock(ws):  # staged, then renamed into vllm/ (see staged_install.py)
+        staged_install(ws, build_dir, wanted or None)
+        return None if ws.dry else check_installed(ws, build_dir, wanted)
 
 
 def check_components(build_dir: Path, wanted: list[str] | None) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from vllm_dev.errors import VllmDevError
+from vllm_dev.locking import workspace_lock
 from vllm_dev.presets import preset_fingerprint
 from vllm_dev.state import BuildRecord
 from vllm_dev.user_presets import PresetsWrite, write_user_presets
@@ -55,7 +56,15 @@ def describe_changes(old: dict[str, str], new: dict[str, str]) -> list[str]:
 def run_prime(
     ws: Workspace, *, merge: bool = False, force: bool = False, reconfigure: bool = False
 ) -> PrimeResult:
+    """Prime while holding the build dir's lock (a concurrent build waits; see locking.py)."""
     ws.require_build_requirements()
+    with workspace_lock(ws):
+        return _run_prime_locked(ws, merge=merge, force=force, reconfigure=reconfigure)
+
+
+def _run_prime_locked(
+    ws: Workspace, *, merge: bool, force: bool, reconfigure: bool
+) -> PrimeResult:
     cmake = ws.cmake
     written = write_user_presets(ws.checkout.user_presets, ws.document, merge=merge, force=force,
                                  dry=ws.dry)
