@@ -34,6 +34,7 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
     "cache_remote": ("VLLM_DEV_CACHE_REMOTE",),
     "cache_remote_mode": ("VLLM_DEV_CACHE_REMOTE_MODE",),
     "presets_dir": ("VLLM_DEV_PRESETS_DIR",),
+    "no_wait": ("VLLM_DEV_NO_WAIT",),
 }
 
 
@@ -56,6 +57,7 @@ class Settings:
     cache_remote: str | None = None
     cache_remote_mode: str = "read-only"
     presets_dir: str | None = None
+    no_wait: bool = False  # fail at once when another build holds the build dir (locking.py)
     origins: tuple[tuple[str, str], ...] = ()
 
     def origin(self, name: str) -> str:
@@ -99,6 +101,8 @@ class Settings:
             values["device"] = choice(values["device"], DEVICES, origins["device"])
         if "cache" in values:
             values["cache"] = choice(values["cache"], CACHES, origins["cache"])
+        if "no_wait" in values:
+            values["no_wait"] = boolean(values["no_wait"], origins["no_wait"])
         _check_cache(values, origins)
         return cls(**values, origins=tuple(sorted(origins.items())))
 
@@ -144,6 +148,18 @@ def _check_cache(values: dict[str, Any], origins: dict[str, str]) -> None:
             f"{values['cache']!r} (from {origins['cache']}): sccache's CUDA results miss across "
             "checkouts and its server fails to start when the remote is down"
         )
+
+
+def boolean(value: Any, origin: str) -> bool:
+    """true/false, yes/no, on/off, 1/0 (any case), or a one-line error naming the origin."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise VllmDevError(f"{origin} must be true or false, got {value!r}")
 
 
 def choice(value: Any, allowed: tuple[str, ...], origin: str) -> str:
