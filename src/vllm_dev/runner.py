@@ -37,7 +37,11 @@ class Completed:
 
 
 class Runner(Protocol):
-    """Runs commands for the workflow; ``dry`` runners only print commands that change things."""
+    """Runs commands for the workflow; ``dry`` runners only print commands that change things.
+
+    ``stream``, when given, receives the command's output (stdout and stderr merged) line by line
+    as it appears instead of it going to the terminal; ``pseudo_terminal`` makes the command see a
+    terminal (ninja then also reports steps as they start)."""
 
     dry: bool
 
@@ -51,6 +55,8 @@ class Runner(Protocol):
         check: bool = True,
         mutates: bool = True,
         timeout: float | None = None,
+        stream: Callable[[str], None] | None = None,
+        pseudo_terminal: bool = False,
     ) -> Completed: ...
 
 
@@ -86,6 +92,8 @@ class SubprocessRunner:
         check: bool = True,
         mutates: bool = True,
         timeout: float | None = None,
+        stream: Callable[[str], None] | None = None,
+        pseudo_terminal: bool = False,
     ) -> Completed:
         args = [os.fspath(a) for a in argv]
         if self.echo is not None and (mutates or self.dry):
@@ -97,7 +105,16 @@ class SubprocessRunner:
         start = time.monotonic()
         try:
             # A session of its own, stopped whole on Ctrl-C/SIGTERM (see vllm_dev.interrupts).
-            proc = run_in_session(args, cwd=cwd, env=full_env, capture=capture, timeout=timeout)
+            if stream is not None and not capture:
+                # Line by line to a consumer (the build's progress display); see streaming.py.
+                from vllm_dev.streaming import run_streaming
+
+                code = run_streaming(args, on_line=stream, cwd=cwd, env=full_env,
+                                     pseudo_terminal=pseudo_terminal)
+                proc = subprocess.CompletedProcess(args, code, "", "")
+            else:
+                proc = run_in_session(args, cwd=cwd, env=full_env, capture=capture,
+                                      timeout=timeout)
         except FileNotFoundError as exc:
             raise VllmDevError(f"cannot run {args[0]}: {exc.strerror}") from None
         except subprocess.TimeoutExpired:

@@ -1,0 +1,467 @@
+"""What a build cost: time per phase, steps run, compiler-cache hits, slowest files, peak memory.
+
+A :class:`Recorder` watches one ``vllm-dev build`` and writes a :class:`BuildReport` into the build
+dir (``vllm-dev-report.json``), so ``vllm-dev report`` can show it again, and, with ``--json
+FILE``, wherever CI wants it. A report is written for failed builds too: a failure is when people
+most want to know what happened.
+
+Sources, each chosen because it needs nothing the user does not already have:
+
+* phases: wall time measured around each step (configure, compile, install, verify);
+* steps and per-file times: the ``.ninja_log`` lines ninja appended during this build (the file's
+  size is noted before the build; if ninja rewrote the log meanwhile, the latest run in it is
+  taken instead);
+* cache hits/misses: ``ccache --print-stats`` before and after, subtracted. The user's counters
+  are never zeroed; a concurrent build using the same cache directory would be counted in too;
+* peak memory: ``getrusage(RUSAGE_CHILDREN).ru_maxrss``: the largest resident set of any *single*
+  process vllm-dev waited for (directly or through cmake/ninja), i.e. the biggest compiler
+  process, not the sum of the parallel jobs (that would need sampling /proc during the build).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vllm_dev.errors import VllmDevError
+
+REPORT_FILE = "vllm-dev-report.json"
+NINJA_LOG = ".ninja_log"
+PHASES = ("configure", "compile", "install", "verify")
+SLOWEST_IN_REPORT = 10
+_OBJECT_SUFFIXES = (".o", ".obj")
+_TARGET_DIR_RE = re.compile(r"^(?:.*/)?CMakeFiles/([^/]+)\.dir/(.+)$")
+
+
+# ----------------------------------------------------------------------------- .ninja_log
+
+
+@dataclass(frozen=True)
+class NinjaEntry:
+    """One line of ``.ninja_log``: a step's start and end (ms since its ninja run began)."""
+
+    start_ms: int
+    end_ms: int
+    output: str
+
+    @property
+    def seconds(self) -> float:
+        return max(0, self.end_ms - self.start_ms) / 1000.0
+
+    @property
+    def is_object(self) -> bool:
+        return self.output.endswith(_OBJECT_SUFFIXES)
+
+
+def parse_ninja_log(text: str) -> list[NinjaEntry]:
+    """Entries of a ``.ninja_log`` text (versions 5 to 7 share the first four columns)."""
+    entries = []
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split("\t")
+        if len(parts) < 4 or not parts[0].isdigit() or not parts[1].isdigit():
+            continue
+        entries.append(NinjaEntry(int(parts[0]), int(parts[1]), parts[3]))
+    return entries
+
+
+def latest_run(entries: list[NinjaEntry]) -> list[NinjaEntry]:
+    """The entries of the last ninja run: start times restart from 0 with every run."""
+    run: list[NinjaEntry] = []
+    previous = None
+    for entry in entries:
+        if previous is not None and entry.start_ms < previous:
+            run = []
+        run.append(entry)
+        previous = entry.start_ms
+    return run
+
+
+def log_size(build_dir: Path) -> int:
+    try:
+        return (build_dir / NINJA_LOG).stat().st_size
+    except OSError:
+        return 0
+
+
+def entries_since(build_dir: Path, offset: int) -> list[NinjaEntry]:
+    """What ninja appended to the log after it was ``offset`` bytes long."""
+    path = build_dir / NINJA_LOG
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return []
+    if len(data) < offset:  # ninja recompacted the log: fall back to its last run
+        return latest_run(parse_ninja_log(data.decode(errors="replace")))
+    return parse_ninja_log(data[offset:].decode(errors="replace"))
+
+
+@dataclass(frozen=True)
+class UnitTime:
+    """Compile time of one translation unit."""
+
+    source: str
+    target: str
+    seconds: float
+    output: str
+
+
+def unit_of(entry: NinjaEntry) -> UnitTime:
+    """``CMakeFiles/_C.dir/csrc/ops/add.cpp.o`` -> source ``csrc/ops/add.cpp``, target ``_C``."""
+    match = _TARGET_DIR_RE.match(entry.output)
+    target, rest = (match.group(1), match.group(2)) if match else ("", entry.output)
+    for suffix in _OBJECT_SUFFIXES:
+        if rest.endswith(suffix):
+            rest = rest[: -len(suffix)]
+            break
+    return UnitTime(rest, target, entry.seconds, entry.output)
+
+
+def slowest_units(entries: list[NinjaEntry], limit: int | None = None) -> list[UnitTime]:
+    """Translation units by compile time, slowest first; a unit built twice counts once (last)."""
+    last: dict[str, NinjaEntry] = {}
+    for entry in entries:
+        if entry.is_object:
+            last[entry.output] = entry
+    units = sorted((unit_of(e) for e in last.values()), key=lambda u: (-u.seconds, u.source))
+    return units if limit is None else units[:limit]
+
+
+def rank_build_dir(build_dir: Path, limit: int) -> list[UnitTime]:
+    """Every translation unit the build dir's ``.ninja_log`` knows, slowest first."""
+    path = build_dir / NINJA_LOG
+    if not path.is_file():
+        raise VllmDevError(f"{path} does not exist: run `vllm-dev build` first (ninja writes it)")
+    return slowest_units(parse_ninja_log(path.read_text(errors="replace")), limit)
+
+
+# ----------------------------------------------------------------------------- peak memory
+
+
+def max_child_rss_kib() -> int | None:
+    """Largest resident set (KiB) of any child process waited for so far; None if unknown."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    value = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if sys.platform == "darwin":  # bytes there, KiB on Linux
+        value //= 1024
+    return int(value) or None
+
+
+# ----------------------------------------------------------------------------- the report
+
+
+@dataclass
+class CacheDelta:
+    """Compiler-cache counters of this build only (after minus before)."""
+
+    tool: str
+    hits: int
+    misses: int
+    note: str = ""
+
+    @property
+    def hit_rate(self) -> float | None:
+        total = self.hits + self.misses
+        return self.hits / total if total else None
+
+
+@dataclass
+class BuildReport:
+    preset: str
+    build_dir: str
+    started: str
+    exit_code: int = 0
+    configured: bool = False
+    phases: dict[str, float] = field(default_factory=dict)
+    total_seconds: float = 0.0
+    steps: int = 0
+    compile_steps: int = 0
+    cache: CacheDelta | None = None
+    cache_note: str = ""
+    slowest: list[UnitTime] = field(default_factory=list)
+    peak_rss_kib: int | None = None
+    peak_rss_measures: str = ("largest resident set of any single process of the build "
+                              "(getrusage RUSAGE_CHILDREN ru_maxrss), not the sum of parallel jobs")
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["ok"] = self.ok
+        data["kind"] = "vllm-dev build report"
+        data["version"] = 1
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> BuildReport:
+        cache = data.get("cache")
+        return cls(
+            preset=str(data.get("preset", "")),
+            build_dir=str(data.get("build_dir", "")),
+            started=str(data.get("started", "")),
+            exit_code=int(data.get("exit_code", 0)),
+            configured=bool(data.get("configured", False)),
+            phases={str(k): float(v) for k, v in (data.get("phases") or {}).items()},
+            total_seconds=float(data.get("total_seconds", 0.0)),
+            steps=int(data.get("steps", 0)),
+            compile_steps=int(data.get("compile_steps", 0)),
+            cache=CacheDelta(**cache) if isinstance(cache, dict) else None,
+            cache_note=str(data.get("cache_note", "")),
+            slowest=[UnitTime(**u) for u in data.get("slowest") or []],
+            peak_rss_kib=data.get("peak_rss_kib"),
+        )
+
+    def lines(self) -> list[str]:
+        """The report as a few human lines (what a build prints at its end)."""
+        state = "ok" if self.ok else f"FAILED (exit code {self.exit_code})"
+        phases = ", ".join(f"{name} {self.phases[name]:.2f} s" for name in PHASES
+                           if name in self.phases)
+        out = [f"build {self.preset} {state} in {self.total_seconds:.2f} s: {phases}"
+               + ("" if self.configured else " (no configure needed)")]
+        parts = [f"{self.steps} ninja step(s), {self.compile_steps} compile(s)"]
+        if self.cache is not None:
+            rate = self.cache.hit_rate
+            shown = f"{rate:.0%}" if rate is not None else "n/a"
+            parts.append(f"{self.cache.tool}: {self.cache.hits} hit(s), {self.cache.misses} "
+                         f"miss(es) ({shown} hit rate)")
+        elif self.cache_note:
+            parts.append(f"compiler cache: {self.cache_note}")
+        if self.peak_rss_kib:
+            parts.append(f"peak memory {self.peak_rss_kib / 1024:.0f} MiB (largest single "
+                         "process)")
+        out.append("; ".join(parts))
+        if self.slowest:
+            top = ", ".join(f"{u.source} {u.seconds:.1f} s" for u in self.slowest[:3])
+            out.append(f"slowest: {top}")
+        return out
+
+
+def load_last(build_dir: Path) -> BuildReport:
+    from vllm_dev.state import read_json
+
+    path = build_dir / REPORT_FILE
+    data = read_json(path)
+    if data is None:
+        raise VllmDevError(f"no build report in {build_dir}: run `vllm-dev build` first")
+    try:
+        return BuildReport.from_json(data)
+    except (TypeError, ValueError) as exc:
+        raise VllmDevError(f"{path} is not a build report ({exc}): run `vllm-dev build` "
+                           "to write a new one") from None
+
+
+# ----------------------------------------------------------------------------- recording
+
+
+class Recorder:
+    """Collects the figures of one build; :meth:`finish` writes and returns the report.
+
+    ``ws`` is a :class:`vllm_dev.workspace.Workspace` (typed loosely: the recorder only reads
+    ``runner``, ``settings``, ``interpreter``, ``template``, ``say``).
+    """
+
+    def __init__(self, ws: Any, *, json_path: Path | None = None) -> None:
+        self.ws = ws
+        self.json_path = json_path
+        self.phases: dict[str, float] = {}
+        self.configured = False
+        self.build_dir: Path | None = None
+        self._t0 = time.monotonic()
+        self._started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        self._log_offset: int | None = None
+        self._cache_before: Any = None
+        self._cache_note = ""
+        self._ccache: str | None = None
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            self.add(name, time.monotonic() - start)
+
+    def add(self, name: str, seconds: float) -> None:
+        self.phases[name] = self.phases.get(name, 0.0) + max(0.0, seconds)
+
+    def compile_starting(self, build_dir: Path) -> None:
+        """Note where the ninja log ends and read the cache counters, just before compiling."""
+        self.build_dir = build_dir
+        if self.ws.dry:
+            return
+        self._log_offset = log_size(build_dir)
+        self._cache_before = self._read_cache()
+
+    def compile_finished(self, *, started: float, install_started: float | None) -> None:
+        """Split the compile command's time; cmake's own install target counts as install."""
+        end = time.monotonic()
+        if install_started is not None and started <= install_started <= end:
+            self.add("compile", install_started - started)
+            self.add("install", end - install_started)
+        else:
+            self.add("compile", end - started)
+
+    def _ccache_path(self) -> str | None:
+        if self._ccache is None and self.ws.settings.cache == "ccache":
+            from vllm_dev.toolchain import find_launcher
+
+            found = find_launcher("ccache", interpreter=self.ws.interpreter)
+            self._ccache = str(found) if found else None
+        return self._ccache
+
+    def _read_cache(self) -> Any:
+        cache = self.ws.settings.cache
+        if cache != "ccache":
+            self._cache_note = ("off (--cache none)" if cache == "none"
+                                else f"hits not measured for {cache}")
+            return None
+        path = self._ccache_path()
+        if path is None:
+            self._cache_note = "ccache not found"
+            return None
+        try:
+            from vllm_dev.compiler_cache import read_stats
+
+            return read_stats(path, runner=self.ws.runner, env=self._cache_env())
+        except VllmDevError as exc:
+            self._cache_note = f"statistics unreadable ({exc})"
+            return None
+
+    def _cache_env(self) -> dict[str, str] | None:
+        """CCACHE_DIR/CCACHE_CONFIGPATH from the preset's ``environment``: cmake gives them to the
+        build, so the statistics must be read from the same cache."""
+        try:
+            document = self.ws.document
+            root = str(self.ws.checkout.root)
+        except VllmDevError:
+            return None
+        env = preset_environment(document, self.ws.template.name)
+        wanted = {k: v.replace("${sourceDir}", root) for k, v in env.items()
+                  if k in ("CCACHE_DIR", "CCACHE_CONFIGPATH") and "$" not in
+                  v.replace("${sourceDir}", "")}
+        return wanted or None
+
+    def finish(self, *, exit_code: int) -> BuildReport | None:
+        """Write the report (build dir, and ``--json FILE``) and print its summary."""
+        if self.ws.dry:
+            return None
+        if self.build_dir is None:  # failed before compiling: the report still has a home
+            with suppress(VllmDevError):
+                self.build_dir = self.ws.build_dir
+        report = BuildReport(
+            preset=self.ws.settings.preset,
+            build_dir=str(self.build_dir or ""),
+            started=self._started,
+            exit_code=exit_code,
+            configured=self.configured,
+            phases={name: round(self.phases[name], 3) for name in PHASES if name in self.phases},
+            total_seconds=round(time.monotonic() - self._t0, 3),
+            peak_rss_kib=max_child_rss_kib(),
+            cache_note=self._cache_note,
+        )
+        if self.build_dir is not None and self._log_offset is not None:
+            entries = entries_since(self.build_dir, self._log_offset)
+            report.steps = len(entries)
+            report.compile_steps = sum(1 for e in entries if e.is_object)
+            report.slowest = slowest_units(entries, SLOWEST_IN_REPORT)
+        if self._cache_before is not None:
+            after = self._read_cache()
+            if after is not None:
+                delta = after - self._cache_before
+                report.cache = CacheDelta("ccache", delta.hits, delta.misses)
+        self._save(report)
+        for line in report.lines():
+            self.ws.say(line)
+        return report
+
+    def finish_quietly(self, *, exit_code: int) -> None:
+        """:meth:`finish` while another error is on its way out: that error must win."""
+        try:
+            self.finish(exit_code=exit_code)
+        except (VllmDevError, OSError) as exc:
+            self.ws.say(f"no build report written: {exc}")
+
+    def _save(self, report: BuildReport) -> None:
+        from vllm_dev.state import write_json
+
+        data = report.to_json()
+        if self.build_dir is not None and self.build_dir.is_dir():
+            write_json(self.build_dir / REPORT_FILE, data)
+        if self.json_path is not None:
+            try:
+                write_json(self.json_path, data)
+            except OSError as exc:
+                raise VllmDevError(f"cannot write the report to {self.json_path}: "
+                                   f"{exc.strerror}") from None
+
+
+def preset_environment(document: dict[str, Any], name: str) -> dict[str, str]:
+    """The ``environment`` a configure preset ends up with, following ``inherits`` (own wins)."""
+    presets = {p.get("name"): p for p in document.get("configurePresets", [])
+               if isinstance(p, dict)}
+    merged: dict[str, str] = {}
+    seen: set[str] = set()
+
+    def visit(preset_name: str) -> None:
+        preset = presets.get(preset_name)
+        if preset is None or preset_name in seen:
+            return
+        seen.add(preset_name)
+        parents = preset.get("inherits", [])
+        for parent in reversed([parents] if isinstance(parents, str) else list(parents)):
+            visit(parent)
+        for key, value in (preset.get("environment") or {}).items():
+            if value is not None:
+                merged[str(key)] = str(value)
+
+    visit(name)
+    return merged
+
+
+def render_ranking(units: list[UnitTime]) -> list[str]:
+    """``vllm-dev report --slowest N`` as aligned text lines."""
+    if not units:
+        return ["no compiled translation units in the ninja log"]
+    width = max(len(u.source) for u in units)
+    return [f"{i:>3}. {u.seconds:8.2f} s  {u.source:<{width}}  {u.target}"
+            for i, u in enumerate(units, 1)]
+
+
+def dumps(report: BuildReport) -> str:
+    return json.dumps(report.to_json(), indent=2, sort_keys=True)
+
+
+def run_report(ws: Any, *, slowest: int | str | None = None, as_json: bool = False) -> None:
+    """``vllm-dev report``: the last report again, or ``--slowest N`` over the whole log."""
+    from vllm_dev.settings import positive_int
+
+    build_dir = ws.build_dir
+    if slowest not in (None, ""):
+        count = positive_int(slowest, "--slowest")
+        for line in render_ranking(rank_build_dir(build_dir, count)):
+            print(line)
+        return
+    report = load_last(build_dir)
+    if as_json:
+        print(dumps(report))
+        return
+    print(f"last build of {report.build_dir} (started {report.started}):")
+    for line in report.lines():
+        print(f"  {line}")
+    if report.slowest:
+        print("slowest translation units of that build:")
+        for line in render_ranking(report.slowest):
+            print(f"  {line}")

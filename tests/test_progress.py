@@ -1,0 +1,191 @@
+"""Build progress: ninja status parsing (recorded output), live streaming (real ninja), and a real
+failing build whose output must arrive whole, with cmake's exit code."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from vllm_dev.progress import (
+    NINJA_STATUS_FORMAT,
+    BarDisplay,
+    BuildProgress,
+    PlainDisplay,
+    parse_status,
+    short_name,
+    wants_bar,
+)
+from vllm_dev.streaming import LineSplitter, run_streaming
+
+from conftest import Project
+
+# What ninja printed (through a pipe) for a clean build of the test project.
+RECORDED_PLAIN = """\
+[1/6] Building CXX object CMakeFiles/_C.dir/csrc/ops/add.cpp.o
+[2/6] Building CXX object CMakeFiles/_C.dir/csrc/ops/scale.cpp.o
+In file included from /src/csrc/fast/module_fast.cpp:1:
+/src/csrc/fast/module_fast.cpp:3:2: warning: #warning "careful" [-Wcpp]
+[3/6] Building CXX object CMakeFiles/_fast_C.dir/csrc/fast/module_fast.cpp.o
+[4/6] Linking CXX shared module _fast_C.abi3.so
+[5/6] Building CXX object CMakeFiles/_C.dir/csrc/module_C.cpp.o
+[6/6] Linking CXX shared module _C.abi3.so
+""".splitlines()
+
+# The same build on a pseudo-terminal with NINJA_STATUS_FORMAT: a line when a step starts
+# (started count grows) and when it finishes (finished count grows).
+RECORDED_TTY = [
+    "[0/6|1] Building CXX object CMakeFiles/_C.dir/csrc/ops/add.cpp.o",
+    "[0/6|2] Building CXX object CMakeFiles/_C.dir/csrc/ops/scale.cpp.o",
+    "[1/6|2] Building CXX object CMakeFiles/_C.dir/csrc/ops/add.cpp.o",
+    "[1/6|3] Building CXX object CMakeFiles/_fast_C.dir/csrc/fast/module_fast.cpp.o",
+]
+
+
+def test_parse_status_lines_and_other_output() -> None:
+    status = parse_status("[12/345] Building CUDA object CMakeFiles/_C.dir/csrc/x.cu.o")
+    assert status is not None
+    assert (status.finished, status.total, status.started) == (12, 345, None)
+    tty = parse_status("[3/9|5] Linking CXX shared module _C.abi3.so")
+    assert tty is not None and (tty.finished, tty.total, tty.started) == (3, 9, 5)
+    assert parse_status("/src/a.cpp:3:2: warning: [12/34] in a message") is None
+    assert parse_status("FAILED: CMakeFiles/_C.dir/a.cpp.o") is None
+    assert short_name("Building CUDA object CMakeFiles/_C.dir/csrc/attention/a.cu.o") == \
+        "csrc/attention/a.cu"
+    assert short_name("Linking CXX shared module _C.abi3.so") == "link _C.abi3.so"
+
+
+def test_progress_from_recorded_pipe_output() -> None:
+    progress = BuildProgress(started_at=0.0)
+    for i, line in enumerate(RECORDED_PLAIN):
+        progress.update(line, now=float(i))
+    assert (progress.finished, progress.total) == (6, 6)
+    assert progress.running == {}
+    assert progress.activity() == "link _C.abi3.so"
+    assert progress.install_started_at is None
+
+
+def test_progress_tracks_running_steps_in_terminal_mode() -> None:
+    progress = BuildProgress(started_at=0.0)
+    for line in RECORDED_TTY[:2]:
+        progress.update(line, now=1.0)
+    assert progress.activity() == "csrc/ops/add.cpp, csrc/ops/scale.cpp"
+    assert progress.eta(now=1.0) is None  # nothing finished yet: no pace to extrapolate
+    for line in RECORDED_TTY[2:]:
+        progress.update(line, now=2.0)
+    assert list(progress.running) == [
+        "Building CXX object CMakeFiles/_C.dir/csrc/ops/scale.cpp.o",
+        "Building CXX object CMakeFiles/_fast_C.dir/csrc/fast/module_fast.cpp.o",
+    ]
+    assert progress.eta(now=2.0) == 10.0  # 1 of 6 in 2 s: 5 more at 2 s each
+    progress.update("[6/7|7] Install the project...", now=5.0)
+    assert progress.install_started_at == 5.0
+
+
+def test_line_splitter_handles_redraws_and_split_chunks() -> None:
+    lines: list[str] = []
+    splitter = LineSplitter(lines.append)
+    text = "\r[1/2|1] a\x1b[K\r[1/2|2] b\x1b[K\nwarning: caf\u00e9\r\n\n[2/2|2] b".encode()
+    for i in range(len(text)):  # byte by byte: a UTF-8 character split across reads
+        splitter.feed(text[i:i + 1])
+    splitter.close()
+    assert lines == ["[1/2|1] a", "[1/2|2] b", "warning: caf\u00e9", "[2/2|2] b"]
+
+
+def test_plain_display_passes_every_line() -> None:
+    out = io.StringIO()
+    display = PlainDisplay(out=out)
+    for line in RECORDED_PLAIN:
+        display.line(line)
+    display.close()
+    assert out.getvalue().splitlines() == RECORDED_PLAIN
+    assert display.progress.finished == 6
+
+
+def test_bar_display_keeps_all_other_output() -> None:
+    from rich.console import Console
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, width=200, color_system=None)
+    display = BarDisplay(console=console)
+    failure = ["FAILED: CMakeFiles/_C.dir/csrc/ops/add.cpp.o",
+               "/usr/bin/c++ -O3 -c csrc/ops/add.cpp",
+               "csrc/ops/add.cpp:7:1: error: expected ';' before '}' token",
+               *[f"  context line {i}" for i in range(50)],
+               "ninja: build stopped: subcommand failed."]
+    for line in [*RECORDED_TTY, *failure]:
+        display.line(line)
+    display.close()
+    shown = buffer.getvalue()
+    for line in failure:  # unabridged, in order
+        assert line in shown
+    assert shown.index(failure[0]) < shown.index(failure[-1])
+    assert "[0/6|1]" not in shown  # status lines become the bar, not text
+    assert "1/6" in shown and "eta" in shown
+    assert display.child_env() == {"NINJA_STATUS": NINJA_STATUS_FORMAT}
+
+
+def test_bar_only_on_a_terminal() -> None:
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    assert wants_bar(plain=False, stream=Tty(), environ={"TERM": "xterm"})
+    assert not wants_bar(plain=True, stream=Tty(), environ={"TERM": "xterm"})
+    assert not wants_bar(plain=False, stream=Tty(), environ={"TERM": "dumb"})
+    assert not wants_bar(plain=False, stream=io.StringIO(), environ={"TERM": "xterm"})
+
+
+def _ninja() -> str:
+    found = shutil.which("ninja") or str(Path(sys.executable).parent / "ninja")
+    assert Path(found).exists(), "ninja is a dependency of vllm-dev"
+    return found
+
+
+def test_streaming_on_a_pty_reports_steps_as_they_start(tmp_path: Path) -> None:
+    (tmp_path / "build.ninja").write_text(
+        "rule slow\n  command = sleep 0.3 && touch $out\n  description = SLOW $out\n"
+        "build a: slow\nbuild b: slow\n"
+    )
+    lines: list[str] = []
+    env = {**os.environ, "NINJA_STATUS": NINJA_STATUS_FORMAT, "TERM": "xterm"}
+    code = run_streaming([_ninja(), "-j2"], on_line=lines.append, cwd=tmp_path, env=env,
+                         pseudo_terminal=True)
+    assert code == 0
+    progress = BuildProgress()
+    peak = 0
+    for line in lines:
+        progress.update(line)
+        peak = max(peak, len(progress.running))
+    assert peak == 2, lines  # both steps were seen running at once
+    assert progress.finished == 2 and not progress.running
+
+
+def test_streaming_through_a_pipe_keeps_order_and_exit_code(tmp_path: Path) -> None:
+    lines: list[str] = []
+    code = run_streaming(["sh", "-c", "echo out; echo err >&2; echo last; exit 3"],
+                         on_line=lines.append, cwd=tmp_path)
+    assert code == 3
+    assert lines == ["out", "err", "last"]
+
+
+def test_failing_build_shows_everything_and_keeps_cmakes_exit_code(project: Project) -> None:
+    project.run("build", "--plain")
+    add = project.root / "csrc" / "ops" / "add.cpp"
+    add.write_text(add.read_text() + '\n#warning "minivllm-kept-warning"\n'
+                   "int broken_function() { return missing_name_42; }\n")
+    done = project.run("build", "--plain", check=False)
+    raw = subprocess.run([str(project.python.parent / "cmake"), "--build", "--preset", "release"],
+                         cwd=project.root, capture_output=True, text=True, check=False)
+    assert raw.returncode != 0
+    assert done.returncode == raw.returncode
+    failed = [ln for ln in done.stdout.splitlines() if ln.startswith("FAILED:")]
+    assert failed and failed[0].rstrip().endswith("CMakeFiles/_C.dir/csrc/ops/add.cpp.o")
+    assert "ninja: build stopped" in done.stdout
+    assert "missing_name_42" in done.stdout and "error" in done.stdout
+    assert "minivllm-kept-warning" in done.stdout
+    report = project.run("report").stdout
+    assert f"FAILED (exit code {raw.returncode})" in report
