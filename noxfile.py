@@ -31,6 +31,14 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", *session.posargs)
 
 
+@nox.session(default=False)
+def demo(session: nox.Session) -> None:
+    """The whole flow on a temporary copy of the bundled example project (no vLLM checkout,
+    no GPU needed): setup, prime, build, a one-file rebuild."""
+    session.install("-e", ".")
+    session.run("vllm-dev", "demo", *session.posargs)
+
+
 @nox.session(tags=["check"])
 def lint(session: nox.Session) -> None:
     """Ruff for style and errors, mypy for types."""
