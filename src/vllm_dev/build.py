@@ -61,6 +61,8 @@ def _run_build_locked(
     with recorder.phase("configure"):
         primed = run_prime(ws, merge=merge, force=force)
     recorder.configured = primed.configured
+    if not primed.configured:  # prime explained it when it configured
+        ws.say(ws.parallelism.line())
     build_dir = ws.build_dir
     if not ws.dry:
         check_components(build_dir, targets)

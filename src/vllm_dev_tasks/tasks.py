@@ -26,6 +26,7 @@ DEFAULTS: dict[str, Any] = {
     "max_jobs": None,
     "nvcc_threads": None,
     "arch": None,
+    "job_memory_gib": None,
     "cache": "ccache",
     "cache_dir": None,
     "cache_max_size": None,
@@ -44,7 +45,9 @@ COMMON_HELP = {
     "jobs": "parallel compile jobs (default: computed from CPUs and memory)",
     "nvcc_threads": "nvcc --threads per compile job (default: computed; NVCC_THREADS)",
     "arch": "CUDA arches for TORCH_CUDA_ARCH_LIST, e.g. 8.0,9.0 or all (default: this "
-            "machine's GPUs)",
+            "machine's GPUs; TORCH_CUDA_ARCH_LIST)",
+    "job_memory_gib": "memory one compile job needs, in GiB, to size jobs by available memory "
+                      "(default: per device, see parallelism.py; VLLM_DEV_JOB_MEMORY_GIB)",
     "cache": "compiler cache: ccache, sccache or none (default: ccache)",
     "cache_dir": "compiler cache directory (default: the cache's own, e.g. ~/.cache/ccache; "
                  "VLLM_DEV_CACHE_DIR)",
@@ -113,7 +116,8 @@ def setup(c, source=None, python=None, device=None, force=False):
 @task(help=_help(*CONFIGURE_HELP, reconfigure="run cmake's configure even if nothing changed"))
 def prime(c, preset=None, source=None, python=None, device=None, jobs=None, nvcc_threads=None,
           arch=None, cache=None, cache_dir=None, cache_max_size=None, cache_remote=None,
-          cache_remote_mode=None, merge=False, force=False, reconfigure=False):
+          cache_remote_mode=None, job_memory_gib=None, merge=False, force=False,
+          reconfigure=False):
     """Write CMakeUserPresets.json and configure the preset's build dir (only when needed)."""
     from vllm_dev.prime import run_prime
 
@@ -121,30 +125,67 @@ def prime(c, preset=None, source=None, python=None, device=None, jobs=None, nvcc
         ws = workspace(c, preset=preset, source=source, python=python, device=device, jobs=jobs,
                        nvcc_threads=nvcc_threads, arch=arch, cache=cache, cache_dir=cache_dir,
                        cache_max_size=cache_max_size, cache_remote=cache_remote,
-                       cache_remote_mode=cache_remote_mode)
+                       cache_remote_mode=cache_remote_mode, job_memory_gib=job_memory_gib)
         run_prime(ws, merge=merge, force=force, reconfigure=reconfigure)
+
+
+def build_then_verify(ws: Workspace, verify: bool, **options: Any) -> None:
+    """``build``, then ``verify`` of what it installed (see vllm_dev.verify)."""
+    from vllm_dev.build import run_build
+
+    run_build(ws, **options)
+    if verify:
+        from vllm_dev.verify import verify_after_build
+
+        verify_after_build(ws)
 
 
 @task(
     iterable=["target"],
     help=_help(*CONFIGURE_HELP,
                target="build only this target and install only its component (repeatable)",
+               verify="end by importing every installed extension in the target interpreter "
+                      "and looking for stale .so files (--no-verify: skip)",
                install="install into the checkout's vllm/ after compiling (--no-install: "
                        "compile only)"),
 )
 def build(c, preset=None, target=None, install=True, source=None, python=None, device=None,
           jobs=None, nvcc_threads=None, arch=None, cache=None, cache_dir=None,
           cache_max_size=None, cache_remote=None, cache_remote_mode=None, merge=False,
-          force=False):
+          job_memory_gib=None, verify=True, force=False):
     """Compile incrementally and install into the checkout (primes first when needed)."""
-    from vllm_dev.build import run_build
-
     with reported():
         ws = workspace(c, preset=preset, source=source, python=python, device=device, jobs=jobs,
                        nvcc_threads=nvcc_threads, arch=arch, cache=cache, cache_dir=cache_dir,
                        cache_max_size=cache_max_size, cache_remote=cache_remote,
-                       cache_remote_mode=cache_remote_mode)
-        run_build(ws, targets=list(target or []), install=install, merge=merge, force=force)
+                       cache_remote_mode=cache_remote_mode, job_memory_gib=job_memory_gib)
+        build_then_verify(ws, verify and install, targets=list(target or []), install=install,
+                          merge=merge, force=force)
+
+
+@task(help=_help("preset", "source", "python",
+                 remove_stale="move stale .so files out of vllm/ (into .vllm-dev/stale/)",
+                 json="print the result as JSON"))
+def verify(c, preset=None, source=None, python=None, remove_stale=False, json=False):
+    """Import every installed extension in the target interpreter; find stale .so files."""
+    from vllm_dev.verify import run_verify_task
+
+    with reported():
+        ws = workspace(c, preset=preset, source=source, python=python)
+        run_verify_task(ws, remove=remove_stale, as_json=json)
+
+
+@task(help={"json": "print the checks as JSON (for tools)",
+            **_help("source", "python", "device", "preset", "arch", "cache")})
+def doctor(c, source=None, python=None, device=None, preset=None, arch=None, cache=None,
+           json=False):
+    """Check every prerequisite of a build: status and the fix for each; non-zero on blockers."""
+    from vllm_dev.doctor import run_doctor
+
+    with reported():
+        ws = workspace(c, preset=preset, source=source, python=python, device=device, arch=arch,
+                       cache=cache)
+        run_doctor(ws, as_json=json)
 
 
 @task(iterable=["component"],
@@ -185,6 +226,6 @@ def demo(c, keep=False, device=None):
 
 def namespace() -> Collection:
     """The task collection with every tunable declared, for tasks.py and the console script."""
-    ns = Collection(setup, prime, build, install, clean_, demo)
+    ns = Collection(setup, prime, build, install, clean_, demo, doctor, verify)
     ns.configure({"vllm_dev": dict(DEFAULTS)})
     return ns

@@ -1,0 +1,81 @@
+"""verify: imports in the target interpreter, stale prebuilt .so files, installs older than the
+build, and `build` ending with verify (on the real test project and its precompiled wheel)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from vllm_dev.verify import module_name
+
+import minivllm_tools as mv
+from conftest import BIN_DIR, Project, make_project
+
+
+def test_module_name(tmp_path: Path) -> None:
+    assert module_name(tmp_path / "vllm/_C.abi3.so", root=tmp_path) == "vllm._C"
+    assert module_name(tmp_path / "vllm/fa/_fa2_C.cpython-312-x86_64-linux-gnu.so",
+                       root=tmp_path) == "vllm.fa._fa2_C"
+
+
+def test_build_verifies_and_finds_the_wheels_leftover(tmp_path: Path) -> None:
+    project = make_project(tmp_path, setup=False)
+    wheel = mv.build_precompiled_wheel(tmp_path / "wheel", python=str(project.python),
+                                       cmake=str(BIN_DIR / "cmake"))
+    project.run("setup", env={"VLLM_PRECOMPILED_WHEEL_LOCATION": str(wheel)})
+    legacy = project.root / "vllm" / "_legacy_C.abi3.so"
+    assert legacy.is_file()  # left by the precompiled wheel; this build does not make it
+    done = project.run("build", "--cache", "none")
+    assert "verified: 2 extension(s) import" in done.stderr
+    assert "stale vllm/_legacy_C.abi3.so: this build does not produce it" in done.stderr
+
+    listed = project.run("verify", "--json")
+    data = json.loads(listed.stdout)
+    assert sorted(i["module"] for i in data["imports"]) == ["vllm._C", "vllm._fast_C"]
+    assert all(i["ok"] for i in data["imports"])
+    assert data["stale"] == [str(legacy)]
+
+    removed = project.run("verify", "--remove-stale")
+    assert "vllm._C: ok" in removed.stdout and "stale vllm/_legacy_C.abi3.so: moved to" in \
+        removed.stdout
+    assert not legacy.exists()
+    kept = list((project.root / ".vllm-dev" / "stale").rglob("_legacy_C.abi3.so"))
+    assert len(kept) == 1  # moved aside, never deleted
+    assert "stale" not in project.run("verify").stdout
+
+
+def test_broken_extension_fails_verify_and_build(project: Project) -> None:
+    project.run("build", "--cache", "none")
+    installed = project.root / "vllm" / "_fast_C.abi3.so"
+    stat = installed.stat()
+    installed.write_bytes(b"not an ELF file")
+    os.utime(installed, (stat.st_atime, stat.st_mtime))
+    done = project.run("verify", check=False)
+    assert done.returncode != 0
+    assert "vllm._fast_C: FAILED: ImportError" in done.stdout
+    assert "vllm-dev: vllm._fast_C does not import in" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert "vllm._C: ok" in done.stdout
+
+
+def test_installed_older_than_build_output_is_reported(project: Project) -> None:
+    project.run("build", "--cache", "none", "--no-verify")
+    installed = project.root / "vllm" / "_C.abi3.so"
+    built = next(project.build_dir.rglob("_C.abi3.so"))
+    os.utime(installed, (built.stat().st_atime, built.stat().st_mtime - 100))
+    done = project.run("verify")
+    assert "vllm/_C.abi3.so is older than its build output" in done.stdout
+
+
+def test_no_verify_skips_it(project: Project) -> None:
+    done = project.run("build", "--cache", "none", "--no-verify")
+    assert "verified:" not in done.stderr
+
+
+def test_verify_before_any_build_is_one_line(project: Project) -> None:
+    shutil.rmtree(project.build_dir, ignore_errors=True)
+    done = project.run("verify", check=False)
+    assert done.returncode != 0 and "run `vllm-dev build` first" in done.stderr
+    assert "Traceback" not in done.stderr
