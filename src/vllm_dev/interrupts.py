@@ -140,3 +140,50 @@ def run_in_session(
         stop_session(proc, signal_for(exc))
         raise
     return subprocess.CompletedProcess(args, proc.returncode, stdout, stderr)
+
+
+def processes_with_env(name: str, value: str, *, proc_root: str = "/proc") -> list[int]:
+    """Live processes (other than this one) whose environment has ``name=value``.
+
+    The build lock puts its path in the environment of everything a build starts (cmake, ninja,
+    every compiler, inherited down the tree), so a build killed with SIGKILL, whose ninja or
+    orphaned compile jobs may still run, is found completely, and nothing else is."""
+    needle = f"{name}={value}".encode()
+    found = []
+    try:
+        entries = os.listdir(proc_root)
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"{proc_root}/{entry}/environ", "rb") as handle:
+                if needle not in handle.read().split(b"\0"):
+                    continue
+        except OSError:
+            continue
+        if _alive(int(entry)):
+            found.append(int(entry))
+    return sorted(found)
+
+
+def stop_processes(pids: list[int], *, grace: float = GRACE_SECONDS) -> None:
+    """SIGTERM ``pids`` (ninja then stops its jobs), SIGKILL whatever is left after ``grace``."""
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(_alive(p) for p in pids):
+        time.sleep(0.05)
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            return handle.read().rpartition(")")[2].split()[:1] != ["Z"]
+    except OSError:
+        return False

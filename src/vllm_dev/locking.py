@@ -36,6 +36,13 @@ HOLDER_NAME = ".vllm-dev.lock.json"
 # How often a waiting process re-checks the lock (and how long before it first says it waits).
 POLL_SECONDS = 0.2
 _LOCKS: dict[str, Any] = {}
+# Set, while the lock is held, in this process's environment, so that every process a build
+# starts carries it; how a killed build's leftovers are recognised.
+LOCK_ENV = "VLLM_DEV_BUILD_LOCK"
+
+
+def _lock_key(build_dir: Path) -> str:
+    return os.path.realpath(build_dir / LOCK_NAME)
 
 
 @dataclass(frozen=True)
@@ -125,7 +132,7 @@ def build_lock(
     from filelock import FileLock, Timeout
 
     _prepare_dir(build_dir)
-    key = os.path.realpath(build_dir / LOCK_NAME)
+    key = _lock_key(build_dir)
     lock = _LOCKS.get(key)
     if lock is None:  # one instance per file: a second flock of ours would wait for the first
         lock = _LOCKS[key] = FileLock(key)
@@ -152,13 +159,28 @@ def build_lock(
                 stale = previous
                 say(f"stale lock in {build_dir}: {previous.describe()} is gone (killed?); "
                     "taking it over")
+                _stop_leftovers(build_dir, say)
             _write_holder(build_dir, command)
+            os.environ[LOCK_ENV] = key  # inherited by every child: see _stop_leftovers
         yield stale
     finally:
         if lock.lock_counter == 1:
+            os.environ.pop(LOCK_ENV, None)
             with contextlib.suppress(OSError):
                 (build_dir / HOLDER_NAME).unlink()
         lock.release()
+
+
+def _stop_leftovers(build_dir: Path, say: Callable[[str], None]) -> None:
+    """A build killed with SIGKILL leaves its ninja (or, once ninja died of a broken pipe, its
+    compile jobs) running: stop them before starting another ninja in the same build dir."""
+    from vllm_dev.interrupts import processes_with_env, stop_processes
+
+    leftovers = processes_with_env(LOCK_ENV, _lock_key(build_dir))
+    if leftovers:
+        say(f"stopping {len(leftovers)} process(es) the killed build left running in {build_dir} "
+            f"(pids {', '.join(map(str, leftovers[:8]))}{' ...' if len(leftovers) > 8 else ''})")
+        stop_processes(leftovers)
 
 
 def current_command() -> str:
