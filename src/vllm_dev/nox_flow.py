@@ -151,8 +151,8 @@ class PhaseClock:
 
 class _ArgumentParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        raise VllmDevError(f"nox build session arguments (after --): {message}; "
-                           f"usage: {self.format_usage().strip().removeprefix('usage: ')}")
+        known = ", ".join(sorted(o for a in self._actions for o in a.option_strings))
+        raise VllmDevError(f"build session arguments (after --): {message}; known: {known}")
 
 
 def parse_posargs(posargs: Sequence[str]) -> argparse.Namespace:
@@ -217,7 +217,7 @@ def invoke_config(project_dir: Path, environ: Mapping[str, str]) -> dict[str, An
     defaults = {f.name: getattr(Settings, f.name, None) for f in fields(Settings)
                 if f.name != "origins"}
     config = Config(defaults={**Config.global_defaults(), "vllm_dev": defaults},
-                    project_location=str(project_dir))
+                    project_location=project_dir)
     config.load_project()
     config.load_shell_env()
     return dict(config.get("vllm_dev", {}) or {})
