@@ -202,7 +202,8 @@ def test_nox_lists_the_matrix(tmp_path: Path) -> None:
     assert "Build the release preset from scratch in its own venv" in usage
 
 
-@pytest.mark.parametrize("case", ["missing", "not-vllm", "none-found", "bad-argument"])
+@pytest.mark.parametrize("case", ["missing", "not-vllm", "none-found", "bad-argument",
+                                  "env-var", "invoke-config"])
 def test_a_bad_checkout_fails_with_one_clear_line(tmp_path: Path, case: str) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -210,14 +211,21 @@ def test_a_bad_checkout_fails_with_one_clear_line(tmp_path: Path, case: str) -> 
     posargs = {"missing": ["--source", str(tmp_path / "nope")],
                "not-vllm": ["--source", "elsewhere"],
                "none-found": [],
-               "bad-argument": ["--sauce", "x"]}[case]
+               "bad-argument": ["--sauce", "x"], "env-var": [], "invoke-config": []}[case]
     expected = {"missing": f"--source {tmp_path / 'nope'} does not exist",
                 "not-vllm": f"--source {elsewhere} is not a vLLM checkout: missing "
                             "CMakeLists.txt",
                 "none-found": f"no vLLM checkout at or above {elsewhere}",
-                "bad-argument": "unrecognized arguments: --sauce"}[case]
+                "bad-argument": "unrecognized arguments: --sauce",
+                "env-var": f"VLLM_DEV_SOURCE {tmp_path / 'gone'} does not exist",
+                "invoke-config": f"config vllm_dev.source {elsewhere} is not a vLLM checkout"
+                }[case]
+    # the same variable and configuration as the tasks: invoke.yaml of the invocation directory
+    env = {"VLLM_DEV_SOURCE": str(tmp_path / "gone")} if case == "env-var" else {}
+    if case == "invoke-config":
+        (tmp_path / "invoke.yaml").write_text("vllm_dev:\n  source: elsewhere\n")
     cwd = elsewhere if case == "none-found" else tmp_path
-    done = run_nox(tmp_path, "-s", "release", "--", *posargs, cwd=cwd, check=False)
+    done = run_nox(tmp_path, "-s", "release", "--", *posargs, cwd=cwd, env=env, check=False)
     output = done.stdout + done.stderr
     assert done.returncode != 0
     assert "Traceback" not in output
