@@ -83,6 +83,9 @@ def commit_stage(stage: Path, prefix: Path, manifests: list[Path]) -> list[Path]
 def _move_into_place(staged: Path, final: Path) -> None:
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
+        # cmake stamps installed files with the build output's mtime cut to whole seconds, which
+        # looks older than the output; the moment of install is the honest stamp.
+        os.utime(staged)
         os.replace(staged, final)
     except OSError as exc:
         if exc.errno == errno.EXDEV:  # build dir on another file system: copy beside, rename

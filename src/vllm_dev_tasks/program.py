@@ -24,4 +24,18 @@ program = VllmDevProgram(namespace=namespace(), name="vllm-dev", binary="vllm-de
 
 
 def main() -> None:
-    program.run()
+    """Run the program; a Ctrl-C or SIGTERM that lands outside a task's own handling (start-up,
+    or just after the task finished) still exits 130/143 with one line, never a traceback."""
+    import sys
+
+    from vllm_dev.interrupts import Terminated, sigterm_raises
+
+    try:
+        with sigterm_raises():
+            program.run()
+    except KeyboardInterrupt:
+        print("vllm-dev: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Terminated:
+        print("vllm-dev: terminated", file=sys.stderr)
+        sys.exit(Terminated.exit_code)
