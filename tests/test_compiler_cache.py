@@ -296,12 +296,14 @@ def test_remote_cache_fills_and_serves_another_checkout(
     a_cache, b_cache = Path(a.env["CCACHE_DIR"]), Path(b.env["CCACHE_DIR"])
     assert a_cache != b_cache and a.root != b.root
 
-    cold = timed(lambda: a.run("build", "--cache-remote", server.url,
-                               "--cache-remote-mode", "read-write"))
+    fill = ("--cache-remote", server.url, "--cache-remote-mode", "read-write")
+    a.run("prime", *fill)  # configure is not part of the figures
+    cold = timed(lambda: a.run("build", *fill))
     filled = stats(a_cache)
     assert filled.get("remote_storage_write") >= filled.cacheable > 0
     assert a.value(module) == expected
 
+    b.run("prime", env={"VLLM_DEV_CACHE_REMOTE": server.url})
     before = stats(b_cache)
     warm = timed(lambda: b.run("build", env={"VLLM_DEV_CACHE_REMOTE": server.url}))
     delta = stats(b_cache) - before
@@ -341,10 +343,34 @@ def test_credentialed_remote_url_stays_secret(tmp_path: Path,
         assert token not in text, f"the password appears in {name}"
     presets = (project.root / "CMakeUserPresets.json").read_text()
     assert "$penv{VLLM_DEV_CACHE_REMOTE}" in presets
+    assert "export VLLM_DEV_CACHE_REMOTE=<url>" in dry.stderr
     leaked = [path for path in project.root.rglob("*")
               if path.is_file() and ".venv" not in path.parts
               and token.encode() in path.read_bytes()]
     assert leaked == [], f"the password was written to {leaked}"
+
+
+def test_plain_cmake_build_preset_gets_the_same_cache_settings(project: Project,
+                                                               tmp_path: Path) -> None:
+    """The settings live in the presets' environment: a ``cmake --build --preset`` typed by the
+    user, with no CCACHE_* variable in the shell, uses vllm-dev's cache dir and depend mode."""
+    cache_dir = tmp_path / "team-cache-dir"
+    project.run("build", "--cache-dir", str(cache_dir), "--cache-max-size", "2G")
+    cmake = str(project.python.parent / "cmake")
+    env = clean_env()
+    assert not any(k.startswith("CCACHE_") for k in env)
+    subprocess.run([cmake, "--build", "--preset", "release", "--target", "clean"],
+                   cwd=project.root, env=env, check=True, capture_output=True)
+    before = stats(cache_dir)
+    subprocess.run([cmake, "--build", "--preset", "release"], cwd=project.root, env=env,
+                   check=True, capture_output=True)
+    delta = stats(cache_dir) - before
+    assert delta.cacheable >= 4 and delta.hits == delta.cacheable, delta.counters
+    assert delta.get("direct_cache_hit") == delta.hits  # depend mode: no preprocessor run
+    presets = json.loads((project.root / "CMakeUserPresets.json").read_text())
+    base = next(p for p in presets["configurePresets"] if p["name"] == "vllm-dev-base")
+    assert base["environment"]["CCACHE_MAXSIZE"] == "2G"
+    assert base["environment"]["CCACHE_DIR"] == str(cache_dir)
 
 
 def test_missing_compiler_cache_is_one_clear_line(project: Project) -> None:

@@ -372,3 +372,34 @@ def _check_http(url: str, *, timeout: float, shown: str) -> RemoteCheck:
     if status in (401, 403):
         return RemoteCheck(False, f"{shown}: HTTP {status} (check the credentials)")
     return RemoteCheck(True, f"{shown}: HTTP {status}")
+
+
+def presets_note(settings: object) -> str | None:
+    """What a user must know when the presets refer to a secret they do not hold: a plain
+    ``cmake --build --preset`` needs ``VLLM_DEV_CACHE_REMOTE`` exported (ccache refuses an empty
+    remote URL), unless the URL already came from that variable."""
+    config = config_from(settings)
+    origin = getattr(settings, "origin", lambda name: "")("cache_remote")
+    if not config.remote_in_environment or origin == REMOTE_ENV:
+        return None
+    return (f"the remote cache URL has credentials, so CMakeUserPresets.json names "
+            f"$penv{{{REMOTE_ENV}}} instead: export {REMOTE_ENV}=<url> before a plain "
+            "`cmake --build --preset`")
+
+
+def cache_in_effect(settings: object, *, interpreter: object | None,
+                    runner: Runner) -> CacheDescription:
+    """For ``doctor``: the cache vllm-dev would use now, where it is and its version."""
+    from vllm_dev.toolchain import find_launcher, version_of
+
+    config = config_from(settings)
+    if config.kind == "none":
+        return describe_cache(config, launcher=None)
+    launcher = find_launcher(config.kind, interpreter=interpreter)  # type: ignore[arg-type]
+    version = None
+    if launcher is not None:
+        try:
+            version = ".".join(map(str, version_of(launcher, runner=runner)))
+        except VllmDevError:
+            version = None
+    return describe_cache(config, launcher=launcher, version=version)

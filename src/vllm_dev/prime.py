@@ -74,6 +74,10 @@ def _run_prime_locked(
         verb = "would write" if ws.dry else ("merged vllm-dev's presets into" if written.merged
                                              else "wrote")
         ws.say(f"{verb} {written.path}")
+        from vllm_dev.compiler_cache import presets_note
+
+        if note := presets_note(ws.settings):
+            ws.say(note)
     build_dir = ws.build_dir
     if build_dir.exists() and not build_dir.is_dir():
         raise VllmDevError(f"build dir {build_dir} exists and is not a directory: remove it")
