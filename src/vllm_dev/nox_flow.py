@@ -241,7 +241,8 @@ def build_session(session: NoxSession, *, preset: str) -> None:
     try:
         _build(session, preset=preset, clock=clock)
     except VllmDevError as exc:
-        session.log(f"vllm-dev: {clock.summary()}")
+        if clock.seconds:  # how far it got; a checkout that is not one fails before any phase
+            session.log(f"vllm-dev: {clock.summary()}")
         session.error(f"vllm-dev: {exc}")
     session.log(f"vllm-dev: {clock.summary()}")
 
