@@ -205,7 +205,7 @@ def invoke_config(project_dir: Path, environ: Mapping[str, str]) -> dict[str, An
     it (system and user files, ``invoke.yaml`` of the invocation directory, ``INVOKE_VLLM_DEV_*``).
 
     Invoke is imported lazily: nox's own interpreter may lack it, and then only the environment
-    variables and flags count (said once, so a user whose invoke.yaml is ignored knows why).
+    variables and the flags after ``--`` count (install nox beside vllm-dev to get the config).
     """
     from vllm_dev.settings import Settings
 
