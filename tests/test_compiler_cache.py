@@ -382,3 +382,25 @@ def test_missing_compiler_cache_is_one_clear_line(project: Project) -> None:
     lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
     assert lines[-1].startswith("vllm-dev: compiler cache sccache not found"), done.stderr
     assert "Traceback" not in done.stderr
+
+
+@requires_redis
+def test_doctor_shows_cache_settings_and_checks_remote(project: Project,
+                                                       redis_server: Callable[..., Redis]) -> None:
+    token = "tok-" + uuid.uuid4().hex
+    server = redis_server(user="vdev", password=token)
+    env = {"VLLM_DEV_CACHE_REMOTE": server.url, "VLLM_DEV_CACHE_MAX_SIZE": "3G"}
+
+    def doctor() -> dict[str, dict[str, str]]:
+        done = project.run("doctor", "--json", check=False, env=env)
+        assert token not in done.stdout + done.stderr
+        return {c["name"]: c for c in json.loads(done.stdout)["checks"]}
+
+    rows = doctor()
+    assert "depend_mode=true" in rows["cache settings"]["detail"]
+    assert "max_size=3G" in rows["cache settings"]["detail"]
+    assert rows["remote cache"]["status"] == "ok", rows["remote cache"]
+    server.stop()
+    rows = doctor()
+    assert rows["remote cache"]["status"] == "warn"
+    assert "does not answer" in rows["remote cache"]["detail"]

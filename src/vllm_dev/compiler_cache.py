@@ -271,8 +271,11 @@ class CacheDescription:
             return "none (compiler cache off)"
         where = self.launcher or "NOT FOUND"
         version = f" {self.version}" if self.version else ""
-        details = ", ".join(f"{k}={v}" for k, v in self.settings.items())
+        details = self.details()
         return f"{self.kind}{version} at {where}" + (f"; {details}" if details else "")
+
+    def details(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.settings.items())
 
 
 def describe_cache(config: CacheConfig, *, launcher: Path | None,

@@ -194,6 +194,22 @@ class Doctor:
             else:
                 used = " (selected)" if chosen == name else ""
                 self.add(name, "ok" if chosen == name else "info", f"{path} {_v(version)}{used}")
+        self._cache_settings()
+
+    def _cache_settings(self) -> None:
+        """The settings vllm-dev gives the cache, and whether the shared (remote) cache answers;
+        nothing secret is shown (see compiler_cache)."""
+        from vllm_dev import compiler_cache as cc
+
+        config = cc.config_from(self.ws.settings)
+        description = cc.describe_cache(config, launcher=None)
+        if description.details():
+            self.add("cache settings", "info", description.details())
+        if config.remote:
+            answer = cc.check_remote(config.remote, timeout=3.0)
+            self.add("remote cache", "ok" if answer.ok else "warn", answer.detail,
+                     "" if answer.ok else "builds still work (compiling locally): check the "
+                     "host, port and credentials of --cache-remote / VLLM_DEV_CACHE_REMOTE")
 
     def nvcc(self) -> None:
         if self.ws.device != "cuda":
