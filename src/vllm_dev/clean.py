@@ -14,7 +14,7 @@ from pathlib import Path
 
 from vllm_dev.errors import VllmDevError
 from vllm_dev.presets import resolve_binary_dir
-from vllm_dev.state import is_marked_build_dir
+from vllm_dev.state import BUILD_RECORD, is_marked_build_dir
 from vllm_dev.workspace import Workspace
 
 
@@ -54,9 +54,34 @@ def _remove_installed(ws: Workspace, build_dir: Path) -> list[Path]:
         real = Path(os.path.realpath(path))
         if package in real.parents and not path.is_symlink() and path.is_file():
             if not ws.dry:
-                path.unlink()
+                try:
+                    path.unlink()
+                except OSError as exc:
+                    raise VllmDevError(f"cannot remove installed {path}: {exc.strerror}") \
+                        from None
             removed.append(path)
     return removed
+
+
+def _rmtree(build_dir: Path, root: Path) -> None:
+    """Remove a checked build dir; checked again right before (it may have been swapped for a
+    symlink meanwhile), and a failure (read-only, busy mount) is one line, not a traceback."""
+    check_removable(build_dir, root)
+    try:
+        # The marker goes last, so a dir whose removal failed halfway is still ours to clean.
+        for child in build_dir.iterdir():
+            if child.name == BUILD_RECORD:
+                continue
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)  # unlinks symlinks inside, never follows them
+            else:
+                child.unlink()
+        (build_dir / BUILD_RECORD).unlink(missing_ok=True)
+        build_dir.rmdir()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise VllmDevError(f"cannot remove {build_dir}: {reason} (run `vllm-dev clean` again "
+                           "once that is fixed)") from None
 
 
 def build_dirs(ws: Workspace, *, every: bool) -> list[Path]:
@@ -84,7 +109,7 @@ def run_clean(ws: Workspace, *, every: bool = False, installed: bool = False) ->
             result.removed_files.extend(_remove_installed(ws, build_dir))
         verb = "would remove" if ws.dry else "removed"
         if not ws.dry:
-            shutil.rmtree(build_dir)
+            _rmtree(build_dir, root)
         result.removed_dirs.append(build_dir)
         ws.say(f"{verb} {build_dir}")
     for path in result.removed_files:
