@@ -81,8 +81,9 @@ def test_report_after_builds_cold_then_warm_cache(project: Project, tmp_path: Pa
     # The user's counters were read, never zeroed: they hold both builds.
     assert ccache_counters(project) == {"hits": 4, "misses": 4}
 
-    # A no-op build runs no compile step; `report` shows that last report again.
-    project.run("build", "--plain")
+    # A no-op build runs no compile step and skips the install; `report` shows it again.
+    noop = project.run("build", "--plain")
+    assert "install skipped: nothing was rebuilt" in noop.stderr
     shown = project.run("report").stdout
     assert "0 ninja step(s), 0 compile(s)" in shown
     assert "ccache: 0 hit(s), 0 miss(es)" in shown
@@ -105,3 +106,12 @@ def test_report_errors_are_one_line(project: Project) -> None:
     bad = project.run("report", "--slowest", "zero", check=False)
     assert bad.returncode != 0
     assert "--slowest must be a positive integer" in bad.stderr
+
+
+def test_noop_install_skip_notices_a_removed_file(project: Project) -> None:
+    project.run("build", "--plain")
+    assert "install skipped" in project.run("build", "--plain").stderr
+    (project.root / "vllm" / "_fast_C.abi3.so").unlink()
+    again = project.run("build", "--plain")
+    assert "install skipped" not in again.stderr
+    assert project.value("_fast_C") == 7

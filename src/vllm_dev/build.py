@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from vllm_dev import install_state
 from vllm_dev.errors import VllmDevError
-from vllm_dev.install import InstallReport, check_components, check_installed
+from vllm_dev.install import InstallReport, check_components, check_installed, manifest_paths
 from vllm_dev.locking import workspace_lock
 from vllm_dev.prime import PrimeResult, run_prime
 from vllm_dev.staged_install import staged_install
@@ -82,11 +83,19 @@ def _run_build_locked(
         display.close()
         recorder.compile_finished(started=started,
                                   install_started=display.progress.install_started_at)
+    manifests = manifest_paths(build_dir, targets or None)
     if install:  # staged, then renamed into vllm/: an interrupt never leaves a partial .so
         with recorder.phase("install"):
-            staged_install(ws, build_dir, targets or None)
+            if not ws.dry and install_state.up_to_date(build_dir, targets or None, manifests,
+                                                       steps_run=recorder.steps_run()):
+                ws.say("install skipped: nothing was rebuilt and the installed files are "
+                       "unchanged")
+            else:
+                install_state.forget(build_dir)
+                staged_install(ws, build_dir, targets or None)
     report = None
     if install and not ws.dry:
         with recorder.phase("verify"):
             report = check_installed(ws, build_dir, targets)
+        install_state.remember(build_dir, targets or None, manifests)
     return BuildResult(primed, report)

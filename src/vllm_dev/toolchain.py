@@ -11,7 +11,7 @@ import os
 import re
 import shutil
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,23 +68,26 @@ def tool_dirs(interpreter: Interpreter | None) -> list[Path]:
     return dirs
 
 
-def find_cmake(*, interpreter: Interpreter, runner: Runner, minimum: tuple[int, ...]) -> Tool:
-    """The cmake to run, checked against the checkout's ``cmake_minimum_required``."""
+def find_cmake(*, interpreter: Interpreter, runner: Runner, minimum: tuple[int, ...],
+               version: Callable[[Path], tuple[int, ...]] | None = None) -> Tool:
+    """The cmake to run, checked against the checkout's ``cmake_minimum_required``.
+
+    ``version`` replaces ``cmake --version`` (the workspace passes a remembered answer)."""
     path = _which("cmake", first=[interpreter.bin_dir])
     if path is None:
         raise VllmDevError(
             "no cmake found: run `vllm-dev setup` (it installs cmake from the build "
             "requirements) or `uv pip install 'cmake>=3.26'` into the target environment"
         )
-    version = version_of(path, runner=runner)
-    if version < minimum:
+    found = version(path) if version is not None else version_of(path, runner=runner)
+    if found < minimum:
         need = ".".join(str(v) for v in minimum)
-        have = ".".join(str(v) for v in version)
+        have = ".".join(str(v) for v in found)
         raise VllmDevError(
             f"cmake {have} at {path} is older than the {need} this checkout requires: run "
             f"`vllm-dev setup` or `uv pip install --python {interpreter.path} 'cmake>={need}'`"
         )
-    return Tool("cmake", path, version)
+    return Tool("cmake", path, found)
 
 
 def find_ninja(*, interpreter: Interpreter | None) -> Path | None:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vllm_dev import presets as presets_mod
 from vllm_dev.arch import ArchSelection, nvcc_arches, probe_gpus, select_arches
@@ -23,7 +23,6 @@ from vllm_dev.interpreter import (
     Interpreter,
     InterpreterFacts,
     find_interpreter,
-    probe,
     requirement_names,
 )
 from vllm_dev.parallelism import DEFAULT_ARCH_COUNT, Parallelism, choose
@@ -36,8 +35,10 @@ from vllm_dev.toolchain import (
     find_launcher,
     find_ninja,
     require_nvcc,
-    version_of,
 )
+
+if TYPE_CHECKING:
+    from vllm_dev.fact_cache import FactCache
 
 
 def _stderr(message: str) -> None:
@@ -77,7 +78,10 @@ class Workspace:
         with contextlib.suppress(VllmDevError):  # a missing file is reported where it matters
             names = requirement_names(self.checkout.build_requirements(
                 self.settings.device or "cuda"))
-        facts = probe(self.interpreter, runner=self.runner, packages=names)
+        from vllm_dev.fact_cache import cached_probe  # remembered: see fact_cache.py
+
+        facts = cached_probe(self.fact_cache, self.interpreter, runner=self.runner,
+                             packages=names)
         if not (3, 10) <= facts.version[:2] <= (3, 14):
             version = ".".join(map(str, facts.version))
             raise VllmDevError(
@@ -113,8 +117,19 @@ class Workspace:
 
     @cached_property
     def cmake(self) -> Tool:
+        from vllm_dev.fact_cache import cached_version
+
         return find_cmake(interpreter=self.interpreter, runner=self.runner,
-                          minimum=self.checkout.cmake_minimum())
+                          minimum=self.checkout.cmake_minimum(),
+                          version=lambda p: cached_version(self.fact_cache, p,
+                                                           runner=self.runner))
+
+    @cached_property
+    def fact_cache(self) -> FactCache:
+        """Answers of slow probes, kept while their files are unchanged (see fact_cache.py)."""
+        from vllm_dev.fact_cache import for_state_dir
+
+        return for_state_dir(self.checkout.state_dir, dry=self.dry)
 
     @cached_property
     def parallelism(self) -> Parallelism:
@@ -128,7 +143,9 @@ class Workspace:
         if self.device != "cuda":
             return None
         path = require_nvcc(self.environ)
-        return Tool("nvcc", path, version_of(path, runner=self.runner))
+        from vllm_dev.fact_cache import cached_version
+
+        return Tool("nvcc", path, cached_version(self.fact_cache, path, runner=self.runner))
 
     @cached_property
     def arch(self) -> ArchSelection:
@@ -137,7 +154,11 @@ class Workspace:
             return select_arches(None, origin="--arch", device=self.device, gpus=None,
                                  supported=None)
         nvcc = self.nvcc
-        supported = nvcc_arches(nvcc.path, runner=self.runner) if nvcc else None
+        supported = self.fact_cache.memo(
+            f"nvcc-arches {nvcc.path}", [nvcc.path],
+            lambda: nvcc_arches(nvcc.path, runner=self.runner),
+            encode=lambda v: list(v) if v else None,
+            decode=tuple) if nvcc else None
         gpus = None if self.settings.arch else probe_gpus(runner=self.runner)
         return select_arches(self.settings.arch, origin=self.settings.origin("arch"),
                              device=self.device, gpus=gpus, supported=supported)
