@@ -6,6 +6,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from invoke import Collection, Context, Exit, task
@@ -147,12 +148,15 @@ def build_then_verify(ws: Workspace, verify: bool, **options: Any) -> None:
                verify="end by importing every installed extension in the target interpreter "
                       "and looking for stale .so files (--no-verify: skip)",
                install="install into the checkout's vllm/ after compiling (--no-install: "
-                       "compile only)"),
+                       "compile only)",
+               plain="plain output lines instead of the progress bar (automatic when stderr "
+                     "is not a terminal)",
+               json="also write the build report as JSON to this file (for CI)"),
 )
 def build(c, preset=None, target=None, install=True, source=None, python=None, device=None,
           jobs=None, nvcc_threads=None, arch=None, cache=None, cache_dir=None,
           cache_max_size=None, cache_remote=None, cache_remote_mode=None, merge=False,
-          job_memory_gib=None, verify=True, force=False):
+          job_memory_gib=None, verify=True, force=False, plain=False, json=None):
     """Compile incrementally and install into the checkout (primes first when needed)."""
     with reported():
         ws = workspace(c, preset=preset, source=source, python=python, device=device, jobs=jobs,
@@ -160,7 +164,21 @@ def build(c, preset=None, target=None, install=True, source=None, python=None, d
                        cache_max_size=cache_max_size, cache_remote=cache_remote,
                        cache_remote_mode=cache_remote_mode, job_memory_gib=job_memory_gib)
         build_then_verify(ws, verify and install, targets=list(target or []), install=install,
-                          merge=merge, force=force)
+                          merge=merge, force=force,
+                  plain=plain, json_path=Path(json).expanduser().absolute() if json else None)
+
+
+@task(help=_help("preset", "source",
+                 slowest="rank the N slowest translation units of the build dir (from "
+                         ".ninja_log) instead of showing the last report",
+                 json="print the last report as JSON"))
+def report(c, preset=None, source=None, slowest=None, json=False):
+    """Show the last build's report again (time per phase, cache hits, slowest files)."""
+    from vllm_dev.report import run_report
+
+    with reported():
+        ws = workspace(c, preset=preset, source=source)
+        run_report(ws, slowest=slowest, as_json=json)
 
 
 @task(help=_help("preset", "source", "python",
@@ -226,6 +244,6 @@ def demo(c, keep=False, device=None):
 
 def namespace() -> Collection:
     """The task collection with every tunable declared, for tasks.py and the console script."""
-    ns = Collection(setup, prime, build, install, clean_, demo, doctor, verify)
+    ns = Collection(setup, prime, build, install, clean_, demo, doctor, verify, report)
     ns.configure({"vllm_dev": dict(DEFAULTS)})
     return ns
