@@ -91,6 +91,9 @@ class Settings:
                 if config.get(f.name) not in (None, ""):
                     values[f.name] = config[f.name]
                     origins[f.name] = f"config vllm_dev.{f.name}"
+        for f in fields(cls):  # invoke.yaml can hold any YAML: lists, maps, numbers
+            if f.name in values and "str" in str(f.type):
+                values[f.name] = text(values[f.name], origins[f.name])
         for name in ("jobs", "max_jobs", "nvcc_threads"):
             if name in values:
                 values[name] = positive_int(values[name], origins[name])
@@ -148,6 +151,15 @@ def _check_cache(values: dict[str, Any], origins: dict[str, str]) -> None:
             f"{values['cache']!r} (from {origins['cache']}): sccache's CUDA results miss across "
             "checkouts and its server fails to start when the remote is down"
         )
+
+
+def text(value: Any, origin: str) -> str:
+    """A string setting; numbers (YAML reads ``arch: 8.0`` as one) become their text."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    raise VllmDevError(f"{origin} must be a string, got {value!r}"[:300])
 
 
 def boolean(value: Any, origin: str) -> bool:

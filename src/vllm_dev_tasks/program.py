@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from invoke import Program
+from invoke import Exit, Program
 
 from vllm_dev import __version__
 from vllm_dev_tasks.tasks import namespace
@@ -14,9 +14,16 @@ class VllmDevProgram(Program):
     """Also reads ``./invoke.yaml`` of the working directory, as ``invoke`` does beside tasks.py."""
 
     def update_config(self, merge: bool = True) -> None:
-        self.config.set_project_location(os.getcwd())
-        self.config.load_project(merge=False)
-        super().update_config(merge=merge)
+        try:
+            self.config.set_project_location(os.getcwd())
+            self.config.load_project(merge=False)
+            super().update_config(merge=merge)
+        except Exception as exc:  # invoke.yaml is any file: bad YAML, a list, `vllm_dev: 5`...
+            detail = " ".join(str(exc).split())[:200] or type(exc).__name__
+            raise Exit(
+                f"vllm-dev: cannot use the invoke configuration ({type(exc).__name__}: {detail}); "
+                "fix ./invoke.yaml (the vllm_dev: key must map setting names to values) or "
+                "the INVOKE_* variables", code=2) from None
 
 
 program = VllmDevProgram(namespace=namespace(), name="vllm-dev", binary="vllm-dev",
@@ -28,11 +35,18 @@ def main() -> None:
     or just after the task finished) still exits 130/143 with one line, never a traceback."""
     import sys
 
+    from invoke.config import AmbiguousMergeError
+
     from vllm_dev.interrupts import Terminated, sigterm_raises
 
     try:
         with sigterm_raises():
             program.run()
+    except AmbiguousMergeError:  # found only when the tasks' defaults meet the files
+        print("vllm-dev: cannot use the invoke configuration: its vllm_dev: key must map "
+              "setting names to values (fix ./invoke.yaml or the INVOKE_* variables)",
+              file=sys.stderr)
+        sys.exit(2)
     except KeyboardInterrupt:
         print("vllm-dev: interrupted", file=sys.stderr)
         sys.exit(130)
