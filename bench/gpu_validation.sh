@@ -26,7 +26,11 @@ log() { echo "== $*" | tee -a "$OUT/summary.txt"; }
 if ls .whl/*.whl >/dev/null 2>&1; then
   "$VENV/bin/python" -m pip install -q --no-index --no-deps --no-compile .whl/*.whl || exit 1
 fi
-if [ -n "${VD_EXTRA_SITE:-}" ]; then  # local dry runs: borrow another env's packages
+# When python3 is itself a venv (e.g. /opt/torch/.venv), --system-site-packages reaches only its
+# base interpreter: make the new venv see python3's own packages (torch, cmake, rich, ...) too.
+VD_EXTRA_SITE=${VD_EXTRA_SITE:-$("${VD_BASE_PYTHON:-python3}" -c 'import sys, sysconfig
+print(sysconfig.get_paths()["purelib"] if sys.prefix != sys.base_prefix else "")')}
+if [ -n "${VD_EXTRA_SITE:-}" ]; then
   echo "$VD_EXTRA_SITE" >"$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/vd-extra.pth"
 fi
 cat > "$VENV/bin/vllm-dev" <<EOF
