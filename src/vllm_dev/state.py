@@ -33,7 +33,12 @@ def read_json(path: Path) -> dict[str, Any] | None:
         problem = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     except OSError as exc:
         raise VllmDevError(f"cannot read {path}: {exc.strerror}") from None
-    aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+    stamp = time.strftime('%Y%m%d-%H%M%S')
+    aside = path.with_name(f"{path.name}.corrupt-{stamp}")
+    n = 1
+    while aside.exists() or aside.is_symlink():  # two in one second: keep both copies
+        aside = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+        n += 1
     try:
         path.rename(aside)
         print(f"vllm-dev: {path} was corrupt ({problem}); moved to {aside.name}, rebuilding it",

@@ -36,7 +36,8 @@ class PresetsWrite:
 def _names(document: dict[str, Any]) -> set[str]:
     names: set[str] = set()
     for kind in _PRESET_KINDS:
-        for preset in document.get(kind) or []:
+        entries = document.get(kind)
+        for preset in entries if isinstance(entries, list) else []:
             if isinstance(preset, dict) and isinstance(preset.get("name"), str):
                 names.add(preset["name"])
     return names
@@ -106,10 +107,18 @@ def plan_user_presets(
             f"{path} is not a valid presets file{where}: fix it, or pass --force to replace it "
             "(a backup is kept)"
         ) from None
+    bad_shape = _shape_problem(existing)
+    if bad_shape:
+        if force:
+            return dumps(ours), True, False
+        raise VllmDevError(
+            f"{path}: {bad_shape}: fix it, or pass --force to replace the file (a backup is kept)")
     entry = _vendor_entry(existing)
     if entry is not None:
         if entry.get("merged"):
-            owned = {n for n in entry.get("owned", []) if isinstance(n, str)}
+            owned_list = entry.get("owned", [])
+            owned = {n for n in owned_list if isinstance(n, str)} if isinstance(
+                owned_list, list) else set()
             user_names = _names(existing) - owned
             _clashes(user_names, ours, path)
             return dumps(_merge(existing, ours, owned)), False, True
@@ -153,6 +162,16 @@ def beside_owned(path: Path, ours: dict[str, Any]) -> dict[str, Any]:
     combined["vendor"] = {VENDOR_KEY: {**ours["vendor"][VENDOR_KEY],
                                        "owned": owned + sorted(replaced)}}
     return combined
+
+
+def _shape_problem(document: dict[str, Any]) -> str | None:
+    """What makes a parsed presets file unsafe to merge into (merging would drop that part)."""
+    for kind in _PRESET_KINDS:
+        if kind in document and not isinstance(document[kind], list):
+            return f"{kind} must be a list"
+    if "vendor" in document and not isinstance(document["vendor"], dict):
+        return "vendor must be an object"
+    return None
 
 
 def check_project_presets(root: Path, ours: dict[str, Any]) -> None:
