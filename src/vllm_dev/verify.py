@@ -131,7 +131,7 @@ def import_all(ws: Workspace, modules: dict[str, Path]) -> list[ImportResult]:
         if entry is None:
             results.append(ImportResult(name, path, "the importing interpreter crashed"))
         elif not entry["ok"]:
-            results.append(ImportResult(name, path, entry["error"]))
+            results.append(ImportResult(name, path, str(entry["error"])))
         elif entry.get("file") and entry["file"] != os.path.realpath(path):
             results.append(ImportResult(
                 name, path, f"imports {entry['file']}, not the installed {path}: the target "
