@@ -34,6 +34,7 @@ DEFAULTS: dict[str, Any] = {
     "cache_remote": None,
     "cache_remote_mode": None,
     "presets_dir": None,
+    "no_wait": False,
 }
 
 COMMON_HELP = {
@@ -50,6 +51,8 @@ COMMON_HELP = {
     "job_memory_gib": "memory one compile job needs, in GiB, to size jobs by available memory "
                       "(default: per device, see parallelism.py; VLLM_DEV_JOB_MEMORY_GIB)",
     "cache": "compiler cache: ccache, sccache or none (default: ccache)",
+    "no_wait": "fail at once if another vllm-dev is building in this build dir, instead of "
+               "waiting for it (VLLM_DEV_NO_WAIT)",
     "cache_dir": "compiler cache directory (default: the cache's own, e.g. ~/.cache/ccache; "
                  "VLLM_DEV_CACHE_DIR)",
     "cache_max_size": "compiler cache size limit, e.g. 20G (VLLM_DEV_CACHE_MAX_SIZE)",
@@ -118,7 +121,7 @@ def setup(c, source=None, python=None, device=None, force=False):
 def prime(c, preset=None, source=None, python=None, device=None, jobs=None, nvcc_threads=None,
           arch=None, cache=None, cache_dir=None, cache_max_size=None, cache_remote=None,
           cache_remote_mode=None, job_memory_gib=None, merge=False, force=False,
-          reconfigure=False):
+          reconfigure=False, no_wait=False):
     """Write CMakeUserPresets.json and configure the preset's build dir (only when needed)."""
     from vllm_dev.prime import run_prime
 
@@ -126,7 +129,8 @@ def prime(c, preset=None, source=None, python=None, device=None, jobs=None, nvcc
         ws = workspace(c, preset=preset, source=source, python=python, device=device, jobs=jobs,
                        nvcc_threads=nvcc_threads, arch=arch, cache=cache, cache_dir=cache_dir,
                        cache_max_size=cache_max_size, cache_remote=cache_remote,
-                       cache_remote_mode=cache_remote_mode, job_memory_gib=job_memory_gib)
+                       cache_remote_mode=cache_remote_mode, job_memory_gib=job_memory_gib,
+                       no_wait=no_wait or None)
         run_prime(ws, merge=merge, force=force, reconfigure=reconfigure)
 
 
@@ -156,13 +160,14 @@ def build_then_verify(ws: Workspace, verify: bool, **options: Any) -> None:
 def build(c, preset=None, target=None, install=True, source=None, python=None, device=None,
           jobs=None, nvcc_threads=None, arch=None, cache=None, cache_dir=None,
           cache_max_size=None, cache_remote=None, cache_remote_mode=None, merge=False,
-          job_memory_gib=None, verify=True, force=False, plain=False, json=None):
+          job_memory_gib=None, verify=True, force=False, plain=False, json=None, no_wait=False):
     """Compile incrementally and install into the checkout (primes first when needed)."""
     with reported():
         ws = workspace(c, preset=preset, source=source, python=python, device=device, jobs=jobs,
                        nvcc_threads=nvcc_threads, arch=arch, cache=cache, cache_dir=cache_dir,
                        cache_max_size=cache_max_size, cache_remote=cache_remote,
-                       cache_remote_mode=cache_remote_mode, job_memory_gib=job_memory_gib)
+                       cache_remote_mode=cache_remote_mode, job_memory_gib=job_memory_gib,
+                       no_wait=no_wait or None)
         build_then_verify(ws, verify and install, targets=list(target or []), install=install,
                           merge=merge, force=force,
                   plain=plain, json_path=Path(json).expanduser().absolute() if json else None)
@@ -207,14 +212,14 @@ def doctor(c, source=None, python=None, device=None, preset=None, arch=None, cac
 
 
 @task(iterable=["component"],
-      help=_help("preset", "source", "python",
+      help=_help("preset", "source", "python", "no_wait",
                  component="install only this component (= target name; repeatable)"))
-def install(c, preset=None, component=None, source=None, python=None):
+def install(c, preset=None, component=None, source=None, python=None, no_wait=False):
     """Install what was built, without compiling, and check every installed file."""
     from vllm_dev.install import run_install
 
     with reported():
-        ws = workspace(c, preset=preset, source=source, python=python)
+        ws = workspace(c, preset=preset, source=source, python=python, no_wait=no_wait or None)
         run_install(ws, wanted=list(component or []))
 
 
