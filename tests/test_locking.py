@@ -134,3 +134,26 @@ def test_lock_is_reentrant_and_a_free_lock_with_no_note_is_silent(tmp_path: Path
             assert read_holder(tmp_path / "b").command == "outer"  # type: ignore[union-attr]
         assert (tmp_path / "b" / HOLDER_NAME).is_file()
     assert said == [] and not (tmp_path / "b" / HOLDER_NAME).exists()
+
+
+def test_clean_waits_for_a_running_build_and_a_waiter_can_be_interrupted(
+        hooked: Project, tmp_path: Path) -> None:
+    log = tmp_path / "slow.log"
+    first = ft.spawn(hooked, "build", env={"VD_COMPILE_SLEEP": "4", "VD_LOG": str(log)})
+    ft.wait_for(lambda: log.is_file(), what="the first build's slow step")
+    waiter = ft.spawn(hooked, "build")
+    ft.wait_for(lambda: any(n == "vllm-dev" or n.startswith("python")
+                            for _, n in ft.tagged_processes(waiter.token)), what="the waiter")
+    time.sleep(1.0)  # let it reach the lock
+    os.kill(waiter.proc.pid, signal.SIGINT)
+    rc, _, err = waiter.finish(timeout=30)
+    assert rc == 130 and "Traceback" not in err, err
+    assert "waiting for pid" in err
+    cleaner = ft.spawn(hooked, "clean")
+    rc, _, err = cleaner.finish(timeout=60)
+    assert rc == 0, err
+    assert f"waiting for pid {first.proc.pid} (`vllm-dev build`" in err
+    rc1, _, err1 = first.finish()
+    assert rc1 == 0, err1  # the build was not pulled from under its feet
+    assert not hooked.build_dir.exists()
+    assert "end" in log.read_text()

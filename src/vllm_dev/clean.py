@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vllm_dev.errors import VllmDevError
+from vllm_dev.locking import build_lock, current_command
 from vllm_dev.presets import resolve_binary_dir
 from vllm_dev.state import BUILD_RECORD, is_marked_build_dir
 from vllm_dev.workspace import Workspace
@@ -109,7 +110,11 @@ def run_clean(ws: Workspace, *, every: bool = False, installed: bool = False) ->
             result.removed_files.extend(_remove_installed(ws, build_dir))
         verb = "would remove" if ws.dry else "removed"
         if not ws.dry:
-            _rmtree(build_dir, root)
+            # Never pull a build dir from under a running build: wait for it (or, with
+            # no_wait, stop in one line naming it).
+            with build_lock(build_dir, wait=not ws.settings.no_wait, say=ws.say,
+                            command=current_command()):
+                _rmtree(build_dir, root)
         result.removed_dirs.append(build_dir)
         ws.say(f"{verb} {build_dir}")
     for path in result.removed_files:
