@@ -71,10 +71,17 @@ class Background:
         return self.proc.returncode, out, err
 
 
-def spawn(project: Project, *args: str, env: Mapping[str, str] | None = None) -> Background:
+REPO = Path(__file__).resolve().parents[1]
+# The Invoke front end over the repository's tasks.py (what `invoke build` in a terminal runs).
+INVOKE = [str(Path(VLLM_DEV).parent / "invoke"), "--search-root", str(REPO)]
+
+
+def spawn(project: Project, *args: str, env: Mapping[str, str] | None = None,
+          program: list[str] | None = None) -> Background:
     token = uuid.uuid4().hex
     full = clean_env({**project.env, **(env or {}), "VD_TOKEN": token})
-    proc = subprocess.Popen([VLLM_DEV, *args], cwd=project.root, env=full, text=True,
+    proc = subprocess.Popen([*(program or [VLLM_DEV]), *args], cwd=project.root, env=full,
+                            text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             stdin=subprocess.DEVNULL)
     return Background(proc, token)

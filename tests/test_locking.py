@@ -71,7 +71,7 @@ def test_second_build_waits_for_the_first_naming_it(hooked: Project, tmp_path: P
     first = ft.spawn(hooked, "build", env=env)
     ft.wait_for(lambda: _holder_pid(hooked) == first.proc.pid, what="the first build's lock")
     ft.wait_for(lambda: log.is_file(), what="the first build's slow step")
-    second = ft.spawn(hooked, "build", env=env)
+    second = ft.spawn(hooked, "build", env=env, program=ft.INVOKE)  # the other front end
     rc1, _, err1 = first.finish()
     rc2, _, err2 = second.finish()
     watch.stop.set()
