@@ -115,6 +115,11 @@ def test_explicit_and_all_override_gpus() -> None:
     assert every.archs is None and "vLLM's default" in every.why
 
 
+def test_partly_unsupported_explicit_arches_are_named() -> None:
+    sel = select_arches("3.5,9.0", origin="--arch", device="cuda", gpus=None, supported=SUPPORTED)
+    assert sel.archs == ("3.5", "9.0") and "nvcc cannot target 3.5" in sel.why
+
+
 def test_unsupported_gpu_or_arch_is_an_error() -> None:
     with pytest.raises(VllmDevError, match="cannot target"):
         select_arches(None, origin="--arch", device="cuda", gpus=GpuProbe(("3.5",)),

@@ -145,6 +145,9 @@ def select_arches(
                     f"{origin} {setting}: nvcc supports none of {', '.join(archs)} (it supports "
                     f"{', '.join(supported)}): pick supported arches or another CUDA toolkit"
                 )
+            if missing:  # vLLM drops these itself; say so now rather than at configure
+                return ArchSelection(archs, f"set by {origin}; nvcc cannot target "
+                                            f"{', '.join(missing)} (vLLM will skip it)")
         return ArchSelection(archs, f"set by {origin}")
     if gpus is None or not gpus.capabilities:
         problem = gpus.problem if gpus else "not probed"
