@@ -150,7 +150,8 @@ def build_lock(
         lock.acquire(timeout=-1, poll_interval=poll)
         say(f"got {build_dir} after {time.monotonic() - started:.1f} s")
     except OSError as exc:
-        raise VllmDevError(f"cannot lock {build_dir}: {exc.strerror}") from None
+        raise VllmDevError(f"cannot lock {build_dir}: {exc.strerror} (vllm-dev writes a lock "
+                           "file there: is the checkout read-only?)") from None
     stale: Holder | None = None
     try:
         if lock.lock_counter == 1:
