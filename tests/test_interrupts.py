@@ -78,6 +78,7 @@ def test_signal_stops_every_child_and_next_build_works(shared: Project, phase: s
     took = time.monotonic() - sent
     assert rc == code, err
     assert took < 10, f"stopping took {took:.1f} s"
+    print(f"\n{phase} {signame}: exit {rc} {took:.2f} s after the signal")
     assert "Traceback" not in err
     assert err.rstrip().splitlines()[-1] == ("vllm-dev: interrupted" if signame == "SIGINT"
                                              else "vllm-dev: terminated"), err
