@@ -179,3 +179,16 @@ def test_commit_stage_stopped_at_each_point_leaves_only_whole_files(
         assert (prefix / "vllm" / name).read_bytes() == new[name]
     manifest = (build / "install_manifest.txt").read_text().split()
     assert manifest == [str(prefix / "vllm" / n) for n in new]
+
+
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_invoke_front_end_exits_130_143_without_traceback(shared: Project, signame: str) -> None:
+    signum, code = ft.SIGNALS[signame]
+    bg = ft.spawn(shared, "build", env={"VD_COMPILE_SLEEP": "32"}, program=ft.INVOKE)
+    ft.wait_for(lambda: _in_phase(bg.token, "32"), what="compile to start")
+    ft.interrupt(bg, signum)
+    rc, _, err = bg.finish(timeout=60)
+    assert rc == code and "Traceback" not in err, err
+    assert not ft.tagged_processes(bg.token)
+    shared.run("build")
+    assert shared.value("_C") == 42
