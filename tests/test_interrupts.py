@@ -192,3 +192,26 @@ def test_invoke_front_end_exits_130_143_without_traceback(shared: Project, signa
     assert not ft.tagged_processes(bg.token)
     shared.run("build")
     assert shared.value("_C") == 42
+
+
+@pytest.mark.parametrize("which", ["write", "copy"])
+def test_interrupted_atomic_write_leaves_no_temporary_file(
+        tmp_path: Path, which: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vllm_dev import files
+
+    target = tmp_path / "_C.abi3.so"
+    target.write_bytes(b"old")
+    source = tmp_path / "src.so"
+    source.write_bytes(b"new")
+
+    def boom(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(files.os, "replace", boom)
+    with pytest.raises(KeyboardInterrupt):
+        if which == "write":
+            files.atomic_write_bytes(target, b"new")
+        else:
+            files.atomic_copy(source, target)
+    assert target.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["_C.abi3.so", "src.so"]

@@ -34,6 +34,10 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise VllmDevError(f"cannot write {path}: {exc.strerror}") from None
+    except BaseException:  # Ctrl-C/SIGTERM mid-write: no stray temporary file either
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def write_if_changed(path: Path, text: str) -> bool:
@@ -61,3 +65,7 @@ def atomic_copy(src: Path, dest: Path) -> None:
         with contextlib.suppress(OSError, UnboundLocalError):
             os.unlink(tmp)
         raise VllmDevError(f"cannot install {dest}: {exc.strerror}") from None
+    except BaseException:  # Ctrl-C/SIGTERM mid-copy: no stray temporary file in vllm/
+        with contextlib.suppress(OSError, UnboundLocalError):
+            os.unlink(tmp)
+        raise
