@@ -70,20 +70,18 @@ class Project:
     def build_dir(self) -> Path:
         return self.root / "cmake-build-release"
 
-    def ninja_log_entries(self, build_dir: Path | None = None) -> list[str]:
-        """Outputs of the last ninja run recorded in .ninja_log (the lines after the last restart
-        of the start-time column are the latest build's)."""
+    def ninja_log_mark(self, build_dir: Path | None = None) -> int:
+        """Where the next build's entries will start in .ninja_log (ninja only appends)."""
         log = (build_dir or self.build_dir) / ".ninja_log"
-        lines = [ln.split("\t") for ln in log.read_text().splitlines()[1:] if ln.strip()]
-        latest: list[str] = []
-        previous_start = None
-        for parts in lines:
-            start = int(parts[0])
-            if previous_start is not None and start < previous_start:
-                latest = []
-            latest.append(parts[3])
-            previous_start = start
-        return latest
+        return len(log.read_bytes()) if log.is_file() else 0
+
+    def ninja_log_entries(self, build_dir: Path | None = None, *, since: int = 0) -> list[str]:
+        """Outputs ninja recorded after byte offset ``since`` (a ``ninja_log_mark``): the steps of
+        the builds run since then. Entries carry no run id, so the mark is the reliable cut."""
+        log = (build_dir or self.build_dir) / ".ninja_log"
+        text = log.read_bytes()[since:].decode()
+        return [ln.split("\t")[3] for ln in text.splitlines()
+                if ln.strip() and not ln.startswith("#")]
 
 
 def make_project(tmp_path: Path, *, layout: str = "new", device: str = "cpu",

@@ -78,8 +78,9 @@ def compile_flags(build_dir: Path) -> dict[str, list[str]]:
     return flags
 
 
-def latest_compiles(project: Project, build_dir: Path) -> list[str]:
-    return sorted(e for e in project.ninja_log_entries(build_dir) if e.endswith(".o"))
+def latest_compiles(project: Project, build_dir: Path, *, since: int) -> list[str]:
+    return sorted(e for e in project.ninja_log_entries(build_dir, since=since)
+                  if e.endswith(".o"))
 
 
 def venv_value(python: Path, module: str, cwd: Path) -> int:
@@ -269,12 +270,14 @@ def test_release_end_to_end_then_no_op_then_one_file(tmp_path: Path) -> None:
     else:
         changed, module, value = root / "csrc/module_C.cpp", "_C", 43
         changed.write_text(changed.read_text().replace("VALUE 42", "VALUE 43"))
+    mark = project.ninja_log_mark(build_dir)
     one = run_nox(tmp_path, "-R", "-s", "release", "--", "--source", str(root), device=device)
     out = one.stdout + one.stderr
     assert "pip install" not in out and "cmake --preset" not in out, out
     obj = f"{changed.relative_to(root)}.o"
-    assert len(latest_compiles(project, build_dir)) == 1, project.ninja_log_entries(build_dir)
-    assert latest_compiles(project, build_dir)[0].endswith(obj)
+    compiles = latest_compiles(project, build_dir, since=mark)
+    assert len(compiles) == 1, project.ninja_log_entries(build_dir, since=mark)
+    assert compiles[0].endswith(obj)
     assert venv_value(project.python, module, elsewhere) == value
 
 

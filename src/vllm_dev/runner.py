@@ -96,7 +96,7 @@ class SubprocessRunner:
         pseudo_terminal: bool = False,
     ) -> Completed:
         args = [os.fspath(a) for a in argv]
-        if self.echo is not None and (mutates or self.dry):
+        if self.echo is not None and mutates:  # read-only probes are noise, even in --dry
             self.echo(self._redact(format_command(args, env)))
         if self.dry and mutates:
             return Completed(args, 0)
