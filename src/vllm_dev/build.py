@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vllm_dev import install_state
-from vllm_dev.errors import VllmDevError
+from vllm_dev.disk import explain_failure
+from vllm_dev.errors import CommandFailed, VllmDevError
 from vllm_dev.install import InstallReport, check_components, check_installed, manifest_paths
 from vllm_dev.locking import workspace_lock
 from vllm_dev.prime import PrimeResult, run_prime
@@ -79,6 +80,8 @@ def _run_build_locked(
     try:
         ws.runner.run(argv, cwd=ws.checkout.root, env=display.child_env() or None,
                       stream=display.line, pseudo_terminal=display.pseudo_terminal)
+    except CommandFailed as exc:
+        raise explain_failure(exc, build_dir) from None  # names a full disk
     finally:
         display.close()
         recorder.compile_finished(started=started,

@@ -28,7 +28,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from vllm_dev.errors import VllmDevError
+from vllm_dev.disk import explain_failure
+from vllm_dev.errors import CommandFailed, VllmDevError
 from vllm_dev.files import atomic_write_bytes
 from vllm_dev.install import manifest_paths
 from vllm_dev.workspace import Workspace
@@ -47,7 +48,10 @@ def staged_install(ws: Workspace, build_dir: Path, components: list[str] | None)
         argv = [cmake, "--install", str(build_dir), "--prefix", str(stage)]
         if component:
             argv += ["--component", component]
-        ws.runner.run(argv, cwd=ws.checkout.root)
+        try:
+            ws.runner.run(argv, cwd=ws.checkout.root)
+        except CommandFailed as exc:
+            raise explain_failure(exc, stage) from None
     if ws.dry:
         return []
     return commit_stage(stage, ws.checkout.root, manifest_paths(build_dir, components or None))
