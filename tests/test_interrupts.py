@@ -18,7 +18,7 @@ import pytest
 
 import fault_tools as ft
 
-from conftest import Project, make_project
+from conftest import Project, make_project, requires_nvcc
 
 # The sleep lengths tell the phases apart in /proc (see _in_phase).
 PHASES = {
@@ -215,3 +215,23 @@ def test_interrupted_atomic_write_leaves_no_temporary_file(
             files.atomic_copy(source, target)
     assert target.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["_C.abi3.so", "src.so"]
+
+
+@requires_nvcc
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_interrupt_during_nvcc_leaves_no_nvcc_cicc_or_ptxas(cuda_project: Project,
+                                                            signame: str) -> None:
+    """The real thing: Ctrl-C while nvcc (and its cicc/ptxas) compile the CUDA extension."""
+    signum, code = ft.SIGNALS[signame]
+    bg = ft.spawn(cuda_project, "build")
+    # nvcc also runs during configure (compiler checks): wait for it on the project's sources.
+    ft.wait_for(lambda: any(".cu" in arg and "/csrc/cuda/" in arg
+                            for c in _cmdlines(bg.token) for arg in c),
+                timeout=300, what="nvcc to compile csrc/cuda")
+    running = sorted({n for _, n in ft.tagged_processes(bg.token)})
+    ft.interrupt(bg, signum)
+    rc, _, err = bg.finish(timeout=60)
+    assert rc == code and "Traceback" not in err, err
+    survivors = ft.tagged_processes(bg.token)
+    assert not survivors, f"{survivors} outlived vllm-dev (running at the signal: {running})"
+    print(f"\nnvcc interrupt: running at the signal {running}; exit {rc}; no survivors")
