@@ -121,7 +121,8 @@ def interrupt(bg: Background, signum: int) -> None:
     os.kill(bg.proc.pid, signum)
 
 
-SIGNALS = {"SIGINT": (signal.SIGINT, 130), "SIGTERM": (signal.SIGTERM, 143)}
+SIGNALS = {"SIGINT": (signal.SIGINT, 130), "SIGTERM": (signal.SIGTERM, 143),
+           "SIGHUP": (signal.SIGHUP, 129)}
 
 
 def ninjas_in(build_dir: Path) -> list[int]:

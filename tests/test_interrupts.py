@@ -235,3 +235,18 @@ def test_interrupt_during_nvcc_leaves_no_nvcc_cicc_or_ptxas(cuda_project: Projec
     survivors = ft.tagged_processes(bg.token)
     assert not survivors, f"{survivors} outlived vllm-dev (running at the signal: {running})"
     print(f"\nnvcc interrupt: running at the signal {running}; exit {rc}; no survivors")
+
+
+def test_hangup_of_the_terminal_stops_the_compile_tree(shared: Project) -> None:
+    """Children run in their own session, so a closing terminal's SIGHUP reaches only vllm-dev,
+    which must stop them itself (exit 129)."""
+    signum, code = ft.SIGNALS["SIGHUP"]
+    bg = ft.spawn(shared, "build", env={"VD_COMPILE_SLEEP": "32"})
+    ft.wait_for(lambda: _in_phase(bg.token, "32"), what="compile to start")
+    ft.interrupt(bg, signum)
+    rc, _, err = bg.finish(timeout=60)
+    assert rc == code and "Traceback" not in err, err
+    assert err.rstrip().splitlines()[-1] == "vllm-dev: hung up"
+    assert not ft.tagged_processes(bg.token)
+    shared.run("build")
+    assert shared.value("_C") == 42

@@ -28,27 +28,38 @@ GRACE_SECONDS = 5.0
 
 
 class Terminated(BaseException):
-    """SIGTERM arrived; a BaseException like KeyboardInterrupt so ``except Exception`` skips it."""
+    """SIGTERM (or SIGHUP: the terminal closed) arrived; a BaseException like KeyboardInterrupt
+    so ``except Exception`` skips it. Exit status 128 + the signal, as a shell reports it."""
 
-    exit_code = 128 + signal.SIGTERM
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__(signum)
+        self.signum = signum
+        self.exit_code = 128 + signum
+        self.message = "hung up" if signum == signal.SIGHUP else "terminated"
 
 
 def _raise_terminated(signum: int, frame: FrameType | None) -> None:
-    raise Terminated()
+    raise Terminated(signum)
+
+
+# Children live in sessions of their own, so a closing terminal's SIGHUP reaches only vllm-dev:
+# it must be handled like SIGTERM or the compile tree would run on, orphaned.
+_HANDLED = (signal.SIGTERM, signal.SIGHUP)
 
 
 @contextlib.contextmanager
 def sigterm_raises() -> Iterator[None]:
-    """Within the block, SIGTERM raises :class:`Terminated` (main thread only; else a no-op)."""
+    """Within the block, SIGTERM and SIGHUP raise :class:`Terminated` (main thread only)."""
     try:
-        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+        previous = {s: signal.signal(s, _raise_terminated) for s in _HANDLED}
     except ValueError:  # not the main thread: leave signals alone
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def session_members(sid: int, *, proc_root: str = "/proc") -> list[int]:
@@ -84,7 +95,7 @@ def stop_session(proc: subprocess.Popen[str], signum: int, *,
     rest; returns once ``proc`` is reaped and no process of its session is left."""
     # A second Ctrl-C must not cut the clean-up short: hold both signals until it is done (they
     # are delivered, and handled by the front end, when the mask is restored).
-    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, *_HANDLED})
     try:
         _stop_session(proc, signum, grace=grace)
     finally:
@@ -115,7 +126,7 @@ def _stop_session(proc: subprocess.Popen[str], signum: int, *, grace: float) -> 
 
 def signal_for(exc: BaseException) -> int:
     """The signal to forward for an interruption of the parent."""
-    return signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT
+    return exc.signum if isinstance(exc, Terminated) else signal.SIGINT
 
 
 def run_in_session(

@@ -50,6 +50,6 @@ def main() -> None:
     except KeyboardInterrupt:
         print("vllm-dev: interrupted", file=sys.stderr)
         sys.exit(130)
-    except Terminated:
-        print("vllm-dev: terminated", file=sys.stderr)
-        sys.exit(Terminated.exit_code)
+    except Terminated as exc:
+        print(f"vllm-dev: {exc.message}", file=sys.stderr)
+        sys.exit(exc.exit_code)

@@ -103,8 +103,8 @@ def reported() -> Iterator[None]:
         raise Exit(f"vllm-dev: {exc}", code=exc.exit_code) from None
     except KeyboardInterrupt:
         raise Exit("vllm-dev: interrupted", code=130) from None
-    except Terminated:
-        raise Exit("vllm-dev: terminated", code=Terminated.exit_code) from None
+    except Terminated as exc:
+        raise Exit(f"vllm-dev: {exc.message}", code=exc.exit_code) from None
 
 
 @task(help=_help("source", "python", "device",
