@@ -33,6 +33,18 @@ program = VllmDevProgram(namespace=namespace(), name="vllm-dev", binary="vllm-de
 def main() -> None:
     """Run the program; a Ctrl-C or SIGTERM that lands outside a task's own handling (start-up,
     or just after the task finished) still exits 130/143 with one line, never a traceback."""
+    import signal
+
+    try:
+        _run(program)
+    finally:
+        # The work is over (its exit status decided): a signal from now on must not turn a
+        # finished build into a death by signal during interpreter shutdown.
+        for late in ("SIGINT", "SIGTERM", "SIGHUP"):
+            signal.signal(getattr(signal, late), signal.SIG_IGN)
+
+
+def _run(program: Program) -> None:
     import sys
 
     from invoke.config import AmbiguousMergeError
