@@ -228,6 +228,19 @@ def make_test_project(work: Path, device: str, vllm_dev: str, env: dict[str, str
     return root
 
 
+def heavy_presets(work: Path, count: int) -> Path:
+    """The bundled preset templates, with ``release`` also building the heavy CUDA target."""
+    directory = work / "presets"
+    directory.mkdir()
+    for template in (REPO / "presets").glob("*.json"):
+        data = json.loads(template.read_text())
+        if template.stem == "release":
+            data.setdefault("cacheVariables", {}).update(
+                {"MINIVLLM_HEAVY": "ON", "MINIVLLM_HEAVY_TUS": str(count)})
+        (directory / template.name).write_text(json.dumps(data, indent=2))
+    return directory
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", type=Path, help="a vLLM checkout (default: a fresh copy "
@@ -240,8 +253,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=5, help="runs per tool and case (>= 5)")
     parser.add_argument("--cases", default=",".join(CASES),
                         help=f"comma-separated subset of {','.join(CASES)}")
-    parser.add_argument("--touch", type=Path, default=Path("csrc/ops/add.cpp"),
-                        help="file changed by the one-file case, relative to the checkout")
+    parser.add_argument("--touch", type=Path,
+                        help="file changed by the one-file case, relative to the checkout "
+                             "(test project: csrc/cuda/saxpy.cu on cuda, csrc/ops/add.cpp on cpu)")
+    parser.add_argument("--heavy", type=int, default=0, metavar="N",
+                        help="test project: also build _heavy_C with N generated heavy CUDA "
+                             "files (about 8 s of nvcc each), so a clean build's compile is "
+                             "not dwarfed by its configure")
     parser.add_argument("--json", type=Path, default=Path("bench-results.json"),
                         help="where to write the results (default: bench-results.json)")
     parser.add_argument("--vllm-dev", default=str(Path(sys.executable).parent / "vllm-dev"),
@@ -275,12 +293,16 @@ def main(argv: list[str] | None = None) -> int:
             root = make_test_project(work, device, args.vllm_dev, env0)
             python = root / ".venv" / "bin" / "python"
             base["VLLM_TARGET_DEVICE"] = device
+            if args.heavy and device == "cuda":
+                base["VLLM_DEV_PRESETS_DIR"] = str(heavy_presets(work, args.heavy))
         venv = python.parent.parent
         path = os.pathsep.join([str(python.parent), str(Path(args.vllm_dev).parent),
                                 os.environ.get("PATH", "")])
         env = clean_env({**base, "VIRTUAL_ENV": str(venv), "PATH": path})
         bench = Bench(root=root, python=python, vllm_dev=args.vllm_dev, preset=args.preset,
-                      device=device if not args.source else "checkout", touch=root / args.touch,
+                      device=device if not args.source else "checkout",
+                      touch=root / (args.touch or Path(
+                          "csrc/cuda/saxpy.cu" if device == "cuda" else "csrc/ops/add.cpp")),
                       env=env, cache_dir=cache_dir, work=work)
         if "onefile" in cases and not bench.touch.is_file():
             parser.error(f"--touch {args.touch} is not a file of {root}")
@@ -290,6 +312,8 @@ def main(argv: list[str] | None = None) -> int:
         for case in cases:
             bench.run_case(case, args.repeat)
         results = summarize(bench, cases, args.repeat, info)
+        results["heavy_tus"] = args.heavy if device == "cuda" and not args.source else 0
+        results["touch"] = str(bench.touch.relative_to(root))
         print(render_table(results))
         args.json.write_text(json.dumps(results, indent=2) + "\n")
         print(f"\nwrote {args.json}", file=sys.stderr)

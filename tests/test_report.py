@@ -108,10 +108,12 @@ def test_report_errors_are_one_line(project: Project) -> None:
     assert "--slowest must be a positive integer" in bad.stderr
 
 
-def test_noop_install_skip_notices_a_removed_file(project: Project) -> None:
+def test_noop_skips_install_and_verify_until_a_file_changes(project: Project) -> None:
     project.run("build", "--plain")
-    assert "install skipped" in project.run("build", "--plain").stderr
+    noop = project.run("build", "--plain").stderr
+    assert "install skipped" in noop and "verify skipped" in noop
     (project.root / "vllm" / "_fast_C.abi3.so").unlink()
     again = project.run("build", "--plain")
-    assert "install skipped" not in again.stderr
+    assert "install skipped" not in again.stderr and "verify skipped" not in again.stderr
+    assert "verified:" in again.stderr
     assert project.value("_fast_C") == 7

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 class BuildResult:
     prime: PrimeResult
     install: InstallReport | None
+    # False when the install was skipped as up to date (nothing new to verify either)
+    installed: bool = True
 
 
 def run_build(
@@ -87,6 +89,7 @@ def _run_build_locked(
         recorder.compile_finished(started=started,
                                   install_started=display.progress.install_started_at)
     manifests = manifest_paths(build_dir, targets or None)
+    installed_now = False
     if install:  # staged, then renamed into vllm/: an interrupt never leaves a partial .so
         with recorder.phase("install"):
             if not ws.dry and install_state.up_to_date(build_dir, targets or None, manifests,
@@ -96,9 +99,11 @@ def _run_build_locked(
             else:
                 install_state.forget(build_dir)
                 staged_install(ws, build_dir, targets or None)
+                installed_now = True
     report = None
     if install and not ws.dry:
         with recorder.phase("verify"):
             report = check_installed(ws, build_dir, targets)
-        install_state.remember(build_dir, targets or None, manifests)
-    return BuildResult(primed, report)
+        if installed_now:  # a skipped install left the remembered state as it was
+            install_state.remember(build_dir, targets or None, manifests)
+    return BuildResult(primed, report, installed=installed_now or not install)

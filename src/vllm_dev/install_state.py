@@ -46,8 +46,27 @@ def remember(build_dir: Path, components: list[str] | None, manifests: list[Path
         forget(build_dir)
         return
     with contextlib.suppress(OSError):
-        write_json(build_dir / STATE_NAME,
-                   {"kind": KIND, "components": _key(components), "files": stamps})
+        write_json(build_dir / STATE_NAME, {"kind": KIND, "components": _key(components),
+                                            "files": stamps, "verified": False})
+
+
+def mark_verified(build_dir: Path) -> None:
+    """The installed extensions imported fine (``verify``): a skipped install needs no verify."""
+    from vllm_dev.state import read_json, write_json
+
+    data = read_json(build_dir / STATE_NAME)
+    if data and data.get("kind") == KIND:
+        data["verified"] = True
+        with contextlib.suppress(OSError):
+            write_json(build_dir / STATE_NAME, data)
+
+
+def verified(build_dir: Path) -> bool:
+    from vllm_dev.state import read_json
+
+    path = build_dir / STATE_NAME
+    data = read_json(path) if path.is_file() else None
+    return bool(data and data.get("kind") == KIND and data.get("verified") is True)
 
 
 def up_to_date(build_dir: Path, components: list[str] | None, manifests: list[Path], *,

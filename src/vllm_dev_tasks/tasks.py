@@ -136,13 +136,23 @@ def prime(c, preset=None, source=None, python=None, device=None, jobs=None, nvcc
 
 def build_then_verify(ws: Workspace, verify: bool, **options: Any) -> None:
     """``build``, then ``verify`` of what it installed (see vllm_dev.verify)."""
+    from vllm_dev import install_state
     from vllm_dev.build import run_build
 
-    run_build(ws, **options)
-    if verify:
+    result = run_build(ws, **options)
+    if verify and not result.installed and install_state.verified(ws.build_dir):
+        # Skipped install of files that imported fine when they were installed (a failed
+        # verify forgets the install state, so a broken extension is never skipped over).
+        ws.say("verify skipped: the installed extensions are the ones verified before")
+    elif verify:
         from vllm_dev.verify import verify_after_build
 
-        verify_after_build(ws)
+        try:
+            verify_after_build(ws)
+        except VllmDevError:
+            install_state.forget(ws.build_dir)
+            raise
+        install_state.mark_verified(ws.build_dir)
 
 
 @task(
