@@ -189,3 +189,34 @@ def test_failing_build_shows_everything_and_keeps_cmakes_exit_code(project: Proj
     assert "minivllm-kept-warning" in done.stdout
     report = project.run("report").stdout
     assert f"FAILED (exit code {raw.returncode})" in report
+
+
+def test_progress_bar_on_a_terminal_end_to_end(project: Project) -> None:
+    """The real console script on a pseudo-terminal: a bar, no raw status lines, exit code 0."""
+    import pty
+
+    from conftest import VLLM_DEV, clean_env
+
+    env = clean_env({**project.env, "TERM": "xterm", "COLUMNS": "160"})
+    env.pop("NO_COLOR", None)
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: vllm-dev with a terminal on stdin/stdout/stderr
+        os.chdir(project.root)
+        os.execve(VLLM_DEV, [VLLM_DEV, "build"], env)
+    chunks = []
+    while True:
+        try:
+            data = os.read(fd, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    _, status = os.waitpid(pid, 0)
+    shown = b"".join(chunks).decode(errors="replace")
+    assert os.waitstatus_to_exitcode(status) == 0, shown
+    assert "compiling" in shown and "eta" in shown
+    assert "6/6" in shown  # 4 compiles + 2 links of the CPU project, all counted
+    assert "csrc/module_C.cpp" in shown  # a file shown while it compiled
+    assert "|" not in "".join(ln for ln in shown.splitlines() if ln.startswith("[")), shown
+    assert project.value("_C") == 42
