@@ -15,11 +15,12 @@ from conftest import Project, make_project
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, str]]:
-    """Every file under root (but the venv) with its mtime and content hash."""
+    """Every file under root with its mtime and content hash; not the venv, nor vllm-dev's own
+    cache of probe answers in .vllm-dev/ (refreshing it is not a change to the checkout)."""
     state = {}
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root)
-        if rel.parts[0] == ".venv" or not path.is_file() or path.is_symlink():
+        if rel.parts[0] in (".venv", ".vllm-dev") or not path.is_file() or path.is_symlink():
             continue
         state[str(rel)] = (path.stat().st_mtime_ns, hashlib.sha256(path.read_bytes()).hexdigest())
     return state

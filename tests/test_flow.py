@@ -181,7 +181,8 @@ def test_setup_rerun_is_skipped_fast_and_force_redoes(project: Project) -> None:
 def test_dry_run_changes_nothing_and_shows_commands(project: Project) -> None:
     done = project.run("--dry", "build")
     assert "cmake --preset release" in done.stderr
-    assert "cmake --build --preset release --target install" in done.stderr
+    assert "cmake --build --preset release --target all" in done.stderr
+    assert f"cmake --install {project.build_dir} --prefix" in done.stderr  # staged install
     assert not project.build_dir.exists()
     assert not (project.root / "CMakeUserPresets.json").exists()
 

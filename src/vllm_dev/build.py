@@ -44,6 +44,7 @@ def run_build(
     ``json_path`` when given."""
     from vllm_dev.report import Recorder
 
+    ws.preflight(targets=targets, merge=merge, force=force)  # bad input changes nothing
     with workspace_lock(ws):
         recorder = Recorder(ws, json_path=json_path)
         try:

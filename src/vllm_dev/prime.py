@@ -57,7 +57,7 @@ def run_prime(
     ws: Workspace, *, merge: bool = False, force: bool = False, reconfigure: bool = False
 ) -> PrimeResult:
     """Prime while holding the build dir's lock (a concurrent build waits; see locking.py)."""
-    ws.require_build_requirements()
+    ws.preflight(merge=merge, force=force)
     with workspace_lock(ws):
         return _run_prime_locked(ws, merge=merge, force=force, reconfigure=reconfigure)
 

@@ -175,6 +175,22 @@ class Workspace:
                 "run `vllm-dev setup`"
             )
 
+    def preflight(self, *, targets: list[str] | None = None, merge: bool = False,
+                  force: bool = False) -> None:
+        """Resolve and check every input before anything is written or locked, so that bad input
+        fails with its one line and leaves the checkout exactly as it was."""
+        from vllm_dev.install import check_components
+        from vllm_dev.user_presets import check_project_presets, plan_user_presets
+
+        _ = self.template, self.build_dir  # unknown preset, escaping binaryDir
+        self.require_build_requirements()  # interpreter, its facts, the device
+        _ = self.cmake  # present and new enough
+        document = self.document  # nvcc, arches, parallelism, every template's binaryDir
+        check_project_presets(self.checkout.root, document)
+        plan_user_presets(self.checkout.user_presets, document, merge=merge, force=force)
+        if targets and (self.build_dir / "CMakeCache.txt").is_file():
+            check_components(self.build_dir, targets)
+
     def preset_inputs(self) -> PresetInputs:
         nvcc = str(require_nvcc(self.environ)) if self.device == "cuda" else None
         from vllm_dev import compiler_cache as cc
