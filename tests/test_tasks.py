@@ -28,7 +28,7 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, dict[str, Any]]
     def record(ws: Any, **kwargs: Any) -> None:
         calls.append((ws, kwargs))
 
-    for module, name in ((vllm_dev.build, "run_build"), (vllm_dev.prime, "run_prime"),
+    for module, name in ((vllm_dev.build, "run_build_and_verify"), (vllm_dev.prime, "run_prime"),
                          (vllm_dev.clean, "run_clean")):
         monkeypatch.setattr(module, name, record)
     for var in ("VLLM_DEV_SOURCE", "VLLM_TARGET_DEVICE", "MAX_JOBS", "NVCC_THREADS",
@@ -45,6 +45,7 @@ def test_build_flags_reach_the_workflow(recorded: list[tuple[Any, dict[str, Any]
     assert ws.settings.jobs == 6
     assert ws.settings.device == "cpu"
     assert kwargs["targets"] == ["_C", "_fast_C"]
+    assert kwargs["verify"] is False  # nothing installed, nothing to verify
     assert (kwargs["install"], kwargs["merge"], kwargs["force"]) == (False, True, False)
 
 
@@ -75,7 +76,7 @@ def test_errors_become_exit_with_one_line(monkeypatch: pytest.MonkeyPatch) -> No
     def fail(ws: Any, **kwargs: Any) -> None:
         raise VllmDevError("something is wrong: fix it like this")
 
-    monkeypatch.setattr(vllm_dev.build, "run_build", fail)
+    monkeypatch.setattr(vllm_dev.build, "run_build_and_verify", fail)
     with pytest.raises(Exit) as info:
         t.build(context())
     assert info.value.code == 1
@@ -86,7 +87,7 @@ def test_failed_command_exit_code_is_the_commands(monkeypatch: pytest.MonkeyPatc
     def fail(ws: Any, **kwargs: Any) -> None:
         raise CommandFailed(["cmake", "--build", "--preset", "release"], 7)
 
-    monkeypatch.setattr(vllm_dev.build, "run_build", fail)
+    monkeypatch.setattr(vllm_dev.build, "run_build_and_verify", fail)
     with pytest.raises(Exit) as info:
         t.build(context())
     assert info.value.code == 7

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from vllm_dev import install_state
 from vllm_dev.disk import explain_failure
@@ -108,3 +108,24 @@ def _run_build_locked(
         if installed_now:  # a skipped install left the remembered state as it was
             install_state.remember(build_dir, targets or None, manifests)
     return BuildResult(primed, report, installed=installed_now or not install)
+
+
+def run_build_and_verify(ws: Workspace, *, verify: bool = True, **options: Any) -> BuildResult:
+    """``build``, then ``verify`` of what it installed (see verify.py).
+
+    Verify is skipped after a skipped install of files that imported fine when they were
+    installed; a failed verify forgets the install state, so a broken extension is never
+    skipped over."""
+    result = run_build(ws, **options)
+    if verify and not result.installed and install_state.verified(ws.build_dir):
+        ws.say("verify skipped: the installed extensions are the ones verified before")
+    elif verify and not ws.dry:
+        from vllm_dev.verify import verify_after_build
+
+        try:
+            verify_after_build(ws)
+        except VllmDevError:
+            install_state.forget(ws.build_dir)
+            raise
+        install_state.mark_verified(ws.build_dir)
+    return result

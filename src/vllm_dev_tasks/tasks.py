@@ -134,27 +134,6 @@ def prime(c, preset=None, source=None, python=None, device=None, jobs=None, nvcc
         run_prime(ws, merge=merge, force=force, reconfigure=reconfigure)
 
 
-def build_then_verify(ws: Workspace, verify: bool, **options: Any) -> None:
-    """``build``, then ``verify`` of what it installed (see vllm_dev.verify)."""
-    from vllm_dev import install_state
-    from vllm_dev.build import run_build
-
-    result = run_build(ws, **options)
-    if verify and not result.installed and install_state.verified(ws.build_dir):
-        # Skipped install of files that imported fine when they were installed (a failed
-        # verify forgets the install state, so a broken extension is never skipped over).
-        ws.say("verify skipped: the installed extensions are the ones verified before")
-    elif verify:
-        from vllm_dev.verify import verify_after_build
-
-        try:
-            verify_after_build(ws)
-        except VllmDevError:
-            install_state.forget(ws.build_dir)
-            raise
-        install_state.mark_verified(ws.build_dir)
-
-
 @task(
     iterable=["target"],
     help=_help(*CONFIGURE_HELP,
@@ -178,9 +157,11 @@ def build(c, preset=None, target=None, install=True, source=None, python=None, d
                        cache_max_size=cache_max_size, cache_remote=cache_remote,
                        cache_remote_mode=cache_remote_mode, job_memory_gib=job_memory_gib,
                        no_wait=no_wait or None)
-        build_then_verify(ws, verify and install, targets=list(target or []), install=install,
-                          merge=merge, force=force,
-                  plain=plain, json_path=Path(json).expanduser().absolute() if json else None)
+        from vllm_dev.build import run_build_and_verify
+
+        run_build_and_verify(ws, verify=verify and install, targets=list(target or []),
+                             install=install, merge=merge, force=force, plain=plain,
+                             json_path=Path(json).expanduser().absolute() if json else None)
 
 
 @task(help=_help("preset", "source",
