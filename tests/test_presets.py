@@ -29,7 +29,8 @@ def schema_of_target_cmake(project: Project) -> dict:
 def test_rendered_presets_validate_and_cmake_lists_them(project: Project) -> None:
     project.run("prime")
     document = json.loads((project.root / "CMakeUserPresets.json").read_text())
-    jsonschema.validate(document, schema_of_target_cmake(project))
+    # the schema names draft 2020-12 with a trailing "#", which jsonschema does not look up
+    jsonschema.Draft202012Validator(schema_of_target_cmake(project)).validate(document)
     listed = subprocess.run([str(project.python.parent / "cmake"), "--list-presets=all"],
                             cwd=project.root, capture_output=True, text=True, check=True).stdout
     assert '"release"' in listed and '"debug"' in listed
