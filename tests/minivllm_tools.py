@@ -52,21 +52,12 @@ _BUILD_REQUIREMENTS = "cmake>=3.26.1\nninja\nsetuptools>=64\n"
 
 
 def find_uv() -> str:
-    """Path of the uv executable: the `uv` Python package first, then PATH.
+    """Path of the uv executable, found as vllm-dev finds it (the `uv` package, then PATH).
 
-    The uv package pins the exact binary of the dev environment; PATH is the
-    fallback for machines where uv is installed some other way.
-    """
-    try:
-        import uv  # type: ignore[import-not-found, unused-ignore]
+    Imported lazily: scripts that only copy the project need not have vllm_dev importable."""
+    from vllm_dev.setup_step import find_uv as find
 
-        return os.fspath(uv.find_uv_bin())
-    except (ImportError, FileNotFoundError):
-        pass
-    found = shutil.which("uv")
-    if found is None:
-        raise FileNotFoundError("uv not found: install the `uv` package or put uv on PATH")
-    return found
+    return find()
 
 
 def copy_project(dest: Path, *, layout: str = "new") -> Path:

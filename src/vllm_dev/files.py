@@ -54,18 +54,23 @@ def write_if_changed(path: Path, text: str) -> bool:
     return True
 
 
-def atomic_copy(src: Path, dest: Path) -> None:
-    """Copy ``src`` over ``dest`` through a temporary file and a rename (see atomic_write_bytes)."""
+def copy_then_rename(src: Path, dest: Path) -> None:
+    """Copy ``src`` to a temporary file beside ``dest``, then rename it over ``dest``; the
+    temporary file is removed on any error or interrupt. OSError propagates to the caller."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    os.close(fd)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-        os.close(fd)
         shutil.copy2(src, tmp)
         os.replace(tmp, dest)
-    except OSError as exc:
-        with contextlib.suppress(OSError, UnboundLocalError):
-            os.unlink(tmp)
-        raise VllmDevError(f"cannot install {dest}: {exc.strerror}") from None
-    except BaseException:  # Ctrl-C/SIGTERM mid-copy: no stray temporary file in vllm/
-        with contextlib.suppress(OSError, UnboundLocalError):
+    except BaseException:  # also Ctrl-C/SIGTERM mid-copy: no stray temporary file in vllm/
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def atomic_copy(src: Path, dest: Path) -> None:
+    """:func:`copy_then_rename`, with a failure as one line (see atomic_write_bytes)."""
+    try:
+        copy_then_rename(src, dest)
+    except OSError as exc:
+        raise VllmDevError(f"cannot install {dest}: {exc.strerror}") from None

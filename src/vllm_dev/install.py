@@ -1,8 +1,9 @@
 """Installing built extensions into the checkout's ``vllm/`` and proving they arrived intact.
 
 CMake's install skips a file as up to date when both timestamps fall in the same second, so a
-fast rebuild (warm compiler cache) can leave the previous ``.so`` installed while the build dir
-holds the new one. After every install each file of the manifest is compared with its build
+fast rebuild (warm compiler cache) could leave the previous ``.so`` installed while the build dir
+holds the new one. The staged install (staged_install.py) avoids that by installing into an empty
+stage; as a safety net, after every install each file of the manifest is compared with its build
 output and replaced (atomically) where they differ.
 """
 

@@ -25,12 +25,11 @@ import contextlib
 import errno
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 from vllm_dev.disk import explain_failure
 from vllm_dev.errors import CommandFailed, VllmDevError
-from vllm_dev.files import atomic_write_bytes
+from vllm_dev.files import atomic_write_bytes, copy_then_rename
 from vllm_dev.install import manifest_paths
 from vllm_dev.workspace import Workspace
 
@@ -96,26 +95,12 @@ def _move_into_place(staged: Path, final: Path) -> None:
         except OSError as exc:
             if exc.errno != errno.EXDEV:
                 raise
-            _copy_beside_then_rename(staged, final)  # vllm/ on another file system or mount
+            copy_then_rename(staged, final)  # vllm/ on another file system or mount
     except OSError as exc:
         hint = (" (is the checkout read-only, or vllm/ not writable?)"
                 if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM) else "")
         raise VllmDevError(f"cannot install {final}: {exc.strerror}{hint}; every file in vllm/ "
                            "is still whole (old or new)") from None
-
-
-def _copy_beside_then_rename(staged: Path, final: Path) -> None:
-    """A temporary copy in the destination directory, renamed over ``final``; removed on error
-    (a full disk leaves no partial file)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
-    os.close(fd)
-    try:
-        shutil.copy2(staged, tmp)
-        os.replace(tmp, final)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def _empty(stage: Path) -> None:

@@ -192,7 +192,7 @@ class Workspace:
             check_components(self.build_dir, targets)
 
     def preset_inputs(self) -> PresetInputs:
-        nvcc = str(require_nvcc(self.environ)) if self.device == "cuda" else None
+        nvcc = str(self.nvcc.path) if self.nvcc else None
         from vllm_dev import compiler_cache as cc
 
         cache = cc.config_from(self.settings)
