@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from vllm_dev import install_state
 from vllm_dev.disk import explain_failure
+from vllm_dev.dist import farm_session
 from vllm_dev.errors import CommandFailed, VllmDevError
 from vllm_dev.install import InstallReport, check_components, check_installed, manifest_paths
 from vllm_dev.locking import workspace_lock
@@ -48,8 +49,9 @@ def run_build(
     with workspace_lock(ws):
         recorder = Recorder(ws, json_path=json_path)
         try:
-            result = _run_build_locked(ws, targets=targets, install=install, merge=merge,
-                                       force=force, plain=plain, recorder=recorder)
+            with farm_session(ws, recorder):  # no-op without --dist
+                result = _run_build_locked(ws, targets=targets, install=install, merge=merge,
+                                           force=force, plain=plain, recorder=recorder)
         except VllmDevError as exc:
             recorder.finish_quietly(exit_code=exc.exit_code)
             raise

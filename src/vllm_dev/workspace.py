@@ -38,6 +38,7 @@ from vllm_dev.toolchain import (
 )
 
 if TYPE_CHECKING:
+    from vllm_dev.dist import DistPlan
     from vllm_dev.fact_cache import FactCache
 
 
@@ -134,8 +135,31 @@ class Workspace:
     @cached_property
     def parallelism(self) -> Parallelism:
         arches = self.arch.archs
-        return choose(self.settings, device=self.device,
-                      arch_count=len(arches) if arches else DEFAULT_ARCH_COUNT)
+        local = choose(self.settings, device=self.device,
+                       arch_count=len(arches) if arches else DEFAULT_ARCH_COUNT)
+        farm = self.dist_plan
+        if farm is None or not farm.status.ok or self.settings.jobs or self.settings.max_jobs:
+            return local  # a farm that is down never sizes a local build
+        from vllm_dev.dist import farm_jobs
+        from vllm_dev.machine import probe_machine
+
+        jobs, why = farm_jobs(farm.status, available_gib=probe_machine().memory.gib)
+        return Parallelism(jobs, local.nvcc_threads, why)
+
+    @cached_property
+    def dist_plan(self) -> DistPlan | None:
+        """``--dist``: the token, this checkout's sccache client, what the scheduler said."""
+        if not self.settings.dist:
+            return None
+        from vllm_dev import dist
+
+        found = dist.plan(self.settings.dist, state_dir=self.checkout.state_dir,
+                          sccache=find_launcher("sccache", interpreter=self.interpreter),
+                          cache_dir=self.settings.cache_dir, environ=self.environ)
+        secrets = getattr(self.runner, "secrets", None)
+        if secrets is not None:  # never echoed, whatever command might carry it
+            self.runner.secrets = (*secrets, *found.secrets)  # type: ignore[attr-defined]
+        return found
 
     @cached_property
     def nvcc(self) -> Tool | None:
@@ -210,6 +234,8 @@ class Workspace:
         environment: dict[str, str] = cc.base_environment(cache)
         if self.arch.env_value:
             environment["TORCH_CUDA_ARCH_LIST"] = self.arch.env_value
+        if self.dist_plan is not None:  # the wrappers talk to vllm-dev's own sccache server
+            environment.update(self.dist_plan.client.environment())
         par = self.parallelism
         return PresetInputs(
             python=str(self.interpreter.path),
