@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -84,9 +85,13 @@ def test_cuda_and_cpp_compile_on_both_build_servers(tmp_path: Path,
     assert project.value("_cuda_C") == 1234
     _no_token_anywhere(farm.token, project, farm, output, tmp_path / "report.json",
                        tmp_path / "ccache")
-    # vllm-dev stopped its sccache server: the token does not outlive the build.
-    port = json.loads((project.root / "CMakeUserPresets.json").read_text())
-    assert '"SCCACHE_SERVER_PORT"' in json.dumps(port)
+    # vllm-dev stopped its own sccache server (on its own port, not sccache's default 4226):
+    # the token does not outlive the build.
+    presets = (project.root / "CMakeUserPresets.json").read_text()
+    port = int(presets.split('"SCCACHE_SERVER_PORT": "', 1)[1].split('"', 1)[0])
+    assert port != 4226
+    with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port), 2):
+        pass
 
 
 def test_wrong_token_and_stopped_scheduler_build_locally(tmp_path: Path,
