@@ -55,7 +55,7 @@ import dist_farm
 
 src = Path.cwd()
 build_dir = src / "cmake-build-release"
-target = "_moe_C_stable_libtorch"
+target = os.environ.get("VD_TARGET", "_moe_C_stable_libtorch")
 vd = shutil.which("vllm-dev")
 
 def build(name, *extra, env=None):
@@ -117,7 +117,7 @@ finally:
 
 so = next(build_dir.glob(f"{target}*.so"), None)
 print(f"farm-built extension: {so}")
-if so is not None:
+if so is not None and target == "_moe_C_stable_libtorch":
     check = f"""
 import importlib.util, torch
 spec = importlib.util.spec_from_file_location("vllm._moe_C_stable_libtorch", {str(so)!r})

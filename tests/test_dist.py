@@ -66,6 +66,9 @@ def test_cuda_and_cpp_compile_on_both_build_servers(tmp_path: Path,
     output, report = _build(project, farm.url, farm.token, tmp_path / "report.json")
 
     assert f"build farm {farm.url}: 2 server(s)" in output
+    phases = report["phases"]
+    assert isinstance(phases, dict)
+    assert abs(sum(phases.values()) - float(report["total_seconds"])) < 0.5, report
     dist = report["dist"]
     assert isinstance(dist, dict)
     per_server = dist["per_server"]
