@@ -21,7 +21,8 @@ def test_url_setting_and_its_conflicts() -> None:
                          config={"cache": "ccache"})
     assert s.dist == "http://127.0.0.1:10600" and s.cache == "sccache"
     assert Settings.resolve(flags={}, environ={}, config={"dist": "https://farm"}).dist
-    for bad in ("farm.example.com", "ftp://farm", "https://user:secret@farm", "http://h:99999"):
+    for bad in ("farm.example.com", "ftp://farm", "https://user:secret@farm", "http://h:99999",
+                "http://[::1", "http://h /x", 7, "ftp://u:secret@h"):
         with pytest.raises(VllmDevError, match="--dist") as err:
             Settings.resolve(flags={"dist": bad}, environ={})
         assert "secret" not in str(err.value)

@@ -62,10 +62,15 @@ _PORT_BASE, _PORT_SPAN = 41000, 8000
 def validate_url(url: str, *, origin: str) -> str:
     """The scheduler's URL (http or https, a host, no credentials), without a trailing slash."""
     text = url.strip()
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(text)
+        host = parts.hostname
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        host = None
+    if host is None or parts.scheme not in ("http", "https") or any(c in text for c in " \n\t"):
         raise VllmDevError(f"{origin} must be the sccache-dist scheduler's URL, like "
-                           f"https://sccache.example.com or http://127.0.0.1:10600, got {text!r}")
+                           "https://sccache.example.com or http://127.0.0.1:10600, got "
+                           + (repr(text) if "@" not in text else "a URL with credentials"))
     if parts.username or parts.password:
         raise VllmDevError(f"{origin}: put no credentials in the URL; the client token goes in "
                            f"{TOKEN_ENV} or a file named by {TOKEN_FILE_ENV}")
