@@ -127,8 +127,18 @@ def start_farm(root: Path, *, sccache_dist: str, servers: int = 2,
             farm.servers.append(_spawn([sccache_dist, "server", "--config", str(server_config)],
                                        root / f"server{index}.log", env))
             farm.server_addrs.append(addr)
-        _wait(lambda: farm.status().get("num_servers") == servers,
-              f"{servers} build servers to register")
+        def registered() -> bool:
+            gone = [i for i, proc in enumerate(farm.servers) if proc.poll() is not None]
+            if gone:
+                raise RuntimeError(f"build server(s) {gone} exited at start")
+            return farm.status().get("num_servers") == servers
+
+        _wait(registered, f"{servers} build servers to register")
+    except RuntimeError as exc:  # say why: a server that cannot sandbox logs it and exits
+        farm.stop()
+        tails = "\n".join(f"--- {log.name}:\n" + "\n".join(
+            log.read_text(errors="replace").splitlines()[-15:]) for log in farm.logs)
+        raise RuntimeError(f"{exc}\n{tails}") from None
     except BaseException:
         farm.stop()
         raise
