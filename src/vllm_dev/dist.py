@@ -44,10 +44,12 @@ TOKEN_ENV = "VLLM_DEV_DIST_TOKEN"
 TOKEN_FILE_ENV = "VLLM_DEV_DIST_TOKEN_FILE"
 CHECK_TIMEOUT_S = 5.0
 COMMAND_TIMEOUT_S = 60.0
-# Memory of one step that stays local with a farm: nvcc's/gcc's preprocessing, sccache hashing
-# and packaging, and the final link. Measured on the test project and the real tree's
-# _moe_C_stable_libtorch these take well under 1 GiB each; a link of a big extension can take a
-# few GiB, hence the outlier.
+# Memory of one step that stays local with a farm: preprocessing (nvcc's host and device
+# ``-E`` passes, gcc's ``-E``), sccache's hashing and toolchain packaging, and the final link;
+# cicc, ptxas and the compilers run on the servers. An ESTIMATE, not a measurement: preprocessing
+# takes a fraction of a full compile's memory, and a whole compile of _moe_C_stable_libtorch's
+# heaviest object peaked at 1.1 GiB (../shared/testbeds/README.md); a link of a big extension can
+# take a few GiB, hence the outlier. bench/gpu_dist.sh records the real build's figures.
 LOCAL_STEP_GIB = 1.0
 LOCAL_OUTLIER_GIB = 3.0
 # The nvcc driver itself is a "compilation" in sccache's statistics but only orchestrates its
