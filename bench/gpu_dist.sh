@@ -58,9 +58,50 @@ build_dir = src / "cmake-build-release"
 target = os.environ.get("VD_TARGET", "_moe_C_stable_libtorch")
 vd = shutil.which("vllm-dev")
 
+def processes():
+    """pid -> (ppid, comm, rss KiB) of every process now."""
+    table = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = open(f"/proc/{entry}/stat").read()
+            comm = stat[stat.index("(") + 1:stat.rindex(")")]
+            ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+            rss = next((int(ln.split()[1]) for ln in open(f"/proc/{entry}/status")
+                        if ln.startswith("VmRSS:")), 0)
+        except (OSError, ValueError, StopIteration):
+            continue
+        table[int(entry)] = (ppid, comm, rss)
+    return table
+
+def local_step_memory(stop, peaks):
+    """Peak memory of what runs locally under sccache (its server and the preprocess/link steps
+    it starts), apart from the farm's sccache-dist processes, sampled every 0.5 s."""
+    while not stop.is_set():
+        table = processes()
+        roots = {pid for pid, (_, comm, _) in table.items() if comm == "sccache"}
+        local = set()
+        for pid in table:
+            chain, p = [], pid
+            while p in table and p not in roots and table[p][1] != "sccache-dist" and p > 1:
+                chain.append(p)
+                p = table[p][0]
+            if p in roots:
+                local.add(pid)
+        total = sum(table[p][2] for p in local)
+        single = max((table[p][2] for p in local), default=0)
+        peaks["sum_kib"] = max(peaks.get("sum_kib", 0), total)
+        peaks["single_kib"] = max(peaks.get("single_kib", 0), single)
+        stop.wait(0.5)
+
 def build(name, *extra, env=None):
+    import threading
     subprocess.run([vd, "clean"], capture_output=True)
     report = out / f"report_{name}.json"
+    peaks, stop = {}, threading.Event()
+    sampler = threading.Thread(target=local_step_memory, args=(stop, peaks), daemon=True)
+    sampler.start()
     start = time.monotonic()
     with open(out / f"build_{name}.log", "w") as log:
         rc = subprocess.run([vd, "build", "--target", target, "--no-install", "--plain",
@@ -68,6 +109,9 @@ def build(name, *extra, env=None):
                             stdout=log, stderr=subprocess.STDOUT,
                             env={**os.environ, **(env or {})}).returncode
     wall = time.monotonic() - start
+    stop.set()
+    sampler.join()
+
     text = (out / f"build_{name}.log").read_text(errors="replace")
     jobs = next((ln for ln in text.splitlines() if ln.startswith("vllm-dev: jobs=")), "?")
     data = json.loads(report.read_text()) if report.is_file() else {}
@@ -76,6 +120,9 @@ def build(name, *extra, env=None):
     for line in text.splitlines():
         if "build farm" in line:
             print(f"    {line}")
+    if "--dist" in extra:
+        print(f"    local sccache steps' memory: peak sum {peaks.get('sum_kib', 0) / 1024:.0f} MiB, "
+              f"largest single process {peaks.get('single_kib', 0) / 1024:.0f} MiB")
     if data.get("dist"):
         d = data["dist"]
         print(f"    dist: per_server={d['per_server']} distributed={sum(d['per_server'].values())} "
@@ -105,6 +152,8 @@ farm = dist_farm.start_farm(farm_dir, sccache_dist=shutil.which("sccache-dist"),
 try:
     print(f"farm: {farm.url}, servers {farm.server_addrs}, status {farm.status()}")
     env = {"VLLM_DEV_DIST_TOKEN": farm.token}
+    # cold: no toolchain packaged yet on the client (vllm-dev's state dir) nor on the servers
+    shutil.rmtree(src / ".vllm-dev" / "dist" / "toolchains", ignore_errors=True)
     for name in ("farm_cold", "farm_warm"):
         cache = Path(f"/tmp/vd-gpu-sccache-{name}")
         shutil.rmtree(cache, ignore_errors=True)
