@@ -38,6 +38,7 @@ class Farm:
     scheduler: subprocess.Popen[bytes]
     servers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     server_addrs: list[str] = field(default_factory=list)
+    bin_dir: Path | None = None  # where sccache/sccache-dist came from (for the caller)
 
     @property
     def logs(self) -> list[Path]:

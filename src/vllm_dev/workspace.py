@@ -223,6 +223,7 @@ class Workspace:
         from vllm_dev import compiler_cache as cc
 
         cache = cc.config_from(self.settings)
+        farm = self.dist_plan  # --dist's own checks (token, sccache) speak first
         launcher = None
         if cache.kind != "none":
             found = find_launcher(cache.kind, interpreter=self.interpreter)
@@ -237,8 +238,8 @@ class Workspace:
         environment: dict[str, str] = cc.base_environment(cache)
         if self.arch.env_value:
             environment["TORCH_CUDA_ARCH_LIST"] = self.arch.env_value
-        if self.dist_plan is not None:  # the wrappers talk to vllm-dev's own sccache server
-            environment.update(self.dist_plan.client.environment())
+        if farm is not None:  # the wrappers talk to vllm-dev's own sccache server
+            environment.update(farm.client.environment())
         par = self.parallelism
         return PresetInputs(
             python=str(self.interpreter.path),
