@@ -293,9 +293,11 @@ def run_verify_task(ws: Workspace, *, remove: bool = False, as_json: bool = Fals
     else:
         for line in describe(report, root=root):
             print(line)
+    from vllm_dev import install_state
+
+    if report.failed and not ws.dry:  # the next build checks them all again
+        install_state.mark_unverified(ws.build_dir)
     check(ws, report)
     if not ws.dry:  # every installed extension loaded: the next build need not check them
-        from vllm_dev import install_state
-
         install_state.mark_verified(ws.build_dir, list(InstallRecord.load(ws.build_dir).components))
     return report
