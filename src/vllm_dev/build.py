@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,7 @@ from vllm_dev.workspace import Workspace
 
 if TYPE_CHECKING:
     from vllm_dev.report import Recorder
+    from vllm_dev.verify import WarmChecker
 
 
 @dataclass(frozen=True)
@@ -46,21 +48,24 @@ def run_build(
     ws.preflight(targets=targets, merge=merge, force=force)  # bad input changes nothing
     with workspace_lock(ws):
         recorder = Recorder(ws, json_path=json_path)
+        warm = _warm_checker(ws) if install and verify else None
         try:
             result = _run_build_locked(ws, targets=targets, install=install, verify=verify,
-                                       merge=merge,
-                                       force=force, plain=plain, recorder=recorder)
+                                       merge=merge, force=force, plain=plain, recorder=recorder,
+                                       warm=warm)
         except VllmDevError as exc:
             recorder.finish_quietly(exit_code=exc.exit_code)
             raise
+        finally:
+            if warm is not None:
+                warm.close()  # unused (nothing to check, or a failure): never left running
         recorder.finish(exit_code=0)
         return result
 
 
 def _run_build_locked(
     ws: Workspace, *, targets: list[str] | None, install: bool, verify: bool, merge: bool,
-    force: bool,
-    plain: bool, recorder: Recorder,
+    force: bool, plain: bool, recorder: Recorder, warm: WarmChecker | None,
 ) -> BuildResult:
     from vllm_dev.progress import open_display
 
@@ -83,7 +88,7 @@ def _run_build_locked(
     started = time.monotonic()
     try:
         ws.runner.run(argv, cwd=ws.checkout.root, env=display.child_env() or None,
-                      stream=display.line, pseudo_terminal=display.pseudo_terminal)
+                      stream=_tee(display.line, warm), pseudo_terminal=display.pseudo_terminal)
     except CommandFailed as exc:
         raise explain_failure(exc, build_dir) from None  # names a full disk
     finally:
@@ -99,9 +104,31 @@ def _run_build_locked(
 
         # Inside the report: the check's time is the "verify" phase, not a hidden cost.
         with recorder.phase("verify"):
-            verify_after_build(ws, components=targets or components(build_dir))
+            verify_after_build(ws, components=targets or components(build_dir), warm=warm)
     installed = bool(report and report.written) or not install
     return BuildResult(primed, report, installed=installed)
+
+
+def _warm_checker(ws: Workspace) -> WarmChecker | None:
+    """The post-build check's interpreter, started once ninja starts a step (see
+    verify.WarmChecker); only for real subprocess runs (a dry or fake runner starts nothing)."""
+    from vllm_dev.runner import SubprocessRunner
+    from vllm_dev.verify import WarmChecker
+
+    if ws.dry or not isinstance(ws.runner, SubprocessRunner):
+        return None
+    return WarmChecker(ws)
+
+
+def _tee(display_line: Callable[[str], None], warm: WarmChecker | None
+         ) -> Callable[[str], None]:
+    if warm is None:
+        return display_line
+
+    def on_line(text: str) -> None:
+        warm.on_line(text)
+        display_line(text)
+    return on_line
 
 
 def run_build_and_verify(ws: Workspace, *, verify: bool = True, **options: Any) -> BuildResult:

@@ -26,8 +26,11 @@ install_state.py); ``vllm-dev verify`` checks every installed extension.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +38,7 @@ from pathlib import Path
 from vllm_dev.errors import VllmDevError
 from vllm_dev.install import components
 from vllm_dev.install_record import InstallRecord
+from vllm_dev.interrupts import signal_for, stop_session
 from vllm_dev.staged_install import build_outputs
 from vllm_dev.state import ensure_state_dir
 from vllm_dev.workspace import Workspace
@@ -42,13 +46,17 @@ from vllm_dev.workspace import Workspace
 IMPORT_TIMEOUT_S = 300.0
 _SHARED_SUFFIXES = (".so", ".pyd", ".dylib")
 
-# Runs in the target interpreter. argv[1]: JSON [[module name, path], ...]; argv[2]: "1" to
-# import torch first. Prints one JSON line: {path: {"kind": "module"|"library", "error": ...}}.
+# Runs in the target interpreter. argv[1]: JSON [[module name, path], ...] (or "-": read it from
+# stdin, after torch is imported); argv[2]: "1" to import torch first. Prints one JSON line:
+# {path: {"kind": "module"|"library"|"other", "error": ...}}.
 _CHECKER = r"""
 import ctypes, importlib.machinery, importlib.util, json, os, sys
-items = json.loads(sys.argv[1])
 if sys.argv[2] == "1":
     import torch  # noqa: F401  (a torch that fails to import is the first thing to report)
+# "-": started ahead of time (WarmChecker); the files arrive on stdin once installed
+items = json.loads(sys.stdin.read() if sys.argv[1] == "-" else sys.argv[1])
+if not items:
+    sys.exit(0)
 suffixes = sorted(importlib.machinery.EXTENSION_SUFFIXES, key=len, reverse=True)
 bare = min(suffixes, key=len) if suffixes else None
 out = {}
@@ -140,11 +148,65 @@ def find_older(record: InstallRecord) -> list[Path]:
             if f.source_changed() or f.installed_changed(record.prefix)]
 
 
-def import_all(ws: Workspace, modules: dict[str, Path]) -> list[ImportResult]:
+class WarmChecker:
+    """The checking interpreter, started while ninja compiles so that its start-up and
+    ``import torch`` (1-3 s; the bulk of a check) overlap the compile instead of following the
+    install. It then waits for the list of files on stdin. Started on ninja's first status line
+    only: a no-op build starts no interpreter at all. Its own session, so an interrupt stops it
+    with the rest (see interrupts.py)."""
+
+    def __init__(self, ws: Workspace) -> None:
+        self.ws = ws
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        if self.proc is not None:
+            return
+        ws = self.ws
+        try:
+            self.proc = subprocess.Popen(
+                [str(ws.interpreter.path), "-c", _CHECKER, "-", "1" if ws.facts.torch else "0"],
+                cwd=ws.checkout.root, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, text=True, errors="replace", start_new_session=True)
+        except OSError:
+            self.proc = None  # the check then starts its interpreter when needed
+
+    def on_line(self, text: str) -> None:
+        if self.proc is None and text.lstrip().startswith("["):  # a ninja step started
+            self.start()
+
+    def check(self, modules: dict[str, Path]) -> tuple[int, str, str] | None:
+        """Hand over the files; (exit code, stdout, stderr), or None when never started."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return None
+        items = [[name, str(path)] for name, path in modules.items()]
+        try:
+            out, err = proc.communicate(json.dumps(items), timeout=IMPORT_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            stop_session(proc, signal.SIGTERM, grace=1.0)
+            raise VllmDevError(f"loading the installed extensions in {self.ws.interpreter.path} "
+                               f"did not finish within {IMPORT_TIMEOUT_S:g} s") from None
+        except BaseException as exc:  # Ctrl-C, SIGTERM
+            stop_session(proc, signal_for(exc), grace=1.0)
+            raise
+        return proc.returncode, out or "", err or ""
+
+    def close(self) -> None:
+        """Not needed after all (nothing installed, or the build failed): stop it."""
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            with contextlib.suppress(OSError):
+                proc.stdin.close() if proc.stdin else None
+            stop_session(proc, signal.SIGTERM, grace=1.0)
+
+
+def import_all(ws: Workspace, modules: dict[str, Path], *,
+               warm: WarmChecker | None = None) -> list[ImportResult]:
     """Load each file in the target interpreter; a crash is retried one file at a time."""
     if not modules:
         return []
-    answer = _run_checker(ws, modules)
+    answer = _run_checker(ws, modules, warm=warm)
     if answer is None and len(modules) > 1:
         results: list[ImportResult] = []
         for name, path in modules.items():
@@ -164,17 +226,24 @@ def import_all(ws: Workspace, modules: dict[str, Path]) -> list[ImportResult]:
     return results
 
 
-def _run_checker(ws: Workspace, modules: dict[str, Path]) -> dict[str, dict[str, object]] | None:
-    items = [[name, str(path)] for name, path in modules.items()]
-    done = ws.runner.run(
-        [ws.interpreter.path, "-c", _CHECKER, json.dumps(items), "1" if ws.facts.torch else "0"],
-        cwd=ws.checkout.root, capture=True, check=False, mutates=False, timeout=IMPORT_TIMEOUT_S)
-    for line in reversed(done.stdout.splitlines()):
+def _run_checker(ws: Workspace, modules: dict[str, Path], *,
+                 warm: WarmChecker | None = None) -> dict[str, dict[str, object]] | None:
+    answered = warm.check(modules) if warm is not None else None
+    if answered is None:
+        items = [[name, str(path)] for name, path in modules.items()]
+        done = ws.runner.run(
+            [ws.interpreter.path, "-c", _CHECKER, json.dumps(items),
+             "1" if ws.facts.torch else "0"],
+            cwd=ws.checkout.root, capture=True, check=False, mutates=False,
+            timeout=IMPORT_TIMEOUT_S)
+        answered = (done.returncode, done.stdout, done.stderr)
+    code, stdout, stderr = answered
+    for line in reversed(stdout.splitlines()):
         if line.startswith("VLLM_DEV_VERIFY "):
             data: dict[str, dict[str, object]] = json.loads(line.split(" ", 1)[1])
             return data
-    if done.returncode != 0 and "import torch" in done.stderr and len(modules) > 0:
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+    if code != 0 and "import torch" in stderr:
+        last = (stderr.strip().splitlines() or ["no output"])[-1]
         raise VllmDevError(f"torch does not import in {ws.interpreter.path} ({last}): the "
                            "extensions cannot load without it; fix the target environment")
     return None
@@ -191,8 +260,8 @@ def remove_stale(ws: Workspace, stale: list[Path]) -> Path:
     return target
 
 
-def run_verify(ws: Workspace, *, remove: bool = False,
-               components: list[str] | None = None) -> VerifyReport:
+def run_verify(ws: Workspace, *, remove: bool = False, components: list[str] | None = None,
+               warm: WarmChecker | None = None) -> VerifyReport:
     """Load the installed files of ``components`` (every installed one when None) and look
     for stale and outdated files in ``vllm/``."""
     build_dir = ws.build_dir
@@ -211,7 +280,7 @@ def run_verify(ws: Workspace, *, remove: bool = False,
             modules[module_name(path, root=root)] = path
         except ValueError:
             continue  # outside the checkout: the install refuses that before it happens
-    report.imports = import_all(ws, modules)
+    report.imports = import_all(ws, modules, warm=warm)
     report.stale = find_stale(package, installed=everything, build_dir=build_dir)
     report.older = find_older(record)
     if remove and report.stale and not ws.dry:
@@ -250,7 +319,8 @@ def check(ws: Workspace, report: VerifyReport) -> None:
         )
 
 
-def verify_after_build(ws: Workspace, *, components: list[str]) -> VerifyReport | None:
+def verify_after_build(ws: Workspace, *, components: list[str],
+                       warm: WarmChecker | None = None) -> VerifyReport | None:
     """The last step of ``build``: load the extensions of ``components`` that changed since they
     last loaded; stale/older files are warnings, a load failure an error."""
     from vllm_dev import install_state
@@ -262,7 +332,7 @@ def verify_after_build(ws: Workspace, *, components: list[str]) -> VerifyReport 
         ws.say("verify skipped: the installed extensions did not change since they last loaded")
         return None
     try:
-        report = run_verify(ws, components=todo)
+        report = run_verify(ws, components=todo, warm=warm)
         for line in describe(report, root=ws.checkout.root):
             if not line.endswith(": ok"):
                 ws.say(line)
