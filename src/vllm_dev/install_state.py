@@ -45,8 +45,8 @@ def components_to_install(build_dir: Path, components: list[str], *, prefix: Pat
 
 def _needs_install(record: InstallRecord, component: str) -> bool:
     entry = record.components.get(component)
-    if entry is None or not entry.files or record.prefix is None:
-        return True
+    if entry is None or record.prefix is None:
+        return True  # (a component that installs no file, e.g. install(CODE ...), is recorded)
     for installed in entry.files:
         if installed.source is None:  # no build output of that name: only staging can tell
             return True

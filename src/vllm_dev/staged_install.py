@@ -129,10 +129,6 @@ def commit_stage(stage: Path, prefix: Path, staged: dict[str, list[Path]],
     record.prefix = prefix
     record.script_identity = identity(record.build_dir / "cmake_install.cmake")
     for component, relatives in staged.items():
-        if not relatives:
-            raise VllmDevError(
-                f"`cmake --install --component {component}` put nothing into the stage "
-                f"{stage}: was {component} built, and does it install into the prefix?")
         files = []
         changed = False
         for relative in relatives:
@@ -159,7 +155,7 @@ def commit_stage(stage: Path, prefix: Path, staged: dict[str, list[Path]],
                 source=str(built) if built else None,
                 source_identity=identity(built) if built else None))
         old = record.components.get(component)
-        verified = bool(old and old.verified and not changed)
+        verified = bool(old and old.verified and not changed) or not files  # nothing to load
         record.components[component] = ComponentRecord(files, verified)
         result.components.append(component)
     with contextlib.suppress(OSError):
