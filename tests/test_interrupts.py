@@ -69,6 +69,9 @@ def test_signal_stops_every_child_and_next_build_works(shared: Project, phase: s
     if phase == "configure":
         # A configured tree skips configure; without vllm-dev's record the build configures.
         (shared.build_dir / "vllm-dev-build.json").unlink()
+    if phase == "install":
+        # An unchanged tree installs nothing; a missing installed file makes its component install.
+        (shared.root / "vllm" / "_fast_C.abi3.so").unlink()
     bg = ft.spawn(shared, "build", env=env)
     ft.wait_for(lambda: _in_phase(bg.token, marker), what=f"{phase} to start")
     assert ft.tagged_processes(bg.token)
@@ -92,8 +95,8 @@ def test_signal_stops_every_child_and_next_build_works(shared: Project, phase: s
 def test_install_interrupted_at_many_moments_never_leaves_a_broken_extension(
         project: Project) -> None:
     """16 builds, each of a new ``_C``, each interrupted at a later moment of its install (the
-    install pauses 0.3 s between ``_C`` and ``_fast_C``, where an in-place install would leave
-    a new ``_C`` beside an old ``_fast_C``). After each, every extension in vllm/ must import and
+    install pauses 0.3 s after staging ``_C``, where an in-place install would already have
+    written the new ``_C``). After each, every extension in vllm/ must import and
     hold a value some complete build produced."""
     ft.add_hooks(project)
     project.run("build")

@@ -34,6 +34,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from vllm_dev.errors import VllmDevError
 from vllm_dev.install import components
@@ -47,11 +48,22 @@ IMPORT_TIMEOUT_S = 300.0
 _SHARED_SUFFIXES = (".so", ".pyd", ".dylib")
 
 # Runs in the target interpreter. argv[1]: JSON [[module name, path], ...] (or "-": read it from
-# stdin, after torch is imported); argv[2]: "1" to import torch first. Prints one JSON line:
-# {path: {"kind": "module"|"library"|"other", "error": ...}}.
+# stdin, after torch is loaded); argv[2]: "0" no torch, "1" `import torch` first, "light" only
+# torch's shared libraries (falls back to "1"). Prints one JSON line: {"mode": ..., "files":
+# {path: {"kind": "module"|"library"|"other", "error": ...}}}.
 _CHECKER = r"""
 import ctypes, importlib.machinery, importlib.util, json, os, sys
-if sys.argv[2] == "1":
+mode = sys.argv[2]
+if mode == "light":
+    # torch's shared libraries as `import torch` loads them (libtorch_global_deps RTLD_GLOBAL, then
+    # what torch._C links, RTLD_LOCAL), without torch's Python side (most of its 2-15 s).
+    try:
+        lib = os.path.join(os.path.dirname(importlib.util.find_spec("torch").origin), "lib")
+        ctypes.CDLL(os.path.join(lib, "libtorch_global_deps.so"), mode=ctypes.RTLD_GLOBAL)
+        ctypes.CDLL(os.path.join(lib, "libtorch_python.so"))
+    except Exception:
+        mode = "1"
+if mode == "1":
     import torch  # noqa: F401  (a torch that fails to import is the first thing to report)
 # "-": started ahead of time (WarmChecker); the files arrive on stdin once installed
 items = json.loads(sys.stdin.read() if sys.argv[1] == "-" else sys.argv[1])
@@ -79,7 +91,7 @@ for name, path in items:
         text = (str(exc).strip().splitlines() or [""])[0]
         entry["error"] = f"{type(exc).__name__}: {text}"
     out[path] = entry
-print("VLLM_DEV_VERIFY " + json.dumps(out), flush=True)
+print("VLLM_DEV_VERIFY " + json.dumps({"mode": mode, "files": out}), flush=True)
 """
 
 
@@ -165,7 +177,7 @@ class WarmChecker:
         ws = self.ws
         try:
             self.proc = subprocess.Popen(
-                [str(ws.interpreter.path), "-c", _CHECKER, "-", "1" if ws.facts.torch else "0"],
+                [str(ws.interpreter.path), "-c", _CHECKER, "-", _torch_mode(ws)],
                 cwd=ws.checkout.root, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE, text=True, errors="replace", start_new_session=True)
         except OSError:
@@ -201,20 +213,44 @@ class WarmChecker:
             stop_session(proc, signal.SIGTERM, grace=1.0)
 
 
-def import_all(ws: Workspace, modules: dict[str, Path], *,
-               warm: WarmChecker | None = None) -> list[ImportResult]:
-    """Load each file in the target interpreter; a crash is retried one file at a time."""
+def _torch_mode(ws: Workspace) -> str:
+    return "light" if ws.facts.torch else "0"
+
+
+def import_all(ws: Workspace, modules: dict[str, Path], *, warm: WarmChecker | None = None,
+               mode: str | None = None) -> list[ImportResult]:
+    """Load each file in the target interpreter; a crash is retried one file at a time.
+
+    With torch, files are first loaded beside torch's shared libraries only (``light``); a file
+    that fails that way is loaded again after a full ``import torch`` (a fresh interpreter), and
+    that answer counts: ``light`` loads a subset of what ``import torch`` loads, so it can fail
+    where the full import would not (e.g. CUDA libraries torch preloads itself), never the other
+    way round."""
     if not modules:
         return []
-    answer = _run_checker(ws, modules, warm=warm)
+    mode = mode or _torch_mode(ws)
+    answer = _run_checker(ws, modules, warm=warm, mode=mode)
+    if answer is None and mode == "light":  # crashed: the full import decides
+        return import_all(ws, modules, mode="1")
     if answer is None and len(modules) > 1:
         results: list[ImportResult] = []
         for name, path in modules.items():
-            results += import_all(ws, {name: path})
+            results += import_all(ws, {name: path}, mode=mode)
         return results
+    files = (answer or {}).get("files") or {}
+    first = _results(modules, files if answer is not None else None)
+    if answer is not None and answer.get("mode") == "light":
+        failed = {r.module: r.path for r in first if not r.ok}
+        if failed:  # confirmed (or refuted) by a full `import torch`
+            confirmed = {r.path: r for r in import_all(ws, failed, mode="1")}
+            return [confirmed.get(r.path, r) for r in first]
+    return first
+
+
+def _results(modules: dict[str, Path], files: dict[str, Any] | None) -> list[ImportResult]:
     results = []
     for name, path in modules.items():
-        entry = (answer or {}).get(str(path))
+        entry = (files or {}).get(str(path))
         if entry is None:
             results.append(ImportResult(name, path, "the checking interpreter crashed"))
         elif entry.get("kind") == "other":
@@ -226,21 +262,20 @@ def import_all(ws: Workspace, modules: dict[str, Path], *,
     return results
 
 
-def _run_checker(ws: Workspace, modules: dict[str, Path], *,
-                 warm: WarmChecker | None = None) -> dict[str, dict[str, object]] | None:
+def _run_checker(ws: Workspace, modules: dict[str, Path], *, mode: str,
+                 warm: WarmChecker | None = None) -> dict[str, Any] | None:
     answered = warm.check(modules) if warm is not None else None
     if answered is None:
         items = [[name, str(path)] for name, path in modules.items()]
         done = ws.runner.run(
-            [ws.interpreter.path, "-c", _CHECKER, json.dumps(items),
-             "1" if ws.facts.torch else "0"],
+            [ws.interpreter.path, "-c", _CHECKER, json.dumps(items), mode],
             cwd=ws.checkout.root, capture=True, check=False, mutates=False,
             timeout=IMPORT_TIMEOUT_S)
         answered = (done.returncode, done.stdout, done.stderr)
     code, stdout, stderr = answered
     for line in reversed(stdout.splitlines()):
         if line.startswith("VLLM_DEV_VERIFY "):
-            data: dict[str, dict[str, object]] = json.loads(line.split(" ", 1)[1])
+            data: dict[str, Any] = json.loads(line.split(" ", 1)[1])
             return data
     if code != 0 and "import torch" in stderr:
         last = (stderr.strip().splitlines() or ["no output"])[-1]
