@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -177,3 +178,45 @@ def test_cmake_matrix_build_install_verify_clean(project: Project, version: str)
     project.run("clean", "--installed")
     left = sorted(p.name for p in (project.root / "vllm").iterdir() if p.suffix == ".so")
     assert left == ["mine.so"]
+
+
+def torch_into(python: Path) -> None:
+    """The CPU torch wheel into the target venv, from the places pip is configured to look
+    (this image: find-links /opt/wheels); uv links it from its cache after the first time."""
+    links = subprocess.run([sys.executable, "-m", "pip", "config", "get", "global.find-links"],
+                           capture_output=True, text=True).stdout.split()
+    args = [a for link in links for a in ("--find-links", link)]
+    subprocess.run([mv.find_uv(), "pip", "install", "--quiet", "--python", str(python), *args,
+                    "torch==2.13.0"], check=True)
+
+
+def test_check_with_torch_loads_its_libraries_and_catches_undefined_symbol(
+        project: Project) -> None:
+    """With torch in the target venv the check loads torch's shared libraries (not its Python
+    side); an undefined symbol is still caught, and confirmed by a full `import torch`."""
+    torch_into(project.python)
+    done = project.run("build", "--plain")
+    assert "verified: 2 extension(s) load in" in done.stderr
+    # A plain run of the checker shows which way it loaded torch.
+    from vllm_dev.verify import _CHECKER
+
+    ext = str(project.root / "vllm" / "_C.abi3.so")
+    items = json.dumps([["vllm._C", ext]])
+    out = subprocess.run([str(project.python), "-c", _CHECKER, items, "light"], text=True,
+                         capture_output=True, check=True).stdout
+    answer = json.loads(out.split("VLLM_DEV_VERIFY ", 1)[1])
+    assert answer["mode"] == "light" and answer["files"][ext]["error"] is None
+    probe = subprocess.run([str(project.python), "-c", _CHECKER.replace(
+        'print("VLLM_DEV_VERIFY', 'print("TORCH_IMPORTED", "torch" in sys.modules)\nprint('
+        '"VLLM_DEV_VERIFY'), items, "light"], text=True, capture_output=True, check=True).stdout
+    assert "TORCH_IMPORTED False" in probe  # torch's Python side was never imported
+
+    source = project.root / "csrc" / "fast" / "module_fast.cpp"
+    edit(source,
+         "static PyObject* known_value(PyObject*, PyObject*) { return PyLong_FromLong(7); }",
+         'extern "C" long minivllm_not_defined_anywhere(void);\n'
+         "static PyObject* known_value(PyObject*, PyObject*) {\n"
+         "  return PyLong_FromLong(minivllm_not_defined_anywhere());\n}")
+    broken = project.run("build", "--plain", check=False)
+    assert broken.returncode != 0
+    assert "undefined symbol: minivllm_not_defined_anywhere" in broken.stderr
