@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 import dist_farm
 import minivllm_tools as mv
@@ -151,6 +152,15 @@ def test_wrong_token_and_stopped_scheduler_build_locally(tmp_path: Path,
         empty.stop()
     row = {r["name"]: r for r in json.loads(doctor.stdout)["checks"]}["build farm"]
     assert row["status"] == "warn" and "no build server" in row["detail"], row
+
+    # Two farm builds of one checkout share its sccache client: the second waits (or, with
+    # --no-wait, says why it cannot start).
+    with FileLock(str(project.root / ".vllm-dev" / "dist" / "client.lock")):
+        busy = project.run("build", "--no-wait", "--dist", farm.url, check=False,
+                           env={"VLLM_DEV_DIST_TOKEN": farm.token, **_on_path(farm)})
+    assert busy.returncode != 0 and "Traceback" not in busy.stderr
+    assert busy.stderr.strip().splitlines()[-1].startswith(
+        "vllm-dev: another vllm-dev build of this checkout is using its sccache client"), busy
 
     farm.stop_scheduler()
     project.run("clean")

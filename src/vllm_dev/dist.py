@@ -32,7 +32,7 @@ import subprocess
 import sys
 import zlib
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -396,6 +396,42 @@ def farm_session(ws: Any, recorder: Any) -> Iterator[None]:
                + (" and the build farm" if farm.status.ok else ""))
         yield
         return
+    with ExitStack() as stack:
+        with recorder.phase("configure"):  # a wait for the lock still adds up in the report
+            stack.enter_context(_client_lock(client, ws))
+        stack.enter_context(_running(client, farm, ws, recorder))
+        yield
+
+
+@contextmanager
+def _client_lock(client: DistClient, ws: Any) -> Iterator[None]:
+    """One farm build at a time per checkout: builds of two presets of one checkout share its
+    sccache server (one port, named in the presets), and each build restarts it. (Not
+    locking.build_lock: that one marks child processes for its own build dir.)"""
+    from filelock import FileLock, Timeout
+
+    from vllm_dev.state import ensure_state_dir
+
+    ensure_state_dir(client.state_dir)
+    client.directory.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(client.directory / "client.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        if getattr(ws.settings, "no_wait", False):
+            raise VllmDevError("another vllm-dev build of this checkout is using its sccache "
+                               "client for the build farm; wait for it or run without --no-wait"
+                               ) from None
+        ws.say("waiting for another build of this checkout that uses its sccache client")
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+@contextmanager
+def _running(client: DistClient, farm: DistPlan, ws: Any, recorder: Any) -> Iterator[None]:
     from vllm_dev import compiler_cache as cc
 
     # The server's start counts as configure time and reading/stopping it as compile time, so
