@@ -19,7 +19,8 @@
 # jobs, and for the farm builds where the compiles ran. Then the farm-built extension is loaded
 # into torch and moe_sum is checked against torch. The per-object times of the local build
 # (.ninja_log) give the estimate for N servers. Output: $OUT/summary.txt (+ logs, reports).
-# Arch: VD_ARCH (default 9.0), the same for every build.
+# Arch: VD_ARCH (default 9.0), the same for every build. VD_FARM_DIR: where the farm keeps its
+# configs, logs, toolchains and overlay sandboxes (default /tmp/vd-gpu-farm).
 STAGE=${1:-all}
 case $STAGE in all|local|farm|farm_cold|farm_warm) ;; *)
   echo "usage: bench/gpu_dist.sh [all|local|farm|farm_cold|farm_warm]" >&2; exit 2;; esac
@@ -168,8 +169,16 @@ def farm_stage(name, cold):
         print(f"farm: {farm.url}, servers {farm.server_addrs}, status {farm.status()}")
         cache = Path(f"/tmp/vd-gpu-sccache-{name}")  # an empty compile cache: every object compiles
         shutil.rmtree(cache, ignore_errors=True)
-        build(name, "--dist", farm.url, "--cache-dir", str(cache),
-              env={"VLLM_DEV_DIST_TOKEN": farm.token})
+        rc, _, data = build(name, "--dist", farm.url, "--cache-dir", str(cache),
+                            env={"VLLM_DEV_DIST_TOKEN": farm.token})
+        dist = data.get("dist") or {}
+        if rc or dist.get("errors") or dist.get("local") or not dist.get("per_server"):
+            # Say why the servers did not build (e.g. overlayfs refused on this /tmp: rerun
+            # with VD_FARM_DIR on another filesystem, like /dev/shm/vd-farm)
+            for log in farm.logs:
+                bad = [ln for ln in log.read_text(errors="replace").splitlines()
+                       if "error" in ln.lower() or "fail" in ln.lower()]
+                print(f"    {log.name}: " + ("\n      ".join(bad[-12:]) or "no error lines"))
         leaks = dist_farm.files_containing(farm.token, src, out, *farm.logs,
                                            skip=(farm.root / "scheduler.toml",))
         print(f"token found in files: {leaks or 'none'}")
