@@ -134,7 +134,10 @@ def test_installed_modules_and_posargs(tmp_path: Path) -> None:
     files = [package / "_C.abi3.so", package / "sub" / "_x.cpython-311.so", package / "a.txt"]
     assert nox_flow.installed_modules(files, package) == ["vllm._C", "vllm.sub._x"]
     args = nox_flow.parse_posargs(["--source", "here", "--merge"])
-    assert (args.source, args.merge, args.force) == ("here", True, False)
+    assert (args.source, args.merge, args.force, args.target, args.python) == (
+        "here", True, False, [], None)
+    args = nox_flow.parse_posargs(["--target", "a", "--target", "b", "--python", "/v/bin/python"])
+    assert (args.target, args.python) == (["a", "b"], "/v/bin/python")
     with pytest.raises(VllmDevError, match="unrecognized arguments: --frobnicate"):
         nox_flow.parse_posargs(["--frobnicate"])
 
