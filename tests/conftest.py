@@ -113,14 +113,11 @@ def cuda_project(tmp_path: Path) -> Project:
 import real_vllm as rv  # noqa: E402
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Without VLLM_DEV_REAL_VLLM the tier skips, with one line saying how to turn it on."""
-    if rv.RealSource.from_env() is not None:
-        return
-    skip = pytest.mark.skip(reason=rv.SKIP_REASON)
-    for item in items:
-        if item.get_closest_marker("real_vllm"):
-            item.add_marker(skip)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Without VLLM_DEV_REAL_VLLM the tier skips, with one line saying how to turn it on (one
+    skip site, so ``-rs`` folds every skipped test of the tier into that one line)."""
+    if item.get_closest_marker("real_vllm") and rv.RealSource.from_env() is None:
+        pytest.skip(rv.SKIP_REASON)
 
 
 @pytest.hookimpl(hookwrapper=True)
