@@ -317,7 +317,10 @@ def make_target_venv(venv: Path) -> Path:
     subprocess.run([_uv(), "venv", "-q", "--python", f"{sys.version_info[0]}.{sys.version_info[1]}",
                     str(venv)], check=True, capture_output=True)
     python = venv / "bin" / "python"
-    links = ["--find-links", str(WHEELS_DIR)] if WHEELS_DIR.is_dir() else []
+    # pip's find-links (this image sets PIP_FIND_LINKS=/opt/wheels) hold the CPU torch wheel; uv
+    # does not read pip's settings, so they are passed on.
+    dirs = {*os.environ.get("PIP_FIND_LINKS", "").split(), str(WHEELS_DIR)}
+    links = [arg for d in sorted(dirs) if Path(d).is_dir() for arg in ("--find-links", d)]
     done = subprocess.run([_uv(), "pip", "install", "-q", "-p", str(python), *links, TORCH,
                            CMAKE_VERSIONS["cmake4"], *BUILD_TOOLS], capture_output=True,
                           text=True, check=False)
