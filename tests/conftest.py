@@ -132,6 +132,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
         report.longrepr = f"skipped in CI (CI is set, a skip is a failure): {reason}"
 
 
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """What preparing the tier cost this run (unpack, copy, venv), when it was prepared."""
+    if rv.TIMINGS.seconds:
+        terminalreporter.write_line("real-vLLM tier preparation: " + ", ".join(
+            f"{name} {seconds:.1f} s" for name, seconds in rv.TIMINGS.seconds.items()))
+
+
 @dataclass(frozen=True)
 class RealTree:
     """The session's shared pieces of the tier: the cached adapted repository, the oneDNN
