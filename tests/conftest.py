@@ -164,7 +164,12 @@ def real_tree(tmp_path_factory: pytest.TempPathFactory) -> RealTree:
 
 @pytest.fixture
 def real_vllm(real_tree: RealTree, tmp_path: Path) -> Project:
-    """A fresh git clone of the adapted real vLLM tree, targeting the session's venv (CPU)."""
+    """A fresh git clone of the adapted real vLLM tree, targeting the session's venv (CPU).
+
+    The venv is shared by the session: its cmake is reset to the newest 4.x here (a no-op when
+    it is already), so a test that switched it with ``rv.cmake_into`` does not leak into the next.
+    """
+    rv.cmake_into(real_tree.python, rv.CMAKE_VERSIONS["cmake4"])
     root = rv.fresh_clone(real_tree.repo, tmp_path / "vllm")
     env = {"VLLM_TARGET_DEVICE": "cpu", "CCACHE_DIR": str(tmp_path / "ccache"),
            "VLLM_DEV_PYTHON": str(real_tree.python)}
