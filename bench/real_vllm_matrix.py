@@ -115,7 +115,7 @@ def main() -> int:
     rows: list[Step] = []
     with tempfile.TemporaryDirectory(prefix="vllm-dev-matrix-") as tmp:
         work = Path(tmp)
-        python = rv.TIMINGS.timed("target venv", lambda: rv.make_target_venv(work / ".venv"))
+        python = rv.TIMINGS.timed("target venv", lambda: rv.make_target_venv(work / ".venv", repo))
         assert isinstance(python, Path)
         for cmake in args.cmake or list(rv.CMAKE_VERSIONS.values()):
             rows.extend(run_steps(cmake, repo, onednn, python, work))

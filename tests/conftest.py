@@ -157,7 +157,7 @@ def real_tree(tmp_path_factory: pytest.TempPathFactory) -> RealTree:
     repo = rv.adapted_repo(source)
     onednn = rv.onednn_dir(source)
     venv = tmp_path_factory.mktemp("real-vllm-venv") / ".venv"
-    python = rv.TIMINGS.timed("target venv", lambda: rv.make_target_venv(venv))
+    python = rv.TIMINGS.timed("target venv", lambda: rv.make_target_venv(venv, repo))
     assert isinstance(python, Path)
     return RealTree(repo=repo, onednn=onednn, python=python)
 

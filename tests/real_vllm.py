@@ -45,8 +45,10 @@ SKIP_REASON = (f"real-vLLM tier off: set {ENV_VAR} to a vLLM checkout or a vllm-
 #: Bump when :func:`adapt_tree` changes: cached adapted trees of older revisions are not reused.
 ADAPTATIONS_REVISION = 1
 
-#: What the target venv holds besides cmake (vLLM's requirements/build/cpu.txt, with the torch
-#: this image can install offline: its pin, torch==2.14.0+cpu, is on no registry here).
+#: The target venv holds the tree's own CPU build requirements (requirements/build/cpu.txt, or
+#: the older requirements/build.txt) with their torch pin replaced by the torch this image can
+#: install offline (0.33.0 pins torch==2.14.0+cpu, which is on no registry here); BUILD_TOOLS
+#: when the tree has no such file. numpy: torch warns at import without it.
 TORCH = "torch==2.13.0"
 BUILD_TOOLS = ("ninja", "packaging", "setuptools", "setuptools-scm", "setuptools-rust", "wheel",
                "jinja2", "regex",
@@ -316,9 +318,31 @@ def _uv() -> str:
     return find_uv()
 
 
-def make_target_venv(venv: Path) -> Path:
-    """The target interpreter for the real tree: CPU torch 2.13.0 from the local wheels, cmake,
-    ninja and vLLM's other CPU build requirements. Returns its python."""
+def build_requirements(tree: Path) -> list[str]:
+    """uv arguments for the tree's CPU build requirements, torch pins dropped (see TORCH)."""
+    for name in ("requirements/build/cpu.txt", "requirements/build.txt"):
+        path = tree / name
+        if path.is_file():
+            break
+    else:
+        return [*BUILD_TOOLS]
+    kept = []
+    for line in path.read_text().splitlines():
+        text = line.split("#", 1)[0].strip()
+        if not text or re.match(r"torch\b", text):
+            continue
+        if text.startswith(("-r ", "-c ")):  # nested files, relative to this one
+            text = f"{text[:2]} {(path.parent / text[3:].strip()).resolve()}"
+        kept.append(text)
+    filtered = Path(os.environ.get("TMPDIR", "/tmp")) / f"vllm-dev-tier-{_key(str(path))}.txt"
+    filtered.write_text("\n".join(kept) + "\n")
+    return ["-r", str(filtered), "numpy"]
+
+
+def make_target_venv(venv: Path, tree: Path | None = None) -> Path:
+    """The target interpreter for the real tree: CPU torch 2.13.0 from the local wheels, cmake
+    (newest 4.x; see :func:`cmake_into`), ninja and the tree's other CPU build requirements.
+    Returns its python."""
     subprocess.run([_uv(), "venv", "-q", "--python", f"{sys.version_info[0]}.{sys.version_info[1]}",
                     str(venv)], check=True, capture_output=True)
     python = venv / "bin" / "python"
@@ -326,8 +350,9 @@ def make_target_venv(venv: Path) -> Path:
     # does not read pip's settings, so they are passed on.
     dirs = {*os.environ.get("PIP_FIND_LINKS", "").split(), str(WHEELS_DIR)}
     links = [arg for d in sorted(dirs) if Path(d).is_dir() for arg in ("--find-links", d)]
+    wanted = build_requirements(tree) if tree else [*BUILD_TOOLS]
     done = subprocess.run([_uv(), "pip", "install", "-q", "-p", str(python), *links, TORCH,
-                           CMAKE_VERSIONS["cmake4"], *BUILD_TOOLS], capture_output=True,
+                           *wanted, CMAKE_VERSIONS["cmake4"]], capture_output=True,
                           text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"target venv for the real tree: uv pip install failed:\n{done.stderr}")
