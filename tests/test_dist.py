@@ -116,6 +116,24 @@ def test_cuda_and_cpp_compile_on_both_build_servers(tmp_path: Path,
         pass
 
 
+@pytest.mark.real_vllm
+def test_real_vllm_cpu_targets_compile_on_the_farm(real_vllm: Project,
+                                                   farm: dist_farm.Farm) -> None:
+    """The real tree's CMake through the farm: its two one-file targets (no oneDNN object)."""
+    report_path = real_vllm.root.parent / "real.json"
+    done = real_vllm.run("build", "--dist", farm.url, "--target", "spinloop", "--target",
+                         "fs_io_C", "--json", str(report_path),
+                         env={"VLLM_DEV_DIST_TOKEN": farm.token, **_on_path(farm)})
+    output = done.stdout + done.stderr
+    report = json.loads(report_path.read_text())
+    dist = report["dist"]
+    assert set(dist["per_server"]) == set(farm.server_addrs), dist  # 1 object each
+    assert dist["local"] == 0 and dist["errors"] == 0, dist
+    assert "verified: 2 extension(s) load" in output, output
+    _no_token_anywhere(farm.token, real_vllm, farm, output, report_path)
+
+
+# Last: it stops the module's scheduler.
 def test_wrong_token_and_stopped_scheduler_build_locally(tmp_path: Path,
                                                          farm: dist_farm.Farm) -> None:
     project = make_project(tmp_path)
@@ -177,3 +195,4 @@ def test_wrong_token_and_stopped_scheduler_build_locally(tmp_path: Path,
                          env={"VLLM_DEV_DIST_TOKEN": farm.token, **_on_path(farm)}, check=False)
     row = {r["name"]: r for r in json.loads(doctor.stdout)["checks"]}["build farm"]
     assert row["status"] == "warn" and "does not answer" in row["detail"], row
+
