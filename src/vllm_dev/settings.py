@@ -168,7 +168,7 @@ def _check_dist(values: dict[str, Any], origins: dict[str, str]) -> None:
         raise VllmDevError(f"{origins['dist']} compiles through sccache and uses its cache: drop "
                            f"{origins['cache']}={values['cache']} or set it to sccache")
     values["cache"] = "sccache"  # the configured default (ccache) gives way to the farm
-    origins.setdefault("cache", origins["dist"])
+    origins["cache"] = origins["dist"]
     if values.get("cache_remote"):
         raise VllmDevError(f"{origins['dist']} uses sccache's cache; {origins['cache_remote']} "
                            "is a ccache remote: drop one of them")
