@@ -166,6 +166,8 @@ def parse_posargs(posargs: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--nvcc-threads")
     parser.add_argument("--arch")
     parser.add_argument("--cache")
+    parser.add_argument("--define", action="append", help="NAME=VALUE cache variable "
+                                                          "(repeatable)")
     parser.add_argument("--merge", action="store_true",
                         help="add the session's preset to a CMakeUserPresets.json of your own")
     parser.add_argument("--force", action="store_true",
@@ -267,7 +269,8 @@ def _build(session: NoxSession, *, preset: str, clock: PhaseClock) -> None:
     environ = dict(os.environ)
     flags = {"source": args.source, "device": args.device, "jobs": args.jobs,
              "max_jobs": args.max_jobs, "nvcc_threads": args.nvcc_threads, "arch": args.arch,
-             "cache": args.cache, "python": str(python), "preset": preset}
+             "cache": args.cache, "python": str(python), "preset": preset,
+             "defines": args.define}
     settings = Settings.resolve(flags=flags, environ=environ,
                                 config=invoke_config(invoked_from, environ))
     say = clock.say

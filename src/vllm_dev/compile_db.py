@@ -1,0 +1,60 @@
+"""``compile_commands.json`` at the checkout root, for clangd and other editors.
+
+CMake writes the compilation database into the build dir (``CMAKE_EXPORT_COMPILE_COMMANDS``);
+clangd looks for it in the source file's parent directories (and their ``build/``), so kernel
+sources under ``csrc/`` only find it through the checkout root. After each configure vllm-dev
+links ``<checkout>/compile_commands.json`` to the build dir of the preset in use. A file or link
+that vllm-dev did not make is the user's: it is never replaced.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from vllm_dev.state import is_marked_build_dir
+
+DATABASE = "compile_commands.json"
+
+
+def _ours(link: Path, root: Path) -> bool:
+    """A symlink made by vllm-dev: relative, into a direct child of the checkout that is (or
+    was, when ``clean`` removed it) a vllm-dev build dir."""
+    if not link.is_symlink():
+        return False
+    target = Path(os.readlink(link))
+    if target.is_absolute() or len(target.parts) != 2 or target.name != DATABASE:
+        return False
+    build_dir = root / target.parts[0]
+    return not build_dir.exists() or is_marked_build_dir(build_dir)
+
+
+def link_compile_commands(root: Path, build_dir: Path, *, announce_user_file: bool = False
+                          ) -> str | None:
+    """Point ``<root>/compile_commands.json`` at ``build_dir``'s; what changed, as one line (None
+    when nothing did). Build dirs outside the checkout's top level are not linked."""
+    database = build_dir / DATABASE
+    link = root / DATABASE
+    if not database.is_file() or build_dir.parent != root:
+        return None
+    relative = Path(build_dir.name) / DATABASE
+    if link.exists() or link.is_symlink():
+        if not _ours(link, root):
+            return (f"left your {link} as it is (clangd: point it at {database})"
+                    if announce_user_file else None)
+        if Path(os.readlink(link)) == relative:
+            return None
+        link.unlink()
+        os.symlink(relative, link)
+        return f"compile_commands.json now follows {build_dir.name} (for clangd)"
+    os.symlink(relative, link)
+    return f"linked compile_commands.json -> {relative} (for clangd)"
+
+
+def unlink_into(root: Path, build_dir: Path) -> bool:
+    """Remove vllm-dev's link when it points into ``build_dir`` (which ``clean`` removes)."""
+    link = root / DATABASE
+    if _ours(link, root) and Path(os.readlink(link)).parts[0] == build_dir.name:
+        link.unlink()
+        return True
+    return False
