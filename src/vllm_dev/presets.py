@@ -240,6 +240,10 @@ def render(templates: dict[str, PresetTemplate], inputs: PresetInputs) -> dict[s
         "binaryDir": DEFAULT_BINARY_DIR,
         "cacheVariables": cache,
     }
+    if inputs.shared_sources:
+        # A .deps/<name>-src of a dependency this configuration does not fetch (a CUDA pip
+        # build's cutlass-src for a CPU preset) would warn "not used by the project".
+        base["warnings"] = {"unusedCli": False}
     if inputs.environment:
         base["environment"] = dict(sorted(inputs.environment.items()))
     configure = [base]
@@ -292,6 +296,8 @@ def render_standalone(template: PresetTemplate, inputs: PresetInputs) -> dict[st
     base, preset = document["configurePresets"]
     flat = {k: v for k, v in preset.items() if k != "inherits"}
     flat["generator"] = base["generator"]
+    if "warnings" in base:
+        flat["warnings"] = base["warnings"]
     flat["binaryDir"] = preset.get("binaryDir", base["binaryDir"])
     flat["cacheVariables"] = {**base["cacheVariables"], **preset["cacheVariables"]}
     environment = {**base.get("environment", {}), **preset.get("environment", {})}
