@@ -226,3 +226,18 @@ def test_doctor_blocks_only_on_what_blocks_the_build(project: Project) -> None:
     assert "(wants ==1.0.0)" in row["detail"]
     assert data["blockers"] == []
     project.run("prime")  # indeed not blocked
+
+
+def test_vllm_own_outputs_are_never_stale(project: Project) -> None:
+    """setup.py bundles tcmalloc into vllm/libs/ for CPU, and a precompiled Rust frontend
+    extension sits in vllm/: neither is a kernel this build should have made."""
+    project.run("build")
+    libs = project.root / "vllm" / "libs"
+    libs.mkdir()
+    (libs / "libtcmalloc_minimal.so.4").write_bytes(b"\x7fELF")
+    (project.root / "vllm" / "_rust_frontend.abi3.so").write_bytes(b"\x7fELF")
+    (project.root / "vllm" / "_old_C.abi3.so").write_bytes(b"\x7fELF")
+    done = project.run("verify", check=False)
+    assert "_old_C.abi3.so" in done.stderr + done.stdout  # a real leftover still is
+    assert "tcmalloc" not in done.stderr + done.stdout
+    assert "_rust_frontend" not in done.stderr + done.stdout

@@ -96,7 +96,8 @@ def find_stale(package: Path, *, installed: list[Path], build_dir: Path) -> list
                                                                   and d == "libs")]
         for name in sorted(names):
             path = Path(top) / name
-            if not name.endswith(_EXTENSION_SUFFIXES) and ".so." not in name:
+            if (not name.endswith(_EXTENSION_SUFFIXES) and ".so." not in name) or \
+                    name.startswith("_rust_"):  # vLLM's Rust frontend, not a kernel
                 continue
             if os.path.realpath(path) in installed_real or name.split(".", 1)[0] in produced:
                 continue
