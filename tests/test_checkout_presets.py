@@ -241,3 +241,21 @@ def test_vllm_own_outputs_are_never_stale(project: Project) -> None:
     assert "_old_C.abi3.so" in done.stderr + done.stdout  # a real leftover still is
     assert "tcmalloc" not in done.stderr + done.stdout
     assert "_rust_frontend" not in done.stderr + done.stdout
+
+
+@pytest.mark.skipif(shutil.which("clangd") is None and not os.environ.get("CI"),
+                    reason="clangd not installed (apt-get install clangd; .ci/run installs it)")
+def test_clangd_checks_a_cuda_file(cuda_project: Project) -> None:
+    """nvcc's commands carry options clang rejects; vllm-dev's .clangd drops them (a .clangd of
+    the user's own is left alone)."""
+    done = cuda_project.run("prime")
+    assert "wrote .clangd" in done.stderr
+    check = subprocess.run(["clangd", "--check=csrc/cuda/saxpy.cu"], cwd=cuda_project.root,
+                           capture_output=True, text=True, timeout=300)
+    output = check.stdout + check.stderr
+    assert check.returncode == 0 and "All checks completed, 0 errors" in output, output
+    assert "Compile command from CDB is: " in output and "nvcc" in output
+    mine = cuda_project.root / ".clangd"
+    mine.write_text("CompileFlags:\n  Add: [-DMINE]\n")
+    cuda_project.run("prime", "--reconfigure")
+    assert mine.read_text() == "CompileFlags:\n  Add: [-DMINE]\n"

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vllm_dev.compile_db import link_compile_commands
+from vllm_dev.compile_db import link_compile_commands, write_clangd_config
 from vllm_dev.errors import VllmDevError
 from vllm_dev.locking import workspace_lock
 from vllm_dev.presets import cache_variable_names, preset_fingerprint
@@ -158,7 +158,10 @@ def _link(ws: Workspace, *, configured: bool = False) -> None:
     try:
         note = link_compile_commands(ws.checkout.root, ws.build_dir,
                                      announce_user_file=configured)
-    except OSError as exc:  # a read-only checkout root: the build itself is unaffected
-        note = f"cannot link compile_commands.json: {exc.strerror}"
+        if ws.device == "cuda" and (written := write_clangd_config(ws.checkout.root)):
+            ws.say(written)
+    except (OSError, VllmDevError) as exc:  # a read-only checkout root: the build is unaffected
+        reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+        note = f"cannot set up compile_commands.json for clangd: {reason}"
     if note:
         ws.say(note)
