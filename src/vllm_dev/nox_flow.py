@@ -175,12 +175,19 @@ def parse_posargs(posargs: Sequence[str]) -> argparse.Namespace:
     return parser.parse_args(list(posargs))
 
 
-def presets_dir(environ: Mapping[str, str]) -> Path:
-    """Where the session list comes from: the same templates the tasks use."""
+def presets_dirs(environ: Mapping[str, str]) -> list[Path]:
+    """Where the session list comes from: the bundled templates plus the user's (as for the
+    tasks; the checkout's .vllm-dev/presets/ is not known when the noxfile is imported)."""
     from vllm_dev.presets import bundled_presets_dir
 
     configured = environ.get("VLLM_DEV_PRESETS_DIR")
-    return Path(configured).expanduser() if configured else bundled_presets_dir()
+    return [bundled_presets_dir(), *([Path(configured).expanduser()] if configured else [])]
+
+
+def session_templates(environ: Mapping[str, str]) -> dict[str, Path]:
+    """Each session name with the directory of its template (the user's wins by name)."""
+    return dict(sorted({name: directory for directory in presets_dirs(environ)
+                        for name in preset_names(directory)}.items()))
 
 
 def preset_names(directory: Path) -> list[str]:
