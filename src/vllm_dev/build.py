@@ -77,12 +77,12 @@ def _run_build_locked(
     cmake = str(ws.cmake.path)
     # The job count goes to the build, not the configure: a change of jobs (or of free memory,
     # which sizes the default) never reconfigures.
-    argv = [cmake, "--build", "--preset", ws.template.name, "--parallel",
-            str(ws.parallelism.jobs)]
+    argv = [cmake, "--build", "--preset", ws.template.name]
     if targets:
         argv += ["--target", *targets]
     elif install:
         argv += ["--target", "all"]  # what `install` would build; the install is staged below
+    argv += ["--parallel", str(ws.parallelism.jobs)]
     recorder.compile_starting(build_dir)
     display = open_display(plain=plain or ws.dry)  # a bar when stderr is a terminal
     started = time.monotonic()
