@@ -32,26 +32,27 @@ CompileFlags:
 
 
 def _ours(link: Path, root: Path) -> bool:
-    """A symlink made by vllm-dev: relative, into a direct child of the checkout that is (or
+    """A symlink made by vllm-dev: relative, down into a directory of the checkout that is (or
     was, when ``clean`` removed it) a vllm-dev build dir."""
     if not link.is_symlink():
         return False
     target = Path(os.readlink(link))
-    if target.is_absolute() or len(target.parts) != 2 or target.name != DATABASE:
+    if target.is_absolute() or ".." in target.parts or len(target.parts) < 2 or \
+            target.name != DATABASE:
         return False
-    build_dir = root / target.parts[0]
+    build_dir = root / target.parent
     return not build_dir.exists() or is_marked_build_dir(build_dir)
 
 
 def link_compile_commands(root: Path, build_dir: Path, *, announce_user_file: bool = False
                           ) -> str | None:
     """Point ``<root>/compile_commands.json`` at ``build_dir``'s; what changed, as one line (None
-    when nothing did). Build dirs outside the checkout's top level are not linked."""
+    when nothing did)."""
     database = build_dir / DATABASE
     link = root / DATABASE
-    if not database.is_file() or build_dir.parent != root:
+    if not database.is_file() or root not in build_dir.parents:
         return None
-    relative = Path(build_dir.name) / DATABASE
+    relative = build_dir.relative_to(root) / DATABASE
     if link.exists() or link.is_symlink():
         if not _ours(link, root):
             return (f"left your {link} as it is (clangd: point it at {database})"
@@ -60,7 +61,7 @@ def link_compile_commands(root: Path, build_dir: Path, *, announce_user_file: bo
             return None
         link.unlink()
         os.symlink(relative, link)
-        return f"compile_commands.json now follows {build_dir.name} (for clangd)"
+        return f"compile_commands.json now follows {relative.parent} (for clangd)"
     os.symlink(relative, link)
     return f"linked compile_commands.json -> {relative} (for clangd)"
 
@@ -68,7 +69,7 @@ def link_compile_commands(root: Path, build_dir: Path, *, announce_user_file: bo
 def unlink_into(root: Path, build_dir: Path) -> bool:
     """Remove vllm-dev's link when it points into ``build_dir`` (which ``clean`` removes)."""
     link = root / DATABASE
-    if _ours(link, root) and Path(os.readlink(link)).parts[0] == build_dir.name:
+    if _ours(link, root) and root / Path(os.readlink(link)).parent == build_dir:
         link.unlink()
         return True
     return False
