@@ -40,7 +40,12 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def _umask() -> int:
-    """The process umask (reading it means setting it: set it straight back)."""
+    """The process umask: from /proc (Linux), else by setting it and straight back (a moment in
+    which another thread's new file would get 022, which /proc avoids)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
     current = os.umask(0o022)
     os.umask(current)
     return current
