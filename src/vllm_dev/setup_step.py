@@ -59,8 +59,8 @@ def editable_step(ws: Workspace) -> InstallStep:
     ``--device``/``VLLM_TARGET_DEVICE`` goes to vLLM's setup.py as ``VLLM_TARGET_DEVICE``. For
     ``cpu`` the prebuilt kernels must be a CPU wheel's: vLLM's own lookup (no
     ``VLLM_PRECOMPILED_WHEEL_LOCATION``) picks a CUDA variant, whose CUDA-only ``.so`` files would
-    land in ``vllm/``; so a CPU setup without a wheel location is said to fetch CUDA kernels,
-    and the README shows the CPU way (a ``+cpu`` wheel from vLLM's releases, or a local one)."""
+    land in ``vllm/`` (``verify`` then lists them as stale). The README ("Offline / mirror")
+    shows the CPU way: a ``+cpu`` wheel in ``VLLM_PRECOMPILED_WHEEL_LOCATION``."""
     root = ws.checkout.root
     env = {"VLLM_USE_PRECOMPILED": "1"}
     if ws.settings.device:
