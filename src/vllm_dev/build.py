@@ -71,8 +71,11 @@ def _run_build_locked(
 ) -> BuildResult:
     from vllm_dev.progress import open_display
 
+    def configuring() -> None:  # a configure that then fails is still reported as one
+        recorder.configured = True
+
     with recorder.phase("configure"):
-        primed = run_prime(ws, merge=merge, force=force)
+        primed = run_prime(ws, merge=merge, force=force, on_configure=configuring)
     recorder.configured = primed.configured
     if not primed.configured:  # prime explained it when it configured
         ws.say(ws.parallelism.line())
@@ -80,11 +83,14 @@ def _run_build_locked(
     if not ws.dry:
         check_components(build_dir, targets)
     cmake = str(ws.cmake.path)
+    # The job count goes to the build, not the configure: a change of jobs (or of free memory,
+    # which sizes the default) never reconfigures.
     argv = [cmake, "--build", "--preset", ws.template.name]
     if targets:
         argv += ["--target", *targets]
     elif install:
         argv += ["--target", "all"]  # what `install` would build; the install is staged below
+    argv += ["--parallel", str(ws.parallelism.jobs)]
     recorder.compile_starting(build_dir)
     display = open_display(plain=plain or ws.dry)  # a bar when stderr is a terminal
     started = time.monotonic()
