@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from vllm_dev.progress import (
@@ -72,7 +73,7 @@ def test_progress_tracks_running_steps_in_terminal_mode() -> None:
     progress = BuildProgress(started_at=0.0)
     for line in RECORDED_TTY[:2]:
         progress.update(line, now=1.0)
-    assert progress.activity() == "csrc/ops/add.cpp, csrc/ops/scale.cpp"
+    assert progress.activity(now=3.5) == "csrc/ops/add.cpp 0:02, csrc/ops/scale.cpp 0:02"
     assert progress.eta(now=1.0) is None  # nothing finished yet: no pace to extrapolate
     for line in RECORDED_TTY[2:]:
         progress.update(line, now=2.0)
@@ -81,6 +82,9 @@ def test_progress_tracks_running_steps_in_terminal_mode() -> None:
         "Building CXX object CMakeFiles/_fast_C.dir/csrc/fast/module_fast.cpp.o",
     ]
     assert progress.eta(now=2.0) == 10.0  # 1 of 6 in 2 s: 5 more at 2 s each
+    assert [(e.kind, short_name(e.description), e.at) for e in progress.events] == [
+        ("start", "csrc/ops/add.cpp", 1.0), ("start", "csrc/ops/scale.cpp", 1.0),
+        ("finish", "csrc/ops/add.cpp", 2.0), ("start", "csrc/fast/module_fast.cpp", 2.0)]
     progress.update("[6/7|7] Install the project...", now=5.0)
     assert progress.install_started_at == 5.0
 
@@ -93,6 +97,17 @@ def test_line_splitter_handles_redraws_and_split_chunks() -> None:
         splitter.feed(text[i:i + 1])
     splitter.close()
     assert lines == ["[1/2|1] a", "[1/2|2] b", "warning: caf\u00e9", "[2/2|2] b"]
+
+
+def test_line_splitter_hands_on_a_status_line_before_ninja_writes_again() -> None:
+    lines: list[str] = []
+    splitter = LineSplitter(lines.append)
+    splitter.feed(b"\r[0/9|1] Building CUDA object CMakeFiles/_C.dir/csrc/a.cu.o\x1b[K")
+    assert lines == ["[0/9|1] Building CUDA object CMakeFiles/_C.dir/csrc/a.cu.o"]
+    # gcc's colours put ESC[K mid-line: that line ends at its newline, not before.
+    splitter.feed(b"\r\n\x1b[01m\x1b[Ka.cpp:3:1:\x1b[m\x1b[K \x1b[01;31m\x1b[Kerror: "
+                  b"\x1b[m\x1b[Kboom\r\n")
+    assert len(lines) == 2 and "a.cpp:3:1:" in lines[1] and lines[1].endswith("boom")
 
 
 def test_plain_display_passes_every_line() -> None:
@@ -220,3 +235,67 @@ def test_progress_bar_on_a_terminal_end_to_end(project: Project) -> None:
     assert "csrc/module_C.cpp" in shown  # a file shown while it compiled
     assert "|" not in "".join(ln for ln in shown.splitlines() if ln.startswith("[")), shown
     assert project.value("_C") == 42
+
+
+class _TimedWrites(io.StringIO):
+    """A console file that remembers when each piece of the bar was drawn."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[tuple[float, str]] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append((time.time(), text))
+        return super().write(text)
+
+
+# Slow steps of known durations: a and b start together (-j2); c needs a, so it starts when a
+# ends and is the tail of the build together with b. Each command writes its true start/end.
+SLOW_STEPS = {"a": 1.5, "b": 3.2, "c": 1.0}
+
+
+def _slow_ninja_file(tmp_path: Path) -> None:
+    lines = ["rule slow",
+             "  command = date +%s.%N > $out.start && sleep $secs && date +%s.%N > $out.end"
+             " && touch $out",
+             "  description = Building CXX object CMakeFiles/t.dir/$out.cpp.o"]
+    for name, secs in SLOW_STEPS.items():
+        lines += [f"build {name}: slow" + (" a" if name == "c" else ""), f"  secs = {secs}"]
+    (tmp_path / "build.ninja").write_text("\n".join(lines) + "\n")
+
+
+def test_bar_on_a_pty_sees_steps_start_and_finish_on_time(tmp_path: Path) -> None:
+    """Real ninja on a pseudo-terminal: each step's start and finish reach the display within
+    0.5 s of when its command really started and ended, and the clock moves on its own."""
+    from rich.console import Console
+
+    _slow_ninja_file(tmp_path)
+    screen = _TimedWrites()
+    console = Console(file=screen, force_terminal=True, width=200, color_system=None)
+    display = BarDisplay(console=console, progress=BuildProgress(clock=time.time),
+                         refresh_per_second=10)
+    env = {**os.environ, **display.child_env(), "TERM": "xterm"}
+    try:
+        code = run_streaming([_ninja(), "-j2"], on_line=display.line, cwd=tmp_path, env=env,
+                             pseudo_terminal=True)
+    finally:
+        display.close()
+    assert code == 0
+    seen = {(e.kind, short_name(e.description)): e.at for e in display.progress.events}
+    for name in SLOW_STEPS:
+        true_start = float((tmp_path / f"{name}.start").read_text())
+        true_end = float((tmp_path / f"{name}.end").read_text())
+        assert abs(seen["start", f"{name}.cpp"] - true_start) < 0.5, (name, seen)
+        assert abs(seen["finish", f"{name}.cpp"] - true_end) < 0.5, (name, seen)
+    # While a and b run (after both started, before a ends) ninja writes nothing, yet the bar
+    # is redrawn with the elapsed time and each file's running time moving on.
+    quiet_from = seen["start", "b.cpp"] + 1.05
+    quiet_to = seen["finish", "a.cpp"] - 0.05
+    drawn = "".join(text for at, text in screen.writes if quiet_from <= at <= quiet_to)
+    assert "elapsed 0:00:01" in drawn, drawn[-2000:]
+    assert "a.cpp 0:01" in drawn and "b.cpp 0:01" in drawn
+    # The tail: every step has started, and the bar says which files it waits for.
+    tail = "".join(text for at, text in screen.writes
+                   if seen["start", "c.cpp"] + 0.2 <= at <= seen["finish", "c.cpp"] - 0.05)
+    assert "waiting for b.cpp" in tail and "c.cpp 0:0" in tail, tail[-2000:]
+    assert "3/3" in screen.getvalue()
