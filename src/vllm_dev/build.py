@@ -17,6 +17,7 @@ from vllm_dev.staged_install import staged_install
 from vllm_dev.workspace import Workspace
 
 if TYPE_CHECKING:
+    from vllm_dev.progress import FailedStep
     from vllm_dev.report import Recorder
 
 
@@ -37,24 +38,31 @@ def run_build(
     force: bool = False,
     plain: bool = False,
     json_path: Path | None = None,
+    recorder: Recorder | None = None,
 ) -> BuildResult:
     """Configure, compile and install under the build dir's lock: one ninja per build dir.
 
     ``plain`` turns the progress bar off; every build writes a report (see report.py), also to
-    ``json_path`` when given."""
+    ``json_path`` when given. A caller that passes its own ``recorder`` (to time more than the
+    build) finishes it itself."""
     from vllm_dev.report import Recorder
 
-    ws.preflight(targets=targets, merge=merge, force=force)  # bad input changes nothing
+    own = recorder is None
+    rec = Recorder(ws, json_path=json_path) if recorder is None else recorder
+    with rec.phase("checks"):
+        ws.preflight(targets=targets, merge=merge, force=force)  # bad input changes nothing
     with workspace_lock(ws):
-        recorder = Recorder(ws, json_path=json_path)
+        rec.locked = True  # from here on the build dir is ours, and so is its report
         try:
             result = _run_build_locked(ws, targets=targets, install=install, merge=merge,
-                                       force=force, plain=plain, recorder=recorder)
+                                       force=force, plain=plain, recorder=rec)
         except VllmDevError as exc:
-            recorder.finish_quietly(exit_code=exc.exit_code)
+            if own:
+                rec.finish_quietly(exit_code=exc.exit_code)
             raise
-        recorder.finish(exit_code=0)
-        return result
+    if own:
+        rec.finish(exit_code=0)
+    return result
 
 
 def _run_build_locked(
@@ -62,10 +70,13 @@ def _run_build_locked(
     plain: bool, recorder: Recorder,
 ) -> BuildResult:
     from vllm_dev.progress import open_display
+    from vllm_dev.report import CONFIGURE_FAILED, CONFIGURE_NOT_NEEDED, CONFIGURE_RAN
 
+    recorder.configure = CONFIGURE_FAILED  # until prime returns
     with recorder.phase("configure"):
         primed = run_prime(ws, merge=merge, force=force)
     recorder.configured = primed.configured
+    recorder.configure = CONFIGURE_RAN if primed.configured else CONFIGURE_NOT_NEEDED
     if not primed.configured:  # prime explained it when it configured
         ws.say(ws.parallelism.line())
     build_dir = ws.build_dir
@@ -84,11 +95,13 @@ def _run_build_locked(
         ws.runner.run(argv, cwd=ws.checkout.root, env=display.child_env() or None,
                       stream=display.line, pseudo_terminal=display.pseudo_terminal)
     except CommandFailed as exc:
-        raise explain_failure(exc, build_dir) from None  # names a full disk
+        raise explain_failure(name_failed_steps(exc, display.progress.failures),
+                              build_dir) from None  # names a full disk
     finally:
         display.close()
         recorder.compile_finished(started=started,
-                                  install_started=display.progress.install_started_at)
+                                  install_started=display.progress.install_started_at,
+                                  failures=display.progress.failures)
     manifests = manifest_paths(build_dir, targets or None)
     installed_now = False
     if install:  # staged, then renamed into vllm/: an interrupt never leaves a partial .so
@@ -110,22 +123,54 @@ def _run_build_locked(
     return BuildResult(primed, report, installed=installed_now or not install)
 
 
-def run_build_and_verify(ws: Workspace, *, verify: bool = True, **options: Any) -> BuildResult:
-    """``build``, then ``verify`` of what it installed (see verify.py).
+def name_failed_steps(exc: CommandFailed, failures: list[FailedStep]) -> CommandFailed:
+    """``exc`` with the files that failed and the first error line in its one line."""
+    if not failures:
+        return exc
+    from vllm_dev.report import source_of
 
-    Verify is skipped after a skipped install of files that imported fine when they were
-    installed; a failed verify forgets the install state, so a broken extension is never
-    skipped over."""
-    result = run_build(ws, **options)
-    if verify and not result.installed and install_state.verified(ws.build_dir):
-        ws.say("verify skipped: the installed extensions are the ones verified before")
-    elif verify and not ws.dry:
-        from vllm_dev.verify import verify_after_build
+    first = failures[0]
+    sources = ", ".join(source_of(o) for o in first.outputs) or "a build step"
+    more = f" (and {len(failures) - 1} more failed step(s))" if len(failures) > 1 else ""
+    better = CommandFailed(exc.argv, exc.returncode)
+    better.args = (f"{exc}: {sources} failed" + (f": {first.error}" if first.error else "")
+                   + more,)
+    return better
 
-        try:
-            verify_after_build(ws)
-        except VllmDevError:
-            install_state.forget(ws.build_dir)
-            raise
-        install_state.mark_verified(ws.build_dir)
+
+def run_build_and_verify(ws: Workspace, *, verify: bool = True,
+                         started_at: float | None = None, json_path: Path | None = None,
+                         **options: Any) -> BuildResult:
+    """``build``, then ``verify`` of what it installed (see verify.py), in one report.
+
+    ``started_at`` (``time.monotonic()``) is when the command started, so the report's total
+    is the command's wall time. Verify is skipped after a skipped install of files that
+    imported fine when they were installed; a failed verify forgets the install state, so a
+    broken extension is never skipped over."""
+    from vllm_dev.report import Recorder
+
+    recorder = Recorder(ws, json_path=json_path, started_at=started_at)
+    try:
+        result = run_build(ws, recorder=recorder, **options)
+    except VllmDevError as exc:
+        if recorder.locked:  # bad input is one line; a busy build dir's report is not ours
+            recorder.finish_quietly(exit_code=exc.exit_code)
+        raise
+    try:
+        if verify and not result.installed and install_state.verified(ws.build_dir):
+            ws.say("verify skipped: the installed extensions are the ones verified before")
+        elif verify and not ws.dry:
+            from vllm_dev.verify import verify_after_build
+
+            try:
+                with recorder.phase("import check"):
+                    verify_after_build(ws)
+            except VllmDevError:
+                install_state.forget(ws.build_dir)
+                raise
+            install_state.mark_verified(ws.build_dir)
+    except VllmDevError as exc:
+        recorder.finish_quietly(exit_code=exc.exit_code)
+        raise
+    recorder.finish(exit_code=0)
     return result
