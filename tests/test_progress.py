@@ -18,6 +18,7 @@ from vllm_dev.progress import (
     PlainDisplay,
     parse_status,
     short_name,
+    strip_ansi,
     wants_bar,
 )
 from vllm_dev.streaming import LineSplitter, run_streaming
@@ -87,6 +88,37 @@ def test_progress_tracks_running_steps_in_terminal_mode() -> None:
         ("finish", "csrc/ops/add.cpp", 2.0), ("start", "csrc/fast/module_fast.cpp", 2.0)]
     progress.update("[6/7|7] Install the project...", now=5.0)
     assert progress.install_started_at == 5.0
+
+
+def test_failed_steps_and_their_first_error_line() -> None:
+    """Recorded from ninja 1.13 on a terminal (coloured label, exit code) and from nvcc; the
+    command line after FAILED: is not mistaken for an error even when it says -Werror."""
+    progress = BuildProgress(started_at=0.0)
+    for line in [
+        "[0/3|1] Building CXX object CMakeFiles/_C.dir/csrc/ops/add.cpp.o",
+        "\x1b[31mFAILED: [code=1] \x1b[0mCMakeFiles/_C.dir/csrc/ops/add.cpp.o ",
+        "/usr/bin/c++ -Werror -o CMakeFiles/_C.dir/csrc/ops/add.cpp.o -c csrc/ops/add.cpp",
+        "csrc/ops/add.cpp: In function 'int f()':",
+        "csrc/ops/add.cpp:8:32: error: 'missing_name_42' was not declared in this scope",
+        "csrc/ops/add.cpp:9:1: error: a second error",
+        "[1/3|2] Building CUDA object CMakeFiles/_C.dir/csrc/attention/a.cu.o",
+        "FAILED: CMakeFiles/_C.dir/csrc/attention/a.cu.o",
+        "/usr/local/cuda/bin/nvcc -c csrc/attention/a.cu",
+        'csrc/attention/a.cu(12): error: identifier "nope" is undefined',
+        "[2/3|3] Linking CXX shared module _C.abi3.so",
+        "FAILED: _C.abi3.so",
+        "/usr/bin/c++ -shared -o _C.abi3.so",
+        "/usr/bin/ld: add.o: undefined reference to `g()'",
+        "ninja: build stopped: subcommand failed.",
+    ]:
+        progress.update(line)
+    assert [(f.outputs, f.error) for f in progress.failures] == [
+        (["CMakeFiles/_C.dir/csrc/ops/add.cpp.o"],
+         "csrc/ops/add.cpp:8:32: error: 'missing_name_42' was not declared in this scope"),
+        (["CMakeFiles/_C.dir/csrc/attention/a.cu.o"],
+         'csrc/attention/a.cu(12): error: identifier "nope" is undefined'),
+        (["_C.abi3.so"], "/usr/bin/ld: add.o: undefined reference to `g()'"),
+    ]
 
 
 def test_line_splitter_handles_redraws_and_split_chunks() -> None:
@@ -204,10 +236,27 @@ def test_failing_build_shows_everything_and_keeps_cmakes_exit_code(project: Proj
     assert "minivllm-kept-warning" in done.stdout
     report = project.run("report").stdout
     assert f"FAILED (exit code {raw.returncode})" in report
+    _assert_failure_summary(done.stderr, raw.returncode)
+    assert "failed: csrc/ops/add.cpp: " in report and "1 compile(s) (1 failed)" in report
 
 
-def test_progress_bar_on_a_terminal_end_to_end(project: Project) -> None:
-    """The real console script on a pseudo-terminal: a bar, no raw status lines, exit code 0."""
+def _assert_failure_summary(shown: str, code: int) -> None:
+    """The end of a failed build names the file, its first error, and the whole command."""
+    summary = [ln for ln in shown.splitlines() if ln.startswith("vllm-dev: ")]
+    failed = [ln for ln in summary if ln.startswith("vllm-dev: failed: ")]
+    assert failed == [failed[0]] and failed[0].startswith("vllm-dev: failed: csrc/ops/add.cpp: "), \
+        summary
+    assert "error" in failed[0] and "missing_name_42" in failed[0], failed
+    assert any("1 compile(s) (1 failed)" in ln for ln in summary), summary
+    last = summary[-1]
+    assert "--build --preset release --target all` failed with exit code" in last, last
+    assert "..." not in last and f"exit code {code}" in last
+    assert last.endswith(": csrc/ops/add.cpp failed"), last
+
+
+def _on_a_terminal(project: Project, *args: str) -> tuple[int, str]:
+    """The real console script with a pseudo-terminal on stdin/stdout/stderr: exit code and
+    everything it showed."""
     import pty
 
     from conftest import VLLM_DEV, clean_env
@@ -215,9 +264,9 @@ def test_progress_bar_on_a_terminal_end_to_end(project: Project) -> None:
     env = clean_env({**project.env, "TERM": "xterm", "COLUMNS": "160"})
     env.pop("NO_COLOR", None)
     pid, fd = pty.fork()
-    if pid == 0:  # the child: vllm-dev with a terminal on stdin/stdout/stderr
+    if pid == 0:  # the child: vllm-dev on the terminal
         os.chdir(project.root)
-        os.execve(VLLM_DEV, [VLLM_DEV, "build"], env)
+        os.execve(VLLM_DEV, [VLLM_DEV, *args], env)
     chunks = []
     while True:
         try:
@@ -228,8 +277,26 @@ def test_progress_bar_on_a_terminal_end_to_end(project: Project) -> None:
             break
         chunks.append(data)
     _, status = os.waitpid(pid, 0)
-    shown = b"".join(chunks).decode(errors="replace")
-    assert os.waitstatus_to_exitcode(status) == 0, shown
+    os.close(fd)
+    shown = b"".join(chunks).decode(errors="replace").replace("\r\n", "\n")
+    return os.waitstatus_to_exitcode(status), shown
+
+
+def test_failing_build_on_a_terminal_names_the_file(project: Project) -> None:
+    """The same failure with the bar: the summary is as complete as in plain mode."""
+    project.run("build", "--plain")
+    add = project.root / "csrc" / "ops" / "add.cpp"
+    add.write_text(add.read_text() + "int broken_function() { return missing_name_42; }\n")
+    code, shown = _on_a_terminal(project, "build")
+    assert code == 1, shown
+    assert "FAILED: " in shown and "ninja: build stopped" in shown  # the compiler's own output
+    _assert_failure_summary(strip_ansi(shown), code)
+
+
+def test_progress_bar_on_a_terminal_end_to_end(project: Project) -> None:
+    """The real console script on a pseudo-terminal: a bar, no raw status lines, exit code 0."""
+    code, shown = _on_a_terminal(project, "build")
+    assert code == 0, shown
     assert "compiling" in shown and "eta" in shown
     assert "6/6" in shown  # 4 compiles + 2 links of the CPU project, all counted
     assert "csrc/module_C.cpp" in shown  # a file shown while it compiled

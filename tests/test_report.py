@@ -7,15 +7,18 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 from vllm_dev.compiler_cache import parse_stats
 from vllm_dev.report import (
     BuildReport,
     NinjaEntry,
+    Recorder,
     latest_run,
     parse_ninja_log,
     preset_environment,
     slowest_units,
+    timed_phases,
 )
 
 from conftest import BIN_DIR, Project
@@ -47,6 +50,24 @@ def test_ninja_log_parsing_from_a_recorded_log() -> None:
     ranked = slowest_units(entries)
     assert [(u.source, u.target, u.seconds) for u in ranked] == [
         ("csrc/b.cu", "_C", 0.9), ("csrc/a.cpp", "_C", 0.12)]  # a.cpp: its latest time
+
+
+def test_recorder_phases_nest_and_add_up() -> None:
+    """Nested phases count once (the inner time only for the inner phase); a phase measured
+    elsewhere and added inside another is not counted twice; other fills the rest."""
+    recorder = Recorder(SimpleNamespace(dry=True), started_at=time.monotonic() - 0.2)
+    with recorder.phase("install"):
+        time.sleep(0.1)
+        with recorder.phase("check"):
+            time.sleep(0.1)
+        recorder.add("compile", 0.05)
+    time.sleep(0.05)
+    total = recorder.elapsed()
+    phases = timed_phases(recorder.phases, total)
+    assert list(phases) == ["start-up", "compile", "install", "check", "other"]
+    assert abs(phases["start-up"] - 0.2) < 0.02 and abs(phases["check"] - 0.1) < 0.05
+    assert abs(phases["install"] - 0.05) < 0.05  # 0.2 s in the block, 0.15 s of it elsewhere
+    assert abs(sum(phases.values()) - total) < 0.005 and phases["other"] >= 0.04
 
 
 def test_preset_environment_follows_inherits() -> None:

@@ -124,17 +124,15 @@ def _run_build_locked(
 
 
 def name_failed_steps(exc: CommandFailed, failures: list[FailedStep]) -> CommandFailed:
-    """``exc`` with the files that failed and the first error line in its one line."""
+    """``exc`` naming the files that failed (the report's ``failed:`` lines just above it give
+    each one's first error line)."""
     if not failures:
         return exc
     from vllm_dev.report import source_of
 
-    first = failures[0]
-    sources = ", ".join(source_of(o) for o in first.outputs) or "a build step"
-    more = f" (and {len(failures) - 1} more failed step(s))" if len(failures) > 1 else ""
+    sources = [source_of(o) for step in failures for o in step.outputs] or ["a build step"]
     better = CommandFailed(exc.argv, exc.returncode)
-    better.args = (f"{exc}: {sources} failed" + (f": {first.error}" if first.error else "")
-                   + more,)
+    better.args = (f"{exc}: {', '.join(sources)} failed",)
     return better
 
 

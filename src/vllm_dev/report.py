@@ -371,8 +371,9 @@ class Recorder:
             yield
         finally:
             spent = time.monotonic() - start
-            self.add(name, spent - self._inner.pop())
-            if self._inner:
+            own = max(0.0, spent - self._inner.pop())
+            self.phases[name] = self.phases.get(name, 0.0) + own
+            if self._inner:  # the enclosing phase must not count this block again
                 self._inner[-1] += spent
 
     def add(self, name: str, seconds: float) -> None:
