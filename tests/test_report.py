@@ -16,6 +16,7 @@ from vllm_dev.report import (
     Recorder,
     latest_run,
     parse_ninja_log,
+    phase,
     preset_environment,
     slowest_units,
     timed_phases,
@@ -58,7 +59,7 @@ def test_recorder_phases_nest_and_add_up() -> None:
     recorder = Recorder(SimpleNamespace(dry=True), started_at=time.monotonic() - 0.2)
     with recorder.phase("install"):
         time.sleep(0.1)
-        with recorder.phase("check"):
+        with phase("check"):  # the module-level helper times the active recorder's build
             time.sleep(0.1)
         recorder.add("compile", 0.05)
     time.sleep(0.05)
@@ -68,6 +69,10 @@ def test_recorder_phases_nest_and_add_up() -> None:
     assert abs(phases["start-up"] - 0.2) < 0.02 and abs(phases["check"] - 0.1) < 0.05
     assert abs(phases["install"] - 0.05) < 0.05  # 0.2 s in the block, 0.15 s of it elsewhere
     assert abs(sum(phases.values()) - total) < 0.005 and phases["other"] >= 0.04
+    recorder.finish(exit_code=0)  # a dry run writes nothing, and the recorder is done
+    with phase("late"):
+        pass
+    assert "late" not in recorder.phases
 
 
 def test_preset_environment_follows_inherits() -> None:

@@ -31,7 +31,7 @@ import re
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -326,6 +326,15 @@ def process_started_at() -> float | None:
     return time.monotonic() - age
 
 
+_active: Recorder | None = None  # the recorder of the build this process is running
+
+
+def phase(name: str) -> AbstractContextManager[None]:
+    """``with report.phase("verify"):`` times a step of the running build as phase ``name``,
+    from any module, without passing the recorder around; outside a build it does nothing."""
+    return _active.phase(name) if _active is not None else nullcontext()
+
+
 class Recorder:
     """Collects the figures of one build; :meth:`finish` writes and returns the report.
 
@@ -361,6 +370,8 @@ class Recorder:
         self._cache_before: Any = None
         self._cache_note = ""
         self._ccache: str | None = None
+        global _active
+        _active = self
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -457,6 +468,9 @@ class Recorder:
 
     def finish(self, *, exit_code: int) -> BuildReport | None:
         """Write the report (build dir, and ``--json FILE``) and print its summary."""
+        global _active
+        if _active is self:
+            _active = None
         if self.ws.dry:
             return None
         if self.build_dir is None:  # failed before compiling: the report still has a home
