@@ -366,3 +366,16 @@ def test_bar_on_a_pty_sees_steps_start_and_finish_on_time(tmp_path: Path) -> Non
                    if seen["start", "c.cpp"] + 0.2 <= at <= seen["finish", "c.cpp"] - 0.05)
     assert "waiting for b.cpp" in tail and "c.cpp 0:0" in tail, tail[-2000:]
     assert "3/3" in screen.getvalue()
+
+
+def test_failing_nvcc_compile_is_named_with_its_first_error(cuda_project: Project) -> None:
+    """Real nvcc: its ``file.cu(N): error:`` line is the one the summary quotes."""
+    saxpy = cuda_project.root / "csrc" / "cuda" / "saxpy.cu"
+    saxpy.write_text(saxpy.read_text()
+                     + "\n__global__ void broken_kernel(int* out) { *out = missing_name_42; }\n")
+    done = cuda_project.run("build", "--plain", "--arch", "8.0", "--cache", "none", check=False)
+    assert done.returncode != 0, done.stderr
+    failed = [ln for ln in done.stderr.splitlines() if ln.startswith("vllm-dev: failed: ")]
+    assert failed and failed[0].startswith("vllm-dev: failed: csrc/cuda/saxpy.cu: "), done.stderr
+    assert 'error: identifier "missing_name_42" is undefined' in failed[0], failed
+    assert done.stderr.splitlines()[-1].endswith("csrc/cuda/saxpy.cu failed"), done.stderr
