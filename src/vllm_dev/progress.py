@@ -81,6 +81,13 @@ def short_name(description: str) -> str:
     return description
 
 
+def file_label(description: str) -> str:
+    """What the bar calls a running step: the source file's name alone (``add.cpp``; the bar is
+    one terminal line, and a vLLM path is 60 characters), else :func:`short_name`."""
+    match = _OBJECT_RE.match(description)
+    return os.path.basename(match.group(1)) if match else short_name(description)
+
+
 @dataclass(frozen=True)
 class StepEvent:
     """A step seen starting or finishing, at ``at`` on the progress clock."""
@@ -199,7 +206,7 @@ class BuildProgress:
             return ", ".join(short_name(n) for n in list(self.recent)[-1:])
         now = self.clock() if now is None else now
         running = sorted(tuple(self.running.items()), key=lambda item: item[1])
-        names = [f"{short_name(d)} {format_seconds(now - t)}"
+        names = [f"{file_label(d)} {format_seconds(now - t)}"
                  for d, t in running[:SHOWN_RUNNING]]
         more = len(running) - SHOWN_RUNNING
         text = ", ".join(names) + (f" +{more} more" if more > 0 else "")
@@ -258,20 +265,30 @@ class BarDisplay:
                  progress: BuildProgress | None = None,
                  refresh_per_second: float = 4) -> None:
         from rich.console import Console
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import BarColumn, Progress, TextColumn
+        from rich.text import Text
 
         self.progress = progress or BuildProgress()
         # The refresh thread reads the model while the reading thread updates it.
         self._lock = threading.Lock()
         self._console = console or Console(stderr=True)
-        self._bar = Progress(
+        display = self
+
+        class BarWithActivity(Progress):
+            """The bar, and below it a line of the files compiling now (a vLLM path alone is
+            60 characters: on one line with the bar it would squeeze the counters out)."""
+
+            def get_renderables(self) -> Any:
+                yield self.make_tasks_table(self.tasks)
+                yield Text(display.render("activity"), style="dim", no_wrap=True,
+                           overflow="ellipsis")
+
+        self._bar = BarWithActivity(
             TextColumn("[bold]{task.description}"),
-            BarColumn(),
+            BarColumn(bar_width=30),
             TextColumn("{task.fields[count]}"),
-            TextColumn("elapsed"),
-            TimeElapsedColumn(),
-            _live_column(self, "eta"),
-            _live_column(self, "activity"),
+            # Not rich's TimeElapsedColumn: elapsed and ETA must read one clock, the model's.
+            _live_column(self, "times"),
             console=self._console,
             transient=False,
             refresh_per_second=refresh_per_second,
@@ -296,9 +313,11 @@ class BarDisplay:
         """The text of a live column, read from the model at drawing time."""
         with self._lock:
             p = self.progress
-            if what == "eta":
-                return f"eta {format_seconds(p.eta())}"
-            return p.activity()[:100]
+            if what == "times":
+                now = p.clock()
+                return (f"elapsed {format_seconds(p.elapsed(now))}  "
+                        f"eta {format_seconds(p.eta(now))}")
+            return p.activity()
 
     def _refresh(self) -> None:
         p = self.progress
@@ -320,7 +339,7 @@ def _live_column(display: BarDisplay, what: str) -> Any:
 
     class LiveColumn(ProgressColumn):
         def render(self, task: Any) -> Text:
-            return Text(display.render(what), style="dim" if what == "activity" else "")
+            return Text(display.render(what), no_wrap=True)
 
     return LiveColumn()
 
