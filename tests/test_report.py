@@ -12,8 +12,10 @@ from types import SimpleNamespace
 from vllm_dev.compiler_cache import parse_stats
 from vllm_dev.report import (
     BuildReport,
+    FailedFile,
     NinjaEntry,
     Recorder,
+    dumps,
     latest_run,
     parse_ninja_log,
     phase,
@@ -73,6 +75,22 @@ def test_recorder_phases_nest_and_add_up() -> None:
     with phase("late"):
         pass
     assert "late" not in recorder.phases
+
+
+def test_failure_summary_of_many_failed_files_stays_short() -> None:
+    report = BuildReport("release", "/b", "now", exit_code=1, configure="not needed",
+                         phases={"compile": 1.0, "other": 0.1}, total_seconds=1.1,
+                         steps=8, compile_steps=8,
+                         failed=[FailedFile(f"csrc/f{i}.cu", f"CMakeFiles/_C.dir/csrc/f{i}.cu.o",
+                                            "x" * 1000) for i in range(8)])
+    lines = report.lines()
+    assert lines[0] == ("build release FAILED (exit code 1) in 1.10 s: compile 1.00 s, "
+                        "other 0.10 s (no configure needed)")
+    assert lines[1] == "8 ninja step(s), 8 compile(s) (8 failed)"
+    failed = [ln for ln in lines if ln.startswith("failed: ")]
+    assert len(failed) == 6 and failed[-1].startswith("failed: 3 more step(s)")
+    assert failed[0] == "failed: csrc/f0.cu: " + "x" * 297 + "..."
+    assert BuildReport.from_json(json.loads(dumps(report))).failed == report.failed
 
 
 def test_preset_environment_follows_inherits() -> None:

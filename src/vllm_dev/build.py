@@ -131,8 +131,9 @@ def name_failed_steps(exc: CommandFailed, failures: list[FailedStep]) -> Command
     from vllm_dev.report import source_of
 
     sources = [source_of(o) for step in failures for o in step.outputs] or ["a build step"]
+    named = ", ".join(sources[:3]) + (f" and {len(sources) - 3} more" if len(sources) > 3 else "")
     better = CommandFailed(exc.argv, exc.returncode)
-    better.args = (f"{exc}: {', '.join(sources)} failed",)
+    better.args = (f"{exc}: {named} failed",)
     return better
 
 

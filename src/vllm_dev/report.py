@@ -44,6 +44,9 @@ NINJA_LOG = ".ninja_log"
 PHASES = ("start-up", "checks", "configure", "compile", "install", "verify", "import check")
 OTHER = "other"
 SLOWEST_IN_REPORT = 10
+# A broken header fails every file that includes it: the summary names the first few.
+FAILED_IN_SUMMARY = 5
+ERROR_IN_SUMMARY = 300
 _OBJECT_SUFFIXES = (".o", ".obj")
 _TARGET_DIR_RE = re.compile(r"^(?:.*/)?CMakeFiles/([^/]+)\.dir/(.+)$")
 
@@ -286,8 +289,14 @@ class BuildReport:
         if self.slowest:
             top = ", ".join(f"{u.source} {u.seconds:.1f} s" for u in self.slowest[:3])
             out.append(f"slowest: {top}")
-        for failed in self.failed:
-            out.append(f"failed: {failed.source}" + (f": {failed.error}" if failed.error else ""))
+        for failed in self.failed[:FAILED_IN_SUMMARY]:
+            error = failed.error
+            if len(error) > ERROR_IN_SUMMARY:  # a template error can run for pages
+                error = error[:ERROR_IN_SUMMARY - 3] + "..."
+            out.append(f"failed: {failed.source}" + (f": {error}" if error else ""))
+        if len(self.failed) > FAILED_IN_SUMMARY:
+            out.append(f"failed: {len(self.failed) - FAILED_IN_SUMMARY} more step(s) (see the "
+                       "FAILED: blocks above, or `vllm-dev report --json`)")
         return out
 
 
