@@ -352,6 +352,8 @@ def test_bar_on_a_pty_sees_steps_start_and_finish_on_time(tmp_path: Path) -> Non
     for name in SLOW_STEPS:
         true_start = float((tmp_path / f"{name}.start").read_text())
         true_end = float((tmp_path / f"{name}.end").read_text())
+        print(f"{name}: start seen {seen['start', f'{name}.cpp'] - true_start:+.3f} s, "
+              f"finish seen {seen['finish', f'{name}.cpp'] - true_end:+.3f} s")
         assert abs(seen["start", f"{name}.cpp"] - true_start) < 0.5, (name, seen)
         assert abs(seen["finish", f"{name}.cpp"] - true_end) < 0.5, (name, seen)
     # While a and b run (after both started, before a ends) ninja writes nothing, yet the bar
