@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,6 +16,9 @@ from vllm_dev.locking import workspace_lock
 from vllm_dev.prime import PrimeResult, run_prime
 from vllm_dev.staged_install import staged_install
 from vllm_dev.workspace import Workspace
+
+# Taking a free lock costs milliseconds; a longer wait means another build held it.
+LOCK_WAIT_SHOWN = 0.1
 
 if TYPE_CHECKING:
     from vllm_dev.progress import FailedStep
@@ -51,7 +55,12 @@ def run_build(
     rec = Recorder(ws, json_path=json_path) if recorder is None else recorder
     with rec.phase("checks"):
         ws.preflight(targets=targets, merge=merge, force=force)  # bad input changes nothing
-    with workspace_lock(ws):
+    with ExitStack() as held:
+        waited = time.monotonic()
+        held.enter_context(workspace_lock(ws))
+        waited = time.monotonic() - waited
+        if waited > LOCK_WAIT_SHOWN:  # another build held it: a phase of its own, not "other"
+            rec.add("waiting for lock", waited)
         rec.locked = True  # from here on the build dir is ours, and so is its report
         try:
             result = _run_build_locked(ws, targets=targets, install=install, merge=merge,
