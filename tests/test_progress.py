@@ -367,6 +367,7 @@ def test_bar_on_a_pty_sees_steps_start_and_finish_on_time(tmp_path: Path) -> Non
     tail = "".join(text for at, text in screen.writes
                    if seen["start", "c.cpp"] + 0.2 <= at <= seen["finish", "c.cpp"] - 0.05)
     assert "waiting for b.cpp" in tail and "c.cpp 0:0" in tail, tail[-2000:]
+    assert "a.cpp" not in tail  # finished: no longer shown as compiling
     assert "3/3" in screen.getvalue()
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from contextlib import ExitStack
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,9 +16,6 @@ from vllm_dev.locking import workspace_lock
 from vllm_dev.prime import PrimeResult, run_prime
 from vllm_dev.staged_install import staged_install
 from vllm_dev.workspace import Workspace
-
-# Taking a free lock costs milliseconds; a longer wait means another build held it.
-LOCK_WAIT_SHOWN = 0.1
 
 if TYPE_CHECKING:
     from vllm_dev.progress import FailedStep
@@ -43,33 +40,29 @@ def run_build(
     plain: bool = False,
     json_path: Path | None = None,
     recorder: Recorder | None = None,
+    then: Callable[[BuildResult], None] | None = None,
 ) -> BuildResult:
     """Configure, compile and install under the build dir's lock: one ninja per build dir.
 
     ``plain`` turns the progress bar off; every build writes a report (see report.py), also to
-    ``json_path`` when given. A caller that passes its own ``recorder`` (to time more than the
-    build) finishes it itself."""
+    ``json_path`` when given, or to the given ``recorder`` (made earlier, to time the whole
+    command). ``then`` is more work of this build (the import check): it runs under the same
+    lock, before the report is written, so a ``clean`` or another build waiting for the lock
+    never meets the build dir half-way through it."""
     from vllm_dev.report import Recorder
 
-    own = recorder is None
     rec = Recorder(ws, json_path=json_path) if recorder is None else recorder
     with rec.phase("checks"):
         ws.preflight(targets=targets, merge=merge, force=force)  # bad input changes nothing
-    with ExitStack() as held:
-        waited = time.monotonic()
-        held.enter_context(workspace_lock(ws))
-        waited = time.monotonic() - waited
-        if waited > LOCK_WAIT_SHOWN:  # another build held it: a phase of its own, not "other"
-            rec.add("waiting for lock", waited)
-        rec.locked = True  # from here on the build dir is ours, and so is its report
+    with workspace_lock(ws):  # a wait for another build is a phase (see locking.py)
         try:
             result = _run_build_locked(ws, targets=targets, install=install, merge=merge,
                                        force=force, plain=plain, recorder=rec)
+            if then is not None:
+                then(result)
         except VllmDevError as exc:
-            if own:
-                rec.finish_quietly(exit_code=exc.exit_code)
+            rec.finish_quietly(exit_code=exc.exit_code)
             raise
-    if own:
         rec.finish(exit_code=0)
     return result
 
@@ -158,27 +151,23 @@ def run_build_and_verify(ws: Workspace, *, verify: bool = True,
     from vllm_dev.report import Recorder
 
     recorder = Recorder(ws, json_path=json_path, started_at=started_at)
-    try:
-        result = run_build(ws, recorder=recorder, **options)
-    except VllmDevError as exc:
-        if recorder.locked:  # bad input is one line; a busy build dir's report is not ours
-            recorder.finish_quietly(exit_code=exc.exit_code)
-        raise
-    try:
-        if verify and not result.installed and install_state.verified(ws.build_dir):
-            ws.say("verify skipped: the installed extensions are the ones verified before")
-        elif verify and not ws.dry:
-            from vllm_dev.verify import verify_after_build
 
-            try:
-                with recorder.phase("import check"):
-                    verify_after_build(ws)
-            except VllmDevError:
-                install_state.forget(ws.build_dir)
-                raise
-            install_state.mark_verified(ws.build_dir)
-    except VllmDevError as exc:
-        recorder.finish_quietly(exit_code=exc.exit_code)
-        raise
-    recorder.finish(exit_code=0)
-    return result
+    def check(result: BuildResult) -> None:
+        if not verify:
+            return
+        if not result.installed and install_state.verified(ws.build_dir):
+            ws.say("verify skipped: the installed extensions are the ones verified before")
+            return
+        if ws.dry:
+            return
+        from vllm_dev.verify import verify_after_build
+
+        try:
+            with recorder.phase("import check"):
+                verify_after_build(ws)
+        except VllmDevError:
+            install_state.forget(ws.build_dir)
+            raise
+        install_state.mark_verified(ws.build_dir)
+
+    return run_build(ws, recorder=recorder, then=check, **options)

@@ -366,9 +366,6 @@ class Recorder:
         self.configure = ""  # CONFIGURE_*
         self.build_dir: Path | None = None
         self.failed: list[FailedFile] = []
-        # Set once the build dir's lock is held: only then is a report worth writing (bad input
-        # fails with its one line, and a busy build dir's report belongs to its own build).
-        self.locked = False
         self._inner: list[float] = []  # per open phase: time spent in phases nested in it
         now = time.monotonic()
         self._t0 = now if started_at is None else min(started_at, now)
