@@ -7,9 +7,9 @@ most want to know what happened.
 
 Sources, each chosen because it needs nothing the user does not already have:
 
-* phases: wall time measured around each step (configure, compile, install, verify, import
-  check...), from the start of the command (the process's own start time, read from /proc, so
-  interpreter start-up counts) to its end; what no phase measured (locking, probes, writing the
+* phases: wall time measured around each step (configure, compile, install, verify...), from
+  the start of the command (the process's own start time, read from /proc, so interpreter
+  start-up counts) to its end; what no phase measured (locking, probes, writing the
   report) is the explicit phase ``other``, so the phases always add up to the total;
 * failed steps: ninja's ``FAILED:`` lines and the first error line each printed (see
   progress.py), mapped to their source file;
@@ -41,8 +41,7 @@ from vllm_dev.errors import VllmDevError
 REPORT_FILE = "vllm-dev-report.json"
 NINJA_LOG = ".ninja_log"
 # Phases in the order a build usually runs them; others (``recorder.phase("x")``) follow.
-PHASES = ("start-up", "checks", "waiting for lock", "configure", "compile", "install", "verify",
-          "import check")
+PHASES = ("start-up", "checks", "waiting for lock", "configure", "compile", "install", "verify")
 OTHER = "other"
 SLOWEST_IN_REPORT = 10
 # A broken header fails every file that includes it: the summary names the first few.
