@@ -182,8 +182,10 @@ def build(c, preset=None, target=None, install=True, source=None, python=None, d
                        cache_remote_mode=cache_remote_mode, job_memory_gib=job_memory_gib,
                        no_wait=no_wait or None, dist=dist, defines=define)
         from vllm_dev.build import run_build_and_verify
+        from vllm_dev.report import process_started_at
 
         run_build_and_verify(ws, verify=verify and install, targets=list(target or []),
+                             started_at=process_started_at(),
                              install=install, merge=merge, force=force, plain=plain,
                              json_path=Path(json).expanduser().absolute() if json else None)
 
