@@ -26,6 +26,8 @@ class BuildResult:
     install: InstallReport | None
     # False when the install was skipped as up to date (nothing new to verify either)
     installed: bool = True
+    # what was compiled: None = every target, [] = nothing (no change reached a target)
+    targets: list[str] | None = None
 
 
 def run_build(
@@ -37,19 +39,25 @@ def run_build(
     force: bool = False,
     plain: bool = False,
     json_path: Path | None = None,
+    since: str | None = None,
+    every: bool = False,
 ) -> BuildResult:
     """Configure, compile and install under the build dir's lock: one ninja per build dir.
 
     ``plain`` turns the progress bar off; every build writes a report (see report.py), also to
-    ``json_path`` when given."""
+    ``json_path`` when given. Without ``targets`` only the targets affected by changes since
+    the prebuilt kernels' commit are built (see affected.py); ``every`` builds them all."""
+    from vllm_dev.affected import check_since
     from vllm_dev.report import Recorder
 
     ws.preflight(targets=targets, merge=merge, force=force)  # bad input changes nothing
+    check_since(ws.checkout.root, since)
     with workspace_lock(ws):
         recorder = Recorder(ws, json_path=json_path)
         try:
             result = _run_build_locked(ws, targets=targets, install=install, merge=merge,
-                                       force=force, plain=plain, recorder=recorder)
+                                       force=force, plain=plain, recorder=recorder,
+                                       since=since, every=every)
         except VllmDevError as exc:
             recorder.finish_quietly(exit_code=exc.exit_code)
             raise
@@ -59,7 +67,7 @@ def run_build(
 
 def _run_build_locked(
     ws: Workspace, *, targets: list[str] | None, install: bool, merge: bool, force: bool,
-    plain: bool, recorder: Recorder,
+    plain: bool, recorder: Recorder, since: str | None = None, every: bool = False,
 ) -> BuildResult:
     from vllm_dev.progress import open_display
 
@@ -71,6 +79,13 @@ def _run_build_locked(
     build_dir = ws.build_dir
     if not ws.dry:
         check_components(build_dir, targets)
+    if not targets:
+        with recorder.phase("select"):
+            targets = _select(ws, since=since, every=every, recorder=recorder)
+        if targets == []:
+            return BuildResult(primed, None, installed=False, targets=[])
+    elif not ws.dry:
+        _remember_explicit(build_dir, targets)
     cmake = str(ws.cmake.path)
     argv = [cmake, "--build", "--preset", ws.template.name]
     if targets:
@@ -107,7 +122,36 @@ def _run_build_locked(
             report = check_installed(ws, build_dir, targets)
         if installed_now:  # a skipped install left the remembered state as it was
             install_state.remember(build_dir, targets or None, manifests)
-    return BuildResult(primed, report, installed=installed_now or not install)
+    return BuildResult(primed, report, installed=installed_now or not install,
+                       targets=targets or None)
+
+
+def _select(ws: Workspace, *, since: str | None, every: bool, recorder: Recorder
+            ) -> list[str] | None:
+    """The targets to build (None: all, []: none), said once per fresh build dir, every dry run
+    and whenever the choice is narrower than everything."""
+    from vllm_dev import affected
+
+    fresh = affected.built_before(ws.build_dir) == []
+    selection = affected.plan(ws, since=since, every=every)
+    recorder.selection = selection.lines()
+    if ws.dry or fresh or selection.targets is not None or since:
+        for line in selection.lines():
+            ws.say(line)
+    if selection.targets == []:
+        ws.say("nothing to compile or install: the prebuilt kernels in vllm/ stay as they are")
+    elif not ws.dry:
+        affected.remember_built(ws.build_dir, selection.targets)
+    return selection.targets
+
+
+def _remember_explicit(build_dir: Path, targets: list[str]) -> None:
+    """``--target``s are built here from now on too (unless the dir builds everything)."""
+    from vllm_dev import affected
+
+    before = affected.built_before(build_dir)
+    if before is not None:
+        affected.remember_built(build_dir, sorted(set(before) | set(targets)))
 
 
 def run_build_and_verify(ws: Workspace, *, verify: bool = True, **options: Any) -> BuildResult:

@@ -34,7 +34,7 @@ from vllm_dev.errors import VllmDevError
 
 REPORT_FILE = "vllm-dev-report.json"
 NINJA_LOG = ".ninja_log"
-PHASES = ("configure", "compile", "install", "verify")
+PHASES = ("configure", "select", "compile", "install", "verify")
 SLOWEST_IN_REPORT = 10
 _OBJECT_SUFFIXES = (".o", ".obj")
 _TARGET_DIR_RE = re.compile(r"^(?:.*/)?CMakeFiles/([^/]+)\.dir/(.+)$")
@@ -191,6 +191,7 @@ class BuildReport:
     cache_note: str = ""
     slowest: list[UnitTime] = field(default_factory=list)
     peak_rss_kib: int | None = None
+    selection: list[str] = field(default_factory=list)  # which targets were built, and why
     peak_rss_measures: str = ("largest resident set of any single process of the build "
                               "(getrusage RUSAGE_CHILDREN ru_maxrss), not the sum of parallel jobs")
 
@@ -222,6 +223,7 @@ class BuildReport:
             cache_note=str(data.get("cache_note", "")),
             slowest=[UnitTime(**u) for u in data.get("slowest") or []],
             peak_rss_kib=data.get("peak_rss_kib"),
+            selection=[str(line) for line in data.get("selection") or []],
         )
 
     def lines(self) -> list[str]:
@@ -246,6 +248,8 @@ class BuildReport:
         if self.slowest:
             top = ", ".join(f"{u.source} {u.seconds:.1f} s" for u in self.slowest[:3])
             out.append(f"slowest: {top}")
+        if self.selection:
+            out.append(f"targets: {self.selection[0]}")
         return out
 
 
@@ -285,6 +289,7 @@ class Recorder:
         self._cache_before: Any = None
         self._cache_note = ""
         self._ccache: str | None = None
+        self.selection: list[str] = []
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -377,6 +382,7 @@ class Recorder:
             total_seconds=round(time.monotonic() - self._t0, 3),
             peak_rss_kib=max_child_rss_kib(),
             cache_note=self._cache_note,
+            selection=self.selection,
         )
         if self.build_dir is not None and self._log_offset is not None:
             entries = entries_since(self.build_dir, self._log_offset)

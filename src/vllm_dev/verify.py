@@ -102,6 +102,16 @@ def find_stale(package: Path, *, installed: list[Path], build_dir: Path) -> list
     return sorted(stale)
 
 
+def prebuilt_files(package: Path, *, installed: list[Path], build_dir: Path) -> list[Path]:
+    """Extensions of this build's targets that it did not install: the prebuilt kernels an
+    affected-targets build left in place (checked too: they must import beside the rebuilt)."""
+    installed_real = {os.path.realpath(p) for p in installed}
+    targets = set(components(build_dir))
+    return sorted(p for p in package.glob("**/*") if p.name.endswith(_EXTENSION_SUFFIXES)
+                  and p.name.split(".", 1)[0] in targets
+                  and os.path.realpath(p) not in installed_real and "__pycache__" not in p.parts)
+
+
 def find_older(installed: list[Path], *, build_dir: Path) -> list[Path]:
     """Installed files whose build output is newer: the last build was not installed."""
     outputs = build_outputs(build_dir)
@@ -169,11 +179,12 @@ def run_verify(ws: Workspace, *, remove: bool = False) -> VerifyReport:
     package = ws.checkout.package_dir
     installed = [p for p in manifest_files(build_dir) if p.name.endswith(_EXTENSION_SUFFIXES)
                  or ".so." in p.name]
-    if not installed:
+    prebuilt = prebuilt_files(package, installed=installed, build_dir=build_dir)
+    if not installed and not prebuilt:
         raise VllmDevError(f"nothing installed from {build_dir} yet: run `vllm-dev build` first")
     report = VerifyReport()
     modules = {}
-    for path in installed:
+    for path in [*installed, *prebuilt]:
         try:
             modules[module_name(path, root=root)] = path
         except ValueError:
