@@ -39,7 +39,8 @@ def checkout_at_w(tmp_path: Path, *, record_commit: bool = True, torch: str | No
     """The project as a git checkout at W (.venv ignored, as vLLM's .gitignore does), and a
     precompiled wheel of W."""
     project = make_project(tmp_path, setup=False)
-    (project.root / ".gitignore").write_text(".venv/\ncmake-build-*/\n*.so\nCMakeUserPresets.json\n")
+    (project.root / ".gitignore").write_text(
+        ".venv/\ncmake-build-*/\n*.so\nCMakeUserPresets.json\n*.egg-info/\n")
     git(project.root, "init", "-q", "-b", "main")
     w = commit_all(project.root, "W")
     wheel = mv.build_precompiled_wheel(tmp_path / "wheel", python=str(project.python),
@@ -60,7 +61,8 @@ def setup_and_build(project: Project, wheel: Path, *build_args: str
     assert project.value("_C") == 1  # the wheel's kernels are in place
     mark = project.ninja_log_mark()
     done = project.run("build", *build_args)
-    objects = [o for o in project.ninja_log_entries(since=mark) if o.endswith(".o")]
+    ran = (project.build_dir / ".ninja_log").is_file()  # absent: ninja never ran a step
+    objects = [o for o in project.ninja_log_entries(since=mark) if o.endswith(".o")] if ran else []
     return objects, done.stderr
 
 

@@ -111,12 +111,16 @@ def changed_files(root: Path, base: str, *, skip: Iterable[Path] = ()) -> list[s
     found = {p for p in done.stdout.split("\0") if p}
     untracked = git(root, "ls-files", "--others", "--exclude-standard", "--directory", "-z")
     skipped = {os.path.realpath(p) for p in skip}
+    expand = []  # untracked dirs that are not build dirs or venvs: list their files, ignores kept
     for entry in (p for p in untracked.stdout.split("\0") if p):
-        path = root / entry
-        if entry.endswith("/"):
-            found.update(_walk_untracked(root, path, skipped))
-        else:
+        if not entry.endswith("/"):
             found.add(entry)
+        elif os.path.realpath(root / entry) not in skipped and not _is_tool_dir(root / entry):
+            expand.append(entry)
+    if expand:
+        inner = git(root, "ls-files", "--others", "--exclude-standard", "-z", "--", *expand)
+        found.update(p for p in inner.stdout.split("\0")
+                     if p and not any(_is_tool_dir(root / d) for d in _parents(p)))
     return sorted(found)
 
 
@@ -125,16 +129,9 @@ def _is_tool_dir(path: Path) -> bool:
                                                        "vllm-dev-build.json"))
 
 
-def _walk_untracked(root: Path, top: Path, skipped: set[str]) -> list[str]:
-    out: list[str] = []
-    for current, dirs, names in os.walk(top):
-        here = Path(current)
-        if os.path.realpath(here) in skipped or _is_tool_dir(here):
-            dirs[:] = []
-            continue
-        dirs[:] = [d for d in dirs if d not in (".git", "__pycache__", ".deps")]
-        out += [str((here / n).relative_to(root)) for n in names]
-    return out
+def _parents(relative: str) -> list[str]:
+    parts = relative.split("/")[:-1]
+    return ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
 
 
 def cache_value(build_dir: Path, name: str) -> str | None:

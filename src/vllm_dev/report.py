@@ -226,8 +226,9 @@ class BuildReport:
             selection=[str(line) for line in data.get("selection") or []],
         )
 
-    def lines(self) -> list[str]:
-        """The report as a few human lines (what a build prints at its end)."""
+    def lines(self, *, selection: bool = True) -> list[str]:
+        """The report as a few human lines (what a build prints at its end, without the target
+        selection it said before compiling)."""
         state = "ok" if self.ok else f"FAILED (exit code {self.exit_code})"
         phases = ", ".join(f"{name} {self.phases[name]:.2f} s" for name in PHASES
                            if name in self.phases)
@@ -248,7 +249,7 @@ class BuildReport:
         if self.slowest:
             top = ", ".join(f"{u.source} {u.seconds:.1f} s" for u in self.slowest[:3])
             out.append(f"slowest: {top}")
-        if self.selection:
+        if self.selection and selection:
             out.append(f"targets: {self.selection[0]}")
         return out
 
@@ -395,7 +396,7 @@ class Recorder:
                 delta = after - self._cache_before
                 report.cache = CacheDelta("ccache", delta.hits, delta.misses)
         self._save(report)
-        for line in report.lines():
+        for line in report.lines(selection=False):
             self.ws.say(line)
         return report
 
