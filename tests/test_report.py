@@ -64,7 +64,7 @@ def test_report_after_builds_cold_then_warm_cache(project: Project, tmp_path: Pa
     assert json.loads(ci_json.read_text()) == stored
     cold = BuildReport.from_json(stored)
     assert cold.ok and cold.configured
-    assert set(cold.phases) == {"configure", "compile", "install", "verify"}
+    assert set(cold.phases) == {"configure", "select", "compile", "install", "verify"}
     assert all(v >= 0 for v in cold.phases.values()) and cold.phases["compile"] > 0
     assert cold.compile_steps == 4 and cold.steps >= 6  # 4 objects + 2 links
     assert {u.source for u in cold.slowest} == CPU_UNITS

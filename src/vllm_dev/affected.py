@@ -26,7 +26,7 @@ import shlex
 import subprocess
 import time
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -245,7 +245,12 @@ def scan_command(argv: list[str]) -> list[str]:
         if arg in _DROP or arg.startswith(("-MF", "-MT", "-MQ")) and len(arg) > 3:
             continue
         out.append(arg)
-    return [*out, "-M"]
+    if "nvcc" in os.path.basename(out[0] if out else ""):
+        return [*out, "-M"]
+    # -MG: a header this machine lacks (a system one such as numa.h, or one a build step
+    # generates) is listed instead of stopping the scan; it cannot be a changed checkout file
+    # unless it exists, and then it is found.
+    return [*out, "-M", "-MG"]
 
 
 def parse_make_rule(text: str, directory: str) -> list[str]:
@@ -284,41 +289,72 @@ def ninja_deps(build_dir: Path) -> dict[str, list[str]]:
 
 @dataclass
 class DepsScanner:
-    """Headers of each object: ninja's record, a remembered scan, or a new ``-M`` scan."""
+    """Headers of each object: ninja's record, a remembered scan, or a new ``-M`` scan.
+
+    A unit is scanned only while one of its targets is still unreached: one hit decides a
+    target, so a header used everywhere costs about one scan per target, and a header used by
+    none costs a scan of every unit once (remembered after that)."""
 
     build_dir: Path
     jobs: int
     scanned: int = 0
 
-    def deps(self, objects: list[str]) -> dict[str, list[str]]:
+    def find(self, owners: dict[str, set[str]], candidates: set[str], reached: set[str]
+             ) -> list[tuple[str, str]]:
+        """(object, changed header) pairs for the objects in ``owners`` (object -> targets);
+        ``reached`` (targets already affected) grows as hits come in."""
+        hits: list[tuple[str, str]] = []
+
+        def take(obj: str, deps: list[str]) -> None:
+            found = sorted(candidates.intersection(deps))
+            hits.extend((obj, header) for header in found)
+            if found:
+                reached.update(owners[obj])
+
         recorded = ninja_deps(self.build_dir)
-        result = {o: recorded[o] for o in objects if o in recorded}
-        missing = [o for o in objects if o not in result]
-        if not missing:
-            return result
         units = compile_units(self.build_dir)
         cache_path = self.build_dir / DEPS_CACHE
         cache = (read_json(cache_path) or {}) if cache_path.is_file() else {}
-        to_scan = []
-        for obj in missing:
-            unit = units.get(obj)
-            if unit is None:
-                continue
+        pending: list[Unit] = []
+        seen: dict[str, list[int] | None] = {}  # units share most headers: one stat each
+
+        def stat(path: str) -> list[int] | None:
+            if path not in seen:
+                seen[path] = _identity(path)
+            return seen[path]
+
+        for obj in _round_robin(owners):
             entry = cache.get(obj)
-            if (isinstance(entry, dict) and entry.get("argv") == unit.argv
-                    and all(_identity(p) == s for p, s in entry.get("files", {}).items())):
-                result[obj] = list(entry["files"])
+            unit = units.get(obj)
+            if obj in recorded:
+                take(obj, recorded[obj])
+            elif unit is None:
+                continue
+            elif (isinstance(entry, dict) and entry.get("argv") == unit.argv
+                    and all(stat(p) == s for p, s in entry.get("files", {}).items())):
+                take(obj, list(entry["files"]))
             else:
-                to_scan.append(unit)
+                pending.append(unit)
         with ThreadPoolExecutor(max_workers=max(1, self.jobs)) as pool:
-            for unit, files in zip(to_scan, pool.map(self._scan, to_scan), strict=True):
-                result[unit.obj] = files
-                cache[unit.obj] = {"argv": unit.argv,
-                                   "files": {p: _identity(p) for p in files}}
-        self.scanned += len(to_scan)
-        if to_scan:
+            running: dict[Future[list[str]], Unit] = {}
+            while pending or running:
+                while pending and len(running) < max(1, self.jobs):
+                    unit = pending.pop(0)
+                    if not owners[unit.obj] <= reached:
+                        running[pool.submit(self._scan, unit)] = unit
+                if not running:
+                    break
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    unit = running.pop(future)
+                    files = future.result()
+                    self.scanned += 1
+                    cache[unit.obj] = {"argv": unit.argv,
+                                       "files": {p: _identity(p) for p in files}}
+                    take(unit.obj, files)
+        if self.scanned:
             write_json(cache_path, cache)
-        return result
+        return hits
 
     def _scan(self, unit: Unit) -> list[str]:
         try:
@@ -331,6 +367,19 @@ class DepsScanner:
             raise VllmDevError(f"the header scan of {unit.source} failed ({last}); build with "
                                "--all") from None
         return parse_make_rule(done.stdout, unit.directory)
+
+
+def _round_robin(owners: dict[str, set[str]]) -> list[str]:
+    """Objects ordered one target after another, so early hits spread over the targets."""
+    queues: dict[str, list[str]] = {}
+    for obj in sorted(owners):
+        queues.setdefault(min(owners[obj]), []).append(obj)
+    out: list[str] = []
+    while any(queues.values()):
+        for queue in queues.values():
+            if queue:
+                out.append(queue.pop(0))
+    return out
 
 
 # ----------------------------------------------------------------------------- selection
@@ -365,15 +414,14 @@ def select(root: Path, build_dir: Path, base: Base, *, targets: list[str], jobs:
     scanner = DepsScanner(build_dir, jobs)
     reached = {h.target for h in hits}
     if candidates:
-        objects = sorted(o for o, ts in graph.objects.items() if ts - reached)
         units = compile_units(build_dir)
-        inside = [o for o in objects if o in units and units[o].source.startswith(str(root))]
-        for obj, deps in scanner.deps(inside).items():
-            for header in sorted(candidates.intersection(deps)):
-                via = os.path.relpath(units[obj].source, root)
-                for target in sorted(graph.objects[obj] - reached):
-                    hits.append(Hit(target, absolute[header], via))
+        owners = {o: ts for o, ts in graph.objects.items() if ts - reached and o in units
+                  and units[o].source.startswith(str(root) + os.sep)}
+        for obj, header in scanner.find(owners, candidates, set(reached)):
+            via = os.path.relpath(units[obj].source, root)
+            hits += [Hit(t, absolute[header], via) for t in sorted(owners[obj] - reached)]
         reached = {h.target for h in hits}
+    hits.sort(key=lambda h: targets.index(h.target))
     chosen = [t for t in targets if t in reached]
     seconds = time.monotonic() - started
     reason = (f"{len(chosen)} of {len(targets)} target(s) affected by {len(changed)} changed "
