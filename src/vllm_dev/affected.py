@@ -364,8 +364,7 @@ class DepsScanner:
             raise VllmDevError(f"cannot scan the headers of {unit.source}: {exc}") from None
         if done.returncode != 0:
             last = (done.stderr.strip().splitlines() or ["?"])[-1]
-            raise VllmDevError(f"the header scan of {unit.source} failed ({last}); build with "
-                               "--all") from None
+            raise VllmDevError(f"the header scan of {unit.source} failed ({last})") from None
         return parse_make_rule(done.stdout, unit.directory)
 
 
@@ -417,7 +416,11 @@ def select(root: Path, build_dir: Path, base: Base, *, targets: list[str], jobs:
         units = compile_units(build_dir)
         owners = {o: ts for o, ts in graph.objects.items() if ts - reached and o in units
                   and units[o].source.startswith(str(root) + os.sep)}
-        for obj, header in scanner.find(owners, candidates, set(reached)):
+        try:
+            found = scanner.find(owners, candidates, set(reached))
+        except VllmDevError as exc:  # a unit the compiler cannot scan: no guessing
+            return Selection(None, f"building every target: {exc}", changed=len(changed))
+        for obj, header in found:
             via = os.path.relpath(units[obj].source, root)
             hits += [Hit(t, absolute[header], via) for t in sorted(owners[obj] - reached)]
         reached = {h.target for h in hits}
