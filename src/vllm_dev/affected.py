@@ -297,6 +297,7 @@ class DepsScanner:
 
     build_dir: Path
     jobs: int
+    remember: bool = True  # False for dry runs: they change nothing, not even this memo
     scanned: int = 0
 
     def find(self, owners: dict[str, set[str]], candidates: set[str], reached: set[str]
@@ -352,7 +353,7 @@ class DepsScanner:
                     cache[unit.obj] = {"argv": unit.argv,
                                        "files": {p: _identity(p) for p in files}}
                     take(unit.obj, files)
-        if self.scanned:
+        if self.scanned and self.remember:
             write_json(cache_path, cache)
         return hits
 
@@ -385,7 +386,7 @@ def _round_robin(owners: dict[str, set[str]]) -> list[str]:
 
 
 def select(root: Path, build_dir: Path, base: Base, *, targets: list[str], jobs: int,
-           torch_version: str | None) -> Selection:
+           torch_version: str | None, remember: bool = True) -> Selection:
     """The affected targets of ``targets`` (the build's extensions) since ``base``."""
     if base.commit is None:
         return Selection(None, f"building every target: W is unknown ({base.problem})")
@@ -410,7 +411,7 @@ def select(root: Path, build_dir: Path, base: Base, *, targets: list[str], jobs:
     all_sources = set().union(*graph.sources.values()) if graph.sources else set()
     candidates = {p for p, c in absolute.items()
                   if p not in all_sources and not c.endswith(_NOT_INCLUDED)}
-    scanner = DepsScanner(build_dir, jobs)
+    scanner = DepsScanner(build_dir, jobs, remember=remember)
     reached = {h.target for h in hits}
     if candidates:
         units = compile_units(build_dir)
@@ -526,7 +527,8 @@ def plan(ws: Workspace, *, since: str | None, every: bool) -> Selection:
             find_base(root, ws.checkout.state_dir, ws.environ))
     torch_version = ws.facts.torch if base.torch else None
     selection = select(root, build_dir, base, targets=components(build_dir),
-                       jobs=ws.parallelism.jobs, torch_version=torch_version)
+                       jobs=ws.parallelism.jobs, torch_version=torch_version,
+                       remember=not ws.dry)
     if selection.targets is None:
         return selection
     known = components(build_dir)
