@@ -128,14 +128,15 @@ def _run_build_locked(
 
 def _select(ws: Workspace, *, since: str | None, every: bool, recorder: Recorder
             ) -> list[str] | None:
-    """The targets to build (None: all, []: none), said once per fresh build dir, every dry run
-    and whenever the choice is narrower than everything."""
+    """The targets to build (None: all, []: none), said for a fresh build dir, a dry run,
+    ``--since``, and whenever the set of targets grows; the report always has it."""
     from vllm_dev import affected
 
-    fresh = affected.built_before(ws.build_dir) == []
+    before = affected.built_before(ws.build_dir)
     selection = affected.plan(ws, since=since, every=every)
     recorder.selection = selection.lines()
-    if ws.dry or fresh or selection.targets is not None or since:
+    changed = selection.targets is not None and set(selection.targets) != set(before or [])
+    if ws.dry or before == [] or changed or since:  # not on every build of the same targets
         for line in selection.lines():
             ws.say(line)
     if selection.targets == []:
