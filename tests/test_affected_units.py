@@ -95,6 +95,8 @@ def test_changed_files_cover_every_kind_and_skip_build_dirs_and_venvs(tmp_path: 
     (root / ".venv").mkdir()
     (root / ".venv" / "pyvenv.cfg").write_text("")
     (root / ".venv" / "lib.h").write_text("")
+    (root / ".deps" / "onednn-src").mkdir(parents=True)  # vLLM's FETCHCONTENT_BASE_DIR
+    (root / ".deps" / "onednn-src" / "dnnl.h").write_text("")
     assert affected.changed_files(root, w, skip=[build]) == [
         "csrc/a.cpp", "csrc/deep/x.cuh", "csrc/new.h"]
 

@@ -49,6 +49,8 @@ _WHOLE_BUILD = re.compile(r"^(CMakeLists\.txt|cmake/.*|requirements/build(/.*|\.
 # in no unit anyway; skipping it keeps a Python-only edit free).
 _NOT_INCLUDED = (".py", ".pyi", ".md", ".rst", ".ipynb", ".rs", ".yaml", ".yml", ".toml",
                  ".json", ".png", ".jpg", ".svg", ".sh", ".lock")
+# Where vLLM's setup.py and vllm-dev's presets put fetched dependencies (never the user's edits).
+_FETCHED = (".deps/",)
 # What -M needs removed from a compile command (flag, takes a value).
 _DROP_WITH_VALUE = {"-o", "-MF", "-MT", "-MQ", "--dependency-output", "-odir"}
 _DROP = {"-c", "-MD", "-MMD", "--generate-dependencies-with-compile",
@@ -115,7 +117,8 @@ def changed_files(root: Path, base: str, *, skip: Iterable[Path] = ()) -> list[s
     for entry in (p for p in untracked.stdout.split("\0") if p):
         if not entry.endswith("/"):
             found.add(entry)
-        elif os.path.realpath(root / entry) not in skipped and not _is_tool_dir(root / entry):
+        elif (os.path.realpath(root / entry) not in skipped and not _is_tool_dir(root / entry)
+              and entry not in _FETCHED):
             expand.append(entry)
     if expand:
         inner = git(root, "ls-files", "--others", "--exclude-standard", "-z", "--", *expand)
