@@ -21,7 +21,11 @@ LOG=$OUT/gpu_affected.log
 step() { echo "=== $* ($(date +%T))" | tee -a "$LOG"; }
 run() { echo "\$ $*" | tee -a "$LOG"; local t0=$(date +%s.%N); "$@" 2>&1 | tee -a "$LOG";
         local rc=${PIPESTATUS[0]}; echo "--> exit $rc in $(python3 -c "import time; print(round(time.time() - $t0, 2))") s" | tee -a "$LOG"; return $rc; }
-clone() { rm -rf "$1" && git clone -q "$TREE" "$1" && cd "$1"; }
+# A fresh clone, configured once, with the kernels vLLM's configure generates into csrc/ (Marlin,
+# Machete) excluded from git as vLLM's own .gitignore excludes them (the sdist has no .gitignore:
+# left untracked they would count as changes, and their targets as affected).
+clone() { rm -rf "$1" && git clone -q "$TREE" "$1" && cd "$1" && run vllm-dev prime \
+          && git ls-files --others --exclude-standard csrc >> .git/info/exclude; }
 EDIT=csrc/moe/fused_globalize_align_block_size.cu
 probe() { printf '\n__global__ void vllm_dev_affected_probe_kernel(int* out) { if (out) *out = 4343; }\n' >> "$EDIT"
           git -c user.name=t -c user.email=t@t commit -qam "one kernel edit"; }
