@@ -138,8 +138,8 @@ def prime(c, preset=None, source=None, python=None, device=None, jobs=None, nvcc
     iterable=["target"],
     help=_help(*CONFIGURE_HELP,
                target="build only this target and install only its component (repeatable)",
-               verify="end by importing every installed extension in the target interpreter "
-                      "and looking for stale .so files (--no-verify: skip)",
+               verify="end by loading the extensions this build changed in the target "
+                      "interpreter and looking for stale .so files (--no-verify: skip)",
                install="install into the checkout's vllm/ after compiling (--no-install: "
                        "compile only)",
                plain="plain output lines instead of the progress bar (automatic when stderr "
@@ -186,7 +186,7 @@ def report(c, preset=None, source=None, slowest=None, json=False):
                  remove_stale="move stale .so files out of vllm/ (into .vllm-dev/stale/)",
                  json="print the result as JSON"))
 def verify(c, preset=None, source=None, python=None, remove_stale=False, json=False):
-    """Import every installed extension in the target interpreter; find stale .so files."""
+    """Load every installed extension in the target interpreter; find stale .so files."""
     from vllm_dev.verify import run_verify_task
 
     with reported():
