@@ -42,7 +42,8 @@ from vllm_dev.errors import VllmDevError
 REPORT_FILE = "vllm-dev-report.json"
 NINJA_LOG = ".ninja_log"
 # Phases in the order a build usually runs them; others (``recorder.phase("x")``) follow.
-PHASES = ("start-up", "checks", "waiting for lock", "configure", "select", "compile", "install", "verify")
+PHASES = ("start-up", "checks", "waiting for lock", "configure", "select", "compile", "install",
+          "verify")
 OTHER = "other"
 SLOWEST_IN_REPORT = 10
 # A broken header fails every file that includes it: the summary names the first few.
