@@ -51,6 +51,10 @@ _NOT_INCLUDED = (".py", ".pyi", ".md", ".rst", ".ipynb", ".rs", ".yaml", ".yml",
                  ".json", ".png", ".jpg", ".svg", ".sh", ".lock")
 # Where vLLM's setup.py and vllm-dev's presets put fetched dependencies (never the user's edits).
 _FETCHED = (".deps/",)
+# Files vllm-dev itself writes at the checkout root (presets, the clangd link and config, its
+# state): never a kernel's input, so never "a change since W".
+_OWN_FILES = ("CMakeUserPresets.json", "compile_commands.json", ".clangd")
+_OWN_DIRS = (".vllm-dev/",)
 # What -M needs removed from a compile command (flag, takes a value).
 _DROP_WITH_VALUE = {"-o", "-MF", "-MT", "-MQ", "--dependency-output", "-odir"}
 _DROP = {"-c", "-MD", "-MMD", "--generate-dependencies-with-compile",
@@ -116,9 +120,10 @@ def changed_files(root: Path, base: str, *, skip: Iterable[Path] = ()) -> list[s
     expand = []  # untracked dirs that are not build dirs or venvs: list their files, ignores kept
     for entry in (p for p in untracked.stdout.split("\0") if p):
         if not entry.endswith("/"):
-            found.add(entry)
+            if entry not in _OWN_FILES:
+                found.add(entry)
         elif (os.path.realpath(root / entry) not in skipped and not _is_tool_dir(root / entry)
-              and entry not in _FETCHED):
+              and entry not in _FETCHED and entry not in _OWN_DIRS):
             expand.append(entry)
     if expand:
         inner = git(root, "ls-files", "--others", "--exclude-standard", "-z", "--", *expand)
