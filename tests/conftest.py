@@ -106,3 +106,73 @@ def cuda_project(tmp_path: Path) -> Project:
     if NVCC is None:
         pytest.skip("nvcc not found: the CUDA cases need the CUDA toolkit on PATH")
     return make_project(tmp_path, device="cuda")
+
+
+# --- The real-vLLM tier (marker real_vllm; tests/real_vllm.py holds the how and the why) -------
+
+import real_vllm as rv  # noqa: E402
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Without VLLM_DEV_REAL_VLLM the tier skips, with one line saying how to turn it on (one
+    skip site, so ``-rs`` folds every skipped test of the tier into that one line)."""
+    if item.get_closest_marker("real_vllm") and rv.RealSource.from_env() is None:
+        pytest.skip(rv.SKIP_REASON)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """In CI (``CI`` set) a skipped test is a failed one: a tier that skips there because a tool
+    or the real vLLM tree is missing proves nothing, and .ci/run must provide what it needs."""
+    outcome = yield
+    report = outcome.get_result()
+    if os.environ.get("CI") and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI (CI is set, a skip is a failure): {reason}"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """What preparing the tier cost this run (unpack, copy, venv), when it was prepared."""
+    if rv.TIMINGS.seconds:
+        terminalreporter.write_line("real-vLLM tier preparation: " + ", ".join(
+            f"{name} {seconds:.1f} s" for name, seconds in rv.TIMINGS.seconds.items()))
+
+
+@dataclass(frozen=True)
+class RealTree:
+    """The session's shared pieces of the tier: the cached adapted repository, the oneDNN
+    sources and the target venv's python."""
+
+    repo: Path
+    onednn: Path | None
+    python: Path
+
+
+@pytest.fixture(scope="session")
+def real_tree(tmp_path_factory: pytest.TempPathFactory) -> RealTree:
+    source = rv.RealSource.from_env()
+    if source is None:
+        pytest.skip(rv.SKIP_REASON)
+    repo = rv.adapted_repo(source)
+    onednn = rv.onednn_dir(source)
+    venv = tmp_path_factory.mktemp("real-vllm-venv") / ".venv"
+    python = rv.TIMINGS.timed("target venv", lambda: rv.make_target_venv(venv, repo))
+    assert isinstance(python, Path)
+    return RealTree(repo=repo, onednn=onednn, python=python)
+
+
+@pytest.fixture
+def real_vllm(real_tree: RealTree, tmp_path: Path) -> Project:
+    """A fresh git clone of the adapted real vLLM tree, targeting the session's venv (CPU).
+
+    The venv is shared by the session: its cmake is reset to the newest 4.x here (a no-op when
+    it is already), so a test that switched it with ``rv.cmake_into`` does not leak into the next.
+    """
+    rv.cmake_into(real_tree.python, rv.CMAKE_VERSIONS["cmake4"])
+    root = rv.fresh_clone(real_tree.repo, tmp_path / "vllm")
+    env = {"VLLM_TARGET_DEVICE": "cpu", "CCACHE_DIR": str(tmp_path / "ccache"),
+           "VLLM_DEV_PYTHON": str(real_tree.python)}
+    if real_tree.onednn is not None:
+        env["FETCHCONTENT_SOURCE_DIR_ONEDNN"] = str(real_tree.onednn)
+    return Project(root=root, python=real_tree.python, env=env)

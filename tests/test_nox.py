@@ -134,7 +134,10 @@ def test_installed_modules_and_posargs(tmp_path: Path) -> None:
     files = [package / "_C.abi3.so", package / "sub" / "_x.cpython-311.so", package / "a.txt"]
     assert nox_flow.installed_modules(files, package) == ["vllm._C", "vllm.sub._x"]
     args = nox_flow.parse_posargs(["--source", "here", "--merge"])
-    assert (args.source, args.merge, args.force) == ("here", True, False)
+    assert (args.source, args.merge, args.force, args.target, args.python) == (
+        "here", True, False, [], None)
+    args = nox_flow.parse_posargs(["--target", "a", "--target", "b", "--python", "/v/bin/python"])
+    assert (args.target, args.python) == (["a", "b"], "/v/bin/python")
     with pytest.raises(VllmDevError, match="unrecognized arguments: --frobnicate"):
         nox_flow.parse_posargs(["--frobnicate"])
 
@@ -340,3 +343,23 @@ def test_debug_waits_for_the_checkout_lock_and_leaves_the_developer_build_alone(
     assert len((dev_build / ".ninja_log").read_text().splitlines()) == ninja_steps
     assert project.value("_C") == 42
     assert os.path.samefile(cache_value(dev_build, "VLLM_PYTHON_EXECUTABLE"), project.python)
+
+
+def test_release_with_an_interpreter_of_your_own_limited_to_one_target(tmp_path: Path) -> None:
+    """`-- --python P --target T`: no setup in the session, P is the configured interpreter,
+    only T is compiled and installed, and T loads from its file in the checkout."""
+    project = make_project(tmp_path / "own")  # a developer's set-up venv
+    done = run_nox(tmp_path, "-s", "release", "--", "--source", str(project.root), "--python",
+                   str(project.python), "--target", "_fast_C")
+    out = done.stdout + done.stderr
+    assert f"setup: skipped (--python {project.python}" in out and "pip install" not in out, out
+    build_dir = project.root / "cmake-build-nox-release"
+    assert cache_value(build_dir, "VLLM_PYTHON_EXECUTABLE") == str(project.python)
+    compiles = latest_compiles(project, build_dir, since=0)
+    assert [Path(c).name for c in compiles] == ["module_fast.cpp.o"], compiles
+    assert "import check: vllm._fast_C import from" in out, out
+    assert venv_value(project.python, "_fast_C", tmp_path) == 7
+    missing = run_nox(tmp_path, "-s", "release", "--", "--source", str(project.root),
+                      "--python", str(tmp_path / "nope" / "python"), check=False)
+    assert missing.returncode != 0 and "--python" in missing.stdout + missing.stderr
+    assert "Traceback" not in missing.stdout + missing.stderr

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vllm_dev.disk import explain_failure
+from vllm_dev.dist import farm_session
 from vllm_dev.errors import CommandFailed, VllmDevError
 from vllm_dev.install import InstallReport, check_components, components, install_components
 from vllm_dev.locking import workspace_lock
@@ -50,9 +51,10 @@ def run_build(
         recorder = Recorder(ws, json_path=json_path)
         warm = _warm_checker(ws) if install and verify else None
         try:
-            result = _run_build_locked(ws, targets=targets, install=install, verify=verify,
-                                       merge=merge, force=force, plain=plain, recorder=recorder,
-                                       warm=warm)
+            with farm_session(ws, recorder):  # no-op without --dist
+                result = _run_build_locked(ws, targets=targets, install=install, verify=verify,
+                                           merge=merge, force=force, plain=plain,
+                                           recorder=recorder, warm=warm)
         except VllmDevError as exc:
             recorder.finish_quietly(exit_code=exc.exit_code)
             raise

@@ -37,24 +37,31 @@ LAYER = "nox-"
 PHASES = ("setup", "configure", "compile", "install", "import check")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
-# Runs inside the session's venv: imports every installed extension (after torch, as vLLM does:
-# its kernels need libtorch's symbols loaded) and checks it came from the checkout's vllm/.
+# Runs inside the target venv: loads every installed extension from its file (after torch, as vLLM
+# does: its kernels need libtorch's symbols loaded). By file, not `import vllm.X`: that would run
+# vllm/__init__.py, which needs vLLM's runtime dependencies, which a build venv need not have.
 _IMPORT_CHECK = r"""
-import importlib, importlib.util, os, sys
-package = os.path.realpath(sys.argv[1])
+import importlib.machinery, importlib.util, os, sys
 if importlib.util.find_spec("torch") is not None:
     import torch  # noqa: F401
 failed = []
-for name in sys.argv[2:]:
+package = os.path.realpath(sys.argv[1])
+# An installed vllm (the editable install) must be this checkout's, or `import vllm` picks
+# other kernels; finding its spec does not run its __init__.
+spec = importlib.util.find_spec(os.path.basename(package))
+where = [os.path.realpath(p) for p in (spec.submodule_search_locations or [])] if spec else []
+if spec is not None and package not in where:
+    failed.append(f"{os.path.basename(package)} (installed from {', '.join(where) or '?'}, "
+                  f"not from {package})")
+for pair in sys.argv[2:]:
+    name, path = pair.split("=", 1)
     try:
-        module = importlib.import_module(name)
+        loader = importlib.machinery.ExtensionFileLoader(name, path)
+        spec = importlib.util.spec_from_file_location(name, path, loader=loader)
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))
     except Exception as exc:
         first = (str(exc).splitlines() or [""])[0]
         failed.append(f"{name} ({type(exc).__name__}: {first})")
-        continue
-    where = os.path.realpath(getattr(module, "__file__", None) or "?")
-    if not where.startswith(package + os.sep):
-        failed.append(f"{name} (imported from {where}, not from {package})")
 print("\n".join(failed))
 sys.exit(1 if failed else 0)
 """
@@ -166,6 +173,13 @@ def parse_posargs(posargs: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--nvcc-threads")
     parser.add_argument("--arch")
     parser.add_argument("--cache")
+    parser.add_argument("--dist", help="sccache-dist scheduler URL (token: VLLM_DEV_DIST_TOKEN)")
+    parser.add_argument("--target", action="append", default=[],
+                        help="build only this target and install only its component (repeatable)")
+    parser.add_argument("--python",
+                        help="target interpreter of your own (a venv that already holds vLLM's "
+                             "editable install and build requirements) instead of the session's "
+                             "venv; setup is skipped")
     parser.add_argument("--merge", action="store_true",
                         help="add the session's preset to a CMakeUserPresets.json of your own")
     parser.add_argument("--force", action="store_true",
@@ -223,16 +237,23 @@ def invoke_config(project_dir: Path, environ: Mapping[str, str]) -> dict[str, An
     return dict(config.get("vllm_dev", {}) or {})
 
 
-def installed_modules(files: Sequence[Path], package_dir: Path) -> list[str]:
-    """``vllm/_C.abi3.so`` -> ``vllm._C``: the import name of each installed extension."""
-    modules: list[str] = []
+def installed_extensions(files: Sequence[Path], package_dir: Path) -> dict[str, Path]:
+    """``vllm/_C.abi3.so`` -> ``{"vllm._C": <its path>}``: each installed extension's import
+    name and file."""
+    found: dict[str, Path] = {}
     root = package_dir.parent.resolve()
     for path in files:
         if not path.name.endswith((".so", ".pyd", ".dylib")):
             continue
-        relative = Path(os.path.realpath(path)).relative_to(root)
-        modules.append(".".join([*relative.parent.parts, relative.name.split(".", 1)[0]]))
-    return sorted(set(modules))
+        real = Path(os.path.realpath(path))
+        relative = real.relative_to(root)
+        found[".".join([*relative.parent.parts, relative.name.split(".", 1)[0]])] = real
+    return dict(sorted(found.items()))
+
+
+def installed_modules(files: Sequence[Path], package_dir: Path) -> list[str]:
+    """``vllm/_C.abi3.so`` -> ``vllm._C``: the import name of each installed extension."""
+    return list(installed_extensions(files, package_dir))
 
 
 def build_session(session: NoxSession, *, preset: str) -> None:
@@ -253,21 +274,30 @@ def _build(session: NoxSession, *, preset: str, clock: PhaseClock) -> None:
     from vllm_dev.locking import build_lock
     from vllm_dev.prime import run_prime
     from vllm_dev.settings import Settings
-    from vllm_dev.setup_step import UV_ONLY_ARGS, editable_step, requirements_step
     from vllm_dev.state import ensure_state_dir
     from vllm_dev.workspace import Workspace
 
     args = parse_posargs(session.posargs)
-    try:
-        python = Path(session.bin) / ("python.exe" if os.name == "nt" else "python")
-    except ValueError:
-        raise VllmDevError(f"nox -s {preset} needs a virtualenv of its own: run it without "
-                           "--no-venv / --force-venv-backend none") from None
+    if args.python:
+        # The user's own interpreter: setup cannot always run in a fresh venv (offline, behind a
+        # PyPI-only mirror, or a torch pin no reachable index has), so the session can prove the
+        # rest of the flow (own preset, own build dir, import check) with a venv already set up.
+        python = Path(args.python).expanduser().absolute()
+        if not python.is_file():
+            raise VllmDevError(f"--python {args.python} does not exist: give the python of a "
+                               "venv that holds vLLM's build requirements")
+    else:
+        try:
+            python = Path(session.bin) / ("python.exe" if os.name == "nt" else "python")
+        except ValueError:
+            raise VllmDevError(f"nox -s {preset} needs a virtualenv of its own: run it without "
+                               "--no-venv / --force-venv-backend none (or pass --python)"
+                               ) from None
     invoked_from = Path(session.invoked_from)
     environ = dict(os.environ)
     flags = {"source": args.source, "device": args.device, "jobs": args.jobs,
              "max_jobs": args.max_jobs, "nvcc_threads": args.nvcc_threads, "arch": args.arch,
-             "cache": args.cache, "python": str(python), "preset": preset}
+             "cache": args.cache, "python": str(python), "preset": preset, "dist": args.dist}
     settings = Settings.resolve(flags=flags, environ=environ,
                                 config=invoke_config(invoked_from, environ))
     say = clock.say
@@ -282,39 +312,53 @@ def _build(session: NoxSession, *, preset: str, clock: PhaseClock) -> None:
     say(f"checkout {checkout.root}, target interpreter {python}, build dir "
         f"{ws.build_dir.relative_to(checkout.root)}")
     ensure_state_dir(checkout.state_dir)
+    targets = list(args.target)
     with build_lock(checkout.state_dir, wait=True, say=say, command=f"nox -s {preset}"):
-        with clock.phase("setup"):
-            extra = UV_ONLY_ARGS if session.venv_backend == "uv" else ()
-            step = editable_step(ws)
-            say(f"setup: {step.message} (skipped under nox -R)")
-            session.install(*step.args, *extra, env=step.env)
-            ws = workspace()  # torch (if any) arrived: it decides the device
-            step = requirements_step(ws, checkout.build_requirements(ws.device))
-            say(f"setup: {step.message} (skipped under nox -R)")
-            session.install(*step.args, *extra)
+        if args.python:
+            say(f"setup: skipped (--python {python}: the interpreter is yours, set up already)")
+        else:
+            with clock.phase("setup"):
+                _setup(session, ws, workspace)
         ws = workspace()
         with clock.phase("configure"):
             primed = run_prime(ws, merge=args.merge, force=args.force)
             if not primed.configured:
                 say(f"configure: {ws.build_dir.name} is up to date")
         with clock.phase("compile"):
-            run_build(ws, install=False, merge=args.merge, force=args.force)
+            run_build(ws, targets=targets, install=False, merge=args.merge, force=args.force)
         with clock.phase("install"):
-            report = run_install(ws)
+            report = run_install(ws, wanted=targets)
         with clock.phase("import check"):
             files = report.files if report else []
             check_imports(ws.runner, python=python, package_dir=checkout.package_dir,
                           files=files, cwd=python.parent.parent, say=say)
 
 
+def _setup(session: NoxSession, ws: Any, workspace: Callable[[], Any]) -> None:
+    """Editable install, then the build requirements, into the session's venv."""
+    from vllm_dev.setup_step import UV_ONLY_ARGS, editable_step, requirements_step
+
+    say = ws.say
+    extra = UV_ONLY_ARGS if session.venv_backend == "uv" else ()
+    step = editable_step(ws)
+    say(f"setup: {step.message} (skipped under nox -R)")
+    session.install(*step.args, *extra, env=step.env)
+    ws = workspace()  # torch (if any) arrived: it decides the device
+    step = requirements_step(ws, ws.checkout.build_requirements(ws.device))
+    say(f"setup: {step.message} (skipped under nox -R)")
+    session.install(*step.args, *extra)
+
+
 def check_imports(runner: Any, *, python: Path, package_dir: Path, files: Sequence[Path],
                   cwd: Path, say: Callable[[str], None]) -> list[str]:
-    """Import every installed extension in the venv, from outside the checkout (so the editable
-    install, not the working directory, must find them); one line naming each failure."""
-    modules = installed_modules(files, package_dir)
+    """Load every installed extension in the venv, from its file in the checkout's ``vllm/``
+    (isolated mode, outside the checkout); one line naming each failure."""
+    extensions = installed_extensions(files, package_dir)
+    modules = list(extensions)
     if not modules:
         raise VllmDevError(f"the install put no extension into {package_dir}: nothing to import")
-    done = runner.run([python, "-I", "-c", _IMPORT_CHECK, str(package_dir), *modules], cwd=cwd,
+    pairs = [f"{name}={path}" for name, path in extensions.items()]
+    done = runner.run([python, "-I", "-c", _IMPORT_CHECK, str(package_dir), *pairs], cwd=cwd,
                       capture=True, check=False, mutates=False, timeout=300)
     if not done.ok:
         failed = "; ".join(line for line in done.stdout.splitlines() if line.strip()) or (
