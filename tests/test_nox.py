@@ -129,10 +129,7 @@ def test_beside_owned_leaves_a_file_it_does_not_own_to_the_ownership_rules(tmp_p
     assert beside_owned(path, ours) is ours  # write_user_presets then asks for --merge/--force
 
 
-def test_installed_modules_and_posargs(tmp_path: Path) -> None:
-    package = tmp_path / "vllm"
-    files = [package / "_C.abi3.so", package / "sub" / "_x.cpython-311.so", package / "a.txt"]
-    assert nox_flow.installed_modules(files, package) == ["vllm._C", "vllm.sub._x"]
+def test_posargs(tmp_path: Path) -> None:
     args = nox_flow.parse_posargs(["--source", "here", "--merge"])
     assert (args.source, args.merge, args.force, args.target, args.python) == (
         "here", True, False, [], None)
@@ -355,7 +352,7 @@ def test_release_with_an_interpreter_of_your_own_limited_to_one_target(tmp_path:
     assert cache_value(build_dir, "VLLM_PYTHON_EXECUTABLE") == str(project.python)
     compiles = latest_compiles(project, build_dir, since=0)
     assert [Path(c).name for c in compiles] == ["module_fast.cpp.o"], compiles
-    assert "import check: vllm._fast_C import from" in out, out
+    assert "import check: vllm._fast_C load from" in out, out
     assert venv_value(project.python, "_fast_C", tmp_path) == 7
     missing = run_nox(tmp_path, "-s", "release", "--", "--source", str(project.root),
                       "--python", str(tmp_path / "nope" / "python"), check=False)

@@ -28,42 +28,29 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, NoReturn, Protocol
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from vllm_dev.errors import VllmDevError
 from vllm_dev.runner import Completed, SubprocessRunner
+
+if TYPE_CHECKING:
+    from vllm_dev.workspace import Workspace
 
 LAYER = "nox-"
 PHASES = ("setup", "configure", "compile", "install", "import check")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
-# Runs inside the target venv: loads every installed extension from its file (after torch, as vLLM
-# does: its kernels need libtorch's symbols loaded). By file, not `import vllm.X`: that would run
-# vllm/__init__.py, which needs vLLM's runtime dependencies, which a build venv need not have.
-_IMPORT_CHECK = r"""
-import importlib.machinery, importlib.util, os, sys
-if importlib.util.find_spec("torch") is not None:
-    import torch  # noqa: F401
-failed = []
+# Runs inside the target venv: an installed vllm (the editable install) must be this checkout's,
+# or `import vllm` picks other kernels; finding its spec does not run its __init__.
+_EDITABLE_CHECK = r"""
+import importlib.util, os, sys
 package = os.path.realpath(sys.argv[1])
-# An installed vllm (the editable install) must be this checkout's, or `import vllm` picks
-# other kernels; finding its spec does not run its __init__.
 spec = importlib.util.find_spec(os.path.basename(package))
 where = [os.path.realpath(p) for p in (spec.submodule_search_locations or [])] if spec else []
 if spec is not None and package not in where:
-    failed.append(f"{os.path.basename(package)} (installed from {', '.join(where) or '?'}, "
-                  f"not from {package})")
-for pair in sys.argv[2:]:
-    name, path = pair.split("=", 1)
-    try:
-        loader = importlib.machinery.ExtensionFileLoader(name, path)
-        spec = importlib.util.spec_from_file_location(name, path, loader=loader)
-        spec.loader.exec_module(importlib.util.module_from_spec(spec))
-    except Exception as exc:
-        first = (str(exc).splitlines() or [""])[0]
-        failed.append(f"{name} ({type(exc).__name__}: {first})")
-print("\n".join(failed))
-sys.exit(1 if failed else 0)
+    print(f"{os.path.basename(package)} is installed from {', '.join(where) or '?'}, "
+          f"not from {package}")
+    sys.exit(1)
 """
 
 
@@ -249,25 +236,6 @@ def invoke_config(project_dir: Path, environ: Mapping[str, str]) -> dict[str, An
     return dict(config.get("vllm_dev", {}) or {})
 
 
-def installed_extensions(files: Sequence[Path], package_dir: Path) -> dict[str, Path]:
-    """``vllm/_C.abi3.so`` -> ``{"vllm._C": <its path>}``: each installed extension's import
-    name and file."""
-    found: dict[str, Path] = {}
-    root = package_dir.parent.resolve()
-    for path in files:
-        if not path.name.endswith((".so", ".pyd", ".dylib")):
-            continue
-        real = Path(os.path.realpath(path))
-        relative = real.relative_to(root)
-        found[".".join([*relative.parent.parts, relative.name.split(".", 1)[0]])] = real
-    return dict(sorted(found.items()))
-
-
-def installed_modules(files: Sequence[Path], package_dir: Path) -> list[str]:
-    """``vllm/_C.abi3.so`` -> ``vllm._C``: the import name of each installed extension."""
-    return list(installed_extensions(files, package_dir))
-
-
 def build_session(session: NoxSession, *, preset: str) -> None:
     """The body of ``nox -s <preset>``; every user error ends the session with one line."""
     clock = PhaseClock(say=lambda m: session.log(f"vllm-dev: {m}"))
@@ -347,9 +315,8 @@ def _build(session: NoxSession, *, preset: str, clock: PhaseClock) -> None:
             say("import check: nothing was built, the prebuilt kernels stay as they are")
             return
         with clock.phase("import check"):
-            files = report.files if report else []
-            check_imports(ws.runner, python=python, package_dir=checkout.package_dir,
-                          files=files, cwd=python.parent.parent, say=say)
+            check_imports(ws, components=(targets or built.targets or None) if report else None,
+                          cwd=python.parent.parent, say=say)
 
 
 def _setup(session: NoxSession, ws: Any, workspace: Callable[[], Any]) -> None:
@@ -367,20 +334,25 @@ def _setup(session: NoxSession, ws: Any, workspace: Callable[[], Any]) -> None:
     session.install(*step.args, *extra)
 
 
-def check_imports(runner: Any, *, python: Path, package_dir: Path, files: Sequence[Path],
-                  cwd: Path, say: Callable[[str], None]) -> list[str]:
-    """Load every installed extension in the venv, from its file in the checkout's ``vllm/``
-    (isolated mode, outside the checkout); one line naming each failure."""
-    extensions = installed_extensions(files, package_dir)
-    modules = list(extensions)
+def check_imports(ws: Workspace, *, components: list[str] | None, cwd: Path,
+                  say: Callable[[str], None]) -> list[str]:
+    """Load what the session installed in its venv, the way ``vllm-dev verify`` does (from each
+    file, modules and plain shared libraries told apart; see verify.py), and check that the
+    venv's vllm is this checkout's; one line naming each failure."""
+    from vllm_dev.verify import check, run_verify
+
+    report = run_verify(ws, components=components)
+    check(ws, report)
+    package_dir = ws.checkout.package_dir
+    done = ws.runner.run([ws.interpreter.path, "-I", "-c", _EDITABLE_CHECK, str(package_dir)],
+                         cwd=cwd, capture=True, check=False, mutates=False, timeout=300)
+    if not done.ok:
+        problem = (done.stdout.strip().splitlines() or done.stderr.strip().splitlines()
+                   or ["no output"])[-1]
+        raise VllmDevError(f"{problem}: run the session without -R, or `vllm-dev setup` with "
+                           f"{ws.interpreter.path}")
+    modules = [r.module for r in report.modules]
     if not modules:
         raise VllmDevError(f"the install put no extension into {package_dir}: nothing to import")
-    pairs = [f"{name}={path}" for name, path in extensions.items()]
-    done = runner.run([python, "-I", "-c", _IMPORT_CHECK, str(package_dir), *pairs], cwd=cwd,
-                      capture=True, check=False, mutates=False, timeout=300)
-    if not done.ok:
-        failed = "; ".join(line for line in done.stdout.splitlines() if line.strip()) or (
-            done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise VllmDevError(f"installed extension(s) failed to import with {python}: {failed}")
-    say(f"import check: {', '.join(modules)} import from {package_dir}")
+    say(f"import check: {', '.join(modules)} load from {package_dir}")
     return modules
