@@ -8,10 +8,15 @@ reported:
 * ``noop``     a build with nothing to do;
 * ``onefile``  one source file changed (new content every run, so the compiler cache misses);
 * ``cold``     clean build (no build dir) with an empty compiler cache;
-* ``warm``     clean build with a warm compiler cache.
+* ``warm``     clean build with a warm compiler cache;
+* ``jobs``     a no-op build whose job count changes every run (vllm-dev ``--jobs N``, raw
+  ``-j N``): it must never configure again (the report's ``configured`` is recorded per run).
 
 vllm-dev: ``vllm-dev build --plain --json FILE`` (its report adds per-phase times).
 Raw: ``cmake --build --preset P --target install``; clean builds first run ``cmake --preset P``.
+With ``--target T`` (repeatable), what a kernel developer types for one extension instead:
+vllm-dev ``build --target T``; raw ``cmake --build --preset P --target T`` then
+``cmake --install <build dir> --component T`` (vLLM names each component after its target).
 
 By default it makes its own copy of the test project (tests/minivllm) with a venv, on the CUDA
 device when nvcc exists, else CPU; ``--source`` benchmarks any checkout whose target venv vllm-dev
@@ -41,7 +46,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-CASES = ("noop", "onefile", "cold", "warm")
+CASES = ("noop", "onefile", "cold", "warm", "jobs")
 TOOLS = ("vllm-dev", "cmake")
 _SCRUBBED_PREFIXES = ("INVOKE_", "VLLM_DEV_", "CCACHE_")
 # PYTHONDONTWRITEBYTECODE would make every vllm-dev start compile its imports (invoke included)
@@ -69,6 +74,8 @@ class Bench:
     env: dict[str, str]
     cache_dir: Path
     work: Path
+    targets: list[str] = field(default_factory=list)
+    jobs: tuple[int, int] = (2, 1)  # the two job counts the ``jobs`` case alternates
     samples: list[Sample] = field(default_factory=list)
 
     @property
@@ -88,22 +95,42 @@ class Bench:
                      f"{done.stdout[-4000:]}")
         return seconds
 
-    def vllm_dev_build(self, case: str) -> Sample:
+    def _jobs(self, case: str, index: int) -> list[str]:
+        return [str(self.jobs[index % 2])] if case == "jobs" else []
+
+    def vllm_dev_build(self, case: str, index: int = 0) -> Sample:
         report = self.work / "report.json"
-        seconds = self._run([self.vllm_dev, "build", "--plain", "--preset", self.preset,
-                             "--json", str(report)])
-        phases = json.loads(report.read_text()).get("phases", {})
+        argv = [self.vllm_dev, "build", "--plain", "--preset", self.preset, "--json",
+                str(report)]
+        for target in self.targets:
+            argv += ["--target", target]
+        if jobs := self._jobs(case, index):
+            argv += ["--jobs", *jobs]
+        seconds = self._run(argv)
+        data = json.loads(report.read_text())
+        phases = data.get("phases", {})
+        phases["configured"] = 1.0 if data.get("configured") else 0.0
         return Sample(case, "vllm-dev", seconds, phases)
 
-    def raw_build(self, case: str, *, configure: bool) -> Sample:
+    def raw_build(self, case: str, *, configure: bool, index: int = 0) -> Sample:
         phases = {}
         total = 0.0
         if configure:
             phases["configure"] = self._run(["cmake", "--preset", self.preset])
             total += phases["configure"]
-        phases["build+install"] = self._run(
-            ["cmake", "--build", "--preset", self.preset, "--target", "install"])
-        total += phases["build+install"]
+        jobs = ["-j", *self._jobs(case, index)] if case == "jobs" else []
+        if not self.targets:
+            phases["build+install"] = self._run(
+                ["cmake", "--build", "--preset", self.preset, "--target", "install", *jobs])
+            total += phases["build+install"]
+            return Sample(case, "cmake", total, phases)
+        phases["build"] = self._run(["cmake", "--build", "--preset", self.preset, "--target",
+                                     *self.targets, *jobs])
+        phases["install"] = 0.0
+        for target in self.targets:
+            phases["install"] += self._run(["cmake", "--install", str(self.build_dir),
+                                            "--component", target])
+        total += phases["build"] + phases["install"]
         return Sample(case, "cmake", total, phases)
 
     # -- preparing each case ----------------------------------------------------------------
@@ -123,7 +150,7 @@ class Bench:
         """An untimed run of the same tool first: both tools install into the same vllm/, so
         without it each would time undoing the other's install instead of its own steady
         state (what a user who uses one of them sees)."""
-        if case in ("noop", "onefile"):
+        if case in ("noop", "onefile", "jobs"):
             if tool == "vllm-dev":
                 self.vllm_dev_build("settle")
             else:
@@ -133,9 +160,9 @@ class Bench:
         self.settle(case, tool)
         self.prepare(case, tool, index)
         if tool == "vllm-dev":
-            sample = self.vllm_dev_build(case)
+            sample = self.vllm_dev_build(case, index)
         else:
-            sample = self.raw_build(case, configure=case in ("cold", "warm"))
+            sample = self.raw_build(case, configure=case in ("cold", "warm"), index=index)
         self.samples.append(sample)
         return sample
 
@@ -143,7 +170,7 @@ class Bench:
         if case == "warm":  # fill the cache once for this tree
             self.prepare("cold", "fill", 0)
             self.vllm_dev_build("fill")
-        elif case in ("noop", "onefile"):
+        elif case in ("noop", "onefile", "jobs"):
             self.vllm_dev_build("warmup")  # build dir configured and up to date
         for index in range(repeat):
             order = TOOLS if index % 2 == 0 else tuple(reversed(TOOLS))
@@ -170,6 +197,13 @@ def clean_env(extra: dict[str, str]) -> dict[str, str]:
     env["NO_COLOR"] = "1"
     env.update(extra)
     return env
+
+
+def usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
 
 
 def tool_version(argv: list[str], env: dict[str, str]) -> str:
@@ -260,6 +294,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="test project: also build _heavy_C with N generated heavy CUDA "
                              "files (about 8 s of nvcc each), so a clean build's compile is "
                              "not dwarfed by its configure")
+    parser.add_argument("--target", action="append", default=[], metavar="T",
+                        help="build and install only this target (repeatable): raw is then "
+                             "`cmake --build --preset P --target T` + `cmake --install DIR "
+                             "--component T`")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="extra environment for both tools (repeatable), e.g. "
+                             "FETCHCONTENT_SOURCE_DIR_ONEDNN=/src/oneDNN")
     parser.add_argument("--json", type=Path, default=Path("bench-results.json"),
                         help="where to write the results (default: bench-results.json)")
     parser.add_argument("--vllm-dev", default=str(Path(sys.executable).parent / "vllm-dev"),
@@ -282,6 +323,11 @@ def main(argv: list[str] | None = None) -> int:
                                     if Path("/usr/local/cuda/bin/nvcc").exists() else None)
     device = args.device or ("cuda" if nvcc else "cpu")
     base = {"CCACHE_DIR": str(cache_dir), "PYTHONPYCACHEPREFIX": str(work / "pycache")}
+    for item in args.env:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            parser.error(f"--env {item!r}: expected NAME=VALUE")
+        base[name] = value
     try:
         if args.source:
             root = args.source.expanduser().resolve()
@@ -303,7 +349,8 @@ def main(argv: list[str] | None = None) -> int:
                       device=device if not args.source else "checkout",
                       touch=root / (args.touch or Path(
                           "csrc/cuda/saxpy.cu" if device == "cuda" else "csrc/ops/add.cpp")),
-                      env=env, cache_dir=cache_dir, work=work)
+                      env=env, cache_dir=cache_dir, work=work, targets=args.target,
+                      jobs=(max(2, usable_cpus()), max(1, usable_cpus() - 1)))
         if "onefile" in cases and not bench.touch.is_file():
             parser.error(f"--touch {args.touch} is not a file of {root}")
         info = machine(env)
@@ -314,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         results = summarize(bench, cases, args.repeat, info)
         results["heavy_tus"] = args.heavy if device == "cuda" and not args.source else 0
         results["touch"] = str(bench.touch.relative_to(root))
+        results["build_targets"] = args.target
         print(render_table(results))
         args.json.write_text(json.dumps(results, indent=2) + "\n")
         print(f"\nwrote {args.json}", file=sys.stderr)
@@ -337,7 +385,10 @@ def summarize(bench: Bench, cases: list[str], repeat: int, info: dict[str, str])
             "vllm_dev_phases_s": {p: bench.median(case, "vllm-dev", p)
                                   for p in ("configure", "compile", "install", "verify")},
             "cmake_steps_s": {p: bench.median(case, "cmake", p)
-                              for p in ("configure", "build+install")},
+                              for p in ("configure", "build+install", "build", "install")},
+            "vllm_dev_runs_that_configured": sum(
+                1 for s in bench.samples if s.case == case and s.tool == "vllm-dev"
+                and s.phases.get("configured")),
         })
     by_case = {r["case"]: r for r in rows}
     targets = {}
@@ -347,6 +398,11 @@ def summarize(bench: Bench, cases: list[str], repeat: int, info: dict[str, str])
     if "onefile" in by_case and by_case["onefile"]["ratio"] is not None:
         ratio = by_case["onefile"]["ratio"]
         targets["onefile_within_10pct"] = {"value": ratio, "met": ratio <= 1.10}
+        diff = by_case["onefile"]["difference_s"]
+        targets["onefile_within_1s"] = {"value_s": diff, "met": diff <= 1.0}
+    if "jobs" in by_case:
+        runs = by_case["jobs"]["vllm_dev_runs_that_configured"]
+        targets["jobs_change_never_configures"] = {"value": float(runs), "met": runs == 0}
     if "cold" in by_case and "warm" in by_case:
         for tool, key in (("vllm-dev", "vllm_dev_s"), ("cmake", "cmake_s")):
             cold, warm = by_case["cold"][key], by_case["warm"][key]

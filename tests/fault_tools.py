@@ -8,7 +8,9 @@ environment variable read when the step runs (so one configure serves every test
 * ``VD_COMPILE_SLEEP``: seconds a build step (an ``ALL`` custom target, run by ninja in a process
   group of its own exactly like a compiler) sleeps; with ``VD_LOG`` it appends
   ``start <pid> <time>`` / ``end <pid> <time>`` lines, to prove two builds never overlapped;
-* ``VD_INSTALL_SLEEP``: seconds the install pauses between installing ``_C`` and ``_fast_C``.
+* ``VD_INSTALL_SLEEP``: seconds the install pauses after installing ``_C`` and ``_fast_C`` (an
+  ``ALL_COMPONENTS`` hook, like vLLM's own ``install(CODE ...)``: it runs in every component's
+  install, so after the staging of each component vllm-dev installs).
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ if(DEFINED ENV{VD_CONFIGURE_SLEEP})
   execute_process(COMMAND ${CMAKE_COMMAND} -E sleep $ENV{VD_CONFIGURE_SLEEP})
 endif()
 add_custom_target(vd_slow ALL COMMAND sh "${CMAKE_CURRENT_SOURCE_DIR}/vd_slow.sh" VERBATIM)
-install(CODE "execute_process(COMMAND sh \"${CMAKE_CURRENT_SOURCE_DIR}/vd_install_pause.sh\")")
+install(CODE "execute_process(COMMAND sh \"${CMAKE_CURRENT_SOURCE_DIR}/vd_install_pause.sh\")"
+        ALL_COMPONENTS)
 # --- end of fault test hooks ---
 """
 

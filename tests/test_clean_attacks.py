@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from vllm_dev.clean import run_clean
 from vllm_dev.errors import VllmDevError
+from vllm_dev.install_record import ComponentRecord, InstalledFile, InstallRecord
 from vllm_dev.runner import Completed
 from vllm_dev.settings import Settings
 from vllm_dev.state import BUILD_MARKER_KIND, BUILD_RECORD
@@ -181,7 +182,12 @@ def test_clean_installed_removes_only_files_inside_vllm(world: World) -> None:
     listed = [ours, world.outside / "thesis.txt", world.root / "vllm" / ".." / "CMakeLists.txt",
               world.root / "vllm" / "_link.so", world.root / "CMakeLists.txt",
               Path("/etc/hostname"), world.root / "vllm" / "__init__.py" / ".." / ".." / "setup.py"]
-    (build / "install_manifest.txt").write_text("\n".join(map(str, listed)) + "\n")
+    # vllm-dev's install record, as a hostile or damaged one could read: every kind of path
+    record = InstallRecord(build, prefix=world.root)
+    record.components["_C"] = ComponentRecord([
+        InstalledFile(path=os.path.relpath(p, world.root) if i % 2 else str(p), sha256="0",
+                      identity=None) for i, p in enumerate(listed)])
+    record.save()
     result = run_clean(world.workspace("release", []), installed=True)
     assert not ours.exists()
     assert result.removed_files == [ours]

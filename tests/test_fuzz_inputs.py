@@ -225,7 +225,7 @@ def test_lock_holder_notes_of_any_content_are_harmless(tmp_path: Path, data: byt
 config_values = st.dictionaries(
     st.sampled_from(["source", "python", "device", "preset", "jobs", "max_jobs", "nvcc_threads",
                      "arch", "cache", "presets_dir", "no_wait", "job_memory_gib", "cache_dir",
-                     "cache_remote_mode", "unknown"]),
+                     "cache_remote_mode", "dist", "unknown"]),
     json_values, max_size=5)
 
 

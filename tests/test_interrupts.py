@@ -69,6 +69,9 @@ def test_signal_stops_every_child_and_next_build_works(shared: Project, phase: s
     if phase == "configure":
         # A configured tree skips configure; without vllm-dev's record the build configures.
         (shared.build_dir / "vllm-dev-build.json").unlink()
+    if phase == "install":
+        # An unchanged tree installs nothing; a missing installed file makes its component install.
+        (shared.root / "vllm" / "_fast_C.abi3.so").unlink()
     bg = ft.spawn(shared, "build", env=env)
     ft.wait_for(lambda: _in_phase(bg.token, marker), what=f"{phase} to start")
     assert ft.tagged_processes(bg.token)
@@ -92,8 +95,8 @@ def test_signal_stops_every_child_and_next_build_works(shared: Project, phase: s
 def test_install_interrupted_at_many_moments_never_leaves_a_broken_extension(
         project: Project) -> None:
     """16 builds, each of a new ``_C``, each interrupted at a later moment of its install (the
-    install pauses 0.3 s between ``_C`` and ``_fast_C``, where an in-place install would leave
-    a new ``_C`` beside an old ``_fast_C``). After each, every extension in vllm/ must import and
+    install pauses 0.3 s after staging ``_C``, where an in-place install would already have
+    written the new ``_C``). After each, every extension in vllm/ must import and
     hold a value some complete build produced."""
     ft.add_hooks(project)
     project.run("build")
@@ -131,31 +134,31 @@ def test_install_interrupted_at_many_moments_never_leaves_a_broken_extension(
     assert project.value("_C") == 115 and project.value("_fast_C") == 7
 
 
-def _staged_tree(tmp: Path, files: dict[str, bytes]) -> tuple[Path, Path, Path]:
-    stage, prefix, build = tmp / "build" / "vllm-dev-stage", tmp / "checkout", tmp / "build"
-    lines = []
+def _staged_tree(tmp: Path, files: dict[str, bytes]) -> tuple[Path, Path, dict[str, list[Path]]]:
+    stage, prefix = tmp / "build" / "vllm-dev-stage", tmp / "checkout"
+    staged = []
     for name, data in files.items():
-        staged = stage / "vllm" / name
-        staged.parent.mkdir(parents=True, exist_ok=True)
-        staged.write_bytes(data)
-        lines.append(str(staged))
-    (build / "install_manifest.txt").write_text("\n".join(lines) + "\n")
-    return stage, prefix, build
+        path = stage / "vllm" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        staged.append(path.relative_to(stage))
+    return stage, prefix, {"_x": staged}
 
 
 @pytest.mark.parametrize("stop_at", range(6))
 def test_commit_stage_stopped_at_each_point_leaves_only_whole_files(
         tmp_path: Path, stop_at: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Ctrl-C at each syscall of the commit (every rename, the manifest write): each file in
+    """Ctrl-C at each syscall of the commit (every rename, the record's write): each file in
     vllm/ is the complete old or the complete new one, and the next install completes it."""
     from vllm_dev import staged_install as si
+    from vllm_dev.install_record import InstallRecord
 
     old = {f"_{i}.so": bytes([i]) * 50_000 for i in range(3)}
     new = {name: b"N" + data[1:] for name, data in old.items()}
     (tmp_path / "checkout" / "vllm").mkdir(parents=True)
     for name, data in old.items():
         (tmp_path / "checkout" / "vllm" / name).write_bytes(data)
-    stage, prefix, build = _staged_tree(tmp_path, new)
+    stage, prefix, staged = _staged_tree(tmp_path, new)
     calls = {"n": 0}
     real_replace = si.os.replace
 
@@ -167,18 +170,18 @@ def test_commit_stage_stopped_at_each_point_leaves_only_whole_files(
 
     monkeypatch.setattr(si.os, "replace", replace)
     with contextlib.suppress(KeyboardInterrupt):
-        si.commit_stage(stage, prefix, [build / "install_manifest.txt"])
+        si.commit_stage(stage, prefix, staged, InstallRecord.load(stage.parent))
     for name in old:
         data = (prefix / "vllm" / name).read_bytes()
         assert data in (old[name], new[name]), name
     monkeypatch.setattr(si.os, "replace", real_replace)
-    stage, prefix, build = _staged_tree(tmp_path, new)  # what the next install stages again
-    installed = si.commit_stage(stage, prefix, [build / "install_manifest.txt"])
-    assert sorted(p.name for p in installed) == sorted(new)
+    stage, prefix, staged = _staged_tree(tmp_path, new)  # what the next install stages again
+    result = si.commit_stage(stage, prefix, staged, InstallRecord.load(stage.parent))
+    assert sorted(p.name for p in result.files) == sorted(new)
     for name in new:
         assert (prefix / "vllm" / name).read_bytes() == new[name]
-    manifest = (build / "install_manifest.txt").read_text().split()
-    assert manifest == [str(prefix / "vllm" / n) for n in new]
+    record = InstallRecord.load(stage.parent)
+    assert sorted(record.files()) == sorted(prefix / "vllm" / n for n in new)
 
 
 @pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])

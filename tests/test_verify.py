@@ -28,7 +28,7 @@ def test_build_verifies_and_finds_the_wheels_leftover(tmp_path: Path) -> None:
     legacy = project.root / "vllm" / "_legacy_C.abi3.so"
     assert legacy.is_file()  # left by the precompiled wheel; this build does not make it
     done = project.run("build", "--cache", "none")
-    assert "verified: 2 extension(s) import" in done.stderr
+    assert "verified: 2 extension(s) load in" in done.stderr
     assert "stale vllm/_legacy_C.abi3.so: this build does not produce it" in done.stderr
 
     listed = project.run("verify", "--json")
@@ -55,18 +55,28 @@ def test_broken_extension_fails_verify_and_build(project: Project) -> None:
     done = project.run("verify", check=False)
     assert done.returncode != 0
     assert "vllm._fast_C: FAILED: ImportError" in done.stdout
-    assert "vllm-dev: vllm._fast_C does not import in" in done.stderr
+    assert "vllm-dev: vllm._fast_C does not load in" in done.stderr
     assert "Traceback" not in done.stderr
     assert "vllm._C: ok" in done.stdout
+    # A really stale installed file (changed behind vllm-dev's back, nothing rebuilt): the next
+    # build puts the install's file back and says so once; after a failed verify it checks all.
+    rebuilt = project.run("build", "--cache", "none")
+    assert "replaced vllm/_fast_C.abi3.so: it had changed since vllm-dev installed it" \
+        in rebuilt.stderr
+    assert "replaced vllm/_C" not in rebuilt.stderr
+    assert "verified: 2 extension(s) load in" in rebuilt.stderr
+    assert project.value("_fast_C") == 7
 
 
-def test_installed_older_than_build_output_is_reported(project: Project) -> None:
+def test_build_output_newer_than_the_install_is_reported(project: Project) -> None:
     project.run("build", "--cache", "none", "--no-verify")
-    installed = project.root / "vllm" / "_C.abi3.so"
-    built = next(project.build_dir.rglob("_C.abi3.so"))
-    os.utime(installed, (built.stat().st_atime, built.stat().st_mtime - 100))
+    assert "is not what the build dir would install" not in project.run("verify").stdout
+    source = project.root / "csrc" / "fast" / "module_fast.cpp"
+    source.write_text(source.read_text().replace("FromLong(7)", "FromLong(8)"))
+    project.run("build", "--cache", "none", "--no-install")
     done = project.run("verify")
-    assert "vllm/_C.abi3.so is older than its build output" in done.stdout
+    assert "vllm/_fast_C.abi3.so is not what the build dir would install" in done.stdout
+    assert "vllm/_C.abi3.so is not" not in done.stdout
 
 
 def test_no_verify_skips_it(project: Project) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vllm_dev.errors import VllmDevError
+from vllm_dev.install_record import InstallRecord
 from vllm_dev.locking import build_lock, current_command
 from vllm_dev.presets import resolve_binary_dir
 from vllm_dev.state import BUILD_RECORD, is_marked_build_dir
@@ -48,9 +49,9 @@ def check_removable(path: Path, root: Path) -> None:
 def _remove_installed(ws: Workspace, build_dir: Path) -> list[Path]:
     package = ws.checkout.package_dir.resolve()
     removed = []
-    manifests = [build_dir / "install_manifest.txt", *build_dir.glob("install_manifest_*.txt")]
-    files = {Path(line) for m in manifests if m.is_file()
-             for line in m.read_text().splitlines() if line.strip()}
+    # vllm-dev's own record of what its installs wrote (never CMake's manifests: see
+    # install_record.py); only files inside vllm/ are ever removed.
+    files = set(InstallRecord.load(build_dir).files())
     for path in sorted(files):
         real = Path(os.path.realpath(path))
         if package in real.parents and not path.is_symlink() and path.is_file():

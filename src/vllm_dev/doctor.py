@@ -293,6 +293,16 @@ class Doctor:
         self.add("disk", status, f"{free:.0f} GiB free at {root}",
                  "" if status == "ok" else "free space: a full CUDA build dir takes tens of GiB")
 
+    def build_farm(self) -> None:
+        """--dist: whether the scheduler answers, takes the token and has servers (dist.py)."""
+        farm = self.ws.dist_plan
+        if farm is None:
+            return
+        status = farm.status
+        self.add("build farm", "ok" if status.ok else "warn", status.line(),
+                 "" if status.ok else "start the scheduler and servers, fix the token, or drop "
+                 "--dist; builds meanwhile compile locally")
+
     def parallelism(self) -> None:
         self.add("parallelism", "info", self.ws.parallelism.line())
 
@@ -308,6 +318,7 @@ class Doctor:
                             ("compiler cache", self.compiler_cache), ("nvcc", self.nvcc),
                             ("host compiler", self.gcc), ("GPUs", self.gpus),
                             ("CUDA arches", self.arch), ("machine", self.cpus_memory_disk),
+                            ("build farm", self.build_farm),
                             ("parallelism", self.parallelism)):
             if name in ("torch", "vllm install", "build requirements") and self._facts is None:
                 continue

@@ -1,32 +1,36 @@
-"""Installing built extensions into the checkout's ``vllm/`` and proving they arrived intact.
+"""Installing built extensions into the checkout's ``vllm/`` and saying what arrived.
 
-CMake's install skips a file as up to date when both timestamps fall in the same second, so a
-fast rebuild (warm compiler cache) could leave the previous ``.so`` installed while the build dir
-holds the new one. The staged install (staged_install.py) avoids that by installing into an empty
-stage; as a safety net, after every install each file of the manifest is compared with its build
-output and replaced (atomically) where they differ.
+The install goes through vllm-dev's own stage (staged_install.py), one component at a time, and
+is recorded in vllm-dev's install record (install_record.py); CMake's install manifests are never
+read (their names and existence depend on the CMake version). ``build`` installs only the
+components whose files may have changed (install_state.py); ``vllm-dev install`` stages every
+component asked for and still rewrites only files whose bytes differ.
 """
 
 from __future__ import annotations
 
-import filecmp
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from vllm_dev.errors import VllmDevError
-from vllm_dev.files import atomic_copy
+from vllm_dev.install_record import installed_files
 from vllm_dev.workspace import Workspace
 
+__all__ = ["InstallReport", "components", "check_components", "installed_files", "run_install",
+           "install_components"]
+
 _COMPONENT_RE = re.compile(r'CMAKE_INSTALL_COMPONENT\s+STREQUAL\s+"([^"]+)"')
-_SKIP_DIRS = {"CMakeFiles", "_deps", ".deps"}
 
 
 @dataclass(frozen=True)
 class InstallReport:
-    files: list[Path]
-    repaired: list[Path] = field(default_factory=list)
+    files: list[Path]  # every file the installed components put into the checkout
+    repaired: list[Path] = field(default_factory=list)  # changed behind our back, replaced
+    written: list[Path] = field(default_factory=list)  # rewritten by this install
+    components: list[str] = field(default_factory=list)  # staged by this install
+    skipped: list[str] = field(default_factory=list)  # not staged: nothing of theirs changed
 
 
 def components(build_dir: Path) -> list[str]:
@@ -37,71 +41,72 @@ def components(build_dir: Path) -> list[str]:
     return sorted(set(_COMPONENT_RE.findall(script.read_text(errors="replace"))))
 
 
-def manifest_paths(build_dir: Path, wanted: list[str] | None) -> list[Path]:
-    if wanted:
-        return [build_dir / f"install_manifest_{c}.txt" for c in wanted]
-    return [build_dir / "install_manifest.txt"]
+def install_components(ws: Workspace, build_dir: Path, wanted: list[str] | None, *,
+                       only_changed: bool) -> InstallReport | None:
+    """Install ``wanted`` (every component when empty); with ``only_changed`` only those whose
+    files may have changed. None in a dry run."""
+    from vllm_dev.install_state import components_to_install
+    from vllm_dev.staged_install import staged_install
+
+    every = list(wanted) if wanted else components(build_dir)
+    if not every and not ws.dry:
+        raise VllmDevError(f"{build_dir} installs nothing (no install component in "
+                           "cmake_install.cmake): was anything built?")
+    todo = every
+    if only_changed and not ws.dry:
+        todo = components_to_install(build_dir, every, prefix=ws.checkout.root)
+    skipped = [c for c in every if c not in todo]
+    if ws.dry and not every:  # not configured yet: the components are known only after it
+        staged_install(ws, build_dir, [])
+        return None
+    if not todo:
+        ws.say("install skipped: nothing was rebuilt and the installed files are unchanged")
+        return InstallReport(installed_files(build_dir, every), skipped=skipped)
+    result = staged_install(ws, build_dir, todo)
+    if ws.dry:
+        return None
+    report = InstallReport(installed_files(build_dir, every), repaired=result.replaced,
+                           written=result.written, components=result.components, skipped=skipped)
+    _say_installed(ws, report, unchanged=result.unchanged)
+    return report
 
 
-def installed_files(build_dir: Path, wanted: list[str] | None = None) -> list[Path]:
-    files: list[Path] = []
-    for manifest in manifest_paths(build_dir, wanted):
-        if manifest.is_file():
-            files += [Path(line) for line in manifest.read_text().splitlines() if line.strip()]
-    return files
-
-
-def build_outputs(build_dir: Path) -> dict[str, Path]:
-    """Built files by name. Hand-walked: CMake records no file-to-target map we can read cheaply."""
-    found: dict[str, Path] = {}
-    for top, dirs, names in os.walk(build_dir):
-        dirs[:] = [d for d in dirs if d not in _SKIP_DIRS]
-        for name in names:
-            if name.endswith((".so", ".pyd", ".dylib")):
-                found.setdefault(name, Path(top) / name)
-    return found
-
-
-def check_installed(ws: Workspace, build_dir: Path, wanted: list[str] | None = None
-                    ) -> InstallReport:
+def _say_installed(ws: Workspace, report: InstallReport, *, unchanged: list[Path]) -> None:
+    root = ws.checkout.root
+    for path in report.repaired:
+        ws.say(f"replaced {path.relative_to(root)}: it had changed since vllm-dev installed it "
+               "(now the install's file again)")
     package = ws.checkout.package_dir.resolve()
-    files = installed_files(build_dir, wanted)
-    if not files:
-        raise VllmDevError(f"the install wrote no manifest in {build_dir}: was anything built?")
-    outputs = build_outputs(build_dir)
-    repaired: list[Path] = []
-    for path in files:
+    names = ", ".join(sorted(p.name for p in report.written)) or "nothing new"
+    line = f"installed {len(report.written)} file(s) into {package}: {names}"
+    if unchanged:
+        line += f"; same bytes, left alone: {', '.join(sorted(p.name for p in unchanged))}"
+    if report.skipped:
+        line += f"; not rebuilt, left alone: {', '.join(report.skipped)}"
+    ws.say(line)
+
+
+def check_destinations(ws: Workspace, finals: list[Path]) -> None:
+    """Refuse (before anything moves) files that would land outside the checkout's package."""
+    package = ws.checkout.package_dir.resolve()
+    for path in finals:
         real = Path(os.path.realpath(path))
         if package not in real.parents or package / "vllm" in real.parents:
             raise VllmDevError(
-                f"install put {path} outside the checkout's vllm/ package: configure with "
-                "CMAKE_INSTALL_PREFIX=${sourceDir} (`vllm-dev prime --reconfigure`)"
-            )
-        if not path.is_file():
-            raise VllmDevError(f"install manifest lists {path}, which does not exist")
-        built = outputs.get(path.name)
-        if built is not None and not filecmp.cmp(built, path, shallow=False):
-            atomic_copy(built, path)
-            repaired.append(path)
-    for path in repaired:
-        ws.say(f"replaced stale {path.relative_to(ws.checkout.root)} (cmake's install skipped it "
-               "as up to date)")
-    names = ", ".join(sorted(p.name for p in files))
-    ws.say(f"installed {len(files)} file(s) into {package}: {names}")
-    return InstallReport(files, repaired)
+                f"install would put {path} outside the checkout's vllm/ package: check the "
+                "install(... DESTINATION ...) of that target (vLLM installs into `vllm`)")
 
 
 def run_install(ws: Workspace, *, wanted: list[str] | None = None) -> InstallReport | None:
+    """``vllm-dev install``: stage every component asked for (all by default)."""
     build_dir = ws.build_dir
     if not (build_dir / "CMakeCache.txt").is_file():
         raise VllmDevError(f"{build_dir} is not configured: run `vllm-dev build` first")
     check_components(build_dir, wanted)
     from vllm_dev.locking import workspace_lock
-    from vllm_dev.staged_install import staged_install
 
     with workspace_lock(ws):  # staged, then renamed into vllm/ (see staged_install.py)
-        staged_install(ws, build_dir, wanted or None)
-        return None if ws.dry else check_installed(ws, build_dir, wanted)
+        return install_components(ws, build_dir, wanted, only_changed=False)
 
 
 def check_components(build_dir: Path, wanted: list[str] | None) -> None:

@@ -1,96 +1,84 @@
-"""Skipping an install that would change nothing.
+"""Which components a build has to install, and which installed extensions still need a check.
 
-``cmake --install`` through the stage (see staged_install.py) copies every extension on every
-build, even when ninja rebuilt nothing: on the test project that is most of a no-op build's
-overhead over raw cmake, and on vLLM it is about a gigabyte of ``.so`` files copied per no-op
-build. After a checked install the identity (mtime, size, inode) of everything that decides the
-result is remembered; the next install is skipped only when ninja ran no step and none of it
-changed:
+Every rebuild used to reinstall every extension (vLLM's ``.so`` files are large: 27 MB for
+``_moe_C_stable_libtorch`` with one arch, hundreds of MB for ``_C`` with all of them) and to
+import all of them again. Now a component is installed only when something it installs may have
+changed, decided from vllm-dev's install record (install_record.py), per component:
 
-* ``.ninja_log`` (any rebuilt step appends to it),
-* ``cmake_install.cmake`` (a reconfigure rewrites it) and the install manifests,
-* every installed file (a user or ``vllm-dev setup`` replacing one is noticed).
+* no record of it, another install prefix, or ``cmake_install.cmake`` rewritten (a reconfigure
+  may change the install rules): install;
+* a recorded build output (the build dir's file of the same name) has another identity
+  (mtime, size, inode) than when it was installed: install;
+* an installed file was changed or removed behind vllm-dev's back: install (and say so);
+* otherwise it is left alone: not staged, not rewritten.
+
+Why identities of the build outputs rather than the entries ninja appended to ``.ninja_log``
+during this build: the log says which *outputs* were rebuilt, not which install component they
+feed (that needs CMake's target graph), and it misses what happened outside this build: a
+``cmake --build`` typed by hand, or a ``build --no-install``, between two vllm-dev builds leaves
+its entries before this build's mark, and the installed file would stay old. Comparing the
+identity of the output that was installed with the one there now catches all of these, costs
+one ``stat`` per file, and needs no parsing of vLLM's (large) ``build.ninja``. A relink that
+produced the same bytes (a warm ccache after a revert) is staged and hashed, and then not
+rewritten, because the staged file's hash equals the recorded hash of the installed file.
+
+The ``verified`` flag of a component is cleared whenever one of its installed files changes and
+set after its extensions loaded in the target interpreter; the check after a build looks only
+at components without it (see verify.py).
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 from pathlib import Path
 
-from vllm_dev.fact_cache import identity
-
-STATE_NAME = "vllm-dev-installed.json"
-KIND = "vllm-dev install state"
+from vllm_dev.install_record import InstallRecord
 
 
-def _watched(build_dir: Path, manifests: list[Path]) -> list[Path]:
-    files = [build_dir / ".ninja_log", build_dir / "cmake_install.cmake", *manifests]
-    for manifest in manifests:
-        with contextlib.suppress(OSError):
-            files += [Path(line) for line in manifest.read_text(errors="replace").splitlines()
-                      if line.strip()]
-    return files
+def components_to_install(build_dir: Path, components: list[str], *, prefix: Path) -> list[str]:
+    """The subset of ``components`` whose installed files may differ from what an install
+    would write now (see the module docstring)."""
+    record = InstallRecord.load(build_dir)
+    if record.prefix != prefix or record.script_changed():
+        return list(components)
+    return [c for c in components if _needs_install(record, c)]
 
 
-def _key(components: list[str] | None) -> str:
-    return ",".join(sorted(components)) if components else "*"
+def _needs_install(record: InstallRecord, component: str) -> bool:
+    entry = record.components.get(component)
+    if entry is None or record.prefix is None:
+        return True  # (a component that installs no file, e.g. install(CODE ...), is recorded)
+    for installed in entry.files:
+        if installed.source is None:  # no build output of that name: only staging can tell
+            return True
+        if installed.source_changed() or installed.installed_changed(record.prefix):
+            return True
+    return False
 
 
-def remember(build_dir: Path, components: list[str] | None, manifests: list[Path]) -> None:
-    """Note the state right after an install that was checked (see install.check_installed)."""
-    from vllm_dev.state import write_json
-
-    stamps = {str(p): identity(p) for p in _watched(build_dir, manifests)}
-    if any(s is None for s in stamps.values()):
-        forget(build_dir)
-        return
-    with contextlib.suppress(OSError):
-        write_json(build_dir / STATE_NAME, {"kind": KIND, "components": _key(components),
-                                            "files": stamps, "verified": False})
+def unverified(build_dir: Path, components: list[str]) -> list[str]:
+    """Components among ``components`` whose installed files were not loaded since they last
+    changed."""
+    record = InstallRecord.load(build_dir)
+    return [c for c in components if c in record.components and not record.components[c].verified]
 
 
-def mark_verified(build_dir: Path) -> None:
-    """The installed extensions imported fine (``verify``): a skipped install needs no verify."""
-    from vllm_dev.state import read_json, write_json
-
-    data = read_json(build_dir / STATE_NAME)
-    if data and data.get("kind") == KIND:
-        data["verified"] = True
-        with contextlib.suppress(OSError):
-            write_json(build_dir / STATE_NAME, data)
-
-
-def verified(build_dir: Path) -> bool:
-    from vllm_dev.state import read_json
-
-    path = build_dir / STATE_NAME
-    data = read_json(path) if path.is_file() else None
-    return bool(data and data.get("kind") == KIND and data.get("verified") is True)
+def mark_verified(build_dir: Path, components: list[str]) -> None:
+    record = InstallRecord.load(build_dir)
+    changed = False
+    for name in components:
+        entry = record.components.get(name)
+        if entry is not None and not entry.verified:
+            entry.verified = True
+            changed = True
+    if changed:
+        record.save()
 
 
-def up_to_date(build_dir: Path, components: list[str] | None, manifests: list[Path], *,
-               steps_run: int) -> bool:
-    """Whether installing again would copy the same files to the same places."""
-    if steps_run:
-        return False
-    path = build_dir / STATE_NAME
-    if not path.is_file():
-        return False
-    from vllm_dev.state import read_json
-
-    data = read_json(path) or {}
-    if data.get("kind") != KIND or data.get("components") != _key(components):
-        return False
-    stamps = data.get("files")
-    if not isinstance(stamps, dict) or not stamps:
-        return False
-    watched = {str(p) for p in _watched(build_dir, manifests)}
-    if watched != set(stamps):
-        return False
-    return all(identity(name) == stamp for name, stamp in stamps.items())
-
-
-def forget(build_dir: Path) -> None:
-    with contextlib.suppress(OSError):
-        os.unlink(build_dir / STATE_NAME)
+def mark_unverified(build_dir: Path, components: list[str] | None = None) -> None:
+    """A check failed: the next build checks these (all when None) again."""
+    record = InstallRecord.load(build_dir)
+    for name, entry in record.components.items():
+        if components is None or name in components:
+            entry.verified = False
+    if record.components:
+        record.save()

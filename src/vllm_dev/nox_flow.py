@@ -173,6 +173,7 @@ def parse_posargs(posargs: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--nvcc-threads")
     parser.add_argument("--arch")
     parser.add_argument("--cache")
+    parser.add_argument("--dist", help="sccache-dist scheduler URL (token: VLLM_DEV_DIST_TOKEN)")
     parser.add_argument("--target", action="append", default=[],
                         help="build only this target and install only its component (repeatable)")
     parser.add_argument("--python",
@@ -296,7 +297,7 @@ def _build(session: NoxSession, *, preset: str, clock: PhaseClock) -> None:
     environ = dict(os.environ)
     flags = {"source": args.source, "device": args.device, "jobs": args.jobs,
              "max_jobs": args.max_jobs, "nvcc_threads": args.nvcc_threads, "arch": args.arch,
-             "cache": args.cache, "python": str(python), "preset": preset}
+             "cache": args.cache, "python": str(python), "preset": preset, "dist": args.dist}
     settings = Settings.resolve(flags=flags, environ=environ,
                                 config=invoke_config(invoked_from, environ))
     say = clock.say

@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vllm_dev.dist import DistStats
 from vllm_dev.errors import VllmDevError
 
 REPORT_FILE = "vllm-dev-report.json"
@@ -191,6 +192,7 @@ class BuildReport:
     cache_note: str = ""
     slowest: list[UnitTime] = field(default_factory=list)
     peak_rss_kib: int | None = None
+    dist: DistStats | None = None  # --dist: where the compiles ran (dist.py)
     peak_rss_measures: str = ("largest resident set of any single process of the build "
                               "(getrusage RUSAGE_CHILDREN ru_maxrss), not the sum of parallel jobs")
 
@@ -222,6 +224,7 @@ class BuildReport:
             cache_note=str(data.get("cache_note", "")),
             slowest=[UnitTime(**u) for u in data.get("slowest") or []],
             peak_rss_kib=data.get("peak_rss_kib"),
+            dist=DistStats(**dist) if isinstance(dist := data.get("dist"), dict) else None,
         )
 
     def lines(self) -> list[str]:
@@ -243,6 +246,8 @@ class BuildReport:
             parts.append(f"peak memory {self.peak_rss_kib / 1024:.0f} MiB (largest single "
                          "process)")
         out.append("; ".join(parts))
+        if self.dist is not None:
+            out.append(self.dist.line())
         if self.slowest:
             top = ", ".join(f"{u.source} {u.seconds:.1f} s" for u in self.slowest[:3])
             out.append(f"slowest: {top}")
@@ -285,6 +290,7 @@ class Recorder:
         self._cache_before: Any = None
         self._cache_note = ""
         self._ccache: str | None = None
+        self.dist: DistStats | None = None  # set by dist.farm_session
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -388,6 +394,9 @@ class Recorder:
             if after is not None:
                 delta = after - self._cache_before
                 report.cache = CacheDelta("ccache", delta.hits, delta.misses)
+        if self.dist is not None:
+            report.dist = self.dist
+            report.cache = CacheDelta("sccache", self.dist.hits, self.dist.misses)
         self._save(report)
         for line in report.lines():
             self.ws.say(line)

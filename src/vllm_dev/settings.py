@@ -35,6 +35,7 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
     "cache_remote_mode": ("VLLM_DEV_CACHE_REMOTE_MODE",),
     "presets_dir": ("VLLM_DEV_PRESETS_DIR",),
     "no_wait": ("VLLM_DEV_NO_WAIT",),
+    "dist": ("VLLM_DEV_DIST",),
 }
 
 
@@ -58,6 +59,7 @@ class Settings:
     cache_remote_mode: str = "read-only"
     presets_dir: str | None = None
     no_wait: bool = False  # fail at once when another build holds the build dir (locking.py)
+    dist: str | None = None  # sccache-dist scheduler URL (dist.py); the token is not a setting
     origins: tuple[tuple[str, str], ...] = ()
 
     def origin(self, name: str) -> str:
@@ -107,6 +109,7 @@ class Settings:
         if "no_wait" in values:
             values["no_wait"] = boolean(values["no_wait"], origins["no_wait"])
         _check_cache(values, origins)
+        _check_dist(values, origins)
         return cls(**values, origins=tuple(sorted(origins.items())))
 
 
@@ -151,6 +154,24 @@ def _check_cache(values: dict[str, Any], origins: dict[str, str]) -> None:
             f"{values['cache']!r} (from {origins['cache']}): sccache's CUDA results miss across "
             "checkouts and its server fails to start when the remote is down"
         )
+
+
+def _check_dist(values: dict[str, Any], origins: dict[str, str]) -> None:
+    """A build farm compiles through sccache: its cache replaces ccache's (see dist.py)."""
+    if "dist" not in values:
+        return
+    from vllm_dev.dist import validate_url
+
+    values["dist"] = validate_url(str(values["dist"]), origin=origins["dist"])
+    explicit = not origins.get("cache", "config").startswith("config")
+    if explicit and values["cache"] != "sccache":
+        raise VllmDevError(f"{origins['dist']} compiles through sccache and uses its cache: drop "
+                           f"{origins['cache']}={values['cache']} or set it to sccache")
+    values["cache"] = "sccache"  # the configured default (ccache) gives way to the farm
+    origins["cache"] = origins["dist"]
+    if values.get("cache_remote"):
+        raise VllmDevError(f"{origins['dist']} uses sccache's cache; {origins['cache_remote']} "
+                           "is a ccache remote: drop one of them")
 
 
 def text(value: Any, origin: str) -> str:

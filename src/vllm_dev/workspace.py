@@ -38,6 +38,7 @@ from vllm_dev.toolchain import (
 )
 
 if TYPE_CHECKING:
+    from vllm_dev.dist import DistPlan
     from vllm_dev.fact_cache import FactCache
 
 
@@ -134,8 +135,34 @@ class Workspace:
     @cached_property
     def parallelism(self) -> Parallelism:
         arches = self.arch.archs
-        return choose(self.settings, device=self.device,
-                      arch_count=len(arches) if arches else DEFAULT_ARCH_COUNT)
+        local = choose(self.settings, device=self.device,
+                       arch_count=len(arches) if arches else DEFAULT_ARCH_COUNT)
+        farm = self.dist_plan
+        if farm is None or not farm.status.ok or self.settings.jobs or self.settings.max_jobs:
+            return local  # a farm that is down never sizes a local build
+        from vllm_dev.dist import farm_jobs
+        from vllm_dev.machine import probe_machine
+
+        jobs, why = farm_jobs(farm.status, available_gib=probe_machine().memory.gib)
+        return Parallelism(jobs, local.nvcc_threads, why)
+
+    @cached_property
+    def dist_plan(self) -> DistPlan | None:
+        """``--dist``: the token, this checkout's sccache client, what the scheduler said."""
+        if not self.settings.dist:
+            return None
+        from vllm_dev import dist
+        from vllm_dev.fact_cache import cached_version
+
+        sccache = find_launcher("sccache", interpreter=self.interpreter)
+        found = dist.plan(self.settings.dist, state_dir=self.checkout.state_dir, sccache=sccache,
+                          version=cached_version(self.fact_cache, sccache, runner=self.runner)
+                          if sccache else None,
+                          cache_dir=self.settings.cache_dir, environ=self.environ)
+        secrets = getattr(self.runner, "secrets", None)
+        if secrets is not None:  # never echoed, whatever command might carry it
+            self.runner.secrets = (*secrets, *found.secrets)  # type: ignore[attr-defined]
+        return found
 
     @cached_property
     def nvcc(self) -> Tool | None:
@@ -196,6 +223,7 @@ class Workspace:
         from vllm_dev import compiler_cache as cc
 
         cache = cc.config_from(self.settings)
+        farm = self.dist_plan  # --dist's own checks (token, sccache) speak first
         launcher = None
         if cache.kind != "none":
             found = find_launcher(cache.kind, interpreter=self.interpreter)
@@ -210,6 +238,8 @@ class Workspace:
         environment: dict[str, str] = cc.base_environment(cache)
         if self.arch.env_value:
             environment["TORCH_CUDA_ARCH_LIST"] = self.arch.env_value
+        if farm is not None:  # the wrappers talk to vllm-dev's own sccache server
+            environment.update(farm.client.environment())
         par = self.parallelism
         return PresetInputs(
             python=str(self.interpreter.path),

@@ -35,6 +35,7 @@ DEFAULTS: dict[str, Any] = {
     "cache_remote_mode": None,
     "presets_dir": None,
     "no_wait": False,
+    "dist": None,
 }
 
 COMMON_HELP = {
@@ -61,6 +62,8 @@ COMMON_HELP = {
                     "files and logs)",
     "cache_remote_mode": "read-only (developers, the default) or read-write (CI fills the "
                          "shared cache)",
+    "dist": "sccache-dist scheduler URL: compile on the build farm (VLLM_DEV_DIST; token in "
+            "VLLM_DEV_DIST_TOKEN or the file VLLM_DEV_DIST_TOKEN_FILE names)",
 }
 CONFIGURE_HELP = {
     **COMMON_HELP,
@@ -121,7 +124,7 @@ def setup(c, source=None, python=None, device=None, force=False):
 def prime(c, preset=None, source=None, python=None, device=None, jobs=None, nvcc_threads=None,
           arch=None, cache=None, cache_dir=None, cache_max_size=None, cache_remote=None,
           cache_remote_mode=None, job_memory_gib=None, merge=False, force=False,
-          reconfigure=False, no_wait=False):
+          reconfigure=False, no_wait=False, dist=None):
     """Write CMakeUserPresets.json and configure the preset's build dir (only when needed)."""
     from vllm_dev.prime import run_prime
 
@@ -130,7 +133,7 @@ def prime(c, preset=None, source=None, python=None, device=None, jobs=None, nvcc
                        nvcc_threads=nvcc_threads, arch=arch, cache=cache, cache_dir=cache_dir,
                        cache_max_size=cache_max_size, cache_remote=cache_remote,
                        cache_remote_mode=cache_remote_mode, job_memory_gib=job_memory_gib,
-                       no_wait=no_wait or None)
+                       no_wait=no_wait or None, dist=dist)
         run_prime(ws, merge=merge, force=force, reconfigure=reconfigure)
 
 
@@ -138,8 +141,8 @@ def prime(c, preset=None, source=None, python=None, device=None, jobs=None, nvcc
     iterable=["target"],
     help=_help(*CONFIGURE_HELP,
                target="build only this target and install only its component (repeatable)",
-               verify="end by importing every installed extension in the target interpreter "
-                      "and looking for stale .so files (--no-verify: skip)",
+               verify="end by loading the extensions this build changed in the target "
+                      "interpreter and looking for stale .so files (--no-verify: skip)",
                install="install into the checkout's vllm/ after compiling (--no-install: "
                        "compile only)",
                plain="plain output lines instead of the progress bar (automatic when stderr "
@@ -149,14 +152,15 @@ def prime(c, preset=None, source=None, python=None, device=None, jobs=None, nvcc
 def build(c, preset=None, target=None, install=True, source=None, python=None, device=None,
           jobs=None, nvcc_threads=None, arch=None, cache=None, cache_dir=None,
           cache_max_size=None, cache_remote=None, cache_remote_mode=None, merge=False,
-          job_memory_gib=None, verify=True, force=False, plain=False, json=None, no_wait=False):
+          job_memory_gib=None, verify=True, force=False, plain=False, json=None, no_wait=False,
+          dist=None):
     """Compile incrementally and install into the checkout (primes first when needed)."""
     with reported():
         ws = workspace(c, preset=preset, source=source, python=python, device=device, jobs=jobs,
                        nvcc_threads=nvcc_threads, arch=arch, cache=cache, cache_dir=cache_dir,
                        cache_max_size=cache_max_size, cache_remote=cache_remote,
                        cache_remote_mode=cache_remote_mode, job_memory_gib=job_memory_gib,
-                       no_wait=no_wait or None)
+                       no_wait=no_wait or None, dist=dist)
         from vllm_dev.build import run_build_and_verify
 
         run_build_and_verify(ws, verify=verify and install, targets=list(target or []),
@@ -181,7 +185,7 @@ def report(c, preset=None, source=None, slowest=None, json=False):
                  remove_stale="move stale .so files out of vllm/ (into .vllm-dev/stale/)",
                  json="print the result as JSON"))
 def verify(c, preset=None, source=None, python=None, remove_stale=False, json=False):
-    """Import every installed extension in the target interpreter; find stale .so files."""
+    """Load every installed extension in the target interpreter; find stale .so files."""
     from vllm_dev.verify import run_verify_task
 
     with reported():
@@ -190,15 +194,15 @@ def verify(c, preset=None, source=None, python=None, remove_stale=False, json=Fa
 
 
 @task(help={"json": "print the checks as JSON (for tools)",
-            **_help("source", "python", "device", "preset", "arch", "cache")})
+            **_help("source", "python", "device", "preset", "arch", "cache", "dist")})
 def doctor(c, source=None, python=None, device=None, preset=None, arch=None, cache=None,
-           json=False):
+           json=False, dist=None):
     """Check every prerequisite of a build: status and the fix for each; non-zero on blockers."""
     from vllm_dev.doctor import run_doctor
 
     with reported():
         ws = workspace(c, preset=preset, source=source, python=python, device=device, arch=arch,
-                       cache=cache)
+                       cache=cache, dist=dist)
         run_doctor(ws, as_json=json)
 
 

@@ -1,0 +1,87 @@
+"""--dist plumbing without a farm: settings, token sources, the scheduler check against a closed
+port, sccache's statistics, the client configuration (the token only in the in-memory one)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from vllm_dev import dist
+from vllm_dev.errors import VllmDevError
+from vllm_dev.settings import Settings
+
+from conftest import BIN_DIR, Project
+from dist_farm import free_port
+
+
+def test_url_setting_and_its_conflicts() -> None:
+    s = Settings.resolve(flags={}, environ={"VLLM_DEV_DIST": "http://127.0.0.1:10600/"},
+                         config={"cache": "ccache"})
+    assert s.dist == "http://127.0.0.1:10600" and s.cache == "sccache"
+    assert Settings.resolve(flags={}, environ={}, config={"dist": "https://farm"}).dist
+    for bad in ("farm.example.com", "ftp://farm", "https://user:secret@farm", "http://h:99999",
+                "http://[::1", "http://h /x", 7, "ftp://u:secret@h"):
+        with pytest.raises(VllmDevError, match="--dist") as err:
+            Settings.resolve(flags={"dist": bad}, environ={})
+        assert "secret" not in str(err.value)
+    with pytest.raises(VllmDevError, match="VLLM_DEV_CACHE=ccache"):
+        Settings.resolve(flags={"dist": "http://h"}, environ={"VLLM_DEV_CACHE": "ccache"})
+    with pytest.raises(VllmDevError, match="ccache remote"):
+        Settings.resolve(flags={"dist": "http://h", "cache_remote": "redis://h:1"}, environ={})
+
+
+def test_token_from_variable_or_file(tmp_path: Path) -> None:
+    assert dist.read_token({"VLLM_DEV_DIST_TOKEN": " abc \n"}) == "abc"
+    (tmp_path / "t").write_text("from-file\n")
+    assert dist.read_token({"VLLM_DEV_DIST_TOKEN_FILE": str(tmp_path / "t")}) == "from-file"
+    for environ, message in (({}, "VLLM_DEV_DIST_TOKEN="),
+                             ({"VLLM_DEV_DIST_TOKEN_FILE": str(tmp_path / "none")}, "cannot read"),
+                             ({"VLLM_DEV_DIST_TOKEN_FILE": "/dev/null"}, "is empty")):
+        with pytest.raises(VllmDevError, match=message):
+            dist.read_token(environ)
+
+
+def test_scheduler_down_is_a_problem_not_an_error() -> None:
+    status = dist.check_farm(f"http://127.0.0.1:{free_port()}", "t", timeout=2)
+    assert not status.ok and "does not answer" in status.line()
+    assert status.line().endswith("compiling locally with local parallelism")
+
+
+def test_stats_say_where_compiles_ran() -> None:
+    text = json.dumps({"stats": {
+        "compilations": 9, "dist_errors": 1,
+        "dist_compiles": {"10.0.0.1:10501": 3, "10.0.0.2:10501": 4},
+        "cache_hits": {"counts": {"C/C++": 2}},
+        "cache_misses": {"counts": {"C/C++": 1, "CUDA": 1, "PTX": 1, "CUBIN": 1,
+                                    "CUDA (Device code)": 1},
+                         "adv_counts": {"cuda [nvcc]": 1}}}})
+    stats = dist.parse_stats(text)
+    assert stats.distributed == 7 and stats.local == 1 and stats.errors == 1
+    assert stats.hits == 2 and stats.misses == 5
+    assert "10.0.0.1:10501 3" in stats.line() and "1 local, 1 error(s)" in stats.line()
+
+
+def test_token_only_in_the_in_memory_config(tmp_path: Path) -> None:
+    client = dist.DistClient(sccache=BIN_DIR / "sccache", state_dir=tmp_path / ".vllm-dev",
+                             url="http://127.0.0.1:1", token="s3cret", cache_dir=None)
+    client.write_public_config()
+    assert "s3cret" not in client.config_path.read_text()
+    assert 'token = "s3cret"' in client.secret_config()
+    assert "s3cret" not in repr(client)
+    assert client.port == dist.port_for(tmp_path / ".vllm-dev") != 4226
+
+
+def test_missing_token_is_one_line(project: Project) -> None:
+    done = project.run("build", "--dist", f"http://127.0.0.1:{free_port()}", check=False)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith(
+        "vllm-dev: --dist needs the scheduler's client token")
+    if shutil.which("sccache") is None and not (BIN_DIR / "sccache").exists():
+        done = project.run("build", "--dist", f"http://127.0.0.1:{free_port()}", check=False,
+                           env={"VLLM_DEV_DIST_TOKEN": "t"})
+        assert done.returncode != 0 and "Traceback" not in done.stderr
+        assert done.stderr.strip().splitlines()[-1].startswith(
+            "vllm-dev: --dist needs sccache 0.10 or newer"), done.stderr
