@@ -61,10 +61,9 @@ def _build_session(preset: str, templates: Path) -> None:
     nox.session(build, name=preset, tags=["build"], default=False, **_SERIAL)
 
 
-_TEMPLATES = nox_flow.presets_dir(os.environ)
-for _preset in nox_flow.preset_names(_TEMPLATES):
+for _preset, _templates in nox_flow.session_templates(os.environ).items():
     if _preset in ("tests", "lint"):
         print(f"noxfile: preset template {_preset}.json clashes with the {_preset} session; "
               "rename it to get a build session", file=sys.stderr)
         continue
-    _build_session(_preset, _TEMPLATES)
+    _build_session(_preset, _templates)

@@ -28,10 +28,11 @@ def script(path: Path, body: str) -> Path:
 
 
 def gcc_blocks_cpu_build() -> bool:
-    """vLLM's x86 CPU backend needs gcc >= 12.3 (this CI machine has 12.2: a real blocker)."""
+    """The test project states gcc >= 11.3 (vLLM's minimum for every device) in CMakeLists.txt;
+    doctor reads it from there, so 12.2 here is not a blocker of this project's build."""
     out = subprocess.run(["g++", "-dumpfullversion"], capture_output=True, text=True).stdout
     version = tuple(int(p) for p in out.strip().split("."))
-    return platform.machine() == "x86_64" and version < (12, 3)
+    return platform.machine() == "x86_64" and version < (11, 3)
 
 
 def test_doctor_table_on_a_set_up_project(project: Project) -> None:
@@ -60,7 +61,8 @@ def test_old_gcc_blocks_with_exit_1(project: Project, tmp_path: Path) -> None:
     assert done.returncode == 1
     gcc = next(c for c in json.loads(done.stdout)["checks"] if c["name"] == "host compiler")
     assert gcc["status"] == "fail"
-    assert "gcc 9.4.0; vLLM needs >= 12.3 for the cpu build" in gcc["detail"]
+    assert "gcc 9.4.0; this checkout needs >= 11.3 for the cpu build (CMakeLists.txt:" \
+        in gcc["detail"]
     assert "vllm-dev: 1 check(s) block the build: host compiler" in done.stderr
     assert "Traceback" not in done.stderr
 

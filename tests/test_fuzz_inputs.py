@@ -12,6 +12,7 @@ through the real console script to prove there is no traceback end to end.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -144,8 +145,9 @@ def test_existing_user_presets_are_never_lost(tmp_path: Path, existing: bytes, m
     root = tmp_path / "checkout"
     root.mkdir(exist_ok=True)
     for old in root.iterdir():
-        old.unlink()
+        shutil.rmtree(old) if old.is_dir() else old.unlink()
     path = root / "CMakeUserPresets.json"
+    backup_dir = root / ".vllm-dev" / "backups"
     path.write_bytes(existing)
     try:
         result = write_user_presets(path, OURS, merge=merge, force=force)
@@ -156,7 +158,8 @@ def test_existing_user_presets_are_never_lost(tmp_path: Path, existing: bytes, m
         return
     after = path.read_bytes()
     json.loads(after)
-    backups = [p for p in root.iterdir() if p != path]
+    backups = sorted(backup_dir.iterdir()) if backup_dir.is_dir() else []
+    assert [p.name for p in root.iterdir() if p.name != ".vllm-dev"] == [path.name]
     if after == existing:
         return
     if result.backup is not None:

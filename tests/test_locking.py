@@ -80,6 +80,8 @@ def test_second_build_waits_for_the_first_naming_it(hooked: Project, tmp_path: P
     assert rc2 == 0, err2
     assert f"waiting for pid {first.proc.pid} (`vllm-dev build`, since " in err2
     assert "Traceback" not in err1 + err2
+    summary = next(ln for ln in err2.splitlines() if "build release ok in" in ln)
+    assert "waiting for lock" in summary, summary  # the wait is in the report, not hidden
     spans = _intervals(log)
     assert len(spans) == 2
     assert spans[0][1] <= spans[1][0], f"the two builds' steps overlapped: {spans}"

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from vllm_dev.progress import (
@@ -17,6 +18,7 @@ from vllm_dev.progress import (
     PlainDisplay,
     parse_status,
     short_name,
+    strip_ansi,
     wants_bar,
 )
 from vllm_dev.streaming import LineSplitter, run_streaming
@@ -72,7 +74,7 @@ def test_progress_tracks_running_steps_in_terminal_mode() -> None:
     progress = BuildProgress(started_at=0.0)
     for line in RECORDED_TTY[:2]:
         progress.update(line, now=1.0)
-    assert progress.activity() == "csrc/ops/add.cpp, csrc/ops/scale.cpp"
+    assert progress.activity(now=3.5) == "add.cpp 0:02, scale.cpp 0:02"
     assert progress.eta(now=1.0) is None  # nothing finished yet: no pace to extrapolate
     for line in RECORDED_TTY[2:]:
         progress.update(line, now=2.0)
@@ -81,8 +83,42 @@ def test_progress_tracks_running_steps_in_terminal_mode() -> None:
         "Building CXX object CMakeFiles/_fast_C.dir/csrc/fast/module_fast.cpp.o",
     ]
     assert progress.eta(now=2.0) == 10.0  # 1 of 6 in 2 s: 5 more at 2 s each
+    assert [(e.kind, short_name(e.description), e.at) for e in progress.events] == [
+        ("start", "csrc/ops/add.cpp", 1.0), ("start", "csrc/ops/scale.cpp", 1.0),
+        ("finish", "csrc/ops/add.cpp", 2.0), ("start", "csrc/fast/module_fast.cpp", 2.0)]
     progress.update("[6/7|7] Install the project...", now=5.0)
     assert progress.install_started_at == 5.0
+
+
+def test_failed_steps_and_their_first_error_line() -> None:
+    """Recorded from ninja 1.13 on a terminal (coloured label, exit code) and from nvcc; the
+    command line after FAILED: is not mistaken for an error even when it says -Werror."""
+    progress = BuildProgress(started_at=0.0)
+    for line in [
+        "[0/3|1] Building CXX object CMakeFiles/_C.dir/csrc/ops/add.cpp.o",
+        "\x1b[31mFAILED: [code=1] \x1b[0mCMakeFiles/_C.dir/csrc/ops/add.cpp.o ",
+        "/usr/bin/c++ -Werror -o CMakeFiles/_C.dir/csrc/ops/add.cpp.o -c csrc/ops/add.cpp",
+        "csrc/ops/add.cpp: In function 'int f()':",
+        "csrc/ops/add.cpp:8:32: error: 'missing_name_42' was not declared in this scope",
+        "csrc/ops/add.cpp:9:1: error: a second error",
+        "[1/3|2] Building CUDA object CMakeFiles/_C.dir/csrc/attention/a.cu.o",
+        "FAILED: CMakeFiles/_C.dir/csrc/attention/a.cu.o",
+        "/usr/local/cuda/bin/nvcc -c csrc/attention/a.cu",
+        'csrc/attention/a.cu(12): error: identifier "nope" is undefined',
+        "[2/3|3] Linking CXX shared module _C.abi3.so",
+        "FAILED: _C.abi3.so",
+        "/usr/bin/c++ -shared -o _C.abi3.so",
+        "/usr/bin/ld: add.o: undefined reference to `g()'",
+        "ninja: build stopped: subcommand failed.",
+    ]:
+        progress.update(line)
+    assert [(f.outputs, f.error) for f in progress.failures] == [
+        (["CMakeFiles/_C.dir/csrc/ops/add.cpp.o"],
+         "csrc/ops/add.cpp:8:32: error: 'missing_name_42' was not declared in this scope"),
+        (["CMakeFiles/_C.dir/csrc/attention/a.cu.o"],
+         'csrc/attention/a.cu(12): error: identifier "nope" is undefined'),
+        (["_C.abi3.so"], "/usr/bin/ld: add.o: undefined reference to `g()'"),
+    ]
 
 
 def test_line_splitter_handles_redraws_and_split_chunks() -> None:
@@ -93,6 +129,17 @@ def test_line_splitter_handles_redraws_and_split_chunks() -> None:
         splitter.feed(text[i:i + 1])
     splitter.close()
     assert lines == ["[1/2|1] a", "[1/2|2] b", "warning: caf\u00e9", "[2/2|2] b"]
+
+
+def test_line_splitter_hands_on_a_status_line_before_ninja_writes_again() -> None:
+    lines: list[str] = []
+    splitter = LineSplitter(lines.append)
+    splitter.feed(b"\r[0/9|1] Building CUDA object CMakeFiles/_C.dir/csrc/a.cu.o\x1b[K")
+    assert lines == ["[0/9|1] Building CUDA object CMakeFiles/_C.dir/csrc/a.cu.o"]
+    # gcc's colours put ESC[K mid-line: that line ends at its newline, not before.
+    splitter.feed(b"\r\n\x1b[01m\x1b[Ka.cpp:3:1:\x1b[m\x1b[K \x1b[01;31m\x1b[Kerror: "
+                  b"\x1b[m\x1b[Kboom\r\n")
+    assert len(lines) == 2 and "a.cpp:3:1:" in lines[1] and lines[1].endswith("boom")
 
 
 def test_plain_display_passes_every_line() -> None:
@@ -189,10 +236,27 @@ def test_failing_build_shows_everything_and_keeps_cmakes_exit_code(project: Proj
     assert "minivllm-kept-warning" in done.stdout
     report = project.run("report").stdout
     assert f"FAILED (exit code {raw.returncode})" in report
+    _assert_failure_summary(done.stderr, raw.returncode)
+    assert "failed: csrc/ops/add.cpp: " in report and "1 compile(s) (1 failed)" in report
 
 
-def test_progress_bar_on_a_terminal_end_to_end(project: Project) -> None:
-    """The real console script on a pseudo-terminal: a bar, no raw status lines, exit code 0."""
+def _assert_failure_summary(shown: str, code: int) -> None:
+    """The end of a failed build names the file, its first error, and the whole command."""
+    summary = [ln for ln in shown.splitlines() if ln.startswith("vllm-dev: ")]
+    failed = [ln for ln in summary if ln.startswith("vllm-dev: failed: ")]
+    assert failed == [failed[0]] and failed[0].startswith("vllm-dev: failed: csrc/ops/add.cpp: "), \
+        summary
+    assert "error" in failed[0] and "missing_name_42" in failed[0], failed
+    assert any("1 compile(s) (1 failed)" in ln for ln in summary), summary
+    last = summary[-1]
+    assert "--build --preset release --target all` failed with exit code" in last, last
+    assert "..." not in last and f"exit code {code}" in last
+    assert last.endswith(": csrc/ops/add.cpp failed"), last
+
+
+def _on_a_terminal(project: Project, *args: str) -> tuple[int, str]:
+    """The real console script with a pseudo-terminal on stdin/stdout/stderr: exit code and
+    everything it showed."""
     import pty
 
     from conftest import VLLM_DEV, clean_env
@@ -200,9 +264,9 @@ def test_progress_bar_on_a_terminal_end_to_end(project: Project) -> None:
     env = clean_env({**project.env, "TERM": "xterm", "COLUMNS": "160"})
     env.pop("NO_COLOR", None)
     pid, fd = pty.fork()
-    if pid == 0:  # the child: vllm-dev with a terminal on stdin/stdout/stderr
+    if pid == 0:  # the child: vllm-dev on the terminal
         os.chdir(project.root)
-        os.execve(VLLM_DEV, [VLLM_DEV, "build"], env)
+        os.execve(VLLM_DEV, [VLLM_DEV, *args], env)
     chunks = []
     while True:
         try:
@@ -213,10 +277,108 @@ def test_progress_bar_on_a_terminal_end_to_end(project: Project) -> None:
             break
         chunks.append(data)
     _, status = os.waitpid(pid, 0)
-    shown = b"".join(chunks).decode(errors="replace")
-    assert os.waitstatus_to_exitcode(status) == 0, shown
+    os.close(fd)
+    shown = b"".join(chunks).decode(errors="replace").replace("\r\n", "\n")
+    return os.waitstatus_to_exitcode(status), shown
+
+
+def test_failing_build_on_a_terminal_names_the_file(project: Project) -> None:
+    """The same failure with the bar: the summary is as complete as in plain mode."""
+    project.run("build", "--plain")
+    add = project.root / "csrc" / "ops" / "add.cpp"
+    add.write_text(add.read_text() + "int broken_function() { return missing_name_42; }\n")
+    code, shown = _on_a_terminal(project, "build")
+    assert code == 1, shown
+    assert "FAILED: " in shown and "ninja: build stopped" in shown  # the compiler's own output
+    _assert_failure_summary(strip_ansi(shown), code)
+
+
+def test_progress_bar_on_a_terminal_end_to_end(project: Project) -> None:
+    """The real console script on a pseudo-terminal: a bar, no raw status lines, exit code 0."""
+    code, shown = _on_a_terminal(project, "build")
+    assert code == 0, shown
     assert "compiling" in shown and "eta" in shown
     assert "6/6" in shown  # 4 compiles + 2 links of the CPU project, all counted
-    assert "csrc/module_C.cpp" in shown  # a file shown while it compiled
+    assert "module_C.cpp 0:0" in shown  # a file shown while it compiled, with its time
     assert "|" not in "".join(ln for ln in shown.splitlines() if ln.startswith("[")), shown
     assert project.value("_C") == 42
+
+
+class _TimedWrites(io.StringIO):
+    """A console file that remembers when each piece of the bar was drawn."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[tuple[float, str]] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append((time.time(), text))
+        return super().write(text)
+
+
+# Slow steps of known durations: a and b start together (-j2); c needs a, so it starts when a
+# ends and is the tail of the build together with b. Each command writes its true start/end.
+SLOW_STEPS = {"a": 1.5, "b": 3.2, "c": 1.0}
+
+
+def _slow_ninja_file(tmp_path: Path) -> None:
+    lines = ["rule slow",
+             "  command = date +%s.%N > $out.start && sleep $secs && date +%s.%N > $out.end"
+             " && touch $out",
+             "  description = Building CXX object CMakeFiles/t.dir/$out.cpp.o"]
+    for name, secs in SLOW_STEPS.items():
+        lines += [f"build {name}: slow" + (" a" if name == "c" else ""), f"  secs = {secs}"]
+    (tmp_path / "build.ninja").write_text("\n".join(lines) + "\n")
+
+
+def test_bar_on_a_pty_sees_steps_start_and_finish_on_time(tmp_path: Path) -> None:
+    """Real ninja on a pseudo-terminal: each step's start and finish reach the display within
+    0.5 s of when its command really started and ended, and the clock moves on its own."""
+    from rich.console import Console
+
+    _slow_ninja_file(tmp_path)
+    screen = _TimedWrites()
+    console = Console(file=screen, force_terminal=True, width=200, color_system=None)
+    display = BarDisplay(console=console, progress=BuildProgress(clock=time.time),
+                         refresh_per_second=10)
+    env = {**os.environ, **display.child_env(), "TERM": "xterm"}
+    try:
+        code = run_streaming([_ninja(), "-j2"], on_line=display.line, cwd=tmp_path, env=env,
+                             pseudo_terminal=True)
+    finally:
+        display.close()
+    assert code == 0
+    seen = {(e.kind, short_name(e.description)): e.at for e in display.progress.events}
+    for name in SLOW_STEPS:
+        true_start = float((tmp_path / f"{name}.start").read_text())
+        true_end = float((tmp_path / f"{name}.end").read_text())
+        print(f"{name}: start seen {seen['start', f'{name}.cpp'] - true_start:+.3f} s, "
+              f"finish seen {seen['finish', f'{name}.cpp'] - true_end:+.3f} s")
+        assert abs(seen["start", f"{name}.cpp"] - true_start) < 0.5, (name, seen)
+        assert abs(seen["finish", f"{name}.cpp"] - true_end) < 0.5, (name, seen)
+    # While a and b run (after both started, before a ends) ninja writes nothing, yet the bar
+    # is redrawn with the elapsed time and each file's running time moving on.
+    quiet_from = seen["start", "b.cpp"] + 1.05
+    quiet_to = seen["finish", "a.cpp"] - 0.05
+    drawn = "".join(text for at, text in screen.writes if quiet_from <= at <= quiet_to)
+    assert "elapsed 0:01" in drawn, drawn[-2000:]
+    assert "a.cpp 0:01" in drawn and "b.cpp 0:01" in drawn
+    # The tail: every step has started, and the bar says which files it waits for.
+    tail = "".join(text for at, text in screen.writes
+                   if seen["start", "c.cpp"] + 0.2 <= at <= seen["finish", "c.cpp"] - 0.05)
+    assert "waiting for b.cpp" in tail and "c.cpp 0:0" in tail, tail[-2000:]
+    assert "a.cpp" not in tail  # finished: no longer shown as compiling
+    assert "3/3" in screen.getvalue()
+
+
+def test_failing_nvcc_compile_is_named_with_its_first_error(cuda_project: Project) -> None:
+    """Real nvcc: its ``file.cu(N): error:`` line is the one the summary quotes."""
+    saxpy = cuda_project.root / "csrc" / "cuda" / "saxpy.cu"
+    saxpy.write_text(saxpy.read_text()
+                     + "\n__global__ void broken_kernel(int* out) { *out = missing_name_42; }\n")
+    done = cuda_project.run("build", "--plain", "--arch", "8.0", "--cache", "none", check=False)
+    assert done.returncode != 0, done.stderr
+    failed = [ln for ln in done.stderr.splitlines() if ln.startswith("vllm-dev: failed: ")]
+    assert failed and failed[0].startswith("vllm-dev: failed: csrc/cuda/saxpy.cu: "), done.stderr
+    assert 'error: identifier "missing_name_42" is undefined' in failed[0], failed
+    assert done.stderr.splitlines()[-1].endswith("csrc/cuda/saxpy.cu failed"), done.stderr

@@ -17,6 +17,7 @@ from vllm_dev.prime import PrimeResult, run_prime
 from vllm_dev.workspace import Workspace
 
 if TYPE_CHECKING:
+    from vllm_dev.progress import FailedStep
     from vllm_dev.report import Recorder
     from vllm_dev.verify import WarmChecker
 
@@ -39,16 +40,19 @@ def run_build(
     force: bool = False,
     plain: bool = False,
     json_path: Path | None = None,
+    started_at: float | None = None,
 ) -> BuildResult:
     """Configure, compile and install under the build dir's lock: one ninja per build dir.
 
     ``plain`` turns the progress bar off; every build writes a report (see report.py), also to
-    ``json_path`` when given."""
+    ``json_path`` when given. ``started_at`` (``time.monotonic()``) is when the command started,
+    so that the report's total is the command's wall time (default: now)."""
     from vllm_dev.report import Recorder
 
-    ws.preflight(targets=targets, merge=merge, force=force)  # bad input changes nothing
-    with workspace_lock(ws):
-        recorder = Recorder(ws, json_path=json_path)
+    recorder = Recorder(ws, json_path=json_path, started_at=started_at)
+    with recorder.phase("checks"):
+        ws.preflight(targets=targets, merge=merge, force=force)  # bad input changes nothing
+    with workspace_lock(ws):  # a wait for another build is a phase (see locking.py)
         warm = _warm_checker(ws) if install and verify else None
         try:
             with farm_session(ws, recorder):  # no-op without --dist
@@ -60,7 +64,8 @@ def run_build(
             raise
         finally:
             if warm is not None:
-                warm.close()  # unused (nothing to check, or a failure): never left running
+                with recorder.phase("verify"):  # the check's interpreter: part of its cost
+                    warm.close()  # unused (nothing to check, or a failure): never left running
         recorder.finish(exit_code=0)
         return result
 
@@ -70,21 +75,30 @@ def _run_build_locked(
     force: bool, plain: bool, recorder: Recorder, warm: WarmChecker | None,
 ) -> BuildResult:
     from vllm_dev.progress import open_display
+    from vllm_dev.report import CONFIGURE_FAILED, CONFIGURE_NOT_NEEDED, CONFIGURE_RAN
+
+    def configuring() -> None:  # a configure that then fails is still reported as one
+        recorder.configured = True
+        recorder.configure = CONFIGURE_FAILED  # until prime returns
 
     with recorder.phase("configure"):
-        primed = run_prime(ws, merge=merge, force=force)
+        primed = run_prime(ws, merge=merge, force=force, on_configure=configuring)
     recorder.configured = primed.configured
+    recorder.configure = CONFIGURE_RAN if primed.configured else CONFIGURE_NOT_NEEDED
     if not primed.configured:  # prime explained it when it configured
         ws.say(ws.parallelism.line())
     build_dir = ws.build_dir
     if not ws.dry:
         check_components(build_dir, targets)
     cmake = str(ws.cmake.path)
+    # The job count goes to the build, not the configure: a change of jobs (or of free memory,
+    # which sizes the default) never reconfigures.
     argv = [cmake, "--build", "--preset", ws.template.name]
     if targets:
         argv += ["--target", *targets]
     elif install:
         argv += ["--target", "all"]  # what `install` would build; the install is staged below
+    argv += ["--parallel", str(ws.parallelism.jobs)]
     recorder.compile_starting(build_dir)
     display = open_display(plain=plain or ws.dry)  # a bar when stderr is a terminal
     started = time.monotonic()
@@ -92,11 +106,13 @@ def _run_build_locked(
         ws.runner.run(argv, cwd=ws.checkout.root, env=display.child_env() or None,
                       stream=_tee(display.line, warm), pseudo_terminal=display.pseudo_terminal)
     except CommandFailed as exc:
-        raise explain_failure(exc, build_dir) from None  # names a full disk
+        raise explain_failure(name_failed_steps(exc, display.progress.failures),
+                              build_dir) from None  # names a full disk
     finally:
         display.close()
         recorder.compile_finished(started=started,
-                                  install_started=display.progress.install_started_at)
+                                  install_started=display.progress.install_started_at,
+                                  failures=display.progress.failures)
     report = None
     if install:  # staged, then renamed into vllm/: an interrupt never leaves a partial .so
         with recorder.phase("install"):
@@ -131,6 +147,20 @@ def _tee(display_line: Callable[[str], None], warm: WarmChecker | None
         warm.on_line(text)
         display_line(text)
     return on_line
+
+
+def name_failed_steps(exc: CommandFailed, failures: list[FailedStep]) -> CommandFailed:
+    """``exc`` naming the files that failed (the report's ``failed:`` lines just above it give
+    each one's first error line)."""
+    if not failures:
+        return exc
+    from vllm_dev.report import source_of
+
+    sources = [source_of(o) for step in failures for o in step.outputs] or ["a build step"]
+    named = ", ".join(sources[:3]) + (f" and {len(sources) - 3} more" if len(sources) > 3 else "")
+    better = CommandFailed(exc.argv, exc.returncode)
+    better.args = (f"{exc}: {named} failed",)
+    return better
 
 
 def run_build_and_verify(ws: Workspace, *, verify: bool = True, **options: Any) -> BuildResult:

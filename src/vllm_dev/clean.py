@@ -96,7 +96,42 @@ def build_dirs(ws: Workspace, *, every: bool) -> list[Path]:
     return sorted(p for p in found if p.exists() or p.is_symlink())
 
 
-def run_clean(ws: Workspace, *, every: bool = False, installed: bool = False) -> CleanResult:
+def _shared_sources(ws: Workspace, *, remove: bool) -> None:
+    """``<checkout>/.deps``: dependency sources fetched by pip builds (setup.py's
+    FETCHCONTENT_BASE_DIR) and reused by every preset. Left alone unless asked for by name:
+    fetching them again needs the network."""
+    from vllm_dev.state import ensure_state_dir
+
+    root = ws.checkout.root
+    deps = root / ".deps"
+    if not deps.is_dir() or deps.is_symlink():
+        if remove:
+            ws.say("no shared dependency sources (.deps) to remove")
+        return
+    names = sorted(p.name for p in deps.iterdir() if p.name.endswith("-src"))
+    if not remove:
+        ws.say(f"left .deps/ ({', '.join(names) or 'empty'}): dependency sources shared with pip "
+               "builds; `vllm-dev clean --all --deps` removes them")
+        return
+    if ws.dry:
+        ws.say("would remove .deps/ (shared dependency sources)")
+        return
+    # Moved aside first: the rename is atomic, so an interrupted removal leaves no half tree
+    # that a configure would take for a complete source dir.
+    aside = ensure_state_dir(ws.checkout.state_dir) / f"deps-removing-{os.getpid()}"
+    try:
+        deps.rename(aside)
+        shutil.rmtree(aside)
+    except OSError as exc:
+        raise VllmDevError(f"cannot remove {deps}: {exc.strerror or exc}") from None
+    ws.say(f"removed .deps/ ({', '.join(names) or 'empty'}): fetched again by the next "
+           "configure that needs them")
+
+
+def run_clean(ws: Workspace, *, every: bool = False, installed: bool = False,
+              deps: bool = False) -> CleanResult:
+    if deps and not every:
+        raise VllmDevError("--deps removes the sources every preset shares: pass it with --all")
     root = ws.checkout.root
     result = CleanResult()
     targets = build_dirs(ws, every=every)
@@ -118,8 +153,14 @@ def run_clean(ws: Workspace, *, every: bool = False, installed: bool = False) ->
                 _rmtree(build_dir, root)
         result.removed_dirs.append(build_dir)
         ws.say(f"{verb} {build_dir}")
+        if not ws.dry:
+            from vllm_dev.compile_db import unlink_into
+
+            if unlink_into(root, build_dir):
+                ws.say("removed the compile_commands.json link into it")
     for path in result.removed_files:
         ws.say(f"{'would remove' if ws.dry else 'removed'} installed {path.relative_to(root)}")
     if not result.removed_dirs:
         ws.say("nothing to clean")
+    _shared_sources(ws, remove=deps)
     return result

@@ -22,8 +22,13 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.version import InvalidVersion, Version
+
+from vllm_dev.compiler_minimums import gcc_minimum
 from vllm_dev.errors import VllmDevError
-from vllm_dev.interpreter import InterpreterFacts, probe, requirement_names
+from vllm_dev.interpreter import InterpreterFacts, probe, requirement_names, requirements
 from vllm_dev.machine import GIB, probe_machine
 from vllm_dev.runner import Runner
 from vllm_dev.toolchain import find_launcher, find_ninja, version_of
@@ -31,7 +36,6 @@ from vllm_dev.workspace import Workspace
 
 TORCH_IMPORT_TIMEOUT_S = 120.0
 COMPILER_TIMEOUT_S = 15.0
-GCC_MIN = {"cuda": (11, 3), "cpu": (12, 3)}  # vLLM's checks; the CPU one for x86 only
 DISK_WARN_GIB = 30.0
 DISK_FAIL_GIB = 5.0
 STATUSES = ("ok", "warn", "fail", "info")
@@ -102,7 +106,8 @@ class Doctor:
         facts = self._facts
         if facts is None:
             return
-        pinned = self._torch_pin()
+        pin = self._torch_pin()
+        pinned = str(pin.specifier) if pin else None
         if not facts.torch:
             # vLLM's build requirements pin torch; a checkout that does not needs none.
             self.add("torch", "fail" if pinned else "warn",
@@ -120,47 +125,64 @@ class Doctor:
                      "reinstall it with `vllm-dev setup`")
             return
         cuda = f", CUDA {facts.torch_cuda}" if facts.torch_cuda else ""
-        if pinned and pinned != facts.torch and pinned.split("+")[0] != facts.torch:
+        if pin and pin.specifier and not _satisfies(pin.specifier, facts.torch):
             self.add("torch", "warn", f"torch {facts.torch}{cuda}; the checkout pins {pinned}",
                      "run `vllm-dev setup` to install the pinned version")
         else:
             self.add("torch", "ok", f"torch {facts.torch}{cuda}"
                      + (f" (pinned {pinned})" if pinned else ""))
 
-    def _torch_pin(self) -> str | None:
+    def _torch_pin(self) -> Requirement | None:
         try:
             path = self.ws.checkout.build_requirements(self.ws.device)
         except VllmDevError:
             return None
-        match = re.search(r"^\s*torch\s*==\s*([^\s;#]+)", path.read_text(errors="replace"),
-                          re.MULTILINE)
-        return match.group(1) if match else None
+        return next((r for r in requirements(path) if r.name == "torch"), None)
 
     def vllm_install(self) -> None:
         facts = self._facts
         if facts is None:
             return
         package = self.ws.checkout.package_dir.resolve()
+        # Not a blocker: prime and build need the build requirements, not vllm itself; only
+        # running the kernels (`import vllm`) does.
         if facts.vllm_path is None:
-            self.add("vllm install", "fail", "the target interpreter has no vllm installed",
+            self.add("vllm install", "warn", "the target interpreter has no vllm installed "
+                     "(prime and build work; running vLLM needs it)",
                      "run `vllm-dev setup` (editable install of this checkout)")
         elif Path(facts.vllm_path).resolve() != package:
-            self.add("vllm install", "fail", f"the target interpreter imports vllm from "
+            self.add("vllm install", "warn", f"the target interpreter imports vllm from "
                      f"{facts.vllm_path}, not this checkout",
                      "run `vllm-dev setup` in this checkout, or pass --python")
         else:
             self.add("vllm install", "ok", f"editable install of {package.parent}")
 
     def build_requirements(self) -> None:
+        """Each requirement once, its installed version against the pin (``packaging``): a
+        missing one blocks; a version outside the pin warns (CMake itself only warns about a
+        torch mismatch, and vLLM builds with other versions of the rest). torch has its own row."""
         facts = self._facts
         if facts is None:
             return
         path = self.ws.checkout.build_requirements(self.ws.device)
-        missing = [n for n in requirement_names(path) if facts.packages.get(n, "?") is None]
         rel = path.relative_to(self.ws.checkout.root)
+        missing, mismatched = [], []
+        for requirement in requirements(path):
+            if requirement.name == "torch":
+                continue
+            installed = facts.packages.get(requirement.name, "?")
+            if installed is None:
+                missing.append(str(requirement.name))
+            elif installed != "?" and requirement.specifier and not _satisfies(
+                    requirement.specifier, installed):
+                mismatched.append(f"{requirement.name} {installed} (wants "
+                                  f"{requirement.specifier})")
         if missing:
             self.add("build requirements", "fail", f"missing from {rel}: {', '.join(missing)}",
                      "run `vllm-dev setup`")
+        elif mismatched:
+            self.add("build requirements", "warn", f"{rel}: {'; '.join(mismatched)}",
+                     "run `vllm-dev setup` to install the pinned versions")
         else:
             self.add("build requirements", "ok", f"all of {rel} installed")
 
@@ -244,16 +266,18 @@ class Doctor:
             return
         version = tuple(int(p) for p in version_text.split("."))
         device = self.ws.device
-        minimum = GCC_MIN["cuda"]
-        if device == "cpu" and platform.machine() in ("x86_64", "AMD64"):
-            minimum = GCC_MIN["cpu"]
-        if version < minimum:
-            self.add("host compiler", "fail", f"{compiler} is gcc {version_text}; vLLM needs "
-                     f">= {_v(minimum)} for the {device} build",
-                     f"install gcc {_v(minimum)} or newer and set CXX/CC")
+        minimum = gcc_minimum(self.ws.checkout.root, device,
+                              x86=platform.machine() in ("x86_64", "AMD64"))
+        if minimum is None:
+            self.add("host compiler", "ok", f"{compiler} gcc {version_text} (the checkout's "
+                     "CMake files state no minimum)")
+        elif version < minimum.version:
+            self.add("host compiler", "fail", f"{compiler} is gcc {version_text}; this checkout "
+                     f"needs >= {_v(minimum.version)} for the {device} build ({minimum.where})",
+                     f"install gcc {_v(minimum.version)} or newer and set CXX/CC")
         else:
             self.add("host compiler", "ok", f"{compiler} gcc {version_text} "
-                     f"(needs >= {_v(minimum)} for {device})")
+                     f"(needs >= {_v(minimum.version)} for {device}, {minimum.where})")
 
     def gpus(self) -> None:
         from vllm_dev.arch import probe_gpus
@@ -332,6 +356,17 @@ class Doctor:
         self.add("memory", "ok" if gib else "warn",
                  f"{gib:.1f} GiB available ({machine.memory.source})" if gib else "unknown")
         self.gpus()
+
+
+def _satisfies(specifier: SpecifierSet, installed: str) -> bool:
+    """Whether ``installed`` meets ``specifier`` by PEP 440: a local label the pin names must
+    match (``torch==2.14.0+cpu`` is not met by 2.14.0+cu130), one it leaves out need not
+    (``==2.14.0`` accepts 2.14.0+cu130); 2.13.0 never meets ``==2.14.0``."""
+    try:
+        version = Version(installed)
+    except InvalidVersion:
+        return True  # nothing to compare: not ours to call wrong
+    return specifier.contains(version, prereleases=True)
 
 
 def _host_cpus() -> int:

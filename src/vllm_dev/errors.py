@@ -6,6 +6,8 @@ Every problem a user can fix is a :class:`VllmDevError`; the front ends (Invoke 
 
 from __future__ import annotations
 
+import shlex
+
 
 class VllmDevError(Exception):
     """A problem with the user's input or machine, explained in one line with its fix."""
@@ -20,4 +22,5 @@ class CommandFailed(VllmDevError):
         self.argv = argv
         self.returncode = returncode
         self.exit_code = returncode if 0 < returncode < 256 else 1
-        super().__init__(f"`{' '.join(argv[:3])} ...` failed with exit code {returncode}")
+        # The whole command, as the user could run it again (never shortened with "...").
+        super().__init__(f"`{shlex.join(argv)}` failed with exit code {returncode}")

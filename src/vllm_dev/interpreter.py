@@ -13,6 +13,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
 from vllm_dev.checkout import Checkout
 from vllm_dev.errors import VllmDevError
 from vllm_dev.runner import Runner
@@ -173,22 +176,25 @@ def probe(
     )
 
 
-def requirement_names(path: Path) -> list[str]:
-    """Distribution names in a requirements file (enough to check they are installed).
-
-    Hand-written because the ``packaging`` parser is not a dependency and we only need names.
-    """
-    names: list[str] = []
+def requirements(path: Path) -> list[Requirement]:
+    """The requirements of a requirements file that apply on this machine (markers evaluated),
+    each name once (vLLM lists torch twice, for x86 and for the rest, under markers)."""
+    found: dict[str, Requirement] = {}
     for raw in path.read_text(errors="replace").splitlines():
-        line = raw.split("#", 1)[0].strip()
+        line = raw.split(" #", 1)[0].split("#", 1)[0].strip() if not raw.lstrip().startswith(
+            "#") else ""
         if not line or line.startswith("-"):
             continue
-        name = ""
-        for ch in line:
-            if ch.isalnum() or ch in "-_.":
-                name += ch
-            else:
-                break
-        if name:
-            names.append(name)
-    return names
+        try:
+            requirement = Requirement(line)
+        except InvalidRequirement:
+            continue  # a URL or option line pip understands; not ours to check
+        if requirement.marker is not None and not requirement.marker.evaluate():
+            continue
+        found.setdefault(canonicalize_name(requirement.name), requirement)
+    return list(found.values())
+
+
+def requirement_names(path: Path) -> list[str]:
+    """Distribution names in a requirements file (enough to check they are installed)."""
+    return [r.name for r in requirements(path)]

@@ -147,7 +147,10 @@ def build_lock(
                 "run without --no-wait to queue behind it") from None
         say(f"waiting for {who}, which is using {build_dir} (Ctrl-C to give up)")
         started = time.monotonic()
-        lock.acquire(timeout=-1, poll_interval=poll)
+        from vllm_dev.report import phase
+
+        with phase("waiting for lock"):  # the running build's report shows the wait
+            lock.acquire(timeout=-1, poll_interval=poll)
         say(f"got {build_dir} after {time.monotonic() - started:.1f} s")
     except OSError as exc:
         raise VllmDevError(f"cannot lock {build_dir}: {exc.strerror} (vllm-dev writes a lock "

@@ -180,6 +180,8 @@ def parse_posargs(posargs: Sequence[str]) -> argparse.Namespace:
                         help="target interpreter of your own (a venv that already holds vLLM's "
                              "editable install and build requirements) instead of the session's "
                              "venv; setup is skipped")
+    parser.add_argument("--define", action="append", help="NAME=VALUE cache variable "
+                                                          "(repeatable)")
     parser.add_argument("--merge", action="store_true",
                         help="add the session's preset to a CMakeUserPresets.json of your own")
     parser.add_argument("--force", action="store_true",
@@ -187,12 +189,19 @@ def parse_posargs(posargs: Sequence[str]) -> argparse.Namespace:
     return parser.parse_args(list(posargs))
 
 
-def presets_dir(environ: Mapping[str, str]) -> Path:
-    """Where the session list comes from: the same templates the tasks use."""
+def presets_dirs(environ: Mapping[str, str]) -> list[Path]:
+    """Where the session list comes from: the bundled templates plus the user's (as for the
+    tasks; the checkout's .vllm-dev/presets/ is not known when the noxfile is imported)."""
     from vllm_dev.presets import bundled_presets_dir
 
     configured = environ.get("VLLM_DEV_PRESETS_DIR")
-    return Path(configured).expanduser() if configured else bundled_presets_dir()
+    return [bundled_presets_dir(), *([Path(configured).expanduser()] if configured else [])]
+
+
+def session_templates(environ: Mapping[str, str]) -> dict[str, Path]:
+    """Each session name with the directory of its template (the user's wins by name)."""
+    return dict(sorted({name: directory for directory in presets_dirs(environ)
+                        for name in preset_names(directory)}.items()))
 
 
 def preset_names(directory: Path) -> list[str]:
@@ -297,7 +306,8 @@ def _build(session: NoxSession, *, preset: str, clock: PhaseClock) -> None:
     environ = dict(os.environ)
     flags = {"source": args.source, "device": args.device, "jobs": args.jobs,
              "max_jobs": args.max_jobs, "nvcc_threads": args.nvcc_threads, "arch": args.arch,
-             "cache": args.cache, "python": str(python), "preset": preset, "dist": args.dist}
+             "cache": args.cache, "python": str(python), "preset": preset, "dist": args.dist,
+             "defines": args.define}
     settings = Settings.resolve(flags=flags, environ=environ,
                                 config=invoke_config(invoked_from, environ))
     say = clock.say

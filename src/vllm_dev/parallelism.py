@@ -2,8 +2,9 @@
 
 The model
 ---------
-A build runs ``jobs`` compiler processes at once (the Ninja ``compile`` job pool and the build
-preset's ``jobs``); each nvcc process may split its work over ``nvcc_threads`` threads
+A build runs ``jobs`` compiler processes at once (``cmake --build --parallel`` at build time, and
+the build preset's ``jobs``: never a cache variable, so a new count never reconfigures); each
+nvcc process may split its work over ``nvcc_threads`` threads
 (``--threads``, one arch per thread). Two limits apply:
 
 * CPUs: ``jobs * nvcc_threads <= usable CPUs`` (affinity mask and cgroup quota, see

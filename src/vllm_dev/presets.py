@@ -4,6 +4,11 @@ One template file is one preset: ``presets/release.json`` becomes the ``release`
 build presets, so a user adds ``relwithdebinfo`` by adding a file. Everything machine-specific
 (interpreter, nvcc, launchers, jobs) is filled in by :func:`render`; the templates only say what
 differs between presets.
+
+Templates come from vllm-dev's own ``presets/`` (``release``, ``debug``) plus, on top, the user's:
+``<checkout>/.vllm-dev/presets/`` and ``--presets-dir``/``VLLM_DEV_PRESETS_DIR``. A user template
+of the same name replaces the bundled one; a broken one is set aside (see :class:`TemplateSet`)
+so the others still work.
 """
 
 from __future__ import annotations
@@ -25,6 +30,11 @@ DEFAULT_BINARY_DIR = "${sourceDir}/cmake-build-${presetName}"
 _TEMPLATE_KEYS = {"description", "displayName", "buildType", "cacheVariables", "environment",
                   "binaryDir"}
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_DEFINE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.+-]*$")
+_CACHE_TYPES = ("BOOL", "FILEPATH", "PATH", "STRING", "INTERNAL")
+# Cache variables whose value comes from a setting: a --define would fight that setting.
+_RENDERED_ONLY = {"VLLM_PYTHON_EXECUTABLE": "--python", "VLLM_TARGET_DEVICE": "--device",
+                  "NVCC_THREADS": "--nvcc-threads"}
 
 
 @dataclass(frozen=True)
@@ -41,12 +51,21 @@ class PresetTemplate:
 
 
 @dataclass(frozen=True)
+class TemplateSet:
+    """Usable templates, and the broken ones with their one-line errors (used by name, a broken
+    template raises its error; otherwise it is only reported, once)."""
+
+    templates: dict[str, PresetTemplate]
+    broken: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class PresetInputs:
     """Machine facts that go into every rendered preset."""
 
     python: str
     device: str
-    jobs: int
+    jobs: int  # the build presets' jobs only: never a cache variable (no reconfigure)
     nvcc_threads: int
     make_program: str | None = None
     nvcc: str | None = None
@@ -55,6 +74,11 @@ class PresetInputs:
     # Extra environment of the presets whose buildType is the key (e.g. ccache's hash_dir off
     # where -g records the working directory); a template's own environment wins.
     build_type_environment: dict[str, dict[str, str]] = field(default_factory=dict)
+    # --define NAME[:TYPE]=VALUE: win over vllm-dev's and the templates' cache variables.
+    defines: dict[str, Any] = field(default_factory=dict)
+    # FETCHCONTENT_SOURCE_DIR_<NAME> for sources already fetched into <checkout>/.deps by a pip
+    # build: shared (never fetched twice), while each build dir keeps its own -build dirs.
+    shared_sources: dict[str, str] = field(default_factory=dict)
 
 
 def bundled_presets_dir() -> Path:
@@ -67,14 +91,46 @@ def bundled_presets_dir() -> Path:
 
 def load_templates(directory: Path) -> dict[str, PresetTemplate]:
     """Every ``*.json`` template in ``directory``, sorted by name; errors point at file:line:col."""
-    if not directory.is_dir():
-        raise VllmDevError(f"preset template directory {directory} does not exist")
+    found = load_template_set([directory])
+    if found.broken:
+        raise VllmDevError(next(iter(found.broken.values())))
+    return found.templates
+
+
+def load_template_set(directories: list[Path]) -> TemplateSet:
+    """The templates of ``directories`` in order, a later one replacing an earlier one of the
+    same name. A template that does not load is set aside with its error instead of stopping
+    the others: one typo in a personal preset must not block ``release``."""
     templates: dict[str, PresetTemplate] = {}
-    for path in sorted(directory.glob("*.json")):
-        templates[path.stem] = _load_template(path)
-    if not templates:
-        raise VllmDevError(f"no preset templates (*.json) in {directory}")
-    return templates
+    broken: dict[str, str] = {}
+    for directory in directories:
+        if not directory.is_dir():
+            raise VllmDevError(f"preset template directory {directory} does not exist")
+        for path in sorted(directory.glob("*.json")):
+            try:
+                templates[path.stem] = _load_template(path)
+                broken.pop(path.stem, None)
+            except VllmDevError as exc:
+                templates.pop(path.stem, None)
+                broken[path.stem] = str(exc)
+    if not templates and not broken:
+        where = ", ".join(str(d) for d in directories)
+        raise VllmDevError(f"no preset templates (*.json) in {where}")
+    return TemplateSet(dict(sorted(templates.items())), broken)
+
+
+def parse_define(text: str, origin: str) -> tuple[str, Any]:
+    """``NAME=VALUE`` or ``NAME:TYPE=VALUE`` (CMake's ``-D`` syntax) as a cacheVariables entry."""
+    name, sep, value = text.partition("=")
+    name, _, kind = name.strip().partition(":")
+    if not sep or not _DEFINE_RE.match(name) or (kind and kind.upper() not in _CACHE_TYPES):
+        raise VllmDevError(
+            f"{origin}: {text!r} is not NAME=VALUE or NAME:TYPE=VALUE (TYPE one of "
+            f"{', '.join(_CACHE_TYPES)}), e.g. --define CMAKE_CXX_FLAGS=-O2")
+    if name in _RENDERED_ONLY:
+        raise VllmDevError(f"{origin}: {name} is set by vllm-dev itself; use "
+                           f"{_RENDERED_ONLY[name]} instead")
+    return name, ({"type": kind.upper(), "value": value} if kind else value)
 
 
 def _load_template(path: Path) -> PresetTemplate:
@@ -152,22 +208,25 @@ def resolve_binary_dir(template: PresetTemplate, *, source_dir: Path) -> Path:
 
 def render(templates: dict[str, PresetTemplate], inputs: PresetInputs) -> dict[str, Any]:
     """The whole presets document vllm-dev owns, deterministic for identical inputs."""
+    # No FETCHCONTENT_BASE_DIR: CMake's default, <binaryDir>/_deps, keeps each dependency's
+    # -build dir per build dir (one base dir shared by presets made release rebuild oneDNN
+    # objects that debug had built). Sources a pip build already fetched are shared instead.
+    # No job pool: the job count is passed at build time (`cmake --build -j N`), so a change of
+    # jobs or of free memory never reconfigures; a compile pool as large as -j limits nothing.
     cache: dict[str, Any] = {
         "VLLM_PYTHON_EXECUTABLE": inputs.python,
         "VLLM_TARGET_DEVICE": inputs.device,
         "CMAKE_INSTALL_PREFIX": "${sourceDir}",
-        "FETCHCONTENT_BASE_DIR": "${sourceDir}/.deps",
         "CMAKE_EXPORT_COMPILE_COMMANDS": "ON",
-        "NVCC_THREADS": str(inputs.nvcc_threads),
-        "CMAKE_JOB_POOLS": f"compile={inputs.jobs}",
-        "CMAKE_JOB_POOL_COMPILE": "compile",
+        **dict(sorted(inputs.shared_sources.items())),
     }
     if inputs.make_program:
         cache["CMAKE_MAKE_PROGRAM"] = inputs.make_program
     if inputs.launcher:
         cache["CMAKE_C_COMPILER_LAUNCHER"] = inputs.launcher
         cache["CMAKE_CXX_COMPILER_LAUNCHER"] = inputs.launcher
-    if inputs.device == "cuda":
+    if inputs.device == "cuda":  # NVCC_THREADS is read by the CUDA part only (else "unused")
+        cache["NVCC_THREADS"] = str(inputs.nvcc_threads)
         if inputs.nvcc:
             cache["CMAKE_CUDA_COMPILER"] = inputs.nvcc
         cache["CMAKE_CUDA_FLAGS"] = ""
@@ -181,6 +240,10 @@ def render(templates: dict[str, PresetTemplate], inputs: PresetInputs) -> dict[s
         "binaryDir": DEFAULT_BINARY_DIR,
         "cacheVariables": cache,
     }
+    if inputs.shared_sources:
+        # A .deps/<name>-src of a dependency this configuration does not fetch (a CUDA pip
+        # build's cutlass-src for a CPU preset) would warn "not used by the project".
+        base["warnings"] = {"unusedCli": False}
     if inputs.environment:
         base["environment"] = dict(sorted(inputs.environment.items()))
     configure = [base]
@@ -192,7 +255,7 @@ def render(templates: dict[str, PresetTemplate], inputs: PresetInputs) -> dict[s
             "description": template.description,
             "inherits": BASE_PRESET,
             "cacheVariables": {"CMAKE_BUILD_TYPE": template.build_type,
-                               **template.cache_variables},
+                               **template.cache_variables, **inputs.defines},
         }
         if template.binary_dir != DEFAULT_BINARY_DIR:
             preset["binaryDir"] = template.binary_dir
@@ -233,6 +296,8 @@ def render_standalone(template: PresetTemplate, inputs: PresetInputs) -> dict[st
     base, preset = document["configurePresets"]
     flat = {k: v for k, v in preset.items() if k != "inherits"}
     flat["generator"] = base["generator"]
+    if "warnings" in base:
+        flat["warnings"] = base["warnings"]
     flat["binaryDir"] = preset.get("binaryDir", base["binaryDir"])
     flat["cacheVariables"] = {**base["cacheVariables"], **preset["cacheVariables"]}
     environment = {**base.get("environment", {}), **preset.get("environment", {})}
@@ -258,6 +323,20 @@ def preset_fingerprint(document: dict[str, Any], name: str) -> str:
         parents = preset.get("inherits", [])
         pending += [parents] if isinstance(parents, str) else list(parents)
     return json.dumps(parts, sort_keys=True)
+
+
+def cache_variable_names(fingerprint_text: str) -> set[str]:
+    """Every cache variable a :func:`preset_fingerprint` sets (the union over its chain)."""
+    try:
+        parts = json.loads(fingerprint_text)
+    except ValueError:
+        return set()
+    names: set[str] = set()
+    for part in parts if isinstance(parts, list) else []:
+        cache = part.get("cacheVariables") if isinstance(part, dict) else None
+        if isinstance(cache, dict):
+            names |= set(cache)
+    return names
 
 
 def dumps(document: dict[str, Any]) -> str:

@@ -7,7 +7,12 @@ most want to know what happened.
 
 Sources, each chosen because it needs nothing the user does not already have:
 
-* phases: wall time measured around each step (configure, compile, install, verify);
+* phases: wall time measured around each step (configure, compile, install, verify...), from
+  the start of the command (the process's own start time, read from /proc, so interpreter
+  start-up counts) to its end; what no phase measured (locking, probes, writing the
+  report) is the explicit phase ``other``, so the phases always add up to the total;
+* failed steps: ninja's ``FAILED:`` lines and the first error line each printed (see
+  progress.py), mapped to their source file;
 * steps and per-file times: the ``.ninja_log`` lines ninja appended during this build (the file's
   size is noted before the build; if ninja rewrote the log meanwhile, the latest run in it is
   taken instead);
@@ -21,11 +26,12 @@ Sources, each chosen because it needs nothing the user does not already have:
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,8 +41,13 @@ from vllm_dev.errors import VllmDevError
 
 REPORT_FILE = "vllm-dev-report.json"
 NINJA_LOG = ".ninja_log"
-PHASES = ("configure", "compile", "install", "verify")
+# Phases in the order a build usually runs them; others (``recorder.phase("x")``) follow.
+PHASES = ("start-up", "checks", "waiting for lock", "configure", "compile", "install", "verify")
+OTHER = "other"
 SLOWEST_IN_REPORT = 10
+# A broken header fails every file that includes it: the summary names the first few.
+FAILED_IN_SUMMARY = 5
+ERROR_IN_SUMMARY = 300
 _OBJECT_SUFFIXES = (".o", ".obj")
 _TARGET_DIR_RE = re.compile(r"^(?:.*/)?CMakeFiles/([^/]+)\.dir/(.+)$")
 
@@ -126,6 +137,13 @@ def unit_of(entry: NinjaEntry) -> UnitTime:
     return UnitTime(rest, target, entry.seconds, entry.output)
 
 
+def source_of(output: str) -> str:
+    """The source file a ninja output was compiled from (the output itself if not an object)."""
+    if not output.endswith(_OBJECT_SUFFIXES):
+        return output
+    return unit_of(NinjaEntry(0, 0, output)).source
+
+
 def slowest_units(entries: list[NinjaEntry], limit: int | None = None) -> list[UnitTime]:
     """Translation units by compile time, slowest first; a unit built twice counts once (last)."""
     last: dict[str, NinjaEntry] = {}
@@ -178,6 +196,21 @@ class CacheDelta:
 
 
 @dataclass
+class FailedFile:
+    """A step that failed: the file it compiled (or its output), and its first error line."""
+
+    source: str
+    output: str
+    error: str = ""
+
+
+# What the build did about configuring, for the summary.
+CONFIGURE_RAN = "ran"
+CONFIGURE_NOT_NEEDED = "not needed"
+CONFIGURE_FAILED = "failed"
+
+
+@dataclass
 class BuildReport:
     preset: str
     build_dir: str
@@ -188,6 +221,8 @@ class BuildReport:
     total_seconds: float = 0.0
     steps: int = 0
     compile_steps: int = 0
+    configure: str = ""  # CONFIGURE_*; "" when the build stopped before it
+    failed: list[FailedFile] = field(default_factory=list)
     cache: CacheDelta | None = None
     cache_note: str = ""
     slowest: list[UnitTime] = field(default_factory=list)
@@ -216,7 +251,11 @@ class BuildReport:
             started=str(data.get("started", "")),
             exit_code=int(data.get("exit_code", 0)),
             configured=bool(data.get("configured", False)),
-            phases={str(k): float(v) for k, v in (data.get("phases") or {}).items()},
+            configure=str(data.get("configure", CONFIGURE_RAN if data.get("configured")
+                                   else CONFIGURE_NOT_NEEDED)),
+            failed=[FailedFile(**f) for f in data.get("failed") or []],
+            phases=ordered_phases({str(k): float(v)
+                                   for k, v in (data.get("phases") or {}).items()}),
             total_seconds=float(data.get("total_seconds", 0.0)),
             steps=int(data.get("steps", 0)),
             compile_steps=int(data.get("compile_steps", 0)),
@@ -230,11 +269,15 @@ class BuildReport:
     def lines(self) -> list[str]:
         """The report as a few human lines (what a build prints at its end)."""
         state = "ok" if self.ok else f"FAILED (exit code {self.exit_code})"
-        phases = ", ".join(f"{name} {self.phases[name]:.2f} s" for name in PHASES
-                           if name in self.phases)
-        out = [f"build {self.preset} {state} in {self.total_seconds:.2f} s: {phases}"
-               + ("" if self.configured else " (no configure needed)")]
-        parts = [f"{self.steps} ninja step(s), {self.compile_steps} compile(s)"]
+        phases = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in self.phases.items())
+        note = {CONFIGURE_NOT_NEEDED: " (no configure needed)",
+                CONFIGURE_FAILED: " (configure failed)"}.get(self.configure, "")
+        out = [f"build {self.preset} {state} in {self.total_seconds:.2f} s: {phases}{note}"]
+        compiles = f"{self.compile_steps} compile(s)"
+        failed_objects = sum(1 for f in self.failed if f.output.endswith(_OBJECT_SUFFIXES))
+        if failed_objects:
+            compiles += f" ({failed_objects} failed)"
+        parts = [f"{self.steps} ninja step(s), {compiles}"]
         if self.cache is not None:
             rate = self.cache.hit_rate
             shown = f"{rate:.0%}" if rate is not None else "n/a"
@@ -251,6 +294,14 @@ class BuildReport:
         if self.slowest:
             top = ", ".join(f"{u.source} {u.seconds:.1f} s" for u in self.slowest[:3])
             out.append(f"slowest: {top}")
+        for failed in self.failed[:FAILED_IN_SUMMARY]:
+            error = failed.error
+            if len(error) > ERROR_IN_SUMMARY:  # a template error can run for pages
+                error = error[:ERROR_IN_SUMMARY - 3] + "..."
+            out.append(f"failed: {failed.source}" + (f": {error}" if error else ""))
+        if len(self.failed) > FAILED_IN_SUMMARY:
+            out.append(f"failed: {len(self.failed) - FAILED_IN_SUMMARY} more step(s) (see the "
+                       "FAILED: blocks above, or `vllm-dev report --json`)")
         return out
 
 
@@ -271,37 +322,93 @@ def load_last(build_dir: Path) -> BuildReport:
 # ----------------------------------------------------------------------------- recording
 
 
+def process_started_at() -> float | None:
+    """When this process started, on the :func:`time.monotonic` clock; None where unknown.
+
+    Read from ``/proc/self/stat`` (field 22, clock ticks since boot, on the boot-time clock),
+    so the report's total covers the interpreter's start-up and imports as the user's wall
+    clock does. Linux only; elsewhere the total starts when the recorder is made."""
+    try:
+        with open("/proc/self/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        ticks = int(fields[19])
+        age = time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError, AttributeError):
+        return None
+    if not 0 <= age < 3600:  # a clock we misread: better no start-up than a wrong one
+        return None
+    return time.monotonic() - age
+
+
+_active: Recorder | None = None  # the recorder of the build this process is running
+
+
+def phase(name: str) -> AbstractContextManager[None]:
+    """``with report.phase("verify"):`` times a step of the running build as phase ``name``,
+    from any module, without passing the recorder around; outside a build it does nothing."""
+    return _active.phase(name) if _active is not None else nullcontext()
+
+
 class Recorder:
     """Collects the figures of one build; :meth:`finish` writes and returns the report.
+
+    Time: ``with recorder.phase("name"):`` around any step adds its wall time to that phase
+    (phases may nest; an inner phase's time counts for the inner phase only, so nothing is
+    counted twice). The total runs from ``started_at`` (default: now) to :meth:`finish`; time
+    before the recorder existed is ``start-up``, time in no phase is ``other``.
 
     ``ws`` is a :class:`vllm_dev.workspace.Workspace` (typed loosely: the recorder only reads
     ``runner``, ``settings``, ``interpreter``, ``template``, ``say``).
     """
 
-    def __init__(self, ws: Any, *, json_path: Path | None = None) -> None:
+    def __init__(self, ws: Any, *, json_path: Path | None = None,
+                 started_at: float | None = None) -> None:
         self.ws = ws
         self.json_path = json_path
         self.phases: dict[str, float] = {}
         self.configured = False
+        self.configure = ""  # CONFIGURE_*
         self.build_dir: Path | None = None
-        self._t0 = time.monotonic()
-        self._started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        self.failed: list[FailedFile] = []
+        self._inner: list[float] = []  # per open phase: time spent in phases nested in it
+        now = time.monotonic()
+        self._t0 = now if started_at is None else min(started_at, now)
+        if now > self._t0:
+            self.add("start-up", now - self._t0)
+        self._started = time.strftime("%Y-%m-%dT%H:%M:%S%z",
+                                      time.localtime(time.time() - (now - self._t0)))
         self._log_offset: int | None = None
         self._cache_before: Any = None
         self._cache_note = ""
         self._ccache: str | None = None
         self.dist: DistStats | None = None  # set by dist.farm_session
+        global _active
+        _active = self
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
+        """Count the time of the ``with`` block as ``name`` (added up over repeated uses)."""
         start = time.monotonic()
+        self._inner.append(0.0)
         try:
             yield
         finally:
-            self.add(name, time.monotonic() - start)
+            spent = time.monotonic() - start
+            own = max(0.0, spent - self._inner.pop())
+            self.phases[name] = self.phases.get(name, 0.0) + own
+            if self._inner:  # the enclosing phase must not count this block again
+                self._inner[-1] += spent
 
     def add(self, name: str, seconds: float) -> None:
-        self.phases[name] = self.phases.get(name, 0.0) + max(0.0, seconds)
+        """Add ``seconds`` measured elsewhere to phase ``name`` (see :meth:`phase`)."""
+        seconds = max(0.0, seconds)
+        self.phases[name] = self.phases.get(name, 0.0) + seconds
+        if self._inner:  # measured inside an open phase: that one must not count it again
+            self._inner[-1] += seconds
+
+    def elapsed(self) -> float:
+        """Seconds since the command started."""
+        return time.monotonic() - self._t0
 
     def compile_starting(self, build_dir: Path) -> None:
         """Note where the ninja log ends and read the cache counters, just before compiling."""
@@ -317,14 +424,19 @@ class Recorder:
             return 1
         return len(entries_since(self.build_dir, self._log_offset))
 
-    def compile_finished(self, *, started: float, install_started: float | None) -> None:
-        """Split the compile command's time; cmake's own install target counts as install."""
+    def compile_finished(self, *, started: float, install_started: float | None,
+                         failures: Sequence[Any] = ()) -> None:
+        """Split the compile command's time (cmake's own install target counts as install) and
+        note the steps that failed (:class:`vllm_dev.progress.FailedStep`)."""
         end = time.monotonic()
         if install_started is not None and started <= install_started <= end:
             self.add("compile", install_started - started)
             self.add("install", end - install_started)
         else:
             self.add("compile", end - started)
+        for step in failures:
+            for output in step.outputs or [""]:
+                self.failed.append(FailedFile(source_of(output), output, step.error))
 
     def _ccache_path(self) -> str | None:
         if self._ccache is None and self.ws.settings.cache == "ccache":
@@ -368,6 +480,9 @@ class Recorder:
 
     def finish(self, *, exit_code: int) -> BuildReport | None:
         """Write the report (build dir, and ``--json FILE``) and print its summary."""
+        global _active
+        if _active is self:
+            _active = None
         if self.ws.dry:
             return None
         if self.build_dir is None:  # failed before compiling: the report still has a home
@@ -379,15 +494,18 @@ class Recorder:
             started=self._started,
             exit_code=exit_code,
             configured=self.configured,
-            phases={name: round(self.phases[name], 3) for name in PHASES if name in self.phases},
-            total_seconds=round(time.monotonic() - self._t0, 3),
+            configure=self.configure,
             peak_rss_kib=max_child_rss_kib(),
             cache_note=self._cache_note,
+            failed=list(self.failed),
         )
         if self.build_dir is not None and self._log_offset is not None:
             entries = entries_since(self.build_dir, self._log_offset)
-            report.steps = len(entries)
-            report.compile_steps = sum(1 for e in entries if e.is_object)
+            logged = {e.output for e in entries}
+            failed = {f.output for f in self.failed if f.output not in logged}
+            report.steps = len(entries) + len(failed)  # ninja logs only steps that succeeded
+            report.compile_steps = (sum(1 for e in entries if e.is_object)
+                                    + sum(1 for o in failed if o.endswith(_OBJECT_SUFFIXES)))
             report.slowest = slowest_units(entries, SLOWEST_IN_REPORT)
         if self._cache_before is not None:
             after = self._read_cache()
@@ -397,6 +515,10 @@ class Recorder:
         if self.dist is not None:
             report.dist = self.dist
             report.cache = CacheDelta("sccache", self.dist.hits, self.dist.misses)
+        # Last, so that the time spent reading the log and the cache is in the total too.
+        total = self.elapsed()
+        report.phases = timed_phases(self.phases, total)
+        report.total_seconds = round(total, 3)
         self._save(report)
         for line in report.lines():
             self.ws.say(line)
@@ -421,6 +543,23 @@ class Recorder:
             except OSError as exc:
                 raise VllmDevError(f"cannot write the report to {self.json_path}: "
                                    f"{exc.strerror}") from None
+
+
+def ordered_phases(phases: dict[str, float]) -> dict[str, float]:
+    """The phases in running order (known ones first, then others, ``other`` last): the JSON
+    file stores them sorted by name."""
+    order = [name for name in PHASES if name in phases]
+    order += [name for name in phases if name not in PHASES and name != OTHER]
+    order += [OTHER] if OTHER in phases else []
+    return {name: phases[name] for name in order}
+
+
+def timed_phases(phases: dict[str, float], total: float) -> dict[str, float]:
+    """The phases in running order, rounded, with ``other`` making them add up to ``total``."""
+    shown = {name: round(seconds, 3) for name, seconds in ordered_phases(phases).items()
+             if name != OTHER}
+    shown[OTHER] = round(max(0.0, total - sum(phases[name] for name in shown)), 3)
+    return shown
 
 
 def preset_environment(document: dict[str, Any], name: str) -> dict[str, str]:

@@ -34,9 +34,36 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
     "cache_remote": ("VLLM_DEV_CACHE_REMOTE",),
     "cache_remote_mode": ("VLLM_DEV_CACHE_REMOTE_MODE",),
     "presets_dir": ("VLLM_DEV_PRESETS_DIR",),
+    "defines": ("VLLM_DEV_DEFINES",),
     "no_wait": ("VLLM_DEV_NO_WAIT",),
     "dist": ("VLLM_DEV_DIST",),
 }
+
+
+_FLAG_NAMES = {"defines": "--define"}
+
+
+def _defines(value: Any, origin: str) -> tuple[str, ...]:
+    """``--define`` values (a list), ``VLLM_DEV_DEFINES`` (shell words, so a value may hold
+    spaces when quoted) or config ``defines`` (a list of NAME=VALUE, or a NAME: VALUE map)."""
+    import shlex
+
+    from vllm_dev.presets import parse_define
+
+    if isinstance(value, Mapping):
+        items = [f"{k}={'ON' if v is True else 'OFF' if v is False else v}"
+                 for k, v in value.items()]
+    elif isinstance(value, str):
+        try:
+            items = shlex.split(value)
+        except ValueError as exc:
+            raise VllmDevError(f"{origin}: {exc} in {value!r}") from None
+    elif isinstance(value, (list, tuple)):
+        items = [str(v) for v in value]
+    else:
+        raise VllmDevError(f"{origin} must be a list of NAME=VALUE, got {value!r}"[:300])
+    by_name = {parse_define(item, origin)[0]: item for item in items}  # the last one wins
+    return tuple(by_name.values())
 
 
 @dataclass(frozen=True)
@@ -58,6 +85,8 @@ class Settings:
     cache_remote: str | None = None
     cache_remote_mode: str = "read-only"
     presets_dir: str | None = None
+    # --define NAME[:TYPE]=VALUE (repeatable), rendered into every preset's cacheVariables.
+    defines: tuple[str, ...] = ()
     no_wait: bool = False  # fail at once when another build holds the build dir (locking.py)
     dist: str | None = None  # sccache-dist scheduler URL (dist.py); the token is not a setting
     origins: tuple[tuple[str, str], ...] = ()
@@ -82,8 +111,9 @@ class Settings:
             if f.name == "origins":
                 continue
             flag = flags.get(f.name)
-            if flag not in (None, ""):
-                values[f.name], origins[f.name] = flag, f"--{f.name.replace('_', '-')}"
+            if flag not in (None, "", [], ()):
+                values[f.name], origins[f.name] = flag, _FLAG_NAMES.get(
+                    f.name, f"--{f.name.replace('_', '-')}")
                 continue
             for var in ENV_VARS.get(f.name, ()):
                 if environ.get(var):
@@ -93,8 +123,10 @@ class Settings:
                 if config.get(f.name) not in (None, ""):
                     values[f.name] = config[f.name]
                     origins[f.name] = f"config vllm_dev.{f.name}"
+        if "defines" in values:
+            values["defines"] = _defines(values["defines"], origins["defines"])
         for f in fields(cls):  # invoke.yaml can hold any YAML: lists, maps, numbers
-            if f.name in values and "str" in str(f.type):
+            if f.name in values and f.name != "defines" and "str" in str(f.type):
                 values[f.name] = text(values[f.name], origins[f.name])
         for name in ("jobs", "max_jobs", "nvcc_threads"):
             if name in values:

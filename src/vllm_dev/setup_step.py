@@ -26,6 +26,17 @@ SETUP_RECORD = "setup.json"
 
 # Lets uv pick torch's CUDA/ROCm/CPU wheel index for this machine; pip has no such option.
 UV_ONLY_ARGS = ("--torch-backend=auto",)
+# Extra installer arguments that take over index selection: with one of them, vllm-dev leaves
+# out --torch-backend=auto (it asks download.pytorch.org, a DNS failure offline or behind a
+# PyPI-only mirror).
+_INDEX_ARGS = ("--torch-backend", "--offline", "--no-index", "--index-url", "-i",
+               "--default-index", "--index")
+
+
+def installer_args(extra: tuple[str, ...]) -> tuple[str, ...]:
+    """uv's arguments after ours: ``--torch-backend=auto`` unless ``extra`` picks the indexes."""
+    takes_over = any(a == flag or a.startswith(flag + "=") for a in extra for flag in _INDEX_ARGS)
+    return (*(() if takes_over else UV_ONLY_ARGS), *extra)
 
 
 @dataclass(frozen=True)
@@ -43,9 +54,17 @@ class InstallStep:
 
 def editable_step(ws: Workspace) -> InstallStep:
     """The editable install with prebuilt kernels (needs no interpreter probe: runs first, and
-    brings torch, which decides the device of the next step)."""
+    brings torch, which decides the device of the next step).
+
+    ``--device``/``VLLM_TARGET_DEVICE`` goes to vLLM's setup.py as ``VLLM_TARGET_DEVICE``. For
+    ``cpu`` the prebuilt kernels must be a CPU wheel's: vLLM's own lookup (no
+    ``VLLM_PRECOMPILED_WHEEL_LOCATION``) picks a CUDA variant, whose CUDA-only ``.so`` files would
+    land in ``vllm/`` (``verify`` then lists them as stale). The README ("Offline / mirror")
+    shows the CPU way: a ``+cpu`` wheel in ``VLLM_PRECOMPILED_WHEEL_LOCATION``."""
     root = ws.checkout.root
     env = {"VLLM_USE_PRECOMPILED": "1"}
+    if ws.settings.device:
+        env["VLLM_TARGET_DEVICE"] = ws.settings.device
     env.update({var: ws.environ[var] for var in PRECOMPILED_VARS if ws.environ.get(var)})
     return InstallStep(f"editable install of {root} with prebuilt kernels",
                        ("-U", "-e", str(root)), env)
@@ -108,10 +127,11 @@ def setup_key(ws: Workspace, requirements: Path) -> dict[str, str]:
     }
 
 
-def run_setup(ws: Workspace, *, force: bool = False) -> SetupResult:
+def run_setup(ws: Workspace, *, force: bool = False,
+              extra_args: tuple[str, ...] = ()) -> SetupResult:
     root = ws.checkout.root
     requirements = ws.checkout.build_requirements(ws.device)
-    key = setup_key(ws, requirements)
+    key = {**setup_key(ws, requirements), "installer_args": " ".join(extra_args)}
     record_path = ws.checkout.state_dir / SETUP_RECORD
     record = read_json(record_path) or {}
     if not force and record.get(key["interpreter"]) == key:
@@ -120,10 +140,11 @@ def run_setup(ws: Workspace, *, force: bool = False) -> SetupResult:
         return SetupResult(True, requirements)
     uv = find_uv()
     python = str(ws.interpreter.path)
-    for step in (editable_step(ws), requirements_step(ws, requirements)):
+    editable = editable_step(ws)
+    for step in (editable, requirements_step(ws, requirements)):
         ws.say(f"setup: {step.message} into {python}")
-        ws.runner.run([uv, "pip", "install", "--python", python, *step.args, *UV_ONLY_ARGS],
-                      cwd=root, env=step.env or None)
+        ws.runner.run([uv, "pip", "install", "--python", python, *step.args,
+                       *installer_args(extra_args)], cwd=root, env=step.env or None)
     if not ws.dry:
         ensure_state_dir(ws.checkout.state_dir)
         record[key["interpreter"]] = key

@@ -25,13 +25,22 @@ from collections.abc import Callable, Mapping, Sequence
 # Cursor/erase sequences a terminal-mode ninja writes around its status line (colour codes in
 # compiler diagnostics are kept: the consumer decides how to show them).
 _ERASE_RE = re.compile(r"\x1b\[K")
+# What ends a line: a newline or carriage return, and ``ESC[K`` after a ninja status line.
+_END_RE = re.compile(r"\r\n|\r|\n|\x1b\[K")
+# A ninja status line (``[N/M...] ``): a terminal-mode ninja writes ``\r[N/M] desc ESC[K`` and
+# nothing more until its next event, which may be minutes away. ``ESC[K`` ends a line only
+# here: gcc's coloured diagnostics put ``ESC[K`` after every colour change, mid-line.
+_STATUS_START_RE = re.compile(r"\[\d+/\d+[^\]\n]*\] ")
 
 # Wide enough that ninja never shortens a description with "..." in terminal mode.
 _PTY_COLUMNS = 1000
 
 
 class LineSplitter:
-    """Turns chunks of bytes into complete lines; ``\\r`` and ``\\n`` both end a line."""
+    """Turns chunks of bytes into complete lines as soon as they are complete.
+
+    ``\\r`` and ``\\n`` end a line, and so does ``ESC[K`` after a ninja status line (see
+    _STATUS_START_RE), so a status line is handed on the moment ninja writes it."""
 
     def __init__(self, on_line: Callable[[str], None]) -> None:
         self._on_line = on_line
@@ -40,10 +49,13 @@ class LineSplitter:
 
     def feed(self, data: bytes) -> None:
         text = self._pending + self._decoder.decode(data)
-        parts = re.split(r"\r\n|\r|\n", text)
-        self._pending = parts.pop()
-        for part in parts:
-            self._emit(part)
+        start = 0
+        for end in _END_RE.finditer(text):
+            if end.group() == "\x1b[K" and not _STATUS_START_RE.match(text, start):
+                continue  # an erase inside a coloured message: not the end of it
+            self._emit(text[start:end.start()])
+            start = end.end()
+        self._pending = text[start:]
 
     def close(self) -> None:
         text = self._pending + self._decoder.decode(b"", final=True)

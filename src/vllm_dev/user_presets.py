@@ -3,7 +3,8 @@
 The file may be the user's own. vllm-dev marks what it writes with a ``vendor`` entry and never
 overwrites or drops a file it did not write: without ``--merge`` or ``--force`` it stops; with
 ``--merge`` it adds its presets beside the user's (stopping on a name clash); with ``--force`` it
-replaces the file. Both of the latter first keep a timestamped, byte-identical backup.
+replaces the file. Both of the latter first keep a timestamped, byte-identical backup under
+``<checkout>/.vllm-dev/backups/`` (git ignores that dir, so a backup never shows up as a change).
 """
 
 from __future__ import annotations
@@ -78,11 +79,17 @@ def _clashes(names: set[str], ours: dict[str, Any], where: Path) -> None:
 
 
 def backup_path(path: Path) -> Path:
+    """A new name in ``<checkout>/.vllm-dev/backups/`` for a backup of ``path``."""
+    from vllm_dev.checkout import STATE_DIR_NAME
+    from vllm_dev.state import ensure_state_dir
+
+    directory = ensure_state_dir(path.parent / STATE_DIR_NAME) / "backups"
+    directory.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    candidate = path.with_name(f"{path.name}.vllm-dev-backup-{stamp}")
+    candidate = directory / f"{path.name}.{stamp}"
     n = 1
     while candidate.exists():
-        candidate = path.with_name(f"{path.name}.vllm-dev-backup-{stamp}-{n}")
+        candidate = directory / f"{path.name}.{stamp}-{n}"
         n += 1
     return candidate
 
@@ -200,11 +207,12 @@ def write_user_presets(
         return PresetsWrite(path, changed=True, merged=merged)
     backup = None
     if needs_backup:
-        backup = backup_path(path)
         try:
+            backup = backup_path(path)
             shutil.copy2(path, backup)
-        except OSError as exc:
-            raise VllmDevError(f"cannot back up {path}: {exc.strerror}; nothing was changed") \
+        except (OSError, VllmDevError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+            raise VllmDevError(f"cannot back up {path}: {reason}; nothing was changed") \
                 from None
     write_if_changed(path, text)
     return PresetsWrite(path, changed=True, backup=backup, merged=merged)

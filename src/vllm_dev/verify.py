@@ -140,10 +140,12 @@ def find_stale(package: Path, *, installed: list[Path], build_dir: Path) -> list
         name.split(".", 1)[0] for name in build_outputs(build_dir)}
     stale = []
     for top, dirs, names in os.walk(package):
-        dirs[:] = [d for d in dirs if d != "__pycache__"]
+        # vllm/libs/ holds libraries vLLM's setup.py bundles (tcmalloc for CPU), not extensions
+        dirs[:] = [d for d in dirs if d != "__pycache__" and not (top == str(package)
+                                                                  and d == "libs")]
         for name in sorted(names):
             path = Path(top) / name
-            if not _shared(path):
+            if not _shared(path) or name.startswith("_rust_"):  # vLLM's Rust frontend
                 continue
             if os.path.realpath(path) in installed_real or name.split(".", 1)[0] in produced:
                 continue

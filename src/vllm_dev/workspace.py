@@ -42,6 +42,23 @@ if TYPE_CHECKING:
     from vllm_dev.fact_cache import FactCache
 
 
+def shared_sources(root: Path, environ: Mapping[str, str]) -> dict[str, str]:
+    """``FETCHCONTENT_SOURCE_DIR_<NAME>`` for each ``<checkout>/.deps/<name>-src`` a pip build of
+    vLLM fetched (setup.py's FETCHCONTENT_BASE_DIR): configure then reuses those sources instead
+    of fetching again, and builds them in its own build dir. An override set in the environment
+    (vLLM reads FETCHCONTENT_SOURCE_DIR_ONEDNN from there) is the user's choice and wins."""
+    deps = root / ".deps"
+    found: dict[str, str] = {}
+    with contextlib.suppress(OSError):
+        for src in sorted(deps.iterdir()):
+            name = src.name.removesuffix("-src")
+            if src.name.endswith("-src") and src.is_dir() and any(src.iterdir()):
+                var = f"FETCHCONTENT_SOURCE_DIR_{name.upper()}"
+                if not environ.get(var):
+                    found[var] = f"${{sourceDir}}/.deps/{src.name}"
+    return found
+
+
 def _stderr(message: str) -> None:
     print(f"vllm-dev: {message}", file=sys.stderr, flush=True)
 
@@ -96,19 +113,37 @@ class Workspace:
         return self.settings.device or self.facts.torch_device
 
     @cached_property
+    def template_set(self) -> presets_mod.TemplateSet:
+        """vllm-dev's templates, then ``<checkout>/.vllm-dev/presets/``, then ``--presets-dir``:
+        the user's add to (or replace by name) the bundled ones. A broken one is reported here,
+        once per command, and raises its own error only when used by name."""
+        directories = [presets_mod.bundled_presets_dir()]
+        local = self.checkout.state_dir / "presets"
+        if local.is_dir():
+            directories.append(local)
+        if self.settings.presets_dir:
+            directories.append(Path(self.settings.presets_dir).expanduser())
+        found = presets_mod.load_template_set(directories)
+        for name, error in found.broken.items():
+            if name != self.settings.preset:
+                self.say(f"preset template {name!r} skipped: {error}")
+        return found
+
+    @cached_property
     def templates(self) -> dict[str, PresetTemplate]:
-        directory = (Path(self.settings.presets_dir).expanduser() if self.settings.presets_dir
-                     else presets_mod.bundled_presets_dir())
-        templates = presets_mod.load_templates(directory)
+        templates = self.template_set.templates
         return presets_mod.layered(templates, self.layer) if self.layer else templates
 
     @cached_property
     def template(self) -> PresetTemplate:
         name = self.layer + self.settings.preset
+        broken = self.template_set.broken.get(self.settings.preset)
+        if broken:
+            raise VllmDevError(broken)
         if name not in self.templates:
             raise VllmDevError(
                 f"unknown preset {name!r}; known presets: {', '.join(self.templates)} "
-                "(add one as presets/<name>.json)"
+                f"(add one as {self.checkout.state_dir / 'presets'}/<name>.json)"
             )
         return self.templates[name]
 
@@ -215,7 +250,9 @@ class Workspace:
         document = self.document  # nvcc, arches, parallelism, every template's binaryDir
         check_project_presets(self.checkout.root, document)
         plan_user_presets(self.checkout.user_presets, document, merge=merge, force=force)
-        if targets and (self.build_dir / "CMakeCache.txt").is_file():
+        from vllm_dev.prime import is_configured
+
+        if targets and is_configured(self.build_dir):  # else configure runs first
             check_components(self.build_dir, targets)
 
     def preset_inputs(self) -> PresetInputs:
@@ -241,6 +278,8 @@ class Workspace:
         if farm is not None:  # the wrappers talk to vllm-dev's own sccache server
             environment.update(farm.client.environment())
         par = self.parallelism
+        defines = dict(presets_mod.parse_define(d, self.settings.origin("defines"))
+                       for d in self.settings.defines)
         return PresetInputs(
             python=str(self.interpreter.path),
             device=self.device,
@@ -253,6 +292,8 @@ class Workspace:
             build_type_environment={
                 build_type: env for build_type in cc.DEBUG_INFO_BUILD_TYPES
                 if (env := cc.preset_environment(cache, build_type=build_type))},
+            defines=defines,
+            shared_sources=shared_sources(self.checkout.root, self.environ),
         )
 
     @cached_property

@@ -34,6 +34,7 @@ DEFAULTS: dict[str, Any] = {
     "cache_remote": None,
     "cache_remote_mode": None,
     "presets_dir": None,
+    "defines": None,
     "no_wait": False,
     "dist": None,
 }
@@ -52,6 +53,8 @@ COMMON_HELP = {
     "job_memory_gib": "memory one compile job needs, in GiB, to size jobs by available memory "
                       "(default: per device, see parallelism.py; VLLM_DEV_JOB_MEMORY_GIB)",
     "cache": "compiler cache: ccache, sccache or none (default: ccache)",
+    "define": "extra CMake cache variable NAME=VALUE or NAME:TYPE=VALUE for every preset "
+              "(repeatable; config key defines, env VLLM_DEV_DEFINES)",
     "no_wait": "fail at once if another vllm-dev is building in this build dir, instead of "
                "waiting for it (VLLM_DEV_NO_WAIT)",
     "cache_dir": "compiler cache directory (default: the cache's own, e.g. ~/.cache/ccache; "
@@ -110,21 +113,38 @@ def reported() -> Iterator[None]:
         raise Exit(f"vllm-dev: {exc.message}", code=exc.exit_code) from None
 
 
+def _remainder(c: Context) -> tuple[str, ...]:
+    """What followed a standalone ``--``: exact words from argv when it is ours (invoke keeps
+    only a space-joined string, which loses quoting), else that string split like a shell."""
+    import shlex
+
+    if not c.remainder:
+        return ()
+    if "--" in sys.argv:
+        return tuple(sys.argv[sys.argv.index("--") + 1:])
+    return tuple(shlex.split(c.remainder))
+
+
 @task(help=_help("source", "python", "device",
                  force="redo the install even when nothing changed"))
 def setup(c, source=None, python=None, device=None, force=False):
-    """Editable install with prebuilt kernels, plus the build requirements, into the target venv."""
+    """Editable install with prebuilt kernels, plus the build requirements, into the target venv.
+
+    Arguments after `--` go to `uv pip install` (e.g. `vllm-dev setup -- --offline --find-links
+    DIR`); one that picks the indexes replaces vllm-dev's --torch-backend=auto."""
     from vllm_dev.setup_step import run_setup
 
     with reported():
-        run_setup(workspace(c, source=source, python=python, device=device), force=force)
+        run_setup(workspace(c, source=source, python=python, device=device), force=force,
+                  extra_args=_remainder(c))
 
 
-@task(help=_help(*CONFIGURE_HELP, reconfigure="run cmake's configure even if nothing changed"))
+@task(iterable=["define"],
+      help=_help(*CONFIGURE_HELP, reconfigure="run cmake's configure even if nothing changed"))
 def prime(c, preset=None, source=None, python=None, device=None, jobs=None, nvcc_threads=None,
           arch=None, cache=None, cache_dir=None, cache_max_size=None, cache_remote=None,
           cache_remote_mode=None, job_memory_gib=None, merge=False, force=False,
-          reconfigure=False, no_wait=False, dist=None):
+          reconfigure=False, no_wait=False, dist=None, define=None):
     """Write CMakeUserPresets.json and configure the preset's build dir (only when needed)."""
     from vllm_dev.prime import run_prime
 
@@ -133,12 +153,12 @@ def prime(c, preset=None, source=None, python=None, device=None, jobs=None, nvcc
                        nvcc_threads=nvcc_threads, arch=arch, cache=cache, cache_dir=cache_dir,
                        cache_max_size=cache_max_size, cache_remote=cache_remote,
                        cache_remote_mode=cache_remote_mode, job_memory_gib=job_memory_gib,
-                       no_wait=no_wait or None, dist=dist)
+                       no_wait=no_wait or None, dist=dist, defines=define)
         run_prime(ws, merge=merge, force=force, reconfigure=reconfigure)
 
 
 @task(
-    iterable=["target"],
+    iterable=["target", "define"],
     help=_help(*CONFIGURE_HELP,
                target="build only this target and install only its component (repeatable)",
                verify="end by loading the extensions this build changed in the target "
@@ -153,17 +173,19 @@ def build(c, preset=None, target=None, install=True, source=None, python=None, d
           jobs=None, nvcc_threads=None, arch=None, cache=None, cache_dir=None,
           cache_max_size=None, cache_remote=None, cache_remote_mode=None, merge=False,
           job_memory_gib=None, verify=True, force=False, plain=False, json=None, no_wait=False,
-          dist=None):
+          dist=None, define=None):
     """Compile incrementally and install into the checkout (primes first when needed)."""
     with reported():
         ws = workspace(c, preset=preset, source=source, python=python, device=device, jobs=jobs,
                        nvcc_threads=nvcc_threads, arch=arch, cache=cache, cache_dir=cache_dir,
                        cache_max_size=cache_max_size, cache_remote=cache_remote,
                        cache_remote_mode=cache_remote_mode, job_memory_gib=job_memory_gib,
-                       no_wait=no_wait or None, dist=dist)
+                       no_wait=no_wait or None, dist=dist, defines=define)
         from vllm_dev.build import run_build_and_verify
+        from vllm_dev.report import process_started_at
 
         run_build_and_verify(ws, verify=verify and install, targets=list(target or []),
+                             started_at=process_started_at(),
                              install=install, merge=merge, force=force, plain=plain,
                              json_path=Path(json).expanduser().absolute() if json else None)
 
@@ -221,14 +243,17 @@ def install(c, preset=None, component=None, source=None, python=None, no_wait=Fa
 @task(name="clean", help=_help("preset", "source",
                                all="remove every build dir vllm-dev created in the checkout",
                                installed="also remove the files the last install wrote into "
-                                         "vllm/"))
-def clean_(c, preset=None, source=None, all=False, installed=False):
+                                         "vllm/",
+                               deps="with --all: also remove the dependency sources shared "
+                                    "with pip builds (<checkout>/.deps: fetched again next "
+                                    "configure)"))
+def clean_(c, preset=None, source=None, all=False, installed=False, deps=False):
     """Remove the preset's build dir (only dirs vllm-dev created, only inside the checkout)."""
     from vllm_dev.clean import run_clean
 
     with reported():
         ws = workspace(c, preset=preset, source=source)
-        run_clean(ws, every=all, installed=installed)
+        run_clean(ws, every=all, installed=installed, deps=deps)
 
 
 @task(help={"keep": "keep the temporary copy of the example project and print its path",
