@@ -14,8 +14,9 @@ It also times the checks alone, in the target interpreter, cold:
     python bench/check_cost.py --torch-wheel /opt/wheels/torch-2.13.0+cpu-...whl \\
         --tool new=.venv/bin/vllm-dev --tool old=/tmp/vd-old/.venv/bin/vllm-dev --repeat 5
 
-``--cmake X`` installs that PyPI cmake into the target venv first (an older vllm-dev needs a
-CMake that still writes install manifests, e.g. 3.29.6). Results go to ``--json``.
+``--cmake X`` installs that PyPI cmake into the target venv first; ``--without-local-only`` drops
+vLLM's ``CMAKE_INSTALL_LOCAL_ONLY`` line from the copy (vllm-dev before its install record cannot
+install with it, whatever the CMake). Results go to ``--json``.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ NEW_STYLE = ("import importlib.util, sys\nimport torch\n"
              "m = importlib.util.module_from_spec(s); s.loader.exec_module(m)\n")
 
 
-def env_for(root: Path, ccache: Path) -> dict[str, str]:
+def env_for(ccache: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("VLLM_DEV_", "INVOKE_", "CCACHE_")) and k != "VIRTUAL_ENV"}
     env.update({"VLLM_TARGET_DEVICE": "cpu", "CCACHE_DIR": str(ccache), "NO_COLOR": "1"})
@@ -52,8 +53,36 @@ def env_for(root: Path, ccache: Path) -> dict[str, str]:
 
 def timed(argv: list[str], *, cwd: Path, env: dict[str, str]) -> float:
     start = time.monotonic()
-    subprocess.run(argv, cwd=cwd, env=env, check=True, capture_output=True, text=True)
+    done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
     return time.monotonic() - start
+
+
+def _with_value(source: Path, value: int) -> None:
+    import re
+
+    source.write_text(re.sub(r"FromLong\(\d+\)", f"FromLong({value})", source.read_text(),
+                             count=1))
+
+
+def prepare(base: Path, exe: str, *, args: argparse.Namespace, uv: str,
+            env: dict[str, str]) -> Path:
+    root = mv.copy_project(base / "vllm")
+    if args.without_local_only:
+        cmakelists = root / "CMakeLists.txt"
+        line = 'install(CODE "set(CMAKE_INSTALL_LOCAL_ONLY TRUE)" ALL_COMPONENTS)\n'
+        assert line in cmakelists.read_text()
+        cmakelists.write_text(cmakelists.read_text().replace(line, ""))
+    python = mv.make_venv(root / ".venv")
+    subprocess.run([exe, "setup"], cwd=root, env=env, check=True, capture_output=True)
+    subprocess.run([uv, "pip", "install", "-q", "-p", str(python), "--find-links",
+                    str(Path(args.torch_wheel).parent), args.torch_wheel], check=True)
+    if args.cmake:
+        subprocess.run([uv, "pip", "install", "-q", "-p", str(python),
+                        f"cmake=={args.cmake}"], check=True)
+    timed([exe, "build", "--plain"], cwd=root, env=env)
+    return root
 
 
 def main() -> int:
@@ -63,25 +92,18 @@ def main() -> int:
     parser.add_argument("--cmake", default=None)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--without-local-only", action="store_true",
+                        help="drop vLLM's install(CODE CMAKE_INSTALL_LOCAL_ONLY) line from the "
+                             "copy: vllm-dev before the install record cannot install with it")
     args = parser.parse_args()
     tools = dict(t.split("=", 1) for t in args.tool)
     uv = mv.find_uv()
     with tempfile.TemporaryDirectory(prefix="vd-check-bench-") as tmp:
         base = Path(tmp)
-        root = mv.copy_project(base / "vllm")
-        python = mv.make_venv(root / ".venv")
-        env = env_for(root, base / "ccache")
-        first = next(iter(tools.values()))
-        subprocess.run([first, "setup"], cwd=root, env=env, check=True, capture_output=True)
-        subprocess.run([uv, "pip", "install", "-q", "-p", str(python), "--find-links",
-                        str(Path(args.torch_wheel).parent), args.torch_wheel], check=True)
-        if args.cmake:
-            subprocess.run([uv, "pip", "install", "-q", "-p", str(python),
-                            f"cmake=={args.cmake}"], check=True)
-        subprocess.run([first, "build", "--plain"], cwd=root, env=env, check=True,
-                       capture_output=True)
-        source = root / "csrc" / "fast" / "module_fast.cpp"
-        text = source.read_text()
+        env = env_for(base / "ccache")
+        # One copy per tool (each tool's state in its own build dir), alike in every other way.
+        roots = {name: prepare(base / name, exe, args=args, uv=uv, env=env)
+                 for name, exe in tools.items()}
         samples: dict[str, list[dict[str, float]]] = {name: [] for name in tools}
         value = 100
         for round_ in range(args.repeat):
@@ -89,22 +111,32 @@ def main() -> int:
             if round_ % 2:
                 order.reverse()
             for name, exe in order:
+                root = roots[name]
                 value += 1  # new content every run: a real compile (ccache misses)
-                source.write_text(text.replace("FromLong(7)", f"FromLong({value})"))
+                source = root / "csrc" / "fast" / "module_fast.cpp"
+                _with_value(source, value)
                 report = base / f"{name}-{round_}.json"
                 wall = timed([exe, "build", "--plain", "--json", str(report)], cwd=root, env=env)
                 data = json.loads(report.read_text())
                 samples[name].append({"wall": wall, "reported_total": data["total_seconds"],
                                       **data["phases"]})
+        root = next(iter(roots.values()))
+        python = root / ".venv" / "bin" / "python"
         ext = [str(p) for p in sorted((root / "vllm").glob("*.abi3.so"))]
         modules = ["vllm." + Path(p).name.split(".")[0] for p in ext]
-        checks: dict[str, list[float]] = {"old-style": [], "new-style": [], "python+torch": []}
+        checks: dict[str, list[float]] = {"old-style": [], "new-style": [], "python+torch": [],
+                                          "light": []}
+        from vllm_dev.verify import _CHECKER
+
+        items = json.dumps([["vllm._fast_C", str(root / "vllm" / "_fast_C.abi3.so")]])
         for _ in range(args.repeat):
             checks["old-style"].append(timed([str(python), "-c", OLD_STYLE, *modules],
                                              cwd=root, env=env))
             checks["new-style"].append(timed([str(python), "-c", NEW_STYLE, "vllm._fast_C",
                                               str(root / "vllm" / "_fast_C.abi3.so")],
                                              cwd=root, env=env))
+            checks["light"].append(timed([str(python), "-c", _CHECKER, items, "light"],
+                                         cwd=root, env=env))
             checks["python+torch"].append(timed([str(python), "-c", "import torch"],
                                                 cwd=root, env=env))
     result = {

@@ -52,5 +52,5 @@ fi
 
 export PATH="$VENV/bin:/usr/local/cuda/bin:$PATH" VIRTUAL_ENV="$VENV" CUDA_HOME=/usr/local/cuda
 export VLLM_CUTLASS_SRC_DIR="$WORK/cutlass-v4.7.0" VLLM_TESTBED_SKIP_EXTERNALS=1
-export CCACHE_DIR="$WORK/ccache" VLLM_TARGET_DEVICE=cuda PYTHONUNBUFFERED=1
+export CCACHE_DIR="${CCACHE_DIR:-$WORK/ccache}" VLLM_TARGET_DEVICE=cuda PYTHONUNBUFFERED=1
 unset TORCH_CUDA_ARCH_LIST  # the image sets 9.0a; vllm-dev must find the GPU's arch itself

@@ -102,7 +102,8 @@ def _record_hash(data: bytes) -> str:
 
 
 def build_precompiled_wheel(
-    dest_dir: Path, *, python: str, cmake: str, ninja: str | None = None
+    dest_dir: Path, *, python: str, cmake: str, ninja: str | None = None,
+    source: Path | None = None, commit: str | None = None, torch: str | None = None,
 ) -> Path:
     """Build a stand-in for a prebuilt vLLM wheel and return its path.
 
@@ -113,12 +114,18 @@ def build_precompiled_wheel(
     longer makes, like the stale .so files older vLLM wheels leave behind.
     `python` is the interpreter to build against, `cmake` a CMake >= 3.26,
     `ninja` optional: without it, a ninja next to `cmake` or on PATH is used,
-    else CMake's default generator.
+    else CMake's default generator. `source`: build that tree (e.g. a test's
+    checkout at commit W) instead of the fixture project. `commit`: recorded as
+    vLLM's wheels record it, `__commit_id__ = commit_id = 'g<short sha>'` in
+    vllm/_version.py. `torch`: a `Requires-Dist: torch<torch>` pin in METADATA.
     """
     dest_dir = Path(dest_dir)
     dest_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="minivllm-wheel-") as tmp:
         src = copy_project(Path(tmp) / "src")
+        if source is not None:
+            shutil.copytree(source, src, dirs_exist_ok=True,
+                            ignore=lambda d, n: {*_IGNORED(d, n), *({".git"} & set(n))})
         build = Path(tmp) / "build"
         configure = [
             cmake, "-S", os.fspath(src), "-B", os.fspath(build),
@@ -141,7 +148,12 @@ def build_precompiled_wheel(
     dist_info = "vllm-0.0.1.dist-info"
     members[f"{dist_info}/METADATA"] = (
         b"Metadata-Version: 2.1\nName: vllm\nVersion: 0.0.1\nRequires-Python: >=3.10\n"
+        + (f"Requires-Dist: torch{torch}\n".encode() if torch else b"")
     )
+    if commit:
+        members["vllm/_version.py"] = (
+            f"__version__ = version = '0.0.1'\n__commit_id__ = commit_id = 'g{commit[:9]}'\n"
+        ).encode()
     members[f"{dist_info}/WHEEL"] = (
         b"Wheel-Version: 1.0\nGenerator: minivllm_tools\nRoot-Is-Purelib: false\n"
         b"Tag: cp310-abi3-linux_x86_64\n"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -249,7 +250,8 @@ def _assert_failure_summary(shown: str, code: int) -> None:
     assert "error" in failed[0] and "missing_name_42" in failed[0], failed
     assert any("1 compile(s) (1 failed)" in ln for ln in summary), summary
     last = summary[-1]
-    assert "--build --preset release --target all` failed with exit code" in last, last
+    assert re.search(r"--build --preset release --target all( --parallel \d+)?` failed with exit "
+                     r"code", last), last
     assert "..." not in last and f"exit code {code}" in last
     assert last.endswith(": csrc/ops/add.cpp failed"), last
 

@@ -109,8 +109,8 @@ def test_report_after_builds_cold_then_warm_cache(project: Project, tmp_path: Pa
     assert json.loads(ci_json.read_text()) == stored
     cold = BuildReport.from_json(stored)
     assert cold.ok and cold.configured
-    assert list(cold.phases) == ["start-up", "checks", "configure", "compile", "install", "verify",
-                                 "other"]
+    assert list(cold.phases) == ["start-up", "checks", "configure", "select", "compile", "install",
+                                 "verify", "other"]
     assert all(v >= 0 for v in cold.phases.values()) and cold.phases["compile"] > 0
     assert cold.configure == "ran" and "no configure needed" not in first.stderr
     assert cold.compile_steps == 4 and cold.steps >= 6  # 4 objects + 2 links

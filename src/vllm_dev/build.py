@@ -28,6 +28,8 @@ class BuildResult:
     install: InstallReport | None
     # False when the install wrote no file (nothing was rebuilt, or the same bytes came out)
     installed: bool = True
+    # what was compiled: None = every target, [] = nothing (no change reached a target)
+    targets: list[str] | None = None
 
 
 def run_build(
@@ -41,24 +43,31 @@ def run_build(
     plain: bool = False,
     json_path: Path | None = None,
     started_at: float | None = None,
+    since: str | None = None,
+    every: bool = False,
 ) -> BuildResult:
     """Configure, compile and install under the build dir's lock: one ninja per build dir.
 
     ``plain`` turns the progress bar off; every build writes a report (see report.py), also to
     ``json_path`` when given. ``started_at`` (``time.monotonic()``) is when the command started,
-    so that the report's total is the command's wall time (default: now)."""
+    so that the report's total is the command's wall time (default: now). Without ``targets``
+    only the targets affected by changes since the prebuilt kernels' commit are built (see
+    affected.py); ``every`` builds them all."""
+    from vllm_dev.affected import check_since
     from vllm_dev.report import Recorder
 
     recorder = Recorder(ws, json_path=json_path, started_at=started_at)
     with recorder.phase("checks"):
         ws.preflight(targets=targets, merge=merge, force=force)  # bad input changes nothing
+        check_since(ws.checkout.root, since)
     with workspace_lock(ws):  # a wait for another build is a phase (see locking.py)
         warm = _warm_checker(ws) if install and verify else None
         try:
             with farm_session(ws, recorder):  # no-op without --dist
                 result = _run_build_locked(ws, targets=targets, install=install, verify=verify,
                                            merge=merge, force=force, plain=plain,
-                                           recorder=recorder, warm=warm)
+                                           recorder=recorder, warm=warm, since=since,
+                                           every=every)
         except VllmDevError as exc:
             recorder.finish_quietly(exit_code=exc.exit_code)
             raise
@@ -73,6 +82,7 @@ def run_build(
 def _run_build_locked(
     ws: Workspace, *, targets: list[str] | None, install: bool, verify: bool, merge: bool,
     force: bool, plain: bool, recorder: Recorder, warm: WarmChecker | None,
+    since: str | None = None, every: bool = False,
 ) -> BuildResult:
     from vllm_dev.progress import open_display
     from vllm_dev.report import CONFIGURE_FAILED, CONFIGURE_NOT_NEEDED, CONFIGURE_RAN
@@ -90,6 +100,13 @@ def _run_build_locked(
     build_dir = ws.build_dir
     if not ws.dry:
         check_components(build_dir, targets)
+    if not targets:
+        with recorder.phase("select"):
+            targets = _select(ws, since=since, every=every, recorder=recorder)
+        if targets == []:
+            return BuildResult(primed, None, installed=False, targets=[])
+    elif not ws.dry:
+        _remember_explicit(build_dir, targets)
     cmake = str(ws.cmake.path)
     # The job count goes to the build, not the configure: a change of jobs (or of free memory,
     # which sizes the default) never reconfigures.
@@ -124,7 +141,36 @@ def _run_build_locked(
         with recorder.phase("verify"):
             verify_after_build(ws, components=targets or components(build_dir), warm=warm)
     installed = bool(report and report.written) or not install
-    return BuildResult(primed, report, installed=installed)
+    return BuildResult(primed, report, installed=installed, targets=targets or None)
+
+
+def _select(ws: Workspace, *, since: str | None, every: bool, recorder: Recorder
+            ) -> list[str] | None:
+    """The targets to build (None: all, []: none), said for a fresh build dir, a dry run,
+    ``--since``, and whenever the set of targets grows; the report always has it."""
+    from vllm_dev import affected
+
+    before = affected.built_before(ws.build_dir)
+    selection = affected.plan(ws, since=since, every=every)
+    recorder.selection = selection.lines()
+    changed = selection.targets is not None and set(selection.targets) != set(before or [])
+    if ws.dry or before == [] or changed or since:  # not on every build of the same targets
+        for line in selection.lines():
+            ws.say(line)
+    if selection.targets == []:
+        ws.say("nothing to compile or install: the prebuilt kernels in vllm/ stay as they are")
+    elif not ws.dry:
+        affected.remember_built(ws.build_dir, selection.targets)
+    return selection.targets
+
+
+def _remember_explicit(build_dir: Path, targets: list[str]) -> None:
+    """``--target``s are built here from now on too (unless the dir builds everything)."""
+    from vllm_dev import affected
+
+    before = affected.built_before(build_dir)
+    if before is not None:
+        affected.remember_built(build_dir, sorted(set(before) | set(targets)))
 
 
 def _warm_checker(ws: Workspace) -> WarmChecker | None:

@@ -15,7 +15,7 @@ produced (the installed bytes, RPATH rewritten: never the build dir's bytes), th
 same name with its identity at install time. From that, without reading a ``.so``:
 
 * a component whose build outputs, installed files and ``cmake_install.cmake`` all still have
-  the recorded identities needs no install (install_state.py);
+  the identities recorded at its install needs no install (install_state.py);
 * a staged file whose hash equals the recorded one of an untouched installed file is not
   rewritten;
 * ``verify`` knows which extensions this build dir installed, and which of them the last build
@@ -73,14 +73,14 @@ class ComponentRecord:
     files: list[InstalledFile] = field(default_factory=list)
     # the installed files loaded in the target interpreter since they last changed
     verified: bool = False
+    # cmake_install.cmake when this component was installed: a reconfigure may change its rules
+    script_identity: list[int] | None = None
 
 
 @dataclass
 class InstallRecord:
     build_dir: Path
     prefix: Path | None = None
-    # cmake_install.cmake when the components were installed: a reconfigure may change the rules
-    script_identity: list[int] | None = None
     components: dict[str, ComponentRecord] = field(default_factory=dict)
 
     @property
@@ -99,10 +99,10 @@ class InstallRecord:
             return record
         try:
             record.prefix = Path(data["prefix"]) if data.get("prefix") else None
-            record.script_identity = data.get("script_identity")
             for name, entry in dict(data.get("components") or {}).items():
                 files = [InstalledFile(**f) for f in entry.get("files", [])]
-                record.components[str(name)] = ComponentRecord(files, bool(entry.get("verified")))
+                record.components[str(name)] = ComponentRecord(
+                    files, bool(entry.get("verified")), entry.get("script_identity"))
         except (TypeError, KeyError, ValueError, AttributeError):
             return cls(build_dir)  # a hand-edited or foreign file: start over (reinstalls)
         return record
@@ -113,7 +113,6 @@ class InstallRecord:
         data: dict[str, Any] = {
             "kind": KIND, "version": VERSION,
             "prefix": str(self.prefix) if self.prefix else None,
-            "script_identity": self.script_identity,
             "components": {name: asdict(entry) for name, entry in sorted(self.components.items())},
         }
         if self.build_dir.is_dir():
@@ -135,8 +134,10 @@ class InstallRecord:
     def entries(self) -> list[InstalledFile]:
         return [f for name in sorted(self.components) for f in self.components[name].files]
 
-    def script_changed(self) -> bool:
-        return identity(self.build_dir / "cmake_install.cmake") != self.script_identity
+    def script_changed(self, component: str) -> bool:
+        entry = self.components.get(component)
+        return entry is None or \
+            identity(self.build_dir / "cmake_install.cmake") != entry.script_identity
 
 
 def installed_files(build_dir: Path, components: list[str] | None = None) -> list[Path]:

@@ -38,14 +38,14 @@ def components_to_install(build_dir: Path, components: list[str], *, prefix: Pat
     """The subset of ``components`` whose installed files may differ from what an install
     would write now (see the module docstring)."""
     record = InstallRecord.load(build_dir)
-    if record.prefix != prefix or record.script_changed():
+    if record.prefix != prefix:
         return list(components)
     return [c for c in components if _needs_install(record, c)]
 
 
 def _needs_install(record: InstallRecord, component: str) -> bool:
     entry = record.components.get(component)
-    if entry is None or record.prefix is None:
+    if entry is None or record.prefix is None or record.script_changed(component):
         return True  # (a component that installs no file, e.g. install(CODE ...), is recorded)
     for installed in entry.files:
         if installed.source is None:  # no build output of that name: only staging can tell

@@ -186,6 +186,9 @@ def parse_posargs(posargs: Sequence[str]) -> argparse.Namespace:
                         help="add the session's preset to a CMakeUserPresets.json of your own")
     parser.add_argument("--force", action="store_true",
                         help="replace a CMakeUserPresets.json of your own (a backup is kept)")
+    parser.add_argument("--since", help="compile only the targets affected by changes since "
+                                        "this git ref (default: every target)")
+    parser.add_argument("--all", action="store_true", help="compile every target (the default)")
     return parser.parse_args(list(posargs))
 
 
@@ -334,10 +337,15 @@ def _build(session: NoxSession, *, preset: str, clock: PhaseClock) -> None:
             primed = run_prime(ws, merge=args.merge, force=args.force)
             if not primed.configured:
                 say(f"configure: {ws.build_dir.name} is up to date")
-        with clock.phase("compile"):
-            run_build(ws, targets=targets, install=False, merge=args.merge, force=args.force)
+        with clock.phase("compile"):  # a session proves the whole checkout builds: --all
+            built = run_build(ws, targets=targets, install=False, merge=args.merge,
+                              force=args.force, since=args.since, every=not args.since)
         with clock.phase("install"):
-            report = run_install(ws, wanted=targets)
+            report = (run_install(ws, wanted=targets or built.targets)
+                      if built.targets != [] else None)
+        if built.targets == []:
+            say("import check: nothing was built, the prebuilt kernels stay as they are")
+            return
         with clock.phase("import check"):
             files = report.files if report else []
             check_imports(ws.runner, python=python, package_dir=checkout.package_dir,

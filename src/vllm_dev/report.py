@@ -42,7 +42,8 @@ from vllm_dev.errors import VllmDevError
 REPORT_FILE = "vllm-dev-report.json"
 NINJA_LOG = ".ninja_log"
 # Phases in the order a build usually runs them; others (``recorder.phase("x")``) follow.
-PHASES = ("start-up", "checks", "waiting for lock", "configure", "compile", "install", "verify")
+PHASES = ("start-up", "checks", "waiting for lock", "configure", "select", "compile", "install",
+          "verify")
 OTHER = "other"
 SLOWEST_IN_REPORT = 10
 # A broken header fails every file that includes it: the summary names the first few.
@@ -228,6 +229,7 @@ class BuildReport:
     slowest: list[UnitTime] = field(default_factory=list)
     peak_rss_kib: int | None = None
     dist: DistStats | None = None  # --dist: where the compiles ran (dist.py)
+    selection: list[str] = field(default_factory=list)  # which targets were built, and why
     peak_rss_measures: str = ("largest resident set of any single process of the build "
                               "(getrusage RUSAGE_CHILDREN ru_maxrss), not the sum of parallel jobs")
 
@@ -264,10 +266,12 @@ class BuildReport:
             slowest=[UnitTime(**u) for u in data.get("slowest") or []],
             peak_rss_kib=data.get("peak_rss_kib"),
             dist=DistStats(**dist) if isinstance(dist := data.get("dist"), dict) else None,
+            selection=[str(line) for line in data.get("selection") or []],
         )
 
-    def lines(self) -> list[str]:
-        """The report as a few human lines (what a build prints at its end)."""
+    def lines(self, *, selection: bool = True) -> list[str]:
+        """The report as a few human lines (what a build prints at its end, without the target
+        selection it said before compiling)."""
         state = "ok" if self.ok else f"FAILED (exit code {self.exit_code})"
         phases = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in self.phases.items())
         note = {CONFIGURE_NOT_NEEDED: " (no configure needed)",
@@ -294,6 +298,8 @@ class BuildReport:
         if self.slowest:
             top = ", ".join(f"{u.source} {u.seconds:.1f} s" for u in self.slowest[:3])
             out.append(f"slowest: {top}")
+        if self.selection and selection:
+            out.append(f"targets: {self.selection[0]}")
         for failed in self.failed[:FAILED_IN_SUMMARY]:
             error = failed.error
             if len(error) > ERROR_IN_SUMMARY:  # a template error can run for pages
@@ -381,6 +387,7 @@ class Recorder:
         self._cache_before: Any = None
         self._cache_note = ""
         self._ccache: str | None = None
+        self.selection: list[str] = []
         self.dist: DistStats | None = None  # set by dist.farm_session
         global _active
         _active = self
@@ -498,6 +505,7 @@ class Recorder:
             peak_rss_kib=max_child_rss_kib(),
             cache_note=self._cache_note,
             failed=list(self.failed),
+            selection=self.selection,
         )
         if self.build_dir is not None and self._log_offset is not None:
             entries = entries_since(self.build_dir, self._log_offset)
@@ -520,7 +528,7 @@ class Recorder:
         report.phases = timed_phases(self.phases, total)
         report.total_seconds = round(total, 3)
         self._save(report)
-        for line in report.lines():
+        for line in report.lines(selection=False):
             self.ws.say(line)
         return report
 

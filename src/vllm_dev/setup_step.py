@@ -149,4 +149,7 @@ def run_setup(ws: Workspace, *, force: bool = False,
         ensure_state_dir(ws.checkout.state_dir)
         record[key["interpreter"]] = key
         write_json(record_path, record)
+        from vllm_dev.precompiled import remember_setup  # W, while the wheel is at hand
+
+        remember_setup(root, ws.checkout.state_dir, ws.environ)
     return SetupResult(False, requirements)

@@ -127,7 +127,7 @@ def commit_stage(stage: Path, prefix: Path, staged: dict[str, list[Path]],
     previous = {f.path: f for f in record.entries()} if record.prefix == prefix else {}
     outputs = build_outputs(record.build_dir)
     record.prefix = prefix
-    record.script_identity = identity(record.build_dir / "cmake_install.cmake")
+    script = identity(record.build_dir / "cmake_install.cmake")
     for component, relatives in staged.items():
         files = []
         changed = False
@@ -156,7 +156,7 @@ def commit_stage(stage: Path, prefix: Path, staged: dict[str, list[Path]],
                 source_identity=identity(built) if built else None))
         old = record.components.get(component)
         verified = bool(old and old.verified and not changed) or not files  # nothing to load
-        record.components[component] = ComponentRecord(files, verified)
+        record.components[component] = ComponentRecord(files, verified, script)
         result.components.append(component)
     with contextlib.suppress(OSError):
         record.save()

@@ -153,6 +153,16 @@ def find_stale(package: Path, *, installed: list[Path], build_dir: Path) -> list
     return sorted(stale)
 
 
+def prebuilt_files(package: Path, *, installed: list[Path], build_dir: Path) -> list[Path]:
+    """Extensions of this build's targets that it did not install: the prebuilt kernels an
+    affected-targets build left in place (checked too: they must load beside the rebuilt)."""
+    installed_real = {os.path.realpath(p) for p in installed}
+    targets = set(components(build_dir))
+    return sorted(p for p in package.glob("**/*") if _shared(p)
+                  and p.name.split(".", 1)[0] in targets
+                  and os.path.realpath(p) not in installed_real and "__pycache__" not in p.parts)
+
+
 def find_older(record: InstallRecord) -> list[Path]:
     """Installed files that are not what the build dir would install now: their build output
     was rebuilt since the install (``build --no-install``), or they changed behind our back."""
@@ -306,11 +316,12 @@ def run_verify(ws: Workspace, *, remove: bool = False, components: list[str] | N
     package = ws.checkout.package_dir
     record = InstallRecord.load(build_dir)
     everything = record.files()
-    if not everything:
+    prebuilt = prebuilt_files(package, installed=everything, build_dir=build_dir)
+    if not everything and not prebuilt:
         raise VllmDevError(f"nothing installed from {build_dir} yet: run `vllm-dev build` first")
     report = VerifyReport()
     modules = {}
-    for path in record.files(components):
+    for path in [*record.files(components), *prebuilt]:
         if not _shared(path):
             continue
         try:

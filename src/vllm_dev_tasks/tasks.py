@@ -167,13 +167,16 @@ def prime(c, preset=None, source=None, python=None, device=None, jobs=None, nvcc
                        "compile only)",
                plain="plain output lines instead of the progress bar (automatic when stderr "
                      "is not a terminal)",
-               json="also write the build report as JSON to this file (for CI)"),
+               json="also write the build report as JSON to this file (for CI)",
+               since="compile only the targets affected by changes since this git ref (default: "
+                     "the commit of the prebuilt kernels setup installed)",
+               all="compile every target, not only the affected ones"),
 )
 def build(c, preset=None, target=None, install=True, source=None, python=None, device=None,
           jobs=None, nvcc_threads=None, arch=None, cache=None, cache_dir=None,
           cache_max_size=None, cache_remote=None, cache_remote_mode=None, merge=False,
           job_memory_gib=None, verify=True, force=False, plain=False, json=None, no_wait=False,
-          dist=None, define=None):
+          dist=None, define=None, since=None, all=False):
     """Compile incrementally and install into the checkout (primes first when needed)."""
     with reported():
         ws = workspace(c, preset=preset, source=source, python=python, device=device, jobs=jobs,
@@ -187,7 +190,8 @@ def build(c, preset=None, target=None, install=True, source=None, python=None, d
         run_build_and_verify(ws, verify=verify and install, targets=list(target or []),
                              started_at=process_started_at(),
                              install=install, merge=merge, force=force, plain=plain,
-                             json_path=Path(json).expanduser().absolute() if json else None)
+                             json_path=Path(json).expanduser().absolute() if json else None,
+                             since=since, every=all)
 
 
 @task(help=_help("preset", "source",

@@ -2,6 +2,7 @@
 // Limited API (Py_LIMITED_API is set by CMake), no pybind11, no torch.
 #include <Python.h>
 
+#include "common/shared.h"
 #include "ops/ops.h"
 
 // A build with -DMINIVLLM_PRECOMPILED=ON stands in for the kernels of a
@@ -14,6 +15,10 @@
 
 static PyObject* known_value(PyObject*, PyObject*) {
   return PyLong_FromLong(MINIVLLM_C_KNOWN_VALUE);
+}
+
+static PyObject* shared_value(PyObject*, PyObject*) {
+  return PyLong_FromLong(minivllm::shared_value());
 }
 
 static PyObject* add(PyObject*, PyObject* args) {
@@ -30,6 +35,7 @@ static PyObject* scale(PyObject*, PyObject* args) {
 
 static PyMethodDef methods[] = {
     {"known_value", known_value, METH_NOARGS, "42 (1 in a precompiled-wheel build)."},
+    {"shared_value", shared_value, METH_NOARGS, "From common/shared.h (shared with _fast_C)."},
     {"add", add, METH_VARARGS, "add(a, b) -> a + b for ints."},
     {"scale", scale, METH_VARARGS, "scale(value, factor) -> value * factor for ints."},
     {nullptr, nullptr, 0, nullptr},

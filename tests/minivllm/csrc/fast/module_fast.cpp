@@ -2,10 +2,17 @@
 // tests that need a rebuild to happen without waiting.
 #include <Python.h>
 
+#include "../common/shared.h"
+
 static PyObject* known_value(PyObject*, PyObject*) { return PyLong_FromLong(7); }
+
+static PyObject* shared_value(PyObject*, PyObject*) {
+  return PyLong_FromLong(minivllm::shared_value());
+}
 
 static PyMethodDef methods[] = {
     {"known_value", known_value, METH_NOARGS, "Always 7."},
+    {"shared_value", shared_value, METH_NOARGS, "From common/shared.h (shared with _C)."},
     {nullptr, nullptr, 0, nullptr},
 };
 
