@@ -26,6 +26,8 @@ if [[ ${1:-} != bench ]]; then
   step "build"; run vllm-dev build --plain "${TARGETS[@]}"
   run vllm-dev report
   step "verify"; run vllm-dev verify
+  step "post-build check: torch's libraries only against a full import torch"
+  run python "$REPO/bench/check_light_vs_full.py" --python "$VENV/bin/python" vllm/_moe_C_stable_libtorch*.so vllm/cumem_allocator*.so
   step "op check"
   run python - <<'EOF'
 import glob, importlib.util, sys, torch
