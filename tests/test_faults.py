@@ -123,8 +123,8 @@ def test_disk_full_in_build_dir(built: Project) -> None:
         assert done.returncode != 0
         line = one_line_error(done.stderr)
         print(f"\n{line}")
-        assert "failed with exit code" in line and "is full" in line, line
-        assert "free some space" in line
+        # the compile, or vllm-dev's own state file written before it, meets the full disk
+        assert "is full" in line and "free some space" in line, line
         assert digest(_installed(built)) == before
         assert built.value("_C") == previous
     built.run("build")  # space is back: the build completes

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
 from vllm_dev.errors import VllmDevError
+
+
+def _cannot_write(path: Path, exc: OSError) -> VllmDevError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return VllmDevError(f"cannot write {path}: {exc.strerror}; the disk holding "
+                            f"{path.parent} is full: free some space and run the build again")
+    return VllmDevError(f"cannot write {path}: {exc.strerror}")
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -21,7 +29,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
-        raise VllmDevError(f"cannot write {path}: {exc.strerror}") from None
+        raise _cannot_write(path, exc) from None
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -32,7 +40,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except OSError as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        raise VllmDevError(f"cannot write {path}: {exc.strerror}") from None
+        raise _cannot_write(path, exc) from None
     except BaseException:  # Ctrl-C/SIGTERM mid-write: no stray temporary file either
         with contextlib.suppress(OSError):
             os.unlink(tmp)

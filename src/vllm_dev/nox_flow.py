@@ -351,7 +351,7 @@ def check_imports(ws: Workspace, *, components: list[str] | None, cwd: Path,
                    or ["no output"])[-1]
         raise VllmDevError(f"{problem}: run the session without -R, or `vllm-dev setup` with "
                            f"{ws.interpreter.path}")
-    modules = [r.module for r in report.modules]
+    modules = sorted(r.module for r in report.modules)
     if not modules:
         raise VllmDevError(f"the install put no extension into {package_dir}: nothing to import")
     say(f"import check: {', '.join(modules)} load from {package_dir}")
