@@ -262,6 +262,25 @@ def make_test_project(work: Path, device: str, vllm_dev: str, env: dict[str, str
     return root
 
 
+def real_vllm_checkout(work: Path, base: dict[str, str]) -> tuple[Path, Path]:
+    """A fresh clone of the test tier's adapted real vLLM tree and a target venv (CPU torch), the
+    way tests/real_vllm.py makes them; ``base`` gets the environment its configure needs."""
+    sys.path.insert(0, str(REPO / "tests"))
+    import real_vllm as rv  # noqa: PLC0415 - only this mode needs it
+
+    source = rv.RealSource.from_env()
+    if source is None:
+        sys.exit("bench: --real-vllm needs VLLM_DEV_REAL_VLLM (a vLLM checkout or a "
+                 "vllm-*-src.tar.xz; see tests/real_vllm.py)")
+    root = rv.fresh_clone(rv.adapted_repo(source), work / "vllm")
+    python = rv.make_target_venv(root / ".venv", root)
+    onednn = rv.onednn_dir(source)
+    if onednn is not None:
+        base["FETCHCONTENT_SOURCE_DIR_ONEDNN"] = str(onednn)
+    base["VLLM_TARGET_DEVICE"] = "cpu"
+    return root, python
+
+
 def heavy_presets(work: Path, count: int) -> Path:
     """The bundled preset templates, with ``release`` also building the heavy CUDA target."""
     directory = work / "presets"
@@ -301,6 +320,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="extra environment for both tools (repeatable), e.g. "
                              "FETCHCONTENT_SOURCE_DIR_ONEDNN=/src/oneDNN")
+    parser.add_argument("--real-vllm", action="store_true",
+                        help="benchmark a fresh clone of the real vLLM tree the test tier uses "
+                             "(VLLM_DEV_REAL_VLLM, see tests/real_vllm.py), CPU device; default "
+                             "--target fs_io_C --touch csrc/fs_io.cpp")
     parser.add_argument("--json", type=Path, default=Path("bench-results.json"),
                         help="where to write the results (default: bench-results.json)")
     parser.add_argument("--vllm-dev", default=str(Path(sys.executable).parent / "vllm-dev"),
@@ -329,6 +352,10 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--env {item!r}: expected NAME=VALUE")
         base[name] = value
     try:
+        if args.real_vllm:
+            args.source, args.python = real_vllm_checkout(work, base)
+            args.target = args.target or ["fs_io_C"]
+            args.touch = args.touch or Path("csrc/fs_io.cpp")
         if args.source:
             root = args.source.expanduser().resolve()
             python = (args.python or root / ".venv" / "bin" / "python").absolute()
