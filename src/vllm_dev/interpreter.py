@@ -112,9 +112,9 @@ def find_interpreter(
 ) -> Interpreter:
     """``--python`` > the active virtual environment > the checkout's ``.venv/`` > an error."""
     if explicit:
-        path = Path(explicit).expanduser()
-        if not path.is_absolute():
-            path = Path.cwd() / path
+        # Normalized, not resolved: `../venv/bin/python` and `/abs/venv/bin/python` are one
+        # interpreter (no reconfigure), and a venv's python stays the venv's, not its base's.
+        path = Path(os.path.abspath(Path(explicit).expanduser()))
         if path.is_dir():
             path = _venv_python(path)
         if not path.exists():
@@ -122,10 +122,10 @@ def find_interpreter(
                 f"{origin} {explicit} does not exist: give the python of the venv that holds "
                 f"vLLM's editable install (e.g. {checkout.root}/.venv/bin/python)"
             )
-        return Interpreter(path.absolute(), origin)
+        return Interpreter(path, origin)
     active = environ.get("VIRTUAL_ENV")
     if active:
-        path = _venv_python(Path(active))
+        path = _venv_python(Path(os.path.abspath(active)))
         if path.exists():
             return Interpreter(path, "the active virtual environment")
         raise VllmDevError(

@@ -105,12 +105,17 @@ class Settings:
     ) -> Settings:
         """Merge the three sources and validate the result."""
         config = config or {}
+        _check_config_keys(config)
         values: dict[str, Any] = {}
         origins: dict[str, str] = {}
         for f in fields(cls):
             if f.name == "origins":
                 continue
             flag = flags.get(f.name)
+            if isinstance(flag, str) and not flag.strip():  # `--jobs ""`: a mistake, not "unset"
+                raise VllmDevError(f"{_FLAG_NAMES.get(f.name, '--' + f.name.replace('_', '-'))} "
+                                   "needs a value, got an empty one: give one or leave the "
+                                   "option out")
             if flag not in (None, "", [], ()):
                 values[f.name], origins[f.name] = flag, _FLAG_NAMES.get(
                     f.name, f"--{f.name.replace('_', '-')}")
@@ -140,9 +145,27 @@ class Settings:
             values["cache"] = choice(values["cache"], CACHES, origins["cache"])
         if "no_wait" in values:
             values["no_wait"] = boolean(values["no_wait"], origins["no_wait"])
+        if "arch" in values:  # checked whatever the device: a typo is one on a CPU build too
+            from vllm_dev.arch import parse_arch_setting
+
+            parse_arch_setting(values["arch"], origin=origins["arch"])
         _check_cache(values, origins)
         _check_dist(values, origins)
         return cls(**values, origins=tuple(sorted(origins.items())))
+
+
+def _check_config_keys(config: Mapping[str, Any]) -> None:
+    """A key under ``vllm_dev:`` that names no setting (``jbos: 4``) would be ignored without a
+    word; it is an error, with the closest setting's name."""
+    import difflib
+
+    known = [f.name for f in fields(Settings) if f.name != "origins"]
+    for key in config:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else f" (settings: {', '.join(known)})"
+            raise VllmDevError(f"config vllm_dev.{key} is not a setting{hint}: fix or remove it "
+                               "in invoke.yaml (or the INVOKE_VLLM_DEV_* variable)"[:400])
 
 
 def positive_int(value: Any, origin: str) -> int:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from invoke import Collection, Context, Exit, task
+from invoke import Collection, Context, Exit, Task, task
 
 from vllm_dev.errors import VllmDevError
 from vllm_dev.interrupts import Terminated, sigterm_raises
@@ -75,6 +75,28 @@ CONFIGURE_HELP = {
 }
 
 
+# One short flag per option, the same letter in every task (Invoke would take each option's first
+# free letter, so `-p` was --preset in one task and --python in another, `-h` --cache-dir).
+# The rest are long only: rare, or (--force, --all) better spelled out.
+SHORT_FLAGS = {"preset": "p", "source": "s", "device": "d", "jobs": "j", "target": "t",
+               "arch": "a", "cache": "c", "define": "D"}
+# vllm-dev's own options before the task (program.py); no task option may take these letters.
+CORE_SHORT_FLAGS = {"h": "help", "V": "version", "l": "list", "R": "dry", "f": "config"}
+
+
+class VllmDevTask(Task):  # type: ignore[misc]  # invoke's Task is generic in its stubs only
+    """A task whose options take their short flags from :data:`SHORT_FLAGS`, never by chance."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, auto_shortflags=False, **kwargs)
+
+    def arg_opts(self, name: str, default: str, taken_names: set[str]) -> dict[str, Any]:
+        opts: dict[str, Any] = super().arg_opts(name, default, taken_names)
+        if name in SHORT_FLAGS:
+            opts["names"] = [*opts["names"], SHORT_FLAGS[name]]
+        return opts
+
+
 def _help(*names: str, **extra: str) -> dict[str, str]:
     """Help texts for the named common arguments plus task-specific ones."""
     table = {**CONFIGURE_HELP, **extra}
@@ -125,7 +147,7 @@ def _remainder(c: Context) -> tuple[str, ...]:
     return tuple(shlex.split(c.remainder))
 
 
-@task(help=_help("source", "python", "device",
+@task(klass=VllmDevTask, help=_help("source", "python", "device",
                  force="redo the install even when nothing changed"))
 def setup(c, source=None, python=None, device=None, force=False):
     """Editable install with prebuilt kernels, plus the build requirements, into the target venv.
@@ -139,7 +161,7 @@ def setup(c, source=None, python=None, device=None, force=False):
                   extra_args=_remainder(c))
 
 
-@task(iterable=["define"],
+@task(klass=VllmDevTask, iterable=["define"],
       help=_help(*CONFIGURE_HELP, reconfigure="run cmake's configure even if nothing changed"))
 def prime(c, preset=None, source=None, python=None, device=None, jobs=None, nvcc_threads=None,
           arch=None, cache=None, cache_dir=None, cache_max_size=None, cache_remote=None,
@@ -158,6 +180,7 @@ def prime(c, preset=None, source=None, python=None, device=None, jobs=None, nvcc
 
 
 @task(
+    klass=VllmDevTask,
     iterable=["target", "define"],
     help=_help(*CONFIGURE_HELP,
                target="build only this target and install only its component (repeatable)",
@@ -194,7 +217,7 @@ def build(c, preset=None, target=None, install=True, source=None, python=None, d
                              since=since, every=all)
 
 
-@task(help=_help("preset", "source",
+@task(klass=VllmDevTask, help=_help("preset", "source",
                  slowest="rank the N slowest translation units of the build dir (from "
                          ".ninja_log) instead of showing the last report",
                  json="print the last report as JSON"))
@@ -207,7 +230,7 @@ def report(c, preset=None, source=None, slowest=None, json=False):
         run_report(ws, slowest=slowest, as_json=json)
 
 
-@task(help=_help("preset", "source", "python",
+@task(klass=VllmDevTask, help=_help("preset", "source", "python",
                  remove_stale="move stale .so files out of vllm/ (into .vllm-dev/stale/)",
                  json="print the result as JSON"))
 def verify(c, preset=None, source=None, python=None, remove_stale=False, json=False):
@@ -219,7 +242,7 @@ def verify(c, preset=None, source=None, python=None, remove_stale=False, json=Fa
         run_verify_task(ws, remove=remove_stale, as_json=json)
 
 
-@task(help={"json": "print the checks as JSON (for tools)",
+@task(klass=VllmDevTask, help={"json": "print the checks as JSON (for tools)",
             **_help("source", "python", "device", "preset", "arch", "cache", "dist")})
 def doctor(c, source=None, python=None, device=None, preset=None, arch=None, cache=None,
            json=False, dist=None):
@@ -232,7 +255,7 @@ def doctor(c, source=None, python=None, device=None, preset=None, arch=None, cac
         run_doctor(ws, as_json=json)
 
 
-@task(iterable=["component"],
+@task(klass=VllmDevTask, iterable=["component"],
       help=_help("preset", "source", "python", "no_wait",
                  component="install only this component (= target name; repeatable)"))
 def install(c, preset=None, component=None, source=None, python=None, no_wait=False):
@@ -244,7 +267,7 @@ def install(c, preset=None, component=None, source=None, python=None, no_wait=Fa
         run_install(ws, wanted=list(component or []))
 
 
-@task(name="clean", help=_help("preset", "source",
+@task(klass=VllmDevTask, name="clean", help=_help("preset", "source",
                                all="remove every build dir vllm-dev created in the checkout",
                                installed="also remove the files the last install wrote into "
                                          "vllm/",
@@ -260,7 +283,8 @@ def clean_(c, preset=None, source=None, all=False, installed=False, deps=False):
         run_clean(ws, every=all, installed=installed, deps=deps)
 
 
-@task(help={"keep": "keep the temporary copy of the example project and print its path",
+@task(klass=VllmDevTask,
+      help={"keep": "keep the temporary copy of the example project and print its path",
             "device": "cuda or cpu (default: cuda when nvcc is found, else cpu)"})
 def demo(c, keep=False, device=None):
     """Run setup, prime, build and a one-file rebuild on a copy of the bundled example project."""
