@@ -10,18 +10,25 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from vllm_dev.build import run_build
+from vllm_dev.checkout import DEVICES
 from vllm_dev.errors import VllmDevError
+from vllm_dev.prime import run_prime
 from vllm_dev.runner import Runner
-from vllm_dev.settings import Settings
+from vllm_dev.settings import Settings, choice
 from vllm_dev.setup_step import find_uv, run_setup
 from vllm_dev.toolchain import find_nvcc
 from vllm_dev.workspace import Workspace
 
 _IGNORE = shutil.ignore_patterns("cmake-build-*", ".venv", "*.so", "CMakeUserPresets.json",
                                  ".deps", ".vllm-dev", "__pycache__", "*.egg-info")
+
+
+DEMO_DEVICES = tuple(d for d in DEVICES if d in ("cuda", "cpu"))  # what the example models
+EXAMPLE_ARCH = "7.5"  # tests/minivllm/CMakeLists.txt's default TORCH_CUDA_ARCH_LIST
 
 
 def example_project_dir() -> Path:
@@ -41,7 +48,9 @@ def _step(title: str) -> None:
 def run_demo(*, runner: Runner, keep: bool = False, device: str | None = None) -> Path:
     import os
 
-    device = device or ("cuda" if find_nvcc(os.environ) else "cpu")
+    # Checked before the temporary copy exists: a bad --device leaves nothing behind.
+    device = choice(device, DEMO_DEVICES, "--device") if device else (
+        "cuda" if find_nvcc(os.environ) else "cpu")
     work = Path(tempfile.mkdtemp(prefix="vllm-dev-demo-"))
     project = work / "vllm"
     try:
@@ -57,10 +66,18 @@ def run_demo(*, runner: Runner, keep: bool = False, device: str | None = None) -
         def workspace() -> Workspace:
             return Workspace(settings=settings, runner=runner, cwd=project)
 
+        if device == "cuda" and workspace().arch.archs is None:
+            # No GPU to narrow to: "vLLM's default arch list" is, for the example project, its
+            # own default (7.5, CMakeLists.txt), so say that, and CMake's arch line agrees.
+            settings = replace(settings, arch=EXAMPLE_ARCH, origins=(
+                *settings.origins, ("arch", "the demo (the example project's default arch)")))
         _step("setup: editable install + build requirements (the example has no published "
               "wheel, so no prebuilt kernels are copied)")
         run_setup(workspace())
-        _step("build: writes CMakeUserPresets.json, configures, compiles, installs into vllm/")
+        _step("prime: writes CMakeUserPresets.json and configures the build dir "
+              "(cmake --preset release)")
+        run_prime(workspace())
+        _step("build: compiles every target and installs the extensions into vllm/")
         start = time.monotonic()
         run_build(workspace())
         print(f"    first build: {time.monotonic() - start:.1f} s", file=sys.stderr)

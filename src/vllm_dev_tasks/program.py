@@ -133,7 +133,7 @@ class VllmDevProgram(Program):
             self.config.load_overrides({"run": {"dry": True}} if self.args.dry.value else {},
                                        merge=False)
             runtime = self.args.config.value or os.environ.get("INVOKE_RUNTIME_CONFIG")
-            self.config.set_runtime_path(runtime)
+            self.config.set_runtime_path(runtime)  # type: ignore[arg-type]  # str is a path
             self.config.load_runtime(merge=False)
             if merge:
                 self.config.merge()

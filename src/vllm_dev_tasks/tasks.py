@@ -84,11 +84,12 @@ SHORT_FLAGS = {"preset": "p", "source": "s", "device": "d", "jobs": "j", "target
 CORE_SHORT_FLAGS = {"h": "help", "V": "version", "l": "list", "R": "dry", "f": "config"}
 
 
-class VllmDevTask(Task):  # type: ignore[misc]  # invoke's Task is generic in its stubs only
+class VllmDevTask(Task):
     """A task whose options take their short flags from :data:`SHORT_FLAGS`, never by chance."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, auto_shortflags=False, **kwargs)
+        kwargs["auto_shortflags"] = False
+        super().__init__(*args, **kwargs)
 
     def arg_opts(self, name: str, default: str, taken_names: set[str]) -> dict[str, Any]:
         opts: dict[str, Any] = super().arg_opts(name, default, taken_names)
