@@ -78,8 +78,9 @@ CONFIGURE_HELP = {
 # One short flag per option, the same letter in every task (Invoke would take each option's first
 # free letter, so `-p` was --preset in one task and --python in another, `-h` --cache-dir).
 # The rest are long only: rare, or (--force, --all) better spelled out.
+# No -c: Invoke's zsh completion script reads `-c X` as its --collection and passes it on.
 SHORT_FLAGS = {"preset": "p", "source": "s", "device": "d", "jobs": "j", "target": "t",
-               "arch": "a", "cache": "c", "define": "D"}
+               "arch": "a", "define": "D"}
 # vllm-dev's own options before the task (program.py); no task option may take these letters.
 CORE_SHORT_FLAGS = {"h": "help", "V": "version", "l": "list", "R": "dry", "f": "config"}
 
