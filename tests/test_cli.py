@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from conftest import NVCC, VLLM_DEV, Project, clean_env
 
 INVOKE_ONLY_FLAGS = ("--pty", "--prompt-for-sudo-password", "--hide", "--echo", "--warn-only",
@@ -218,7 +219,7 @@ def test_demo_shows_a_prime_step_and_one_arch_list(tmp_path: Path) -> None:
     if NVCC:
         ours = re.search(r"TORCH_CUDA_ARCH_LIST=(\S+):", done.stderr)
         cmake = re.search(r"CUDA architectures: (\S+) \(from TORCH_CUDA_ARCH_LIST='([^']*)'\)",
-                          done.stderr)
+                          done.stdout + done.stderr)  # cmake's own output goes to stdout
         assert ours and cmake, done.stderr
         assert ours.group(1) == cmake.group(2), (ours.group(0), cmake.group(0))
         arches = ours.group(1).split(";")
