@@ -165,7 +165,8 @@ def _check_config_keys(config: Mapping[str, Any]) -> None:
             close = difflib.get_close_matches(str(key), known, n=1)
             hint = f" (did you mean {close[0]}?)" if close else f" (settings: {', '.join(known)})"
             raise VllmDevError(f"config vllm_dev.{key} is not a setting{hint}: fix or remove it "
-                               "in invoke.yaml (or the INVOKE_VLLM_DEV_* variable)"[:400])
+                               "in the configuration file (./invoke.yaml, ~/.invoke.yaml or "
+                               "-f FILE)"[:400])
 
 
 def positive_int(value: Any, origin: str) -> int:
