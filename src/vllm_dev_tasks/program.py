@@ -122,7 +122,17 @@ class VllmDevProgram(Program):
             print(f"{self.leading_indent}{line}" if line.strip() else "")
         print("")
         print("Options:")
-        self.print_columns(self.parser.contexts[name].help_tuples())
+        context = self.parser.contexts[name]
+        repeatable = {f"--{a.name.replace('_', '-')}" for a in context.args.values()
+                      if a.kind is list}
+        tuples = []
+        for spec, text in context.help_tuples():
+            names = spec.split(", ")
+            if names[-1] in repeatable:  # Invoke shows a repeatable option as an on/off switch
+                spec = ", ".join(n if n.startswith("--") else f"{n} STRING" for n in names[:-1])
+                spec = f"{spec}, {names[-1]}=STRING" if spec else f"{names[-1]}=STRING"
+            tuples.append((spec, text))
+        self.print_columns(tuples)
 
     def update_config(self, merge: bool = True) -> None:
         # Invoke's own version maps its run() flags (--echo, --pty, --warn-only...) to config;
