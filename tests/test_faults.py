@@ -26,6 +26,8 @@ from vllm_dev.files import atomic_write_bytes
 
 from conftest import Project, make_project
 
+pytestmark = pytest.mark.mounts
+
 
 def _mount(*args: str) -> bool:
     return subprocess.run(["mount", *args], capture_output=True, check=False).returncode == 0

@@ -72,6 +72,7 @@ def _inputs(device: str = "cpu") -> presets_mod.PresetInputs:
                                     nvcc="/usr/local/cuda/bin/nvcc", launcher="ccache")
 
 
+@pytest.mark.unit
 @FUZZ
 @given(files=st.lists(st.tuples(stems, template_docs), min_size=1, max_size=3))
 def test_fuzzed_templates_load_render_or_fail_in_one_line(tmp_path: Path,
@@ -138,6 +139,7 @@ def _user_presets(doc: Any, owned: set[str]) -> list[Any]:
     return kept
 
 
+@pytest.mark.unit
 @FUZZ
 @given(existing=user_docs, merge=st.booleans(), force=st.booleans())
 def test_existing_user_presets_are_never_lost(tmp_path: Path, existing: bytes, merge: bool,
@@ -180,6 +182,7 @@ def test_existing_user_presets_are_never_lost(tmp_path: Path, existing: bytes, m
 STATE_NAMES = [BUILD_RECORD, "setup.json"]
 
 
+@pytest.mark.unit
 @FUZZ
 @given(data=file_bytes, name=st.sampled_from(STATE_NAMES))
 def test_corrupt_state_files_are_set_aside_byte_for_byte(tmp_path: Path, data: bytes, name: str,
@@ -206,6 +209,7 @@ def test_corrupt_state_files_are_set_aside_byte_for_byte(tmp_path: Path, data: b
     assert message.count("\n") == 1 and "moved to" in message and "rebuilding" in message
 
 
+@pytest.mark.unit
 def test_two_corruptions_in_one_second_keep_both_copies(tmp_path: Path) -> None:
     path = tmp_path / "setup.json"
     for data in (b"{bad", b"[1, 2]", b"\xff"):
@@ -215,6 +219,7 @@ def test_two_corruptions_in_one_second_keep_both_copies(tmp_path: Path) -> None:
     assert kept == sorted([b"{bad", b"[1, 2]", b"\xff"])
 
 
+@pytest.mark.unit
 @FUZZ
 @given(data=file_bytes)
 def test_lock_holder_notes_of_any_content_are_harmless(tmp_path: Path, data: bytes) -> None:
@@ -232,6 +237,7 @@ config_values = st.dictionaries(
     json_values, max_size=5)
 
 
+@pytest.mark.unit
 @FUZZ
 @given(config=config_values)
 def test_any_invoke_config_values_resolve_or_fail_in_one_line(config: dict[str, Any]) -> None:
@@ -252,6 +258,7 @@ INVOKE_YAMLS = [b"vllm_dev: [\n", b"vllm_dev: 5\n", b"- 1\n", b"\xff\xfe\x00",
                 b"vllm_dev:\n  no_wait: maybe\n", b"run: 5\n", b"\t\tvllm_dev:\n"]
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("content", INVOKE_YAMLS, ids=range(len(INVOKE_YAMLS)))
 def test_bad_invoke_yaml_through_the_console_script(tmp_path: Path, content: bytes) -> None:
     (tmp_path / "invoke.yaml").write_bytes(content)

@@ -60,6 +60,7 @@ def _set_value(project: Project, value: int) -> None:
                              f"#define MINIVLLM_C_KNOWN_VALUE {value}\n#endif", text, count=1))
 
 
+@pytest.mark.flow
 @pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
 @pytest.mark.parametrize("phase", ["configure", "compile", "install"])
 def test_signal_stops_every_child_and_next_build_works(shared: Project, phase: str,
@@ -145,6 +146,7 @@ def _staged_tree(tmp: Path, files: dict[str, bytes]) -> tuple[Path, Path, dict[s
     return stage, prefix, {"_x": staged}
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("stop_at", range(6))
 def test_commit_stage_stopped_at_each_point_leaves_only_whole_files(
         tmp_path: Path, stop_at: int, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -184,6 +186,7 @@ def test_commit_stage_stopped_at_each_point_leaves_only_whole_files(
     assert sorted(record.files()) == sorted(prefix / "vllm" / n for n in new)
 
 
+@pytest.mark.flow
 @pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
 def test_invoke_front_end_exits_130_143_without_traceback(shared: Project, signame: str) -> None:
     signum, code = ft.SIGNALS[signame]
@@ -197,6 +200,7 @@ def test_invoke_front_end_exits_130_143_without_traceback(shared: Project, signa
     assert shared.value("_C") == 42
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("which", ["write", "copy"])
 def test_interrupted_atomic_write_leaves_no_temporary_file(
         tmp_path: Path, which: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -240,6 +244,7 @@ def test_interrupt_during_nvcc_leaves_no_nvcc_cicc_or_ptxas(cuda_project: Projec
     print(f"\nnvcc interrupt: running at the signal {running}; exit {rc}; no survivors")
 
 
+@pytest.mark.flow
 def test_hangup_of_the_terminal_stops_the_compile_tree(shared: Project) -> None:
     """Children run in their own session, so a closing terminal's SIGHUP reaches only vllm-dev,
     which must stop them itself (exit 129)."""

@@ -130,6 +130,7 @@ def test_stale_lock_of_a_killed_build_is_taken_over(hooked: Project, tmp_path: P
     assert hooked.value("_C") == 42 and hooked.value("_fast_C") == 7
 
 
+@pytest.mark.unit
 def test_lock_is_reentrant_and_a_free_lock_with_no_note_is_silent(tmp_path: Path) -> None:
     said: list[str] = []
     with build_lock(tmp_path / "b", wait=False, say=said.append, command="outer") as stale:
