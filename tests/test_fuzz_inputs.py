@@ -12,6 +12,7 @@ through the real console script to prove there is no traceback end to end.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -219,14 +220,37 @@ def test_two_corruptions_in_one_second_keep_both_copies(tmp_path: Path) -> None:
     assert kept == sorted([b"{bad", b"[1, 2]", b"\xff"])
 
 
+# Lock holder notes: mostly well-formed ones (any pid, command and start time a note can carry:
+# dead, huge or negative pids, NaN or far-future times), plus garbage and wrong types.
+note_fields = st.fixed_dictionaries({
+    "pid": st.one_of(st.integers(), st.sampled_from([0, 1, os.getpid(), 2**31 - 1, 2**31,
+                                                    2**63, -1])),
+    "command": st.text(max_size=40),
+    "started": st.one_of(st.floats(allow_nan=True, allow_infinity=True),
+                         st.integers(min_value=-(2**64), max_value=2**64)),
+})
+holder_notes = st.one_of(
+    note_fields.map(lambda note: ("valid", json.dumps(note).encode())),
+    st.tuples(note_fields, st.dictionaries(st.text(max_size=8), json_values, max_size=3))
+    .map(lambda t: ("valid", json.dumps({**t[1], **t[0]}).encode())),
+    file_bytes.map(lambda data: ("any", data)))
+
+
 @pytest.mark.unit
 @FUZZ
-@given(data=file_bytes)
-def test_lock_holder_notes_of_any_content_are_harmless(tmp_path: Path, data: bytes) -> None:
+@given(note=holder_notes)
+def test_lock_holder_notes_of_any_content_are_harmless(tmp_path: Path,
+                                                       note: tuple[str, bytes]) -> None:
+    kind, data = note
     (tmp_path / HOLDER_NAME).write_bytes(data)
     holder = read_holder(tmp_path)
+    if kind == "valid":  # a well-formed note is read back as written
+        written = json.loads(data)
+        assert holder is not None
+        assert (holder.pid, holder.command) == (written["pid"], written["command"])
+        assert holder.started == float(written["started"]) or holder.started != holder.started
     if holder is not None:
-        holder.describe()
+        assert str(holder.pid) in holder.describe()
         assert isinstance(holder.alive, bool)
 
 
