@@ -14,6 +14,7 @@ import socket
 import subprocess
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -246,7 +247,9 @@ def test_host_only_edit_in_cu_is_rebuilt_not_served_stale(cuda_project: Project,
     assert project.value("_cuda_C") == 1234
     assert (stats(ccache_dir) - before).hits >= 1, "the cache was not used at all"
 
-    # Control: the same edit with plain default-mode ccache returns the stale object.
+    # Control: the same edit with plain default-mode ccache. ccache's behaviour is information,
+    # not vllm-dev's result: it returned the stale object (1234) with the ccache of 2026-11; a
+    # ccache that fixes it is reported, not a failure.
     raw = mv.copy_project(tmp_path / "raw")
     build = tmp_path / "raw-build"
     cmake = str(project.python.parent / "cmake")
@@ -266,7 +269,11 @@ def test_host_only_edit_in_cu_is_rebuilt_not_served_stale(cuda_project: Project,
     stale = module_value(project.python, so_file)
     print(f"\nstale-object case: vllm-dev (depend mode) -> 4321 (correct); "
           f"default-mode ccache -> {stale}")
-    assert stale == 1234, "default-mode ccache no longer returns the stale object here"
+    assert stale in (1234, 4321), stale
+    if stale != 1234:
+        warnings.warn("default-mode ccache no longer returns the stale object here: the control "
+                      "no longer shows the case vllm-dev's depend mode guards against",
+                      stacklevel=1)
 
 
 @pytest.mark.flow
