@@ -111,7 +111,7 @@ def test_install_interrupted_at_many_moments_never_leaves_a_broken_extension(
         ft.wait_for(lambda bg=bg: bg.proc.poll() is not None
                     or any("--install" in c for c in _cmdlines(bg.token)),
                     what="the install to start")
-        time.sleep(run * 0.035)
+        time.sleep(run * 0.035)  # not a wait for a state: each run interrupts a moment later
         if bg.proc.poll() is None:
             ft.interrupt(bg, signum)
         rc, _, err = bg.finish(timeout=60)

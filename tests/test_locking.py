@@ -146,10 +146,9 @@ def test_clean_waits_for_a_running_build_and_a_waiter_can_be_interrupted(
     log = tmp_path / "slow.log"
     first = ft.spawn(hooked, "build", env={"VD_COMPILE_SLEEP": "4", "VD_LOG": str(log)})
     ft.wait_for(lambda: log.is_file(), what="the first build's slow step")
-    waiter = ft.spawn(hooked, "build")
-    ft.wait_for(lambda: any(n == "vllm-dev" or n.startswith("python")
-                            for _, n in ft.tagged_processes(waiter.token)), what="the waiter")
-    time.sleep(1.0)  # let it reach the lock
+    waiter = ft.spawn(hooked, "build", stderr_to=tmp_path / "waiter.err")
+    ft.wait_for(lambda: "waiting for pid" in waiter.stderr_so_far()
+                or waiter.proc.poll() is not None, what="the waiter to reach the lock")
     os.kill(waiter.proc.pid, signal.SIGINT)
     rc, _, err = waiter.finish(timeout=30)
     assert rc == 130 and "Traceback" not in err, err

@@ -316,7 +316,7 @@ def test_debug_waits_for_the_checkout_lock_and_leaves_the_developer_build_alone(
             assert proc.poll() is None, "".join(lines)
             assert time.monotonic() < deadline, "".join(lines)
             time.sleep(0.2)
-        time.sleep(1.0)
+        time.sleep(1.0)  # not a wait for a state: a window in which the waiter must do nothing
         assert not any("pip install" in line for line in lines)  # nothing ran meanwhile
     assert proc.wait(timeout=600) == 0, "".join(lines)
     reader.join(timeout=10)
