@@ -133,6 +133,14 @@ def tagged_running(token: str, name: str) -> bool:
     return any(n == name for _, n in tagged_processes(token))
 
 
+def sleeping(pid: int) -> bool:
+    """Whether ``pid`` sleeps in a timed sleep now (Python's time.sleep), per /proc's wchan."""
+    try:
+        return Path(f"/proc/{pid}/wchan").read_text() in ("hrtimer_nanosleep", "do_nanosleep")
+    except OSError:
+        return False
+
+
 def interrupt(bg: Background, signum: int) -> None:
     os.kill(bg.proc.pid, signum)
 
