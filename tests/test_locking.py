@@ -147,8 +147,7 @@ def test_clean_waits_for_a_running_build_and_a_waiter_can_be_interrupted(
     first = ft.spawn(hooked, "build", env={"VD_COMPILE_SLEEP": "4", "VD_LOG": str(log)})
     ft.wait_for(lambda: log.is_file(), what="the first build's slow step")
     waiter = ft.spawn(hooked, "build", stderr_to=tmp_path / "waiter.err")
-    # Reached the lock: it said so and sleeps in the lock's poll loop (not yet in a sleep:
-    # a Ctrl-C sent between the message and the loop was seen to be lost).
+    # Reached the lock: it said so and sleeps in the lock's poll loop.
     ft.wait_for(lambda: waiter.proc.poll() is not None
                 or ("waiting for pid" in waiter.stderr_so_far()
                     and ft.sleeping(waiter.proc.pid)), what="the waiter to reach the lock")
