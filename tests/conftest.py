@@ -7,6 +7,7 @@ with its own ``.venv`` and its own ccache directory.
 
 from __future__ import annotations
 
+import contextvars
 import os
 import shutil
 import subprocess
@@ -27,9 +28,8 @@ VLLM_DEV = str(BIN_DIR / "vllm-dev")
 NVCC = shutil.which("nvcc") or (
     "/usr/local/cuda/bin/nvcc" if Path("/usr/local/cuda/bin/nvcc").is_file() else None
 )
-requires_nvcc = pytest.mark.skipif(
-    NVCC is None, reason="nvcc not found: the CUDA cases need the CUDA toolkit on PATH"
-)
+# The ``cuda`` tier marker: such a test skips without nvcc (a failure in CI, see below).
+requires_nvcc = pytest.mark.cuda
 # Variables from the developer's shell that would change what vllm-dev decides.
 _SCRUBBED = ("VIRTUAL_ENV", "VLLM_TARGET_DEVICE", "VLLM_DEV_SOURCE", "VLLM_DEV_PYTHON", "MAX_JOBS",
              "NVCC_THREADS", "TORCH_CUDA_ARCH_LIST", "VLLM_USE_PRECOMPILED",
@@ -87,6 +87,9 @@ class Project:
 
 def make_project(tmp_path: Path, *, layout: str = "new", device: str = "cpu",
                  setup: bool = True) -> Project:
+    if _RUNNING_TIER.get(None) == "unit":
+        raise AssertionError("a unit test built a copy of the test project: mark it `flow` "
+                             "(or the tier of what else it needs)")
     root = mv.copy_project(tmp_path / "vllm", layout=layout)
     python = mv.make_venv(root / ".venv")
     project = Project(root=root, python=python,
@@ -113,12 +116,50 @@ def cuda_project(tmp_path: Path) -> Project:
 
 import real_vllm as rv  # noqa: E402
 
+# --- Test tiers: pytest markers declared in pyproject.toml; every test carries exactly one ---
+
+TIERS = ("unit", "flow", "real_vllm", "cuda", "services", "mounts")
+# A test with no tier marker of its own gets the tier of the fixture it builds on.
+_FIXTURE_TIERS = (("real_vllm", "real_vllm"), ("cuda_project", "cuda"), ("project", "flow"))
+# Items whose tier markers are not exactly one, found at collection (test_tiers.py reads it).
+TIER_PROBLEMS: list[str] = []
+TIER_COUNTS: dict[str, int] = {}
+_RUNNING_TIER: contextvars.ContextVar[str] = contextvars.ContextVar("tier")
+
+
+def tiers_of(item: pytest.Item) -> list[str]:
+    return list(dict.fromkeys(mark.name for mark in item.iter_markers() if mark.name in TIERS))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark by fixture where the test has no tier marker, before ``-m`` selects (tryfirst)."""
+    TIER_PROBLEMS.clear()
+    TIER_COUNTS.clear()
+    for item in items:
+        if not tiers_of(item):
+            fixtures = getattr(item, "fixturenames", ())
+            for fixture, tier in _FIXTURE_TIERS:
+                if fixture in fixtures:
+                    item.add_marker(tier)
+                    break
+        found = tiers_of(item)
+        if len(found) != 1:
+            TIER_PROBLEMS.append(f"{item.nodeid}: {found or 'no tier'}")
+        for tier in found:
+            TIER_COUNTS[tier] = TIER_COUNTS.get(tier, 0) + 1
+
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """Without VLLM_DEV_REAL_VLLM the tier skips, with one line saying how to turn it on (one
-    skip site, so ``-rs`` folds every skipped test of the tier into that one line)."""
+    skip site, so ``-rs`` folds every skipped test of the tier into that one line). The same
+    for the cuda tier without nvcc."""
+    found = tiers_of(item)
+    _RUNNING_TIER.set(found[0] if len(found) == 1 else "")
     if item.get_closest_marker("real_vllm") and rv.RealSource.from_env() is None:
         pytest.skip(rv.SKIP_REASON)
+    if item.get_closest_marker("cuda") and NVCC is None:
+        pytest.skip("nvcc not found: the CUDA cases need the CUDA toolkit on PATH")
 
 
 @pytest.hookimpl(hookwrapper=True)

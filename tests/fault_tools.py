@@ -15,6 +15,7 @@ environment variable read when the step runs (so one configure serves every test
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -68,9 +69,17 @@ class Background:
     proc: subprocess.Popen[str]
     token: str
     started: float = field(default_factory=time.monotonic)
+    # Where stderr goes when the test must watch it while the run goes on (spawn's stderr_to).
+    stderr_file: Path | None = None
+
+    def stderr_so_far(self) -> str:
+        assert self.stderr_file is not None, "spawn(..., stderr_to=...) to watch stderr"
+        return self.stderr_file.read_text(errors="replace")
 
     def finish(self, timeout: float = 300) -> tuple[int, str, str]:
         out, err = self.proc.communicate(timeout=timeout)
+        if self.stderr_file is not None:
+            err = self.stderr_so_far()
         return self.proc.returncode, out, err
 
 
@@ -80,14 +89,18 @@ INVOKE = [str(Path(VLLM_DEV).parent / "invoke"), "--search-root", str(REPO)]
 
 
 def spawn(project: Project, *args: str, env: Mapping[str, str] | None = None,
-          program: list[str] | None = None) -> Background:
+          program: list[str] | None = None, stderr_to: Path | None = None) -> Background:
+    """Start vllm-dev in the background; with ``stderr_to`` its stderr goes to that file, which
+    the test can poll for a message (Python's stderr is line-buffered, also into a file)."""
     token = uuid.uuid4().hex
     full = clean_env({**project.env, **(env or {}), "VD_TOKEN": token})
-    proc = subprocess.Popen([*(program or [VLLM_DEV]), *args], cwd=project.root, env=full,
-                            text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL)
-    return Background(proc, token)
+    with contextlib.ExitStack() as stack:
+        stderr = (stack.enter_context(open(stderr_to, "w", encoding="utf-8"))  # noqa: SIM115
+                  if stderr_to is not None else subprocess.PIPE)
+        proc = subprocess.Popen([*(program or [VLLM_DEV]), *args], cwd=project.root, env=full,
+                                text=True, stdout=subprocess.PIPE, stderr=stderr,
+                                stdin=subprocess.DEVNULL)
+    return Background(proc, token, stderr_file=stderr_to)
 
 
 def tagged_processes(token: str) -> list[tuple[int, str]]:
@@ -118,6 +131,14 @@ def wait_for(predicate, *, timeout: float = 120, what: str = "condition") -> Non
 
 def tagged_running(token: str, name: str) -> bool:
     return any(n == name for _, n in tagged_processes(token))
+
+
+def sleeping(pid: int) -> bool:
+    """Whether ``pid`` sleeps in a timed sleep now (Python's time.sleep), per /proc's wchan."""
+    try:
+        return Path(f"/proc/{pid}/wchan").read_text() in ("hrtimer_nanosleep", "do_nanosleep")
+    except OSError:
+        return False
 
 
 def interrupt(bg: Background, signum: int) -> None:

@@ -17,6 +17,8 @@ import pytest
 import minivllm_tools as mv
 from conftest import BIN_DIR, Project, make_project
 
+pytestmark = pytest.mark.flow
+
 GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
            "GIT_COMMITTER_EMAIL": "t@t"}
 

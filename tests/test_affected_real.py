@@ -16,7 +16,7 @@ import pytest
 
 from conftest import Project
 
-pytestmark = [pytest.mark.real_vllm, pytest.mark.slow]
+pytestmark = pytest.mark.real_vllm
 
 
 def _timed(label: str, project: Project, *args: str) -> subprocess.CompletedProcess[str]:

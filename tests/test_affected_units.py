@@ -8,7 +8,11 @@ import subprocess
 import zipfile
 from pathlib import Path
 
+import pytest
+
 from vllm_dev import affected, precompiled
+
+pytestmark = pytest.mark.unit
 
 GIT_ENV = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}

@@ -39,6 +39,7 @@ def answering(stdout: str, code: int = 0) -> FakeRunner:
     return FakeRunner(lambda argv: Completed(argv, code, stdout, ""))
 
 
+@pytest.mark.unit
 def test_nvidia_smi_output_parsed() -> None:
     runner = answering("9.0, NVIDIA H100 80GB HBM3\n9.0, NVIDIA H100 80GB HBM3\n")
     gpus = probe_gpus(runner=runner, nvidia_smi="/usr/bin/nvidia-smi")
@@ -47,11 +48,13 @@ def test_nvidia_smi_output_parsed() -> None:
     assert "--query-gpu=compute_cap,name" in runner.calls[0]
 
 
+@pytest.mark.unit
 def test_nvidia_smi_failure_is_no_gpu() -> None:
     gpus = probe_gpus(runner=answering("NVIDIA-SMI has failed\n", 9), nvidia_smi="nvidia-smi")
     assert gpus.capabilities == () and "NVIDIA-SMI has failed" in (gpus.problem or "")
 
 
+@pytest.mark.unit
 def test_hung_nvidia_smi_times_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A wedged driver makes nvidia-smi hang; the probe must come back within its timeout."""
     smi = tmp_path / "nvidia-smi"
@@ -64,6 +67,7 @@ def test_hung_nvidia_smi_times_out(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert gpus.capabilities == () and "did not answer" in (gpus.problem or "")
 
 
+@pytest.mark.unit
 def test_nvcc_list_parsed_without_arch_specific_variants() -> None:
     archs = nvcc_arches(Path("nvcc"), runner=answering(NVCC_LIST))
     assert archs == ("7.5", "8.0", "8.6", "8.9", "9.0", "10.0", "12.0")
@@ -75,6 +79,7 @@ def test_real_nvcc_lists_its_arches() -> None:
     assert archs is not None and "9.0" in archs
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(("text", "expected"), [
     ("9.0", ("9.0",)), ("9.0,8.0", ("8.0", "9.0")), ("8.0;9.0 9.0", ("8.0", "9.0")),
     ("9.0a,10.0+PTX", ("9.0a", "10.0+PTX")), ("all", None), ("ALL", None),
@@ -83,6 +88,7 @@ def test_parse_arch_setting(text: str, expected: tuple[str, ...] | None) -> None
     assert parse_arch_setting(text, origin="--arch") == expected
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("bad", ["sm_90", "9", "", "9.0,hopper"])
 def test_bad_arch_is_one_line(bad: str) -> None:
     with pytest.raises(VllmDevError, match="--arch .* is not a list of CUDA arches"):
@@ -92,6 +98,7 @@ def test_bad_arch_is_one_line(bad: str) -> None:
 SUPPORTED = ("7.5", "8.0", "8.6", "8.9", "9.0", "10.0", "12.0")
 
 
+@pytest.mark.unit
 def test_auto_uses_local_gpus_intersected_with_nvcc() -> None:
     sel = select_arches(None, origin="--arch", device="cuda",
                         gpus=GpuProbe(("9.0", "8.6", "9.0", "3.7")), supported=SUPPORTED)
@@ -99,6 +106,7 @@ def test_auto_uses_local_gpus_intersected_with_nvcc() -> None:
     assert "nvcc cannot target 3.7" in sel.why
 
 
+@pytest.mark.unit
 def test_no_gpu_keeps_vllm_default_and_says_so() -> None:
     sel = select_arches(None, origin="--arch", device="cuda",
                         gpus=GpuProbe((), problem="nvidia-smi not found"), supported=SUPPORTED)
@@ -106,6 +114,7 @@ def test_no_gpu_keeps_vllm_default_and_says_so() -> None:
     assert "no GPU visible (nvidia-smi not found): keeping vLLM's default" in sel.line()
 
 
+@pytest.mark.unit
 def test_explicit_and_all_override_gpus() -> None:
     gpus = GpuProbe(("9.0",))
     sel = select_arches("8.0,9.0", origin="--arch", device="cuda", gpus=gpus, supported=SUPPORTED)
@@ -115,11 +124,13 @@ def test_explicit_and_all_override_gpus() -> None:
     assert every.archs is None and "vLLM's default" in every.why
 
 
+@pytest.mark.unit
 def test_partly_unsupported_explicit_arches_are_named() -> None:
     sel = select_arches("3.5,9.0", origin="--arch", device="cuda", gpus=None, supported=SUPPORTED)
     assert sel.archs == ("3.5", "9.0") and "nvcc cannot target 3.5" in sel.why
 
 
+@pytest.mark.unit
 def test_unsupported_gpu_or_arch_is_an_error() -> None:
     with pytest.raises(VllmDevError, match="cannot target"):
         select_arches(None, origin="--arch", device="cuda", gpus=GpuProbe(("3.5",)),
@@ -128,6 +139,7 @@ def test_unsupported_gpu_or_arch_is_an_error() -> None:
         select_arches("3.5", origin="--arch", device="cuda", gpus=None, supported=SUPPORTED)
 
 
+@pytest.mark.unit
 def test_cpu_device_sets_no_arch() -> None:
     sel = select_arches("9.0", origin="--arch", device="cpu", gpus=None, supported=None)
     assert sel.archs is None

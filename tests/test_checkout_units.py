@@ -17,6 +17,8 @@ from vllm_dev.settings import Settings
 from vllm_dev.setup_step import editable_step, installer_args
 from vllm_dev.workspace import Workspace
 
+pytestmark = pytest.mark.unit
+
 REPO = Path(__file__).parents[1]
 
 # The three shapes vLLM 0.33.0 uses (a version for every device, one for CUDA only, and the x86

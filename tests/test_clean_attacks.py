@@ -92,6 +92,7 @@ def world(tmp_path: Path) -> World:
     return World(tmp_path)
 
 
+@pytest.mark.unit
 def test_symlinks_inside_the_build_dir_are_unlinked_not_followed(world: World) -> None:
     world.template("release", None)
     build = world.root / "cmake-build-release"
@@ -109,6 +110,7 @@ def test_symlinks_inside_the_build_dir_are_unlinked_not_followed(world: World) -
     assert (world.outside / "sub" / "data.bin").is_file() and world.root.is_dir()
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("target", ["outside", "inside"])
 def test_a_build_dir_that_is_a_symlink_is_refused(world: World, target: str) -> None:
     world.template("release", None)
@@ -126,6 +128,7 @@ def test_a_build_dir_that_is_a_symlink_is_refused(world: World, target: str) -> 
     assert (real / BUILD_RECORD).is_file()
 
 
+@pytest.mark.unit
 def test_a_symlinked_parent_component_is_refused(world: World) -> None:
     (world.root / "builds").symlink_to(world.outside)
     world.mark(world.outside / "release")
@@ -142,6 +145,7 @@ BAD_BINARY_DIRS = ["${sourceDir}", "${sourceDir}/", "${sourceDir}/.", "/", "//",
                    "${sourceParentDir}/precious", "../precious", "${sourceDir}/../precious"]
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("binary_dir", BAD_BINARY_DIRS)
 def test_binary_dir_resolving_outside_is_refused(world: World, binary_dir: str) -> None:
     world.template("evil", binary_dir)
@@ -154,6 +158,7 @@ def test_binary_dir_resolving_outside_is_refused(world: World, binary_dir: str) 
     assert (world.outside / BUILD_RECORD).is_file() and (world.root / BUILD_RECORD).is_file()
 
 
+@pytest.mark.unit
 def test_binary_dir_refusal_through_the_console_script(world: World) -> None:
     for binary_dir in ("/", "..", "${sourceDir}"):
         world.template("release", binary_dir)
@@ -165,6 +170,7 @@ def test_binary_dir_refusal_through_the_console_script(world: World) -> None:
         world.intact()
 
 
+@pytest.mark.unit
 def test_unmarked_dir_is_refused(world: World) -> None:
     world.template("release", "${sourceDir}/csrc")  # a real source dir, no vllm-dev marker
     with pytest.raises(VllmDevError, match="did not create it"):
@@ -172,6 +178,7 @@ def test_unmarked_dir_is_refused(world: World) -> None:
     assert (world.root / "csrc" / "module_C.cpp").is_file()
 
 
+@pytest.mark.unit
 def test_clean_installed_removes_only_files_inside_vllm(world: World) -> None:
     world.template("release", None)
     build = world.root / "cmake-build-release"
@@ -201,6 +208,7 @@ FRAGMENTS = st.sampled_from(["${sourceDir}", "${sourceParentDir}", "${sourceDirN
                              "precious", "~", " ", "\\", "build"])
 
 
+@pytest.mark.unit
 @settings(max_examples=150, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(parts=st.lists(FRAGMENTS, max_size=7), joiner=st.sampled_from(["/", ""]))
@@ -230,6 +238,7 @@ def test_random_binary_dirs_never_remove_anything_outside(world: World, parts: l
     assert os.path.isdir(world.root / "csrc")
 
 
+@pytest.mark.mounts
 def test_clean_of_a_read_only_build_dir_is_one_line_and_can_be_retried(world: World) -> None:
     """EROFS (a read-only bind mount; as root chmod would not stop rmtree): one line, no
     traceback, the marker kept so the dir stays cleanable once writable again."""

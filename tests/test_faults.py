@@ -4,8 +4,8 @@ nothing half-written, and the previous extensions still import.
 The faults are real where the machine allows it: a tiny tmpfs mounted over the build dir or over
 ``vllm/`` and filled up (ENOSPC), and read-only bind mounts (EROFS). These tests run as root in CI,
 where ``chmod`` cannot deny a write, so a read-only mount is the way "no write permission" is
-produced; where mounting is not permitted they are skipped with that reason (the in-process
-``atomic_write`` case still runs everywhere, against a tmpfs when possible).
+produced. Every test here is of the ``mounts`` tier: where mounting is not permitted they skip
+with that reason (a failure in CI, which runs as root).
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from vllm_dev.errors import VllmDevError
 from vllm_dev.files import atomic_write_bytes
 
 from conftest import Project, make_project
+
+pytestmark = pytest.mark.mounts
 
 
 def _mount(*args: str) -> bool:
@@ -191,24 +193,21 @@ def test_no_write_permission_on_vllm(built: Project) -> None:
     assert built.value("_C") == 46 and built.value("_fast_C") == 7
 
 
-def test_atomic_write_on_a_full_disk_keeps_the_old_file(tmp_path: Path) -> None:
-    """What every vllm-dev file write goes through (CMakeUserPresets.json, state files)."""
+def test_atomic_write_on_a_full_disk_keeps_the_old_file(tmp_path: Path, mounts_ok: None) -> None:
+    """What every vllm-dev file write goes through (CMakeUserPresets.json, state files), on a
+    really full file system (a filled 64 KiB tmpfs): ENOSPC named, the old file kept whole, no
+    temporary file left behind."""
     target = tmp_path / "small"
     target.mkdir()
-    mounted = _mount("-t", "tmpfs", "-o", "size=64k", "tmpfs", str(target))
+    assert _mount("-t", "tmpfs", "-o", "size=64k", "tmpfs", str(target))
     try:
         presets = target / "CMakeUserPresets.json"
         presets.write_text('{"version": 6}\n')
-        if mounted:
-            fill(target)
-            with pytest.raises(VllmDevError, match="No space left on device"):
-                atomic_write_bytes(presets, b"x" * 200_000)
-        else:  # simulated: a write into a directory that vanished fails the same way
-            with pytest.raises(VllmDevError, match="cannot write"):
-                atomic_write_bytes(target / "gone" / "f.json", b"{}")
+        fill(target)
+        with pytest.raises(VllmDevError, match="No space left on device"):
+            atomic_write_bytes(presets, b"x" * 200_000)
         assert presets.read_text() == '{"version": 6}\n'
         assert sorted(p.name for p in target.iterdir() if p.name.startswith(".")) == []
     finally:
-        if mounted:
-            subprocess.run(["umount", "-l", str(target)], check=True)
+        subprocess.run(["umount", "-l", str(target)], check=True)
     assert os.listdir(target) == []

@@ -29,7 +29,9 @@ def ccache_stats(project: Project) -> dict[str, int]:
     return stats
 
 
-@pytest.mark.parametrize("layout", ["new", "old"])
+@pytest.mark.flow
+# The "new" layout is the fast lane's one real cmake + ninja build (README: -m "unit or fast").
+@pytest.mark.parametrize("layout", [pytest.param("new", marks=pytest.mark.fast), "old"])
 def test_setup_build_import(tmp_path: Path, layout: str) -> None:
     project = make_project(tmp_path, layout=layout)
     project.run("build")
@@ -50,6 +52,7 @@ def test_cuda_target_is_compiled_and_imports(cuda_project: Project) -> None:
     assert any(c["file"].endswith("saxpy.cu") and "nvcc" in c["command"] for c in commands)
 
 
+@pytest.mark.flow
 def test_precompiled_wheel_then_local_build(tmp_path: Path) -> None:
     project = make_project(tmp_path, setup=False)
     wheel = mv.build_precompiled_wheel(tmp_path / "wheel", python=str(project.python),
@@ -187,6 +190,7 @@ def test_dry_run_changes_nothing_and_shows_commands(project: Project) -> None:
     assert not (project.root / "CMakeUserPresets.json").exists()
 
 
+@pytest.mark.flow
 def test_demo_runs_the_whole_flow(tmp_path: Path) -> None:
     project = Project(root=tmp_path, python=Path("unused"),
                       env={"CCACHE_DIR": str(tmp_path / "ccache"), "TMPDIR": str(tmp_path)})

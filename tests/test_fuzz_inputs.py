@@ -12,6 +12,7 @@ through the real console script to prove there is no traceback end to end.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -72,6 +73,7 @@ def _inputs(device: str = "cpu") -> presets_mod.PresetInputs:
                                     nvcc="/usr/local/cuda/bin/nvcc", launcher="ccache")
 
 
+@pytest.mark.unit
 @FUZZ
 @given(files=st.lists(st.tuples(stems, template_docs), min_size=1, max_size=3))
 def test_fuzzed_templates_load_render_or_fail_in_one_line(tmp_path: Path,
@@ -138,6 +140,7 @@ def _user_presets(doc: Any, owned: set[str]) -> list[Any]:
     return kept
 
 
+@pytest.mark.unit
 @FUZZ
 @given(existing=user_docs, merge=st.booleans(), force=st.booleans())
 def test_existing_user_presets_are_never_lost(tmp_path: Path, existing: bytes, merge: bool,
@@ -180,6 +183,7 @@ def test_existing_user_presets_are_never_lost(tmp_path: Path, existing: bytes, m
 STATE_NAMES = [BUILD_RECORD, "setup.json"]
 
 
+@pytest.mark.unit
 @FUZZ
 @given(data=file_bytes, name=st.sampled_from(STATE_NAMES))
 def test_corrupt_state_files_are_set_aside_byte_for_byte(tmp_path: Path, data: bytes, name: str,
@@ -206,6 +210,7 @@ def test_corrupt_state_files_are_set_aside_byte_for_byte(tmp_path: Path, data: b
     assert message.count("\n") == 1 and "moved to" in message and "rebuilding" in message
 
 
+@pytest.mark.unit
 def test_two_corruptions_in_one_second_keep_both_copies(tmp_path: Path) -> None:
     path = tmp_path / "setup.json"
     for data in (b"{bad", b"[1, 2]", b"\xff"):
@@ -215,13 +220,37 @@ def test_two_corruptions_in_one_second_keep_both_copies(tmp_path: Path) -> None:
     assert kept == sorted([b"{bad", b"[1, 2]", b"\xff"])
 
 
+# Lock holder notes: mostly well-formed ones (any pid, command and start time a note can carry:
+# dead, huge or negative pids, NaN or far-future times), plus garbage and wrong types.
+note_fields = st.fixed_dictionaries({
+    "pid": st.one_of(st.integers(), st.sampled_from([0, 1, os.getpid(), 2**31 - 1, 2**31,
+                                                    2**63, -1])),
+    "command": st.text(max_size=40),
+    "started": st.one_of(st.floats(allow_nan=True, allow_infinity=True),
+                         st.integers(min_value=-(2**64), max_value=2**64)),
+})
+holder_notes = st.one_of(
+    note_fields.map(lambda note: ("valid", json.dumps(note).encode())),
+    st.tuples(note_fields, st.dictionaries(st.text(max_size=8), json_values, max_size=3))
+    .map(lambda t: ("valid", json.dumps({**t[1], **t[0]}).encode())),
+    file_bytes.map(lambda data: ("any", data)))
+
+
+@pytest.mark.unit
 @FUZZ
-@given(data=file_bytes)
-def test_lock_holder_notes_of_any_content_are_harmless(tmp_path: Path, data: bytes) -> None:
+@given(note=holder_notes)
+def test_lock_holder_notes_of_any_content_are_harmless(tmp_path: Path,
+                                                       note: tuple[str, bytes]) -> None:
+    kind, data = note
     (tmp_path / HOLDER_NAME).write_bytes(data)
     holder = read_holder(tmp_path)
+    if kind == "valid":  # a well-formed note is read back as written
+        written = json.loads(data)
+        assert holder is not None
+        assert (holder.pid, holder.command) == (written["pid"], written["command"])
+        assert holder.started == float(written["started"]) or holder.started != holder.started
     if holder is not None:
-        holder.describe()
+        assert str(holder.pid) in holder.describe()
         assert isinstance(holder.alive, bool)
 
 
@@ -232,6 +261,7 @@ config_values = st.dictionaries(
     json_values, max_size=5)
 
 
+@pytest.mark.unit
 @FUZZ
 @given(config=config_values)
 def test_any_invoke_config_values_resolve_or_fail_in_one_line(config: dict[str, Any]) -> None:
@@ -252,6 +282,7 @@ INVOKE_YAMLS = [b"vllm_dev: [\n", b"vllm_dev: 5\n", b"- 1\n", b"\xff\xfe\x00",
                 b"vllm_dev:\n  no_wait: maybe\n", b"run: 5\n", b"\t\tvllm_dev:\n"]
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("content", INVOKE_YAMLS, ids=range(len(INVOKE_YAMLS)))
 def test_bad_invoke_yaml_through_the_console_script(tmp_path: Path, content: bytes) -> None:
     (tmp_path / "invoke.yaml").write_bytes(content)

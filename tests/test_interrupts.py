@@ -9,7 +9,6 @@ check alone would miss exactly the orphans this is about).
 
 from __future__ import annotations
 
-import contextlib
 import re
 import time
 from pathlib import Path
@@ -60,6 +59,7 @@ def _set_value(project: Project, value: int) -> None:
                              f"#define MINIVLLM_C_KNOWN_VALUE {value}\n#endif", text, count=1))
 
 
+@pytest.mark.flow
 @pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
 @pytest.mark.parametrize("phase", ["configure", "compile", "install"])
 def test_signal_stops_every_child_and_next_build_works(shared: Project, phase: str,
@@ -111,7 +111,7 @@ def test_install_interrupted_at_many_moments_never_leaves_a_broken_extension(
         ft.wait_for(lambda bg=bg: bg.proc.poll() is not None
                     or any("--install" in c for c in _cmdlines(bg.token)),
                     what="the install to start")
-        time.sleep(run * 0.035)
+        time.sleep(run * 0.035)  # not a wait for a state: each run interrupts a moment later
         if bg.proc.poll() is None:
             ft.interrupt(bg, signum)
         rc, _, err = bg.finish(timeout=60)
@@ -145,20 +145,17 @@ def _staged_tree(tmp: Path, files: dict[str, bytes]) -> tuple[Path, Path, dict[s
     return stage, prefix, {"_x": staged}
 
 
-@pytest.mark.parametrize("stop_at", range(6))
-def test_commit_stage_stopped_at_each_point_leaves_only_whole_files(
-        tmp_path: Path, stop_at: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Ctrl-C at each syscall of the commit (every rename, the record's write): each file in
-    vllm/ is the complete old or the complete new one, and the next install completes it."""
+def _commit_with_stop(tmp: Path, stop_at: int | None, monkeypatch: pytest.MonkeyPatch,
+                      old: dict[str, bytes], new: dict[str, bytes]) -> int:
+    """Commit ``new`` over ``old`` in ``tmp``, raising KeyboardInterrupt instead of the
+    ``stop_at``-th rename (None: stop nowhere); returns how many renames went through."""
     from vllm_dev import staged_install as si
     from vllm_dev.install_record import InstallRecord
 
-    old = {f"_{i}.so": bytes([i]) * 50_000 for i in range(3)}
-    new = {name: b"N" + data[1:] for name, data in old.items()}
-    (tmp_path / "checkout" / "vllm").mkdir(parents=True)
+    (tmp / "checkout" / "vllm").mkdir(parents=True)
     for name, data in old.items():
-        (tmp_path / "checkout" / "vllm" / name).write_bytes(data)
-    stage, prefix, staged = _staged_tree(tmp_path, new)
+        (tmp / "checkout" / "vllm" / name).write_bytes(data)
+    stage, prefix, staged = _staged_tree(tmp, new)
     calls = {"n": 0}
     real_replace = si.os.replace
 
@@ -168,22 +165,46 @@ def test_commit_stage_stopped_at_each_point_leaves_only_whole_files(
         calls["n"] += 1
         return real_replace(src, dst)
 
-    monkeypatch.setattr(si.os, "replace", replace)
-    with contextlib.suppress(KeyboardInterrupt):
-        si.commit_stage(stage, prefix, staged, InstallRecord.load(stage.parent))
-    for name in old:
-        data = (prefix / "vllm" / name).read_bytes()
-        assert data in (old[name], new[name]), name
-    monkeypatch.setattr(si.os, "replace", real_replace)
-    stage, prefix, staged = _staged_tree(tmp_path, new)  # what the next install stages again
-    result = si.commit_stage(stage, prefix, staged, InstallRecord.load(stage.parent))
-    assert sorted(p.name for p in result.files) == sorted(new)
-    for name in new:
-        assert (prefix / "vllm" / name).read_bytes() == new[name]
-    record = InstallRecord.load(stage.parent)
-    assert sorted(record.files()) == sorted(prefix / "vllm" / n for n in new)
+    with monkeypatch.context() as patch:
+        patch.setattr(si.os, "replace", replace)
+        if stop_at is None:
+            si.commit_stage(stage, prefix, staged, InstallRecord.load(stage.parent))
+        else:
+            with pytest.raises(KeyboardInterrupt):
+                si.commit_stage(stage, prefix, staged, InstallRecord.load(stage.parent))
+    return calls["n"]
 
 
+@pytest.mark.unit
+def test_commit_stage_stopped_at_each_point_leaves_only_whole_files(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C at each syscall of the commit (every rename, the record's write): each file in
+    vllm/ is the complete old or the complete new one, and the next install completes it. The
+    points are counted on an uninterrupted commit, so each one really interrupts something."""
+    from vllm_dev import staged_install as si
+    from vllm_dev.install_record import InstallRecord
+
+    old = {f"_{i}.so": bytes([i]) * 50_000 for i in range(3)}
+    new = {name: b"N" + data[1:] for name, data in old.items()}
+    renames = _commit_with_stop(tmp_path / "count", None, monkeypatch, old, new)
+    assert renames >= len(new) + 1  # one per file and the install record's write
+    for stop_at in range(renames):
+        tmp = tmp_path / f"stop-{stop_at}"
+        assert _commit_with_stop(tmp, stop_at, monkeypatch, old, new) == stop_at
+        prefix = tmp / "checkout"
+        for name in old:
+            data = (prefix / "vllm" / name).read_bytes()
+            assert data in (old[name], new[name]), (stop_at, name)
+        stage, prefix, staged = _staged_tree(tmp, new)  # what the next install stages again
+        result = si.commit_stage(stage, prefix, staged, InstallRecord.load(stage.parent))
+        assert sorted(p.name for p in result.files) == sorted(new)
+        for name in new:
+            assert (prefix / "vllm" / name).read_bytes() == new[name]
+        record = InstallRecord.load(stage.parent)
+        assert sorted(record.files()) == sorted(prefix / "vllm" / n for n in new)
+
+
+@pytest.mark.flow
 @pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
 def test_invoke_front_end_exits_130_143_without_traceback(shared: Project, signame: str) -> None:
     signum, code = ft.SIGNALS[signame]
@@ -197,6 +218,7 @@ def test_invoke_front_end_exits_130_143_without_traceback(shared: Project, signa
     assert shared.value("_C") == 42
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("which", ["write", "copy"])
 def test_interrupted_atomic_write_leaves_no_temporary_file(
         tmp_path: Path, which: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -240,6 +262,7 @@ def test_interrupt_during_nvcc_leaves_no_nvcc_cicc_or_ptxas(cuda_project: Projec
     print(f"\nnvcc interrupt: running at the signal {running}; exit {rc}; no survivors")
 
 
+@pytest.mark.flow
 def test_hangup_of_the_terminal_stops_the_compile_tree(shared: Project) -> None:
     """Children run in their own session, so a closing terminal's SIGHUP reaches only vllm-dev,
     which must stop them itself (exit 129)."""

@@ -130,6 +130,7 @@ def test_stale_lock_of_a_killed_build_is_taken_over(hooked: Project, tmp_path: P
     assert hooked.value("_C") == 42 and hooked.value("_fast_C") == 7
 
 
+@pytest.mark.unit
 def test_lock_is_reentrant_and_a_free_lock_with_no_note_is_silent(tmp_path: Path) -> None:
     said: list[str] = []
     with build_lock(tmp_path / "b", wait=False, say=said.append, command="outer") as stale:
@@ -145,10 +146,11 @@ def test_clean_waits_for_a_running_build_and_a_waiter_can_be_interrupted(
     log = tmp_path / "slow.log"
     first = ft.spawn(hooked, "build", env={"VD_COMPILE_SLEEP": "4", "VD_LOG": str(log)})
     ft.wait_for(lambda: log.is_file(), what="the first build's slow step")
-    waiter = ft.spawn(hooked, "build")
-    ft.wait_for(lambda: any(n == "vllm-dev" or n.startswith("python")
-                            for _, n in ft.tagged_processes(waiter.token)), what="the waiter")
-    time.sleep(1.0)  # let it reach the lock
+    waiter = ft.spawn(hooked, "build", stderr_to=tmp_path / "waiter.err")
+    # Reached the lock: it said so and sleeps in the lock's poll loop.
+    ft.wait_for(lambda: waiter.proc.poll() is not None
+                or ("waiting for pid" in waiter.stderr_so_far()
+                    and ft.sleeping(waiter.proc.pid)), what="the waiter to reach the lock")
     os.kill(waiter.proc.pid, signal.SIGINT)
     rc, _, err = waiter.finish(timeout=30)
     assert rc == 130 and "Traceback" not in err, err

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from vllm_dev.machine import GIB, available_memory, probe_machine, usable_cpus
+
+pytestmark = pytest.mark.unit
 
 
 def write(root: Path, rel: str, text: str) -> None:

@@ -97,6 +97,7 @@ TEMPLATES = {n: PresetTemplate(name=n, description=n, build_type=t)
              for n, t in (("release", "Release"), ("debug", "Debug"))}
 
 
+@pytest.mark.unit
 def test_nox_preset_sits_beside_the_developers_without_changing_them(tmp_path: Path) -> None:
     developer = render(TEMPLATES, INPUTS)
     path = tmp_path / "CMakeUserPresets.json"
@@ -121,6 +122,7 @@ def test_nox_preset_sits_beside_the_developers_without_changing_them(tmp_path: P
     assert [p["name"] for p in again["configurePresets"]].count("nox-release") == 1
 
 
+@pytest.mark.unit
 def test_beside_owned_leaves_a_file_it_does_not_own_to_the_ownership_rules(tmp_path: Path
                                                                          ) -> None:
     path = tmp_path / "CMakeUserPresets.json"
@@ -129,6 +131,7 @@ def test_beside_owned_leaves_a_file_it_does_not_own_to_the_ownership_rules(tmp_p
     assert beside_owned(path, ours) is ours  # write_user_presets then asks for --merge/--force
 
 
+@pytest.mark.unit
 def test_posargs(tmp_path: Path) -> None:
     args = nox_flow.parse_posargs(["--source", "here", "--merge"])
     assert (args.source, args.merge, args.force, args.target, args.python) == (
@@ -155,6 +158,7 @@ class FakeSession:
         return nullcontext()
 
 
+@pytest.mark.unit
 def test_session_runner_routes_changes_through_nox_and_queries_around_it(tmp_path: Path
                                                                         ) -> None:
     session = FakeSession()
@@ -169,6 +173,7 @@ def test_session_runner_routes_changes_through_nox_and_queries_around_it(tmp_pat
     assert len(session.runs) == 1  # the query did not go through nox
 
 
+@pytest.mark.unit
 def test_phase_clock_reports_each_phase_and_a_summary() -> None:
     said: list[str] = []
     clock = nox_flow.PhaseClock(say=said.append)
@@ -183,6 +188,7 @@ def test_phase_clock_reports_each_phase_and_a_summary() -> None:
 
 # --- nox itself ----------------------------------------------------------------------------------
 
+@pytest.mark.unit
 def test_nox_lists_the_matrix(tmp_path: Path) -> None:
     default = json.loads(run_nox(tmp_path, "-l", "--json").stdout)
     assert {s["name"] for s in default} == {"tests", "lint"}  # plain `nox`: build sessions off
@@ -201,6 +207,7 @@ def test_nox_lists_the_matrix(tmp_path: Path) -> None:
     assert "Build the release preset from scratch in its own venv" in usage
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("case", ["missing", "not-vllm", "none-found", "bad-argument",
                                   "env-var", "invoke-config"])
 def test_a_bad_checkout_fails_with_one_clear_line(tmp_path: Path, case: str) -> None:
@@ -233,6 +240,7 @@ def test_a_bad_checkout_fails_with_one_clear_line(tmp_path: Path, case: str) -> 
     assert "pip install" not in output  # it stopped before installing anything
 
 
+@pytest.mark.unit
 def test_release_end_to_end_then_no_op_then_one_file(tmp_path: Path) -> None:
     """The CUDA run (when nvcc is present): release from scratch, then `nox -R` twice."""
     device = "cuda" if NVCC else "cpu"
@@ -279,6 +287,7 @@ def test_release_end_to_end_then_no_op_then_one_file(tmp_path: Path) -> None:
     assert venv_value(project.python, module, elsewhere) == value
 
 
+@pytest.mark.flow
 def test_debug_waits_for_the_checkout_lock_and_leaves_the_developer_build_alone(
         tmp_path: Path) -> None:
     """CPU: beside a developer's own venv and build; another holder of the checkout's lock makes
@@ -307,7 +316,7 @@ def test_debug_waits_for_the_checkout_lock_and_leaves_the_developer_build_alone(
             assert proc.poll() is None, "".join(lines)
             assert time.monotonic() < deadline, "".join(lines)
             time.sleep(0.2)
-        time.sleep(1.0)
+        time.sleep(1.0)  # not a wait for a state: a window in which the waiter must do nothing
         assert not any("pip install" in line for line in lines)  # nothing ran meanwhile
     assert proc.wait(timeout=600) == 0, "".join(lines)
     reader.join(timeout=10)
@@ -340,6 +349,7 @@ def test_debug_waits_for_the_checkout_lock_and_leaves_the_developer_build_alone(
     assert os.path.samefile(cache_value(dev_build, "VLLM_PYTHON_EXECUTABLE"), project.python)
 
 
+@pytest.mark.flow
 def test_release_with_an_interpreter_of_your_own_limited_to_one_target(tmp_path: Path) -> None:
     """`-- --python P --target T`: no setup in the session, P is the configured interpreter,
     only T is compiled and installed, and T loads from its file in the checkout."""

@@ -11,6 +11,8 @@ from vllm_dev.machine import GIB, Cpus, Machine, Memory, probe_machine
 from vllm_dev.parallelism import JOB_MEMORY, Parallelism, choose
 from vllm_dev.settings import Settings
 
+pytestmark = pytest.mark.unit
+
 
 def shape(cpus: int, gib: float) -> Machine:
     return Machine(Cpus(cpus, "test"), Memory(int(gib * GIB), "test"))

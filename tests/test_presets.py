@@ -50,6 +50,7 @@ def test_rendered_presets_validate_and_cmake_lists_them(project: Project) -> Non
     assert "vllm-dev" in document["vendor"]
 
 
+@pytest.mark.unit
 def test_cuda_presets_name_nvcc_and_clear_flags() -> None:
     templates = load_templates(REPO / "presets")
     document = render(templates, PresetInputs(python="/venv/bin/python", device="cuda", jobs=3,

@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from vllm_dev.progress import (
     NINJA_STATUS_FORMAT,
     BarDisplay,
@@ -48,6 +50,7 @@ RECORDED_TTY = [
 ]
 
 
+@pytest.mark.unit
 def test_parse_status_lines_and_other_output() -> None:
     status = parse_status("[12/345] Building CUDA object CMakeFiles/_C.dir/csrc/x.cu.o")
     assert status is not None
@@ -61,6 +64,7 @@ def test_parse_status_lines_and_other_output() -> None:
     assert short_name("Linking CXX shared module _C.abi3.so") == "link _C.abi3.so"
 
 
+@pytest.mark.unit
 def test_progress_from_recorded_pipe_output() -> None:
     progress = BuildProgress(started_at=0.0)
     for i, line in enumerate(RECORDED_PLAIN):
@@ -71,6 +75,7 @@ def test_progress_from_recorded_pipe_output() -> None:
     assert progress.install_started_at is None
 
 
+@pytest.mark.unit
 def test_progress_tracks_running_steps_in_terminal_mode() -> None:
     progress = BuildProgress(started_at=0.0)
     for line in RECORDED_TTY[:2]:
@@ -91,6 +96,7 @@ def test_progress_tracks_running_steps_in_terminal_mode() -> None:
     assert progress.install_started_at == 5.0
 
 
+@pytest.mark.unit
 def test_failed_steps_and_their_first_error_line() -> None:
     """Recorded from ninja 1.13 on a terminal (coloured label, exit code) and from nvcc; the
     command line after FAILED: is not mistaken for an error even when it says -Werror."""
@@ -122,6 +128,7 @@ def test_failed_steps_and_their_first_error_line() -> None:
     ]
 
 
+@pytest.mark.unit
 def test_line_splitter_handles_redraws_and_split_chunks() -> None:
     lines: list[str] = []
     splitter = LineSplitter(lines.append)
@@ -132,6 +139,7 @@ def test_line_splitter_handles_redraws_and_split_chunks() -> None:
     assert lines == ["[1/2|1] a", "[1/2|2] b", "warning: caf\u00e9", "[2/2|2] b"]
 
 
+@pytest.mark.unit
 def test_line_splitter_hands_on_a_status_line_before_ninja_writes_again() -> None:
     lines: list[str] = []
     splitter = LineSplitter(lines.append)
@@ -143,6 +151,7 @@ def test_line_splitter_hands_on_a_status_line_before_ninja_writes_again() -> Non
     assert len(lines) == 2 and "a.cpp:3:1:" in lines[1] and lines[1].endswith("boom")
 
 
+@pytest.mark.unit
 def test_plain_display_passes_every_line() -> None:
     out = io.StringIO()
     display = PlainDisplay(out=out)
@@ -153,6 +162,7 @@ def test_plain_display_passes_every_line() -> None:
     assert display.progress.finished == 6
 
 
+@pytest.mark.unit
 def test_bar_display_keeps_all_other_output() -> None:
     from rich.console import Console
 
@@ -176,6 +186,7 @@ def test_bar_display_keeps_all_other_output() -> None:
     assert display.child_env() == {"NINJA_STATUS": NINJA_STATUS_FORMAT}
 
 
+@pytest.mark.unit
 def test_bar_only_on_a_terminal() -> None:
     class Tty(io.StringIO):
         def isatty(self) -> bool:
@@ -193,6 +204,7 @@ def _ninja() -> str:
     return found
 
 
+@pytest.mark.unit
 def test_streaming_on_a_pty_reports_steps_as_they_start(tmp_path: Path) -> None:
     (tmp_path / "build.ninja").write_text(
         "rule slow\n  command = sleep 0.3 && touch $out\n  description = SLOW $out\n"
@@ -212,6 +224,7 @@ def test_streaming_on_a_pty_reports_steps_as_they_start(tmp_path: Path) -> None:
     assert progress.finished == 2 and not progress.running
 
 
+@pytest.mark.unit
 def test_streaming_through_a_pipe_keeps_order_and_exit_code(tmp_path: Path) -> None:
     lines: list[str] = []
     code = run_streaming(["sh", "-c", "echo out; echo err >&2; echo last; exit 3"],
@@ -333,6 +346,7 @@ def _slow_ninja_file(tmp_path: Path) -> None:
     (tmp_path / "build.ninja").write_text("\n".join(lines) + "\n")
 
 
+@pytest.mark.unit
 def test_bar_on_a_pty_sees_steps_start_and_finish_on_time(tmp_path: Path) -> None:
     """Real ninja on a pseudo-terminal: each step's start and finish reach the display within
     0.5 s of when its command really started and ended, and the clock moves on its own."""

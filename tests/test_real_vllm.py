@@ -22,7 +22,7 @@ import pytest
 import real_vllm as rv
 from conftest import BIN_DIR, Project, clean_env
 
-pytestmark = [pytest.mark.real_vllm, pytest.mark.slow]
+pytestmark = pytest.mark.real_vllm
 
 TARGETS = ("spinloop", "fs_io_C")
 TARGET_ARGS = [arg for t in TARGETS for arg in ("--target", t)]

@@ -17,6 +17,8 @@ import pytest
 
 import real_vllm as rv
 
+pytestmark = pytest.mark.unit
+
 TESTS = Path(__file__).resolve().parent
 
 CPU_CMAKE = """\

@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
+
 from vllm_dev.compiler_cache import parse_stats
 from vllm_dev.report import (
     BuildReport,
@@ -40,6 +42,7 @@ def ccache_counters(project: Project) -> dict[str, int]:
     return {"hits": stats.hits, "misses": stats.misses}
 
 
+@pytest.mark.unit
 def test_ninja_log_parsing_from_a_recorded_log() -> None:
     log = ("# ninja log v7\n"
            "0\t300\t1\tCMakeFiles/_C.dir/csrc/a.cpp.o\tff\n"
@@ -55,6 +58,7 @@ def test_ninja_log_parsing_from_a_recorded_log() -> None:
         ("csrc/b.cu", "_C", 0.9), ("csrc/a.cpp", "_C", 0.12)]  # a.cpp: its latest time
 
 
+@pytest.mark.unit
 def test_recorder_phases_nest_and_add_up() -> None:
     """Nested phases count once (the inner time only for the inner phase); a phase measured
     elsewhere and added inside another is not counted twice; other fills the rest."""
@@ -77,6 +81,7 @@ def test_recorder_phases_nest_and_add_up() -> None:
     assert "late" not in recorder.phases
 
 
+@pytest.mark.unit
 def test_failure_summary_of_many_failed_files_stays_short() -> None:
     report = BuildReport("release", "/b", "now", exit_code=1, configure="not needed",
                          phases={"compile": 1.0, "other": 0.1}, total_seconds=1.1,
@@ -93,6 +98,7 @@ def test_failure_summary_of_many_failed_files_stays_short() -> None:
     assert BuildReport.from_json(json.loads(dumps(report))).failed == report.failed
 
 
+@pytest.mark.unit
 def test_preset_environment_follows_inherits() -> None:
     document = {"configurePresets": [
         {"name": "base", "hidden": True, "environment": {"CCACHE_DIR": "/a", "X": "1"}},

@@ -16,6 +16,8 @@ from vllm_dev.settings import Settings
 from vllm_dev_tasks import DEFAULTS, namespace
 from vllm_dev_tasks import tasks as t
 
+pytestmark = pytest.mark.unit
+
 
 def context(**vllm_dev: Any) -> MockContext:
     return MockContext(config=Config(overrides={"vllm_dev": {**DEFAULTS, **vllm_dev}}))

@@ -8,18 +8,22 @@ import os
 import shutil
 from pathlib import Path
 
+import pytest
+
 from vllm_dev.verify import module_name
 
 import minivllm_tools as mv
 from conftest import BIN_DIR, Project, make_project
 
 
+@pytest.mark.unit
 def test_module_name(tmp_path: Path) -> None:
     assert module_name(tmp_path / "vllm/_C.abi3.so", root=tmp_path) == "vllm._C"
     assert module_name(tmp_path / "vllm/fa/_fa2_C.cpython-312-x86_64-linux-gnu.so",
                        root=tmp_path) == "vllm.fa._fa2_C"
 
 
+@pytest.mark.flow
 def test_build_verifies_and_finds_the_wheels_leftover(tmp_path: Path) -> None:
     project = make_project(tmp_path, setup=False)
     wheel = mv.build_precompiled_wheel(tmp_path / "wheel", python=str(project.python),

@@ -54,7 +54,10 @@ class Holder:
     started: float
 
     def describe(self) -> str:
-        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.started))
+        try:
+            since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.started))
+        except (OverflowError, ValueError, OSError):  # a note's time the C library cannot show
+            since = "an unknown time"
         return f"pid {self.pid} (`{self.command}`, since {since})"
 
     @property
@@ -72,7 +75,7 @@ def pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    except OSError:
+    except (OSError, OverflowError):  # OverflowError: a pid beyond the C type (a bogus note)
         return False
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
