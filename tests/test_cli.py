@@ -11,6 +11,9 @@ import pytest
 
 from conftest import NVCC, VLLM_DEV, Project, clean_env
 
+# The real console script in a subprocess (the demo builds the test project).
+pytestmark = pytest.mark.flow
+
 INVOKE_ONLY_FLAGS = ("--pty", "--prompt-for-sudo-password", "--hide", "--echo", "--warn-only",
                      "--command-timeout", "--write-pyc", "--list-format", "--list-depth",
                      "--debug")
