@@ -56,6 +56,16 @@ def edit(path: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new))
 
 
+
+def call_an_undefined_function(project: Project) -> None:
+    """A realistic mistake: a kernel calls a function that is declared but defined nowhere. A
+    MODULE library links anyway (undefined symbols are allowed), and fails at load."""
+    edit(project.root / "csrc" / "fast" / "module_fast.cpp",
+         "static PyObject* known_value(PyObject*, PyObject*) { return PyLong_FromLong(7); }",
+         'extern "C" long minivllm_not_defined_anywhere(void);\n'
+         "static PyObject* known_value(PyObject*, PyObject*) {\n"
+         "  return PyLong_FromLong(minivllm_not_defined_anywhere());\n}")
+
 def test_installed_file_is_the_install_output_and_the_library_is_not_a_module(
         project: Project) -> None:
     enable_shared_helper(project)
@@ -127,11 +137,7 @@ def test_check_catches_undefined_symbol_without_running_vllm_init(project: Proje
     # MODULE library links anyway (undefined symbols are allowed), and fails at load.
     source = project.root / "csrc" / "fast" / "module_fast.cpp"
     good = source.read_text()
-    edit(source,
-         "static PyObject* known_value(PyObject*, PyObject*) { return PyLong_FromLong(7); }",
-         'extern "C" long minivllm_not_defined_anywhere(void);\n'
-         "static PyObject* known_value(PyObject*, PyObject*) {\n"
-         "  return PyLong_FromLong(minivllm_not_defined_anywhere());\n}")
+    call_an_undefined_function(project)
     broken = project.run("build", "--plain", check=False)
     assert broken.returncode != 0
     assert "vllm-dev: vllm._fast_C does not load in" in broken.stderr
@@ -211,12 +217,7 @@ def test_check_with_torch_loads_its_libraries_and_catches_undefined_symbol(
         '"VLLM_DEV_VERIFY'), items, "light"], text=True, capture_output=True, check=True).stdout
     assert "TORCH_IMPORTED False" in probe  # torch's Python side was never imported
 
-    source = project.root / "csrc" / "fast" / "module_fast.cpp"
-    edit(source,
-         "static PyObject* known_value(PyObject*, PyObject*) { return PyLong_FromLong(7); }",
-         'extern "C" long minivllm_not_defined_anywhere(void);\n'
-         "static PyObject* known_value(PyObject*, PyObject*) {\n"
-         "  return PyLong_FromLong(minivllm_not_defined_anywhere());\n}")
+    call_an_undefined_function(project)
     broken = project.run("build", "--plain", check=False)
     assert broken.returncode != 0
     assert "undefined symbol: minivllm_not_defined_anywhere" in broken.stderr
