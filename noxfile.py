@@ -2,7 +2,7 @@
 
 `tests` and `lint` run with plain `nox`. One build session per preset template (presets/*.json:
 `nox -s release`, `nox -s debug`, `nox -t build` for all) proves the whole flow from scratch in
-its own venv; the logic is in src/vllm_dev/nox_flow.py. Options go after `--`:
+its own venv; the logic is in src/vllm_dev_frontends/nox_flow.py. Options go after `--`:
 `nox -s release -- --source ~/vllm`.
 """
 
@@ -17,7 +17,7 @@ import nox
 
 # nox's own interpreter may not have vllm-dev installed: the package is pure Python, use the source.
 sys.path.insert(0, str(Path(__file__).resolve().parent / "src"))
-from vllm_dev import nox_flow  # noqa: E402
+from vllm_dev_frontends import nox_flow  # noqa: E402
 
 nox.needs_version = ">=2025.2.9"  # default=False sessions
 nox.options.default_venv_backend = "uv|virtualenv"

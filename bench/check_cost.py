@@ -126,7 +126,7 @@ def main() -> int:
         modules = ["vllm." + Path(p).name.split(".")[0] for p in ext]
         checks: dict[str, list[float]] = {"old-style": [], "new-style": [], "python+torch": [],
                                           "light": []}
-        from vllm_dev.verify import _CHECKER
+        from vllm_dev.steps.verify import _CHECKER
 
         items = json.dumps([["vllm._fast_C", str(root / "vllm" / "_fast_C.abi3.so")]])
         for _ in range(args.repeat):

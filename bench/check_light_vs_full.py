@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from vllm_dev.verify import _CHECKER  # noqa: E402
+from vllm_dev.steps.verify import _CHECKER  # noqa: E402
 
 
 def run(python: str, items: str, mode: str) -> tuple[float, dict[str, object]]:

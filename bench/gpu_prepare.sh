@@ -43,7 +43,7 @@ EOF
   echo "$base" > "$site/image-site-packages.pth"
   echo "$REPO/src" > "$site/vllm-dev-src.pth"
   uv pip install -q -p "$VENV/bin/python" --no-index --no-deps "$REPO"/.whl/*.whl
-  printf '#!%s\nfrom vllm_dev_tasks.program import main\nraise SystemExit(main())\n' "$VENV/bin/python" > "$VENV/bin/vllm-dev"
+  printf '#!%s\nfrom vllm_dev_frontends.program import main\nraise SystemExit(main())\n' "$VENV/bin/python" > "$VENV/bin/vllm-dev"
   chmod +x "$VENV/bin/vllm-dev"
   ln -sf /opt/torch/.venv/bin/cmake /opt/torch/.venv/bin/ninja "$VENV/bin/" 2>/dev/null || true
   touch "$WORK/.prepared"

@@ -37,7 +37,7 @@ cat > "$VENV/bin/vllm-dev" <<EOF
 #!$VENV/bin/python
 import sys
 sys.path.insert(0, "$REPO/src")
-from vllm_dev_tasks.program import main
+from vllm_dev_frontends.program import main
 main()
 EOF
 chmod +x "$VENV/bin/vllm-dev"

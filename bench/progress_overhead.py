@@ -37,8 +37,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from vllm_dev.progress import NINJA_STATUS_FORMAT, BarDisplay, PlainDisplay  # noqa: E402
-from vllm_dev.streaming import run_streaming  # noqa: E402
+from vllm_dev.process.progress import NINJA_STATUS_FORMAT, BarDisplay, PlainDisplay  # noqa: E402
+from vllm_dev.process.streaming import run_streaming  # noqa: E402
 
 
 def ninja() -> str:
@@ -110,7 +110,7 @@ def idle_cpu(seconds: float) -> float:
 
 def bar_start() -> float:
     code = ("import time; t = time.monotonic(); import io; from rich.console import Console; "
-            "from vllm_dev.progress import BarDisplay; "
+            "from vllm_dev.process.progress import BarDisplay; "
             "d = BarDisplay(console=Console(file=io.StringIO(), force_terminal=True)); "
             "took = time.monotonic() - t; d.close(); print(took)")  # the bar redirects stdout
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}

@@ -55,7 +55,7 @@ def find_uv() -> str:
     """Path of the uv executable, found as vllm-dev finds it (the `uv` package, then PATH).
 
     Imported lazily: scripts that only copy the project need not have vllm_dev importable."""
-    from vllm_dev.setup_step import find_uv as find
+    from vllm_dev.steps.setup import find_uv as find
 
     return find()
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from vllm_dev import affected, precompiled
+from vllm_dev.checkout import affected, precompiled
 
 pytestmark = pytest.mark.unit
 

@@ -13,9 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from vllm_dev.arch import GpuProbe, nvcc_arches, parse_arch_setting, probe_gpus, select_arches
 from vllm_dev.errors import VllmDevError
-from vllm_dev.runner import Completed, SubprocessRunner
+from vllm_dev.process.runner import Completed, SubprocessRunner
+from vllm_dev.toolchain.arch import (
+    GpuProbe,
+    nvcc_arches,
+    parse_arch_setting,
+    probe_gpus,
+    select_arches,
+)
 
 from conftest import NVCC, Project, requires_nvcc
 
@@ -60,7 +66,7 @@ def test_hung_nvidia_smi_times_out(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     smi = tmp_path / "nvidia-smi"
     smi.write_text("#!/bin/sh\nsleep 60\n")
     smi.chmod(smi.stat().st_mode | stat.S_IEXEC)
-    monkeypatch.setattr("vllm_dev.arch.NVIDIA_SMI_TIMEOUT_S", 0.5)
+    monkeypatch.setattr("vllm_dev.toolchain.arch.NVIDIA_SMI_TIMEOUT_S", 0.5)
     start = time.monotonic()
     gpus = probe_gpus(runner=SubprocessRunner(), nvidia_smi=str(smi))
     assert time.monotonic() - start < 10

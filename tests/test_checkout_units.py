@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from vllm_dev.compiler_minimums import find_minimums, gcc_minimum
+from vllm_dev.config.settings import Settings
 from vllm_dev.errors import VllmDevError
-from vllm_dev.presets import PresetInputs, load_template_set, render
-from vllm_dev.runner import SubprocessRunner
-from vllm_dev.settings import Settings
-from vllm_dev.setup_step import editable_step, installer_args
-from vllm_dev.workspace import Workspace
+from vllm_dev.flow.workspace import Workspace
+from vllm_dev.presets.render import PresetInputs, load_template_set, render
+from vllm_dev.process.runner import SubprocessRunner
+from vllm_dev.steps.setup import editable_step, installer_args
+from vllm_dev.toolchain.compiler_minimums import find_minimums, gcc_minimum
 
 pytestmark = pytest.mark.unit
 

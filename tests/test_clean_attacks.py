@@ -20,13 +20,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vllm_dev.clean import run_clean
+from vllm_dev.checkout.state import BUILD_MARKER_KIND, BUILD_RECORD
+from vllm_dev.config.settings import Settings
 from vllm_dev.errors import VllmDevError
-from vllm_dev.install_record import ComponentRecord, InstalledFile, InstallRecord
-from vllm_dev.runner import Completed
-from vllm_dev.settings import Settings
-from vllm_dev.state import BUILD_MARKER_KIND, BUILD_RECORD
-from vllm_dev.workspace import Workspace
+from vllm_dev.flow.workspace import Workspace
+from vllm_dev.installs.install_record import ComponentRecord, InstalledFile, InstallRecord
+from vllm_dev.process.runner import Completed
+from vllm_dev.steps.clean import run_clean
 
 import minivllm_tools as mv
 from conftest import VLLM_DEV, clean_env

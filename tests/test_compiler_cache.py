@@ -21,11 +21,11 @@ from pathlib import Path
 
 import pytest
 
-from vllm_dev import compiler_cache as cc
+from vllm_dev.caching import compiler_cache as cc
+from vllm_dev.config.settings import Settings
 from vllm_dev.errors import VllmDevError
-from vllm_dev.presets import PresetInputs, PresetTemplate, render
-from vllm_dev.runner import SubprocessRunner
-from vllm_dev.settings import Settings
+from vllm_dev.presets.render import PresetInputs, PresetTemplate, render
+from vllm_dev.process.runner import SubprocessRunner
 
 import minivllm_tools as mv
 from conftest import BIN_DIR, NVCC, Project, clean_env, make_project, requires_nvcc

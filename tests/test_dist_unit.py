@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from vllm_dev import dist
+from vllm_dev.caching import dist
+from vllm_dev.config.settings import Settings
 from vllm_dev.errors import VllmDevError
-from vllm_dev.settings import Settings
 
 from conftest import BIN_DIR, Project
 from dist_farm import free_port

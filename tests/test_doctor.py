@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from vllm_dev.doctor import Doctor
-from vllm_dev.runner import SubprocessRunner
-from vllm_dev.settings import Settings
-from vllm_dev.workspace import Workspace
+from vllm_dev.config.settings import Settings
+from vllm_dev.flow.workspace import Workspace
+from vllm_dev.process.runner import SubprocessRunner
+from vllm_dev.steps.doctor import Doctor
 
 from conftest import Project
 
@@ -80,7 +80,7 @@ def test_hung_nvidia_smi_does_not_hang_doctor(project: Project, tmp_path: Path,
     bin_dir = tmp_path / "hung"
     script(bin_dir / "nvidia-smi", "exec /bin/sleep 60")
     monkeypatch.setenv("PATH", f"{bin_dir}:{project.python.parent}:/usr/bin:/bin")
-    monkeypatch.setattr("vllm_dev.arch.NVIDIA_SMI_TIMEOUT_S", 1.0)
+    monkeypatch.setattr("vllm_dev.toolchain.arch.NVIDIA_SMI_TIMEOUT_S", 1.0)
     settings = Settings.resolve(flags={"source": str(project.root), "python": str(project.python),
                                        "device": "cpu"}, environ={})
     ws = Workspace(settings=settings, runner=SubprocessRunner(), environ={}, cwd=project.root)

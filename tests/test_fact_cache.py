@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from vllm_dev.fact_cache import FactCache, cached_version, site_dirs
-from vllm_dev.runner import SubprocessRunner
+from vllm_dev.process.runner import SubprocessRunner
+from vllm_dev.toolchain.fact_cache import FactCache, cached_version, site_dirs
 
 pytestmark = pytest.mark.unit
 

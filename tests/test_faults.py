@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from vllm_dev.errors import VllmDevError
-from vllm_dev.files import atomic_write_bytes
+from vllm_dev.process.files import atomic_write_bytes
 
 from conftest import Project, make_project
 

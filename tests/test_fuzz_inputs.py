@@ -22,12 +22,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vllm_dev import presets as presets_mod
+from vllm_dev.checkout.state import BUILD_RECORD, BuildRecord, is_marked_build_dir, read_json
+from vllm_dev.config.settings import Settings
 from vllm_dev.errors import VllmDevError
-from vllm_dev.locking import HOLDER_NAME, read_holder
-from vllm_dev.settings import Settings
-from vllm_dev.state import BUILD_RECORD, BuildRecord, is_marked_build_dir, read_json
-from vllm_dev.user_presets import write_user_presets
+from vllm_dev.presets import render as presets_mod
+from vllm_dev.presets.user_presets import write_user_presets
+from vllm_dev.process.locking import HOLDER_NAME, read_holder
 
 from conftest import VLLM_DEV, Project, clean_env
 

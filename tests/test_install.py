@@ -204,7 +204,7 @@ def test_check_with_torch_loads_its_libraries_and_catches_undefined_symbol(
     done = project.run("build", "--plain")
     assert "verified: 2 extension(s) load in" in done.stderr
     # A plain run of the checker shows which way it loaded torch.
-    from vllm_dev.verify import _CHECKER
+    from vllm_dev.steps.verify import _CHECKER
 
     ext = str(project.root / "vllm" / "_C.abi3.so")
     items = json.dumps([["vllm._C", ext]])

@@ -149,8 +149,8 @@ def _commit_with_stop(tmp: Path, stop_at: int | None, monkeypatch: pytest.Monkey
                       old: dict[str, bytes], new: dict[str, bytes]) -> int:
     """Commit ``new`` over ``old`` in ``tmp``, raising KeyboardInterrupt instead of the
     ``stop_at``-th rename (None: stop nowhere); returns how many renames went through."""
-    from vllm_dev import staged_install as si
-    from vllm_dev.install_record import InstallRecord
+    from vllm_dev.installs import staged_install as si
+    from vllm_dev.installs.install_record import InstallRecord
 
     (tmp / "checkout" / "vllm").mkdir(parents=True)
     for name, data in old.items():
@@ -181,8 +181,8 @@ def test_commit_stage_stopped_at_each_point_leaves_only_whole_files(
     """Ctrl-C at each syscall of the commit (every rename, the record's write): each file in
     vllm/ is the complete old or the complete new one, and the next install completes it. The
     points are counted on an uninterrupted commit, so each one really interrupts something."""
-    from vllm_dev import staged_install as si
-    from vllm_dev.install_record import InstallRecord
+    from vllm_dev.installs import staged_install as si
+    from vllm_dev.installs.install_record import InstallRecord
 
     old = {f"_{i}.so": bytes([i]) * 50_000 for i in range(3)}
     new = {name: b"N" + data[1:] for name, data in old.items()}
@@ -222,7 +222,7 @@ def test_invoke_front_end_exits_130_143_without_traceback(shared: Project, signa
 @pytest.mark.parametrize("which", ["write", "copy"])
 def test_interrupted_atomic_write_leaves_no_temporary_file(
         tmp_path: Path, which: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from vllm_dev import files
+    from vllm_dev.process import files
 
     target = tmp_path / "_C.abi3.so"
     target.write_bytes(b"old")

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import fault_tools as ft
-from vllm_dev.locking import HOLDER_NAME, build_lock, read_holder
+from vllm_dev.process.locking import HOLDER_NAME, build_lock, read_holder
 
 from conftest import Project
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from vllm_dev.machine import GIB, available_memory, probe_machine, usable_cpus
+from vllm_dev.host.machine import GIB, available_memory, probe_machine, usable_cpus
 
 pytestmark = pytest.mark.unit
 

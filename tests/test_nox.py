@@ -20,17 +20,17 @@ from typing import Any
 
 import pytest
 
-from vllm_dev import nox_flow
 from vllm_dev.errors import VllmDevError
-from vllm_dev.locking import build_lock
-from vllm_dev.presets import (
+from vllm_dev.presets.render import (
     PresetInputs,
     PresetTemplate,
     preset_fingerprint,
     render,
     render_standalone,
 )
-from vllm_dev.user_presets import beside_owned
+from vllm_dev.presets.user_presets import beside_owned
+from vllm_dev.process.locking import build_lock
+from vllm_dev_frontends import nox_flow
 
 import minivllm_tools as mv
 from conftest import NVCC, Project, clean_env, make_project

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from vllm_dev.config.settings import Settings
 from vllm_dev.errors import VllmDevError
-from vllm_dev.machine import GIB, Cpus, Machine, Memory, probe_machine
-from vllm_dev.parallelism import JOB_MEMORY, Parallelism, choose
-from vllm_dev.settings import Settings
+from vllm_dev.host.machine import GIB, Cpus, Machine, Memory, probe_machine
+from vllm_dev.host.parallelism import JOB_MEMORY, Parallelism, choose
 
 pytestmark = pytest.mark.unit
 

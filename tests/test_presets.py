@@ -10,7 +10,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from vllm_dev.presets import PresetInputs, load_templates, render
+from vllm_dev.presets.render import PresetInputs, load_templates, render
 
 from conftest import Project
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from vllm_dev.progress import (
+from vllm_dev.process.progress import (
     NINJA_STATUS_FORMAT,
     BarDisplay,
     BuildProgress,
@@ -24,7 +24,7 @@ from vllm_dev.progress import (
     strip_ansi,
     wants_bar,
 )
-from vllm_dev.streaming import LineSplitter, run_streaming
+from vllm_dev.process.streaming import LineSplitter, run_streaming
 
 from conftest import Project
 

@@ -11,8 +11,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from vllm_dev.compiler_cache import parse_stats
-from vllm_dev.report import (
+from vllm_dev.caching.compiler_cache import parse_stats
+from vllm_dev.steps.report import (
     BuildReport,
     FailedFile,
     NinjaEntry,

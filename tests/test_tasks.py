@@ -8,13 +8,13 @@ from typing import Any
 import pytest
 from invoke import Config, Exit, MockContext
 
-import vllm_dev.build
-import vllm_dev.clean
-import vllm_dev.prime
+import vllm_dev.steps.build
+import vllm_dev.steps.clean
+import vllm_dev.steps.prime
+from vllm_dev.config.settings import Settings
 from vllm_dev.errors import CommandFailed, VllmDevError
-from vllm_dev.settings import Settings
-from vllm_dev_tasks import DEFAULTS, namespace
-from vllm_dev_tasks import tasks as t
+from vllm_dev_frontends import DEFAULTS, namespace
+from vllm_dev_frontends import invoke_tasks as t
 
 pytestmark = pytest.mark.unit
 
@@ -30,8 +30,9 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, dict[str, Any]]
     def record(ws: Any, **kwargs: Any) -> None:
         calls.append((ws, kwargs))
 
-    for module, name in ((vllm_dev.build, "run_build_and_verify"), (vllm_dev.prime, "run_prime"),
-                         (vllm_dev.clean, "run_clean")):
+    for module, name in ((vllm_dev.steps.build, "run_build_and_verify"),
+                         (vllm_dev.steps.prime, "run_prime"),
+                         (vllm_dev.steps.clean, "run_clean")):
         monkeypatch.setattr(module, name, record)
     for var in ("VLLM_DEV_SOURCE", "VLLM_TARGET_DEVICE", "MAX_JOBS", "NVCC_THREADS",
                 "VLLM_DEV_JOBS", "VLLM_DEV_PRESET"):
@@ -78,7 +79,7 @@ def test_errors_become_exit_with_one_line(monkeypatch: pytest.MonkeyPatch) -> No
     def fail(ws: Any, **kwargs: Any) -> None:
         raise VllmDevError("something is wrong: fix it like this")
 
-    monkeypatch.setattr(vllm_dev.build, "run_build_and_verify", fail)
+    monkeypatch.setattr(vllm_dev.steps.build, "run_build_and_verify", fail)
     with pytest.raises(Exit) as info:
         t.build(context())
     assert info.value.code == 1
@@ -89,7 +90,7 @@ def test_failed_command_exit_code_is_the_commands(monkeypatch: pytest.MonkeyPatc
     def fail(ws: Any, **kwargs: Any) -> None:
         raise CommandFailed(["cmake", "--build", "--preset", "release"], 7)
 
-    monkeypatch.setattr(vllm_dev.build, "run_build_and_verify", fail)
+    monkeypatch.setattr(vllm_dev.steps.build, "run_build_and_verify", fail)
     with pytest.raises(Exit) as info:
         t.build(context())
     assert info.value.code == 7

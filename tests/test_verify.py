@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from vllm_dev.verify import module_name
+from vllm_dev.steps.verify import module_name
 
 import minivllm_tools as mv
 from conftest import BIN_DIR, Project, make_project

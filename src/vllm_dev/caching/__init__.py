@@ -1,0 +1,1 @@
+"""Compiler caches (ccache, sccache) and the sccache-dist build farm."""

@@ -1,0 +1,409 @@
+"""The compiler cache (ccache by default) set up so that it is correct for CUDA and shareable.
+
+Why each setting exists (all verified on the test project, see docs/team-cache.md):
+
+- ccache's default (preprocessor) mode hashes ``nvcc -E`` output, which is the *device* pass: an
+  edit to host-only code of a ``.cu`` file (``#ifndef __CUDA_ARCH__``) leaves that output
+  unchanged and ccache returns the stale object. Depend mode hashes the source and the headers the
+  compiler reports instead, and is correct.
+- Two checkouts at different paths share nothing unless ``base_dir`` is the checkout (absolute
+  paths become relative) and, with debug info, ``hash_dir`` is off (``-g`` embeds the cwd).
+- Remote storage (redis, http, file) lets CI fill a cache that every developer reads.
+
+Everything is passed as ``CCACHE_*`` variables in the presets' ``environment`` block, so a plain
+``cmake --build --preset`` typed by the user behaves like vllm-dev's own builds, and the user's
+global ccache configuration is never touched. A remote URL with credentials never goes into a
+file: the preset refers to it as ``$penv{VLLM_DEV_CACHE_REMOTE}``.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+from vllm_dev.errors import VllmDevError
+
+if TYPE_CHECKING:
+    from vllm_dev.process.runner import Runner
+
+KINDS = ("ccache", "sccache", "none")
+REMOTE_MODES = ("read-only", "read-write")
+REMOTE_SCHEMES = ("redis", "http", "https", "file")
+#: The variable a credentialed remote URL travels in (vllm-dev sets it for its own commands).
+REMOTE_ENV = "VLLM_DEV_CACHE_REMOTE"
+DEBUG_INFO_BUILD_TYPES = ("Debug", "RelWithDebInfo")
+STATS_TIMEOUT_S = 30.0
+_SIZE_RE = re.compile(r"^\d+(\.\d+)?\s*([kKMGT]i?B?)?$")
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    """The user's choices for the compiler cache (from :class:`~vllm_dev.config.settings.Settings`).
+    """
+
+    kind: str = "ccache"
+    directory: str | None = None
+    max_size: str | None = None
+    remote: str | None = None
+    remote_mode: str = "read-only"
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Strings that must never be printed: the remote URL when it carries credentials,
+        and the password itself (it may show up URL-decoded)."""
+        if not self.remote or not has_credentials(self.remote):
+            return ()
+        parts = urlsplit(self.remote)
+        found = [self.remote]
+        if parts.password:
+            found += [parts.password, unquote(parts.password)]
+        elif parts.username:
+            found += [parts.username, unquote(parts.username)]
+        return tuple(dict.fromkeys(s for s in found if s))
+
+    @property
+    def remote_in_environment(self) -> bool:
+        """A credentialed URL stays in the environment; presets only name the variable."""
+        return bool(self.remote) and has_credentials(self.remote or "")
+
+
+def config_from(settings: object) -> CacheConfig:
+    """The cache part of the resolved settings (duck-typed to keep settings.py import-free)."""
+    return CacheConfig(
+        kind=getattr(settings, "cache", "ccache"),
+        directory=getattr(settings, "cache_dir", None),
+        max_size=getattr(settings, "cache_max_size", None),
+        remote=getattr(settings, "cache_remote", None),
+        remote_mode=getattr(settings, "cache_remote_mode", None) or "read-only",
+    )
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def has_credentials(url: str) -> bool:
+    parts = urlsplit(url)
+    return bool(parts.username or parts.password)
+
+
+def redact(url: str) -> str:
+    """``redis://user:secret@host:6379`` -> ``redis://***@host:6379``: safe to print."""
+    parts = urlsplit(url)
+    if not (parts.username or parts.password):
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
+
+
+def validate_remote(url: str, *, origin: str) -> str:
+    """A URL ccache's remote storage understands, or one line naming what is wrong."""
+    text = url.strip()
+    parts = urlsplit(text)
+    if parts.scheme not in REMOTE_SCHEMES:
+        raise VllmDevError(
+            f"{origin} must be a redis://, http(s):// or file:// URL, got {redact(text)!r} "
+            "(e.g. redis://cache.example.com:6379)"
+        )
+    if parts.scheme == "file":
+        if not parts.path.startswith("/"):
+            raise VllmDevError(f"{origin}: a file:// URL needs an absolute path, e.g. "
+                               "file:///srv/ccache")
+    elif not parts.hostname:
+        raise VllmDevError(f"{origin}: {redact(text)!r} names no host")
+    if "|" in text or " " in text:
+        raise VllmDevError(f"{origin}: give the bare URL; vllm-dev adds ccache's attributes "
+                           "(use --cache-remote-mode for read-only/read-write)")
+    return text
+
+
+def validate_size(value: str, *, origin: str) -> str:
+    text = str(value).strip()
+    if not _SIZE_RE.match(text):
+        raise VllmDevError(f"{origin} must be a size like 20G, 500M or 1.5T, got {value!r}")
+    return text
+
+
+# ----------------------------------------------------------------------------- environment
+
+
+def remote_storage_spec(config: CacheConfig) -> str | None:
+    """The ``CCACHE_REMOTE_STORAGE`` value as it goes into a preset (no secret in it)."""
+    if not config.remote:
+        return None
+    url = f"$penv{{{REMOTE_ENV}}}" if config.remote_in_environment else config.remote
+    attributes = []
+    if urlsplit(config.remote).scheme in ("http", "https"):
+        attributes.append("layout=subdirs")
+    if config.remote_mode == "read-only":
+        attributes.append("read-only")
+    return "|".join([url, *attributes])
+
+
+def base_environment(config: CacheConfig) -> dict[str, str]:
+    """Variables every preset gets (the hidden base preset's ``environment``)."""
+    env: dict[str, str] = {}
+    if config.kind == "ccache":
+        env["CCACHE_DEPEND"] = "true"
+        env["CCACHE_BASEDIR"] = "${sourceDir}"
+        if config.directory:
+            env["CCACHE_DIR"] = str(Path(config.directory).expanduser().absolute())
+        if config.max_size:
+            env["CCACHE_MAXSIZE"] = config.max_size
+        spec = remote_storage_spec(config)
+        if spec:
+            env["CCACHE_REMOTE_STORAGE"] = spec
+    elif config.kind == "sccache":
+        if config.directory:
+            env["SCCACHE_DIR"] = str(Path(config.directory).expanduser().absolute())
+        if config.max_size:
+            env["SCCACHE_CACHE_SIZE"] = config.max_size
+    return env
+
+
+def preset_environment(config: CacheConfig, *, build_type: str) -> dict[str, str]:
+    """Variables one preset needs beyond the base: with debug info, ``-g`` records the working
+    directory, so ccache hashes it unless ``hash_dir`` is off; other checkouts would then miss."""
+    if config.kind == "ccache" and build_type in DEBUG_INFO_BUILD_TYPES:
+        return {"CCACHE_NOHASHDIR": "true"}
+    return {}
+
+
+def command_environment(config: CacheConfig) -> dict[str, str]:
+    """What vllm-dev adds to its own commands' environment: the secret URL the presets name."""
+    if config.remote_in_environment and config.remote:
+        return {REMOTE_ENV: config.remote}
+    return {}
+
+
+def check_config(config: CacheConfig) -> None:
+    if config.remote and config.kind != "ccache":
+        raise VllmDevError(
+            f"--cache-remote works with --cache ccache only (got --cache {config.kind}): "
+            "sccache's CUDA results miss across checkouts and its server fails when the remote "
+            "is down"
+        )
+
+
+# ----------------------------------------------------------------------------- statistics
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    """ccache's counters (``ccache --print-stats``), read without ever zeroing them."""
+
+    counters: dict[str, int] = field(default_factory=dict)
+
+    def get(self, name: str) -> int:
+        return self.counters.get(name, 0)
+
+    @property
+    def hits(self) -> int:
+        return self.get("direct_cache_hit") + self.get("preprocessed_cache_hit")
+
+    @property
+    def misses(self) -> int:
+        return self.get("cache_miss")
+
+    @property
+    def cacheable(self) -> int:
+        return self.hits + self.misses
+
+    @property
+    def remote_hits(self) -> int:
+        return self.get("remote_storage_hit")
+
+    @property
+    def remote_errors(self) -> int:
+        return self.get("remote_storage_error") + self.get("remote_storage_timeout")
+
+    def __sub__(self, before: CacheStats) -> CacheStats:
+        """Counters accumulated since ``before``: what one build did."""
+        names = set(self.counters) | set(before.counters)
+        return CacheStats({n: self.get(n) - before.get(n) for n in sorted(names)})
+
+    def summary(self) -> str:
+        text = f"{self.hits}/{self.cacheable} hits"
+        if self.remote_hits or self.remote_errors:
+            text += f" ({self.remote_hits} remote, {self.remote_errors} remote errors)"
+        return text
+
+
+def parse_stats(text: str) -> CacheStats:
+    """Parse ``ccache --print-stats`` (one ``name<TAB>number`` per line)."""
+    counters: dict[str, int] = {}
+    for line in text.splitlines():
+        name, _, value = line.partition("\t")
+        if value.strip().lstrip("-").isdigit():
+            counters[name.strip()] = int(value)
+    return CacheStats(counters)
+
+
+def read_stats(ccache: Path | str, *, runner: Runner,
+               env: Mapping[str, str] | None = None) -> CacheStats:
+    """The counters of the cache ``env`` selects (``CCACHE_DIR``); reading changes nothing."""
+    done = runner.run([str(ccache), "--print-stats"], env=env, capture=True, check=False,
+                      mutates=False, timeout=STATS_TIMEOUT_S)
+    if not done.ok:
+        raise VllmDevError(f"`{ccache} --print-stats` failed: {done.stderr.strip()[:200]}")
+    return parse_stats(done.stdout)
+
+
+# ----------------------------------------------------------------------------- doctor
+
+
+@dataclass(frozen=True)
+class CacheDescription:
+    """The cache in effect, for ``doctor``: printable, no secret in it."""
+
+    kind: str
+    launcher: str | None
+    version: str | None
+    settings: dict[str, str]
+
+    def line(self) -> str:
+        if self.kind == "none":
+            return "none (compiler cache off)"
+        where = self.launcher or "NOT FOUND"
+        version = f" {self.version}" if self.version else ""
+        details = self.details()
+        return f"{self.kind}{version} at {where}" + (f"; {details}" if details else "")
+
+    def details(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.settings.items())
+
+
+def describe_cache(config: CacheConfig, *, launcher: Path | None,
+                   version: str | None = None) -> CacheDescription:
+    """The cache in effect and its settings, as a doctor row (the remote URL redacted)."""
+    settings: dict[str, str] = {}
+    if config.kind == "ccache":
+        settings = {"depend_mode": "true", "base_dir": "<checkout>",
+                    "hash_dir": "false with debug info"}
+    if config.directory:
+        settings["dir"] = config.directory
+    if config.max_size:
+        settings["max_size"] = config.max_size
+    if config.remote:
+        settings["remote"] = f"{redact(config.remote)} ({config.remote_mode})"
+    return CacheDescription(config.kind, str(launcher) if launcher else None, version, settings)
+
+
+@dataclass(frozen=True)
+class RemoteCheck:
+    ok: bool
+    detail: str
+
+
+def check_remote(url: str, *, timeout: float = 3.0) -> RemoteCheck:
+    """Whether the remote cache answers within ``timeout`` seconds (redis: AUTH + PING; http:
+    any HTTP answer; file: the directory exists). Never raises; the detail names no secret."""
+    parts = urlsplit(url)
+    shown = redact(url)
+    try:
+        if parts.scheme == "redis":
+            return _check_redis(parts.hostname or "localhost", parts.port or 6379,
+                                unquote(parts.username or ""), unquote(parts.password or ""),
+                                timeout=timeout, shown=shown)
+        if parts.scheme in ("http", "https"):
+            return _check_http(url, timeout=timeout, shown=shown)
+        if parts.scheme == "file":
+            path = Path(unquote(parts.path))
+            if path.is_dir():
+                return RemoteCheck(True, f"{shown}: directory exists")
+            return RemoteCheck(False, f"{shown}: no such directory (create it or fix the URL)")
+    except OSError as exc:
+        return RemoteCheck(False, f"{shown} does not answer: {exc.strerror or exc}")
+    return RemoteCheck(False, f"{shown}: unsupported scheme {parts.scheme!r}")
+
+
+def _redis_command(*words: str) -> bytes:
+    out = [f"*{len(words)}\r\n".encode()]
+    for word in words:
+        data = word.encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(out)
+
+
+def _check_redis(host: str, port: int, user: str, password: str, *, timeout: float,
+                 shown: str) -> RemoteCheck:
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.settimeout(timeout)
+        reader = sock.makefile("rb")
+        if password:
+            auth = ("AUTH", user, password) if user else ("AUTH", password)
+            sock.sendall(_redis_command(*auth))
+            answer = reader.readline().strip()
+            if answer != b"+OK":
+                return RemoteCheck(False, f"{shown}: authentication refused (check the "
+                                          "user and password)")
+        sock.sendall(_redis_command("PING"))
+        answer = reader.readline().strip()
+    if answer == b"+PONG":
+        return RemoteCheck(True, f"{shown}: redis answered PING")
+    return RemoteCheck(False, f"{shown}: unexpected redis answer {answer[:40]!r}")
+
+
+def _check_http(url: str, *, timeout: float, shown: str) -> RemoteCheck:
+    import urllib.error
+    import urllib.request
+
+    parts = urlsplit(url)
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    request = urllib.request.Request(urlunsplit((parts.scheme, netloc, parts.path or "/", "", "")),
+                                     method="HEAD")
+    if parts.username or parts.password:
+        import base64
+
+        token = base64.b64encode(
+            f"{unquote(parts.username or '')}:{unquote(parts.password or '')}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            status = response.status
+    except urllib.error.HTTPError as exc:
+        status = exc.code
+    except urllib.error.URLError as exc:
+        return RemoteCheck(False, f"{shown} does not answer: {exc.reason}")
+    if status in (401, 403):
+        return RemoteCheck(False, f"{shown}: HTTP {status} (check the credentials)")
+    return RemoteCheck(True, f"{shown}: HTTP {status}")
+
+
+def presets_note(settings: object) -> str | None:
+    """What a user must know when the presets refer to a secret they do not hold: a plain
+    ``cmake --build --preset`` needs ``VLLM_DEV_CACHE_REMOTE`` exported (ccache refuses an empty
+    remote URL), unless the URL already came from that variable."""
+    config = config_from(settings)
+    origin = getattr(settings, "origin", lambda name: "")("cache_remote")
+    if not config.remote_in_environment or origin == REMOTE_ENV:
+        return None
+    return (f"the remote cache URL has credentials, so CMakeUserPresets.json names "
+            f"$penv{{{REMOTE_ENV}}} instead: export {REMOTE_ENV}=<url> before a plain "
+            "`cmake --build --preset`")
+
+
+def cache_in_effect(settings: object, *, interpreter: object | None,
+                    runner: Runner) -> CacheDescription:
+    """For ``doctor``: the cache vllm-dev would use now, where it is and its version."""
+    from vllm_dev.toolchain.tools import find_launcher, version_of
+
+    config = config_from(settings)
+    if config.kind == "none":
+        return describe_cache(config, launcher=None)
+    launcher = find_launcher(config.kind, interpreter=interpreter)  # type: ignore[arg-type]
+    version = None
+    if launcher is not None:
+        try:
+            version = ".".join(map(str, version_of(launcher, runner=runner)))
+        except VllmDevError:
+            version = None
+    return describe_cache(config, launcher=launcher, version=version)

@@ -1,0 +1,1 @@
+"""Knowledge of the vLLM checkout: its tree, records, changes, targets."""

@@ -1,0 +1,545 @@
+"""Which extension targets a change since commit W reaches, asked of the build system.
+
+After a precompiled setup every extension in ``vllm/`` is a prebuilt ``.so`` from a wheel built at
+W. Only targets whose translation units, or headers those units include, differ between W and the
+working tree need compiling; the prebuilt rest is already right. Nothing here guesses from paths:
+
+* target -> sources and objects: ``ninja -t inputs <target>`` (transitive, from the generated
+  graph, so it works before anything was built);
+* object -> headers: ninja's own deps log (``ninja -t deps``) for objects built before with a
+  VALID record, else the compiler itself: the object's command from ``compile_commands.json`` with
+  ``-M`` (gcc and nvcc both print the make rule of every file the unit reads). Scans run in
+  parallel and are remembered per object (command + identity of every file read), so a second
+  selection costs only ``stat`` calls;
+* what decides the whole build: every file CMake's configure read (the ``RERUN_CMAKE`` inputs of
+  ``build.ninja``), plus what the issue names outright (top-level ``CMakeLists.txt``, ``cmake/``,
+  the build requirements, ``pyproject.toml``'s build-system pins); a change there builds
+  everything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import time
+from collections.abc import Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from vllm_dev.checkout.precompiled import Base, git
+from vllm_dev.checkout.state import read_json, write_json
+from vllm_dev.errors import VllmDevError
+
+if TYPE_CHECKING:
+    from vllm_dev.flow.workspace import Workspace
+
+TARGETS_STATE = "vllm-dev-targets.json"
+_STATE_KIND = "vllm-dev targets"
+DEPS_CACHE = "vllm-dev-deps.json"
+_OBJECT_SUFFIXES = (".o", ".obj")
+# Paths (relative to the checkout) whose change decides the whole build, whatever CMake read.
+_WHOLE_BUILD = re.compile(r"^(CMakeLists\.txt|cmake/.*|requirements/build(/.*|\.txt)|"
+                          r"pyproject\.toml)$")
+# Never #included by C++/CUDA: a change of only these needs no header scan (which would find them
+# in no unit anyway; skipping it keeps a Python-only edit free).
+_NOT_INCLUDED = (".py", ".pyi", ".md", ".rst", ".ipynb", ".rs", ".yaml", ".yml", ".toml",
+                 ".json", ".png", ".jpg", ".svg", ".sh", ".lock")
+# Where vLLM's setup.py and vllm-dev's presets put fetched dependencies (never the user's edits).
+_FETCHED = (".deps/",)
+# Files vllm-dev itself writes at the checkout root (presets, the clangd link and config, its
+# state): never a kernel's input, so never "a change since W".
+_OWN_FILES = ("CMakeUserPresets.json", "compile_commands.json", ".clangd")
+_OWN_DIRS = (".vllm-dev/",)
+# What -M needs removed from a compile command (flag, takes a value).
+_DROP_WITH_VALUE = {"-o", "-MF", "-MT", "-MQ", "--dependency-output", "-odir"}
+_DROP = {"-c", "-MD", "-MMD", "--generate-dependencies-with-compile",
+         "--generate-nonsystem-dependencies-with-compile", "-dc", "--device-c"}
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One reason a target is affected: ``changed`` reached it (directly or through ``via``)."""
+
+    target: str
+    changed: str  # path relative to the checkout
+    via: str = ""  # the translation unit that includes ``changed`` (empty: it is one)
+
+
+@dataclass
+class Selection:
+    """What to build: ``targets`` (None = every target) and why, in lines a user can check."""
+
+    targets: list[str] | None
+    reason: str  # one line
+    hits: list[Hit] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)  # built here before, still built
+    changed: int = 0
+    scanned: int = 0
+    scan_seconds: float = 0.0
+
+    def lines(self) -> list[str]:
+        out = [self.reason]
+        by_target: dict[str, list[Hit]] = {}
+        for hit in self.hits:
+            by_target.setdefault(hit.target, []).append(hit)
+        for target, hits in by_target.items():
+            shown = ", ".join(h.changed + (f" (included by {h.via})" if h.via else "")
+                              for h in hits[:3])
+            more = f" and {len(hits) - 3} more" if len(hits) > 3 else ""
+            out.append(f"  {target}: {shown}{more}")
+        for target in self.kept:
+            if target not in by_target:
+                out.append(f"  {target}: built in this build dir before")
+        return out
+
+
+@dataclass
+class Graph:
+    """The build's targets with their sources and objects, and what configure read."""
+
+    sources: dict[str, set[str]]  # target -> absolute source paths inside the checkout
+    objects: dict[str, set[str]]  # object (absolute) -> targets that link it
+    configure_inputs: set[str]
+
+
+def changed_files(root: Path, base: str, *, skip: Iterable[Path] = ()) -> list[str]:
+    """Files that differ between ``base`` and the working tree (committed, staged, unstaged,
+    untracked), relative to ``root``; untracked build dirs and venvs are skipped."""
+    done = git(root, "diff", "--name-only", "--no-renames", "-z", base, "--")
+    if done.returncode != 0:
+        raise VllmDevError(f"git diff against {base[:12]} failed in {root}: "
+                           f"{(done.stderr.strip().splitlines() or ['?'])[-1]}")
+    found = {p for p in done.stdout.split("\0") if p}
+    untracked = git(root, "ls-files", "--others", "--exclude-standard", "--directory", "-z")
+    skipped = {os.path.realpath(p) for p in skip}
+    expand = []  # untracked dirs that are not build dirs or venvs: list their files, ignores kept
+    for entry in (p for p in untracked.stdout.split("\0") if p):
+        if not entry.endswith("/"):
+            if entry not in _OWN_FILES:
+                found.add(entry)
+        elif (os.path.realpath(root / entry) not in skipped and not _is_tool_dir(root / entry)
+              and entry not in _FETCHED and entry not in _OWN_DIRS):
+            expand.append(entry)
+    if expand:
+        inner = git(root, "ls-files", "--others", "--exclude-standard", "-z", "--", *expand)
+        found.update(p for p in inner.stdout.split("\0")
+                     if p and not any(_is_tool_dir(root / d) for d in _parents(p)))
+    return sorted(found)
+
+
+def _is_tool_dir(path: Path) -> bool:
+    return any((path / marker).exists() for marker in ("CMakeCache.txt", "pyvenv.cfg",
+                                                       "vllm-dev-build.json"))
+
+
+def _parents(relative: str) -> list[str]:
+    parts = relative.split("/")[:-1]
+    return ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+
+
+def cache_value(build_dir: Path, name: str) -> str | None:
+    try:
+        text = (build_dir / "CMakeCache.txt").read_text(errors="replace")
+    except OSError:
+        return None
+    found = re.search(rf"^{re.escape(name)}:[A-Z]+=(.*)$", text, re.MULTILINE)
+    return found.group(1).strip() if found else None
+
+
+def ninja_of(build_dir: Path) -> str:
+    generator = cache_value(build_dir, "CMAKE_GENERATOR") or ""
+    program = cache_value(build_dir, "CMAKE_MAKE_PROGRAM") or ""
+    if "Ninja" not in generator or not program:
+        raise VllmDevError(f"{build_dir} is not a Ninja build (generator {generator!r}): "
+                           "affected-target builds need ninja's graph; build with --all")
+    return program
+
+
+def _ninja(ninja: str, build_dir: Path, *args: str) -> str:
+    try:
+        done = subprocess.run([ninja, "-C", str(build_dir), *args], capture_output=True,
+                              text=True, timeout=300, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise VllmDevError(f"cannot run {ninja}: {exc}") from None
+    if done.returncode != 0:
+        raise VllmDevError(f"`ninja -t {args[1] if len(args) > 1 else ''}` failed in {build_dir}: "
+                           f"{(done.stderr.strip().splitlines() or ['?'])[-1]}")
+    return done.stdout
+
+
+def read_graph(build_dir: Path, targets: list[str], root: Path) -> Graph:
+    ninja = ninja_of(build_dir)
+    root_prefix = str(root) + os.sep
+    build_real = os.path.realpath(build_dir) + os.sep
+    sources: dict[str, set[str]] = {}
+    objects: dict[str, set[str]] = {}
+    for target in targets:
+        sources[target] = set()
+        for line in _ninja(ninja, build_dir, "-t", "inputs", target).splitlines():
+            path = os.path.normpath(os.path.join(build_dir, line.strip()))
+            if path.endswith(_OBJECT_SUFFIXES):
+                objects.setdefault(path, set()).add(target)
+            elif path.startswith(root_prefix) and not path.startswith(build_real):
+                sources[target].add(path)
+    return Graph(sources, objects, _configure_inputs(build_dir))
+
+
+def _configure_inputs(build_dir: Path) -> set[str]:
+    """Every file configure read: the implicit inputs of ninja's RERUN_CMAKE edge."""
+    try:
+        text = (build_dir / "build.ninja").read_text(errors="replace")
+    except OSError:
+        return set()
+    found: set[str] = set()
+    for match in re.finditer(r"^build [^\n]*: RERUN_CMAKE \|([^\n]*)$", text, re.MULTILINE):
+        for item in re.split(r"(?<!\$) ", match.group(1).strip()):
+            if item:
+                found.add(os.path.normpath(os.path.join(build_dir, item.replace("$ ", " "))))
+    return found
+
+
+# ----------------------------------------------------------------------------- header scan
+
+
+@dataclass(frozen=True)
+class Unit:
+    obj: str
+    source: str
+    directory: str
+    argv: list[str]
+
+
+def compile_units(build_dir: Path) -> dict[str, Unit]:
+    """Object path -> how it is compiled, from compile_commands.json (presets turn it on)."""
+    path = build_dir / "compile_commands.json"
+    try:
+        entries = json.loads(path.read_text())
+    except (OSError, ValueError):
+        raise VllmDevError(f"{path} is missing or unreadable: configure with "
+                           "CMAKE_EXPORT_COMPILE_COMMANDS=ON (vllm-dev's presets do)") from None
+    units: dict[str, Unit] = {}
+    for entry in entries:
+        directory = entry.get("directory", str(build_dir))
+        argv = entry.get("arguments") or shlex.split(entry.get("command", ""))
+        output = entry.get("output") or _output_of(argv)
+        if not output or not argv:
+            continue
+        obj = os.path.normpath(os.path.join(directory, output))
+        units[obj] = Unit(obj, os.path.normpath(os.path.join(directory, entry["file"])),
+                          directory, list(argv))
+    return units
+
+
+def _output_of(argv: list[str]) -> str:
+    return next((argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "-o"), "")
+
+
+def scan_command(argv: list[str]) -> list[str]:
+    """The compile command turned into a dependency scan printing a make rule on stdout."""
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg in _DROP_WITH_VALUE:
+            skip = True
+            continue
+        if arg in _DROP or arg.startswith(("-MF", "-MT", "-MQ")) and len(arg) > 3:
+            continue
+        out.append(arg)
+    if "nvcc" in os.path.basename(out[0] if out else ""):
+        return [*out, "-M"]
+    # -MG: a header this machine lacks (a system one such as numa.h, or one a build step
+    # generates) is listed instead of stopping the scan; it cannot be a changed checkout file
+    # unless it exists, and then it is found.
+    return [*out, "-M", "-MG"]
+
+
+def parse_make_rule(text: str, directory: str) -> list[str]:
+    body = text.replace("\\\n", " ")
+    _, _, deps = body.partition(": ")
+    items = re.split(r"(?<!\\)\s+", deps.strip())
+    return [os.path.normpath(os.path.join(directory, i.replace("\\ ", " "))) for i in items if i]
+
+
+def _identity(path: str) -> list[int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_mtime_ns, st.st_size]
+
+
+def ninja_deps(build_dir: Path) -> dict[str, list[str]]:
+    """Dependencies ninja recorded when it last compiled each object (VALID records only)."""
+    try:
+        text = _ninja(ninja_of(build_dir), build_dir, "-t", "deps")
+    except VllmDevError:
+        return {}
+    found: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in text.splitlines():
+        if line and not line.startswith(" "):
+            name, _, status = line.partition(": #deps")
+            current = [] if "(VALID)" in status else None
+            if current is not None:
+                found[os.path.normpath(os.path.join(build_dir, name))] = current
+        elif line.strip() and current is not None:
+            current.append(os.path.normpath(os.path.join(build_dir, line.strip())))
+    return found
+
+
+@dataclass
+class DepsScanner:
+    """Headers of each object: ninja's record, a remembered scan, or a new ``-M`` scan.
+
+    A unit is scanned only while one of its targets is still unreached: one hit decides a
+    target, so a header used everywhere costs about one scan per target, and a header used by
+    none costs a scan of every unit once (remembered after that)."""
+
+    build_dir: Path
+    jobs: int
+    remember: bool = True  # False for dry runs: they change nothing, not even this memo
+    scanned: int = 0
+
+    def find(self, owners: dict[str, set[str]], candidates: set[str], reached: set[str]
+             ) -> list[tuple[str, str]]:
+        """(object, changed header) pairs for the objects in ``owners`` (object -> targets);
+        ``reached`` (targets already affected) grows as hits come in."""
+        hits: list[tuple[str, str]] = []
+
+        def take(obj: str, deps: list[str]) -> None:
+            found = sorted(candidates.intersection(deps))
+            hits.extend((obj, header) for header in found)
+            if found:
+                reached.update(owners[obj])
+
+        recorded = ninja_deps(self.build_dir)
+        units = compile_units(self.build_dir)
+        cache_path = self.build_dir / DEPS_CACHE
+        cache = (read_json(cache_path) or {}) if cache_path.is_file() else {}
+        pending: list[Unit] = []
+        seen: dict[str, list[int] | None] = {}  # units share most headers: one stat each
+
+        def stat(path: str) -> list[int] | None:
+            if path not in seen:
+                seen[path] = _identity(path)
+            return seen[path]
+
+        for obj in _round_robin(owners):
+            entry = cache.get(obj)
+            unit = units.get(obj)
+            if obj in recorded:
+                take(obj, recorded[obj])
+            elif unit is None:
+                continue
+            elif (isinstance(entry, dict) and entry.get("argv") == unit.argv
+                    and all(stat(p) == s for p, s in entry.get("files", {}).items())):
+                take(obj, list(entry["files"]))
+            else:
+                pending.append(unit)
+        with ThreadPoolExecutor(max_workers=max(1, self.jobs)) as pool:
+            running: dict[Future[list[str]], Unit] = {}
+            while pending or running:
+                while pending and len(running) < max(1, self.jobs):
+                    unit = pending.pop(0)
+                    if not owners[unit.obj] <= reached:
+                        running[pool.submit(self._scan, unit)] = unit
+                if not running:
+                    break
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    unit = running.pop(future)
+                    files = future.result()
+                    self.scanned += 1
+                    cache[unit.obj] = {"argv": unit.argv,
+                                       "files": {p: _identity(p) for p in files}}
+                    take(unit.obj, files)
+        if self.scanned and self.remember:
+            write_json(cache_path, cache)
+        return hits
+
+    def _scan(self, unit: Unit) -> list[str]:
+        try:
+            done = subprocess.run(scan_command(unit.argv), cwd=unit.directory, text=True,
+                                  capture_output=True, timeout=600, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise VllmDevError(f"cannot scan the headers of {unit.source}: {exc}") from None
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["?"])[-1]
+            raise VllmDevError(f"the header scan of {unit.source} failed ({last})") from None
+        return parse_make_rule(done.stdout, unit.directory)
+
+
+def _round_robin(owners: dict[str, set[str]]) -> list[str]:
+    """Objects ordered one target after another, so early hits spread over the targets."""
+    queues: dict[str, list[str]] = {}
+    for obj in sorted(owners):
+        queues.setdefault(min(owners[obj]), []).append(obj)
+    out: list[str] = []
+    while any(queues.values()):
+        for queue in queues.values():
+            if queue:
+                out.append(queue.pop(0))
+    return out
+
+
+# ----------------------------------------------------------------------------- selection
+
+
+def select(root: Path, build_dir: Path, base: Base, *, targets: list[str], jobs: int,
+           torch_version: str | None, remember: bool = True) -> Selection:
+    """The affected targets of ``targets`` (the build's extensions) since ``base``."""
+    if base.commit is None:
+        return Selection(None, f"building every target: W is unknown ({base.problem})")
+    if base.torch and not _torch_matches(base.torch, torch_version):
+        have = f"torch {torch_version}" if torch_version else "no torch"
+        return Selection(None, f"building every target: the prebuilt kernels were built for "
+                               f"torch{base.torch} and the target venv has {have} (a mix would "
+                               "fail at import)")
+    started = time.monotonic()
+    changed = changed_files(root, base.commit, skip=[build_dir])
+    where = f"since {base.commit[:12]} ({base.origin})"
+    graph = read_graph(build_dir, targets, root)
+    absolute = {str(root / c): c for c in changed}
+    whole = sorted(c for p, c in absolute.items()
+                   if p in graph.configure_inputs or _WHOLE_BUILD.match(c))
+    if whole:
+        more = f" and {len(whole) - 1} more" if len(whole) > 1 else ""
+        return Selection(None, f"building every target: {whole[0]}{more} changed {where} and "
+                               "decides the whole build", changed=len(changed))
+    hits = [Hit(t, absolute[s]) for t in targets for s in sorted(graph.sources[t])
+            if s in absolute]
+    all_sources = set().union(*graph.sources.values()) if graph.sources else set()
+    candidates = {p for p, c in absolute.items()
+                  if p not in all_sources and not c.endswith(_NOT_INCLUDED)}
+    scanner = DepsScanner(build_dir, jobs, remember=remember)
+    reached = {h.target for h in hits}
+    if candidates:
+        units = compile_units(build_dir)
+        owners = {o: ts for o, ts in graph.objects.items() if ts - reached and o in units
+                  and units[o].source.startswith(str(root) + os.sep)}
+        try:
+            found = scanner.find(owners, candidates, set(reached))
+        except VllmDevError as exc:  # a unit the compiler cannot scan: no guessing
+            return Selection(None, f"building every target: {exc}", changed=len(changed))
+        for obj, header in found:
+            via = os.path.relpath(units[obj].source, root)
+            hits += [Hit(t, absolute[header], via) for t in sorted(owners[obj] - reached)]
+        reached = {h.target for h in hits}
+    hits.sort(key=lambda h: targets.index(h.target))
+    chosen = [t for t in targets if t in reached]
+    seconds = time.monotonic() - started
+    reason = (f"{len(chosen)} of {len(targets)} target(s) affected by {len(changed)} changed "
+              f"file(s) {where}" if chosen else
+              f"no target is affected by the {len(changed)} changed file(s) {where}")
+    if scanner.scanned:
+        reason += f"; header scan of {scanner.scanned} unit(s) took {seconds:.1f} s"
+    return Selection(chosen, reason, hits=_unique(hits), changed=len(changed),
+                     scanned=scanner.scanned, scan_seconds=seconds)
+
+
+def _unique(hits: list[Hit]) -> list[Hit]:
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for hit in hits:
+        if (hit.target, hit.changed) not in seen:
+            seen.add((hit.target, hit.changed))
+            out.append(hit)
+    return out
+
+
+def _torch_matches(requirement: str, version: str | None) -> bool:
+    if not version:
+        return False
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        return Version(version) in SpecifierSet(requirement) or \
+            Version(Version(version).public) in SpecifierSet(requirement)
+    except (InvalidSpecifier, InvalidVersion):
+        return True  # a pin we cannot read is not evidence of a mismatch
+
+
+# ----------------------------------------------------------------------------- build dir memory
+
+
+def built_before(build_dir: Path) -> list[str] | None:
+    """Targets this build dir builds: a list, None for "every target", [] for a fresh dir."""
+    data = read_json(build_dir / TARGETS_STATE) if (build_dir / TARGETS_STATE).is_file() else None
+    if data and data.get("kind") == _STATE_KIND:
+        built = data.get("built")
+        return [str(t) for t in built] if isinstance(built, list) else None
+    return None if _has_built(build_dir) else []
+
+
+def _has_built(build_dir: Path) -> bool:
+    try:
+        text = (build_dir / ".ninja_log").read_text(errors="replace")
+    except OSError:
+        return False
+    return any(line.strip() and not line.startswith("#") for line in text.splitlines())
+
+
+def remember_built(build_dir: Path, targets: list[str] | None) -> None:
+    """Noted before compiling: a build stopped halfway still counts its targets as built here."""
+    write_json(build_dir / TARGETS_STATE, {"kind": _STATE_KIND,
+                                           "built": sorted(targets) if targets is not None
+                                           else "all"})
+
+
+# ----------------------------------------------------------------------------- the build's plan
+
+
+def check_since(root: Path, since: str | None) -> str | None:
+    """``--since REF`` as a full sha, or a one-line error (checked before anything is written)."""
+    if not since:
+        return None
+    from vllm_dev.checkout.precompiled import resolve_commit
+
+    sha = resolve_commit(root, since)
+    if sha is None:
+        raise VllmDevError(f"--since {since}: not a commit of the git history of {root} "
+                           "(pass a branch, tag or sha that `git rev-parse` knows)")
+    return sha
+
+
+def plan(ws: Workspace, *, since: str | None, every: bool) -> Selection:
+    """What this build compiles: every target, or the affected ones plus those built here."""
+    from vllm_dev.checkout.precompiled import find_base
+    from vllm_dev.steps.install import components
+
+    build_dir = ws.build_dir
+    before = built_before(build_dir)
+    if every:
+        return Selection(None, "building every target (--all)")
+    if before is None:
+        return Selection(None, "building every target, as this build dir did before "
+                               "(`vllm-dev clean` then build: only affected targets)")
+    if not (build_dir / "build.ninja").is_file():
+        return Selection(None, f"building every target: {build_dir.name} is not configured yet, "
+                               "so the affected targets are unknown (`vllm-dev prime` first)")
+    root = ws.checkout.root
+    if git(root, "rev-parse", "--is-inside-work-tree").stdout.strip() != "true":
+        return Selection(None, f"building every target: W is unknown ({root} is not a git "
+                               "checkout)")
+    sha = check_since(root, since)
+    base = (Base(sha, f"--since {since}") if sha else
+            find_base(root, ws.checkout.state_dir, ws.environ))
+    torch_version = ws.facts.torch if base.torch else None
+    selection = select(root, build_dir, base, targets=components(build_dir),
+                       jobs=ws.parallelism.jobs, torch_version=torch_version,
+                       remember=not ws.dry)
+    if selection.targets is None:
+        return selection
+    known = components(build_dir)
+    selection.kept = [t for t in before if t in known and t not in selection.targets]
+    selection.targets = [t for t in known if t in selection.targets or t in selection.kept]
+    return selection

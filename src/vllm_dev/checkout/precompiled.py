@@ -1,0 +1,190 @@
+"""Which commit W the prebuilt kernels in ``vllm/`` were built from.
+
+What vLLM records, as read in vLLM 0.33.0's ``setup.py``:
+
+* A vLLM wheel knows its commit: its ``vllm/_version.py`` (setuptools-scm) holds
+  ``__commit_id__ = commit_id = 'g<short sha>'``, and nightly wheels also carry it in the version
+  (``0.11.2.dev278+gdbc3d9991``, in the file name and in ``*.dist-info/METADATA``). METADATA also
+  pins the torch the kernels were built against (``Requires-Dist: torch==2.14.0``).
+* A precompiled *editable* install keeps none of that: setup.py copies only the ``.so`` files out
+  of the wheel (then deletes a downloaded wheel), and ``vllm/_version.py`` and the editable
+  install's ``.dist-info`` describe the *checkout* (its own setuptools-scm version, plus
+  ``+precompiled`` on CUDA), not the wheel.
+
+So W can only be learnt while the wheel is at hand: ``vllm-dev setup`` reads it then and keeps it in
+``.vllm-dev/precompiled.json``. The order at build time follows vLLM's own choice of wheel:
+``VLLM_PRECOMPILED_WHEEL_COMMIT`` (40 hex digits, as setup.py requires), else what the wheel said
+(the setup record, or the wheel ``VLLM_PRECOMPILED_WHEEL_LOCATION`` names now), else setup.py's
+fallback: the merge-base of HEAD with upstream main, found here through a local remote-tracking
+branch of vllm-project/vllm (setup.py asks GitHub; we never go online). setup.py may then walk back
+up to 20 first-parent commits to one with a published wheel, but refuses to when ``csrc``,
+``cmake`` or ``CMakeLists.txt`` changed in between, so the merge-base has the same kernels.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import zipfile
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from vllm_dev.checkout.state import ensure_state_dir, read_json, write_json
+
+RECORD = "precompiled.json"
+_COMMIT_ID_RE = re.compile(r"""__commit_id__\s*=\s*(?:commit_id\s*=\s*)?['"]g?([0-9a-f]{7,40})""")
+_LOCAL_SHA_RE = re.compile(r"\+(?:.*\.)?g([0-9a-f]{7,40})(?:\.|$)")
+_FULL_SHA_RE = re.compile(r"^[0-9a-f]{40}$")
+_TORCH_RE = re.compile(r"^Requires-Dist:\s*torch\s*([^;]*?)\s*(?:;.*)?$", re.MULTILINE)
+_UPSTREAM_URL_RE = re.compile(r"github\.com[:/]vllm-project/vllm(?:\.git)?/?$")
+
+
+@dataclass(frozen=True)
+class WheelFacts:
+    """What a vLLM wheel says about itself."""
+
+    name: str
+    version: str = ""
+    commit_hint: str = ""  # a (short) sha from _version.py or the version's +g<sha>
+    torch: str = ""  # the wheel's torch requirement, e.g. "==2.14.0" ("" when it has none)
+
+
+@dataclass(frozen=True)
+class Base:
+    """W: the commit the prebuilt kernels match, or why it is unknown."""
+
+    commit: str | None
+    origin: str  # how W was found, for messages
+    problem: str = ""  # why W is unknown (commit is None)
+    torch: str = ""  # the wheel's torch requirement, when known
+
+
+def git(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
+                              timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return subprocess.CompletedProcess(["git", *args], 1, "", str(exc))
+
+
+def resolve_commit(root: Path, rev: str) -> str | None:
+    """The full sha of ``rev`` when it names a commit of the local history, else None."""
+    if not rev or rev.startswith("-"):
+        return None
+    done = git(root, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
+    sha = done.stdout.strip()
+    return sha if done.returncode == 0 and _FULL_SHA_RE.match(sha) else None
+
+
+def read_wheel(location: str) -> WheelFacts:
+    """Facts of a local wheel (its members), or of a URL's file name alone."""
+    parsed = urlparse(location)
+    if parsed.scheme in ("http", "https"):
+        name = unquote(parsed.path.rsplit("/", 1)[-1])
+        return WheelFacts(name=name, version=_version_from_name(name),
+                          commit_hint=_hint_from_version(_version_from_name(name)))
+    path = Path(location).expanduser()
+    version = _version_from_name(path.name)
+    hint = torch = ""
+    try:
+        with zipfile.ZipFile(path) as wheel:
+            for member in wheel.namelist():
+                if member.endswith(".dist-info/METADATA"):
+                    text = wheel.read(member).decode(errors="replace")
+                    found = re.search(r"^Version:\s*(\S+)", text, re.MULTILINE)
+                    version = found.group(1) if found else version
+                    pin = _TORCH_RE.search(text)
+                    torch = pin.group(1).strip("() ") if pin else ""
+                elif member == "vllm/_version.py":
+                    found = _COMMIT_ID_RE.search(wheel.read(member).decode(errors="replace"))
+                    hint = found.group(1) if found else hint
+    except (OSError, zipfile.BadZipFile):
+        pass
+    return WheelFacts(name=path.name, version=version,
+                      commit_hint=hint or _hint_from_version(version), torch=torch)
+
+
+def _version_from_name(name: str) -> str:
+    parts = name.split("-")
+    return unquote(parts[1]) if name.endswith(".whl") and len(parts) >= 5 else ""
+
+
+def _hint_from_version(version: str) -> str:
+    found = _LOCAL_SHA_RE.search(version)
+    return found.group(1) if found else ""
+
+
+def upstream_merge_base(root: Path) -> tuple[str | None, str]:
+    """vLLM setup.py's fallback: merge-base of HEAD with upstream main (from a local remote)."""
+    remotes = git(root, "remote", "-v").stdout.splitlines()
+    for line in remotes:
+        parts = line.split()
+        if len(parts) >= 2 and _UPSTREAM_URL_RE.search(parts[1]):
+            ref = f"refs/remotes/{parts[0]}/main"
+            if resolve_commit(root, ref):
+                done = git(root, "merge-base", ref, "HEAD")
+                if done.returncode == 0 and done.stdout.strip():
+                    return done.stdout.strip(), f"merge-base of HEAD with {parts[0]}/main"
+    return None, ""
+
+
+def from_environment(root: Path, environ: Mapping[str, str]) -> Base | None:
+    """W as the precompiled variables name it now (None when they name nothing)."""
+    commit = environ.get("VLLM_PRECOMPILED_WHEEL_COMMIT", "").strip().lower()
+    if commit:
+        if not _FULL_SHA_RE.match(commit):  # setup.py ignores it then (e.g. "nightly")
+            return Base(None, "VLLM_PRECOMPILED_WHEEL_COMMIT",
+                        f"VLLM_PRECOMPILED_WHEEL_COMMIT={commit!r} is not a 40-digit commit")
+        sha = resolve_commit(root, commit)
+        return Base(sha, f"VLLM_PRECOMPILED_WHEEL_COMMIT {commit[:12]}",
+                    "" if sha else f"VLLM_PRECOMPILED_WHEEL_COMMIT {commit[:12]} is not in the "
+                    "local git history (git fetch it)")
+    location = environ.get("VLLM_PRECOMPILED_WHEEL_LOCATION", "").strip()
+    if location:
+        return from_wheel(root, read_wheel(location))
+    return None
+
+
+def from_wheel(root: Path, facts: WheelFacts) -> Base:
+    origin = f"wheel {facts.name}" + (f" ({facts.version})" if facts.version else "")
+    if not facts.commit_hint:
+        return Base(None, origin, f"the wheel {facts.name} records no commit", facts.torch)
+    sha = resolve_commit(root, facts.commit_hint)
+    return Base(sha, f"{origin}, commit {facts.commit_hint}",
+                "" if sha else f"commit {facts.commit_hint} of the wheel {facts.name} is not in "
+                "the local git history (git fetch it)", facts.torch)
+
+
+def remember_setup(root: Path, state_dir: Path, environ: Mapping[str, str]) -> Base | None:
+    """Called by ``setup`` while the wheel is at hand: keep W (or why it is unknown)."""
+    base = from_environment(root, environ)
+    if base is None:
+        sha, origin = upstream_merge_base(root)
+        base = Base(sha, origin) if sha else None
+    ensure_state_dir(state_dir)
+    write_json(state_dir / RECORD, {"kind": "vllm-dev precompiled base",
+                                    **(asdict(base) if base else {"commit": None})})
+    return base
+
+
+def find_base(root: Path, state_dir: Path, environ: Mapping[str, str]) -> Base:
+    """W for the build: the environment, else setup's record, else vLLM's merge-base rule."""
+    base = from_environment(root, environ)
+    if base is not None:
+        return base
+    record = read_json(state_dir / RECORD)
+    if record and record.get("kind") == "vllm-dev precompiled base" and record.get("origin"):
+        commit = record.get("commit")
+        sha = resolve_commit(root, str(commit)) if commit else None
+        problem = str(record.get("problem") or "")
+        if commit and not sha:
+            problem = f"commit {str(commit)[:12]} recorded by setup is no longer in the git history"
+        return Base(sha, f"{record['origin']} (recorded by setup)", problem,
+                    str(record.get("torch") or ""))
+    sha, origin = upstream_merge_base(root)
+    if sha:
+        return Base(sha, origin)
+    return Base(None, "", "no VLLM_PRECOMPILED_WHEEL_COMMIT, no wheel recorded by `vllm-dev "
+                "setup` and no branch of vllm-project/vllm's main to take the merge-base with")

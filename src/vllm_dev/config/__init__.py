@@ -1,0 +1,1 @@
+"""Every setting and its sources (flag > env > invoke.yaml > default), resolved once."""

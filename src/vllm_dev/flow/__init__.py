@@ -1,0 +1,1 @@
+"""One build, from resolved settings to the plan the steps share."""

@@ -1,0 +1,1 @@
+"""Getting built files into vllm/: the staged install, its record, and what is installed now."""

@@ -1,0 +1,1 @@
+"""Process plumbing: running programs, output streams, interrupts, locks, atomic files, progress."""

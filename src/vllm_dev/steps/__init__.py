@@ -1,0 +1,1 @@
+"""The user-facing steps, one module each (setup, prime, build, install, clean, ...)."""

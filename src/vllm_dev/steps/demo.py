@@ -1,0 +1,104 @@
+"""``demo``: the whole flow on a temporary copy of the bundled vLLM-shaped example project.
+
+It is the onboarding path for a machine with no vLLM checkout and no GPU: it shows each step,
+what it ran, and that an edit to one kernel source recompiles just that file.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from vllm_dev.checkout.tree import DEVICES
+from vllm_dev.config.settings import Settings, choice
+from vllm_dev.errors import VllmDevError
+from vllm_dev.flow.workspace import Workspace
+from vllm_dev.process.runner import Runner
+from vllm_dev.steps.build import run_build
+from vllm_dev.steps.prime import run_prime
+from vllm_dev.steps.setup import find_uv, run_setup
+from vllm_dev.toolchain.tools import find_nvcc
+
+_IGNORE = shutil.ignore_patterns("cmake-build-*", ".venv", "*.so", "CMakeUserPresets.json",
+                                 ".deps", ".vllm-dev", "__pycache__", "*.egg-info")
+
+
+DEMO_DEVICES = tuple(d for d in DEVICES if d in ("cuda", "cpu"))  # what the example models
+EXAMPLE_ARCH = "7.5"  # tests/minivllm/CMakeLists.txt's default TORCH_CUDA_ARCH_LIST
+
+
+def example_project_dir() -> Path:
+    """``tests/minivllm`` of a source checkout of vllm-dev, else the copy inside the wheel."""
+    source_tree = Path(__file__).resolve().parents[3] / "tests" / "minivllm"
+    if source_tree.is_dir():
+        return source_tree
+    from importlib import resources
+
+    return Path(str(resources.files("vllm_dev") / "example_project"))
+
+
+def _step(title: str) -> None:
+    print(f"\n==> {title}", file=sys.stderr, flush=True)
+
+
+def run_demo(*, runner: Runner, keep: bool = False, device: str | None = None) -> Path:
+    import os
+
+    # Checked before the temporary copy exists: a bad --device leaves nothing behind.
+    device = choice(device, DEMO_DEVICES, "--device") if device else (
+        "cuda" if find_nvcc(os.environ) else "cpu")
+    work = Path(tempfile.mkdtemp(prefix="vllm-dev-demo-"))
+    project = work / "vllm"
+    try:
+        _step(f"copy the example project to {project} (device: {device})")
+        shutil.copytree(example_project_dir(), project, ignore=_IGNORE)
+        _step("create the target virtual environment (.venv) with uv")
+        runner.run([find_uv(), "venv", "--quiet", "--python", sys.executable,
+                    str(project / ".venv")])
+        settings = Settings.resolve(flags={"source": str(project), "device": device,
+                                           "python": str(project / ".venv" / "bin" / "python")},
+                                    environ=os.environ)
+
+        def workspace() -> Workspace:
+            return Workspace(settings=settings, runner=runner, cwd=project)
+
+        if device == "cuda" and workspace().arch.archs is None:
+            # No GPU to narrow to: "vLLM's default arch list" is, for the example project, its
+            # own default (7.5, CMakeLists.txt), so say that, and CMake's arch line agrees.
+            settings = replace(settings, arch=EXAMPLE_ARCH, origins=(
+                *settings.origins, ("arch", "the demo (the example project's default arch)")))
+        _step("setup: editable install + build requirements (the example has no published "
+              "wheel, so no prebuilt kernels are copied)")
+        run_setup(workspace())
+        _step("prime: writes CMakeUserPresets.json and configures the build dir "
+              "(cmake --preset release)")
+        run_prime(workspace())
+        _step("build: compiles every target and installs the extensions into vllm/")
+        start = time.monotonic()
+        run_build(workspace())
+        print(f"    first build: {time.monotonic() - start:.1f} s", file=sys.stderr)
+        _step("edit one kernel source (csrc/ops/add.cpp) and build again: one file recompiles")
+        edited = project / "csrc" / "ops" / "add.cpp"
+        if not runner.dry:
+            edited.write_text(edited.read_text() + "\n// edited by vllm-dev demo\n")
+        start = time.monotonic()
+        run_build(workspace())
+        print(f"    incremental build: {time.monotonic() - start:.1f} s", file=sys.stderr)
+        _step("import the installed extension from the target interpreter")
+        runner.run([str(project / ".venv" / "bin" / "python"), "-c",
+                    "import vllm._C as m; print('vllm._C.known_value() =', m.known_value())"],
+                   cwd=project, mutates=False)
+        _step("done: inside a real vLLM checkout, `vllm-dev setup` once, then `vllm-dev build`")
+    except VllmDevError:
+        keep = True
+        raise
+    finally:
+        if keep:
+            print(f"example project kept at {project}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    return project

@@ -1,0 +1,421 @@
+"""``verify``: do the installed extensions load, and is anything stale lying in ``vllm/``?
+
+Three things make a build "succeed" and still fail at ``import vllm``: an extension compiled
+against another interpreter's torch (``undefined symbol``), a ``.so`` that a precompiled wheel left
+and this build no longer produces (vLLM's wheel extraction never deletes, so an old ``_C.abi3.so``
+can sit beside ``_C_stable_libtorch.abi3.so``), and an installed file that is not what the build
+dir's last build would install (built with ``--no-install``, or replaced since).
+
+How an extension is checked: in the *target* interpreter, in a subprocess (a freshly built ``.so``
+cannot be re-imported in-process, and a crash on load must not take vllm-dev down), ``import
+torch`` first when it is installed (the extensions link libtorch), then each installed file is
+loaded with ``importlib.util.spec_from_file_location``. vLLM's own ``vllm/__init__.py`` is never
+run: it pulls in vLLM's whole runtime (seconds, and its dependencies), which is not what an
+extension check is about. ``dlopen`` resolves every symbol at load (``RTLD_NOW``, CPython's
+default), so an ``undefined symbol`` is caught exactly as ``import vllm._C`` would hit it.
+
+Which files are modules is the target interpreter's answer (``importlib.machinery.
+EXTENSION_SUFFIXES``), not ours. ``.so`` alone is one of those suffixes on Linux, so a plain shared
+library installed beside the extensions (``libfoo.so``, found through ``INSTALL_RPATH $ORIGIN``)
+is told apart by the module's init symbol: a file without ``PyInit_<name>`` is loaded with
+``ctypes`` (which still resolves its symbols) and never imported as a module.
+
+``build`` checks only the components whose installed files changed since they last loaded (see
+install_state.py); ``vllm-dev verify`` checks every installed extension.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vllm_dev.checkout.state import ensure_state_dir
+from vllm_dev.errors import VllmDevError
+from vllm_dev.flow.workspace import Workspace
+from vllm_dev.installs.install_record import InstallRecord
+from vllm_dev.installs.staged_install import build_outputs
+from vllm_dev.process.interrupts import signal_for, stop_session
+from vllm_dev.steps.install import components
+
+IMPORT_TIMEOUT_S = 300.0
+_SHARED_SUFFIXES = (".so", ".pyd", ".dylib")
+
+# Runs in the target interpreter. argv[1]: JSON [[module name, path], ...] (or "-": read it from
+# stdin, after torch is loaded); argv[2]: "0" no torch, "1" `import torch` first, "light" only
+# torch's shared libraries (falls back to "1"). Prints one JSON line: {"mode": ..., "files":
+# {path: {"kind": "module"|"library"|"other", "error": ...}}}.
+_CHECKER = r"""
+import ctypes, importlib.machinery, importlib.util, json, os, sys
+mode = sys.argv[2]
+if mode == "light":
+    # torch's shared libraries as `import torch` loads them (libtorch_global_deps RTLD_GLOBAL, then
+    # what torch._C links, RTLD_LOCAL), without torch's Python side (most of its 2-15 s).
+    try:
+        lib = os.path.join(os.path.dirname(importlib.util.find_spec("torch").origin), "lib")
+        ctypes.CDLL(os.path.join(lib, "libtorch_global_deps.so"), mode=ctypes.RTLD_GLOBAL)
+        ctypes.CDLL(os.path.join(lib, "libtorch_python.so"))
+    except Exception:
+        mode = "1"
+if mode == "1":
+    import torch  # noqa: F401  (a torch that fails to import is the first thing to report)
+# "-": started ahead of time (WarmChecker); the files arrive on stdin once installed
+items = json.loads(sys.stdin.read() if sys.argv[1] == "-" else sys.argv[1])
+if not items:
+    sys.exit(0)
+suffixes = sorted(importlib.machinery.EXTENSION_SUFFIXES, key=len, reverse=True)
+bare = min(suffixes, key=len) if suffixes else None
+out = {}
+for name, path in items:
+    base = os.path.basename(path)
+    suffix = next((s for s in suffixes if base.endswith(s)), None)
+    entry = {"kind": "module", "error": None}
+    try:
+        if suffix is None:
+            entry["kind"] = "other"
+        else:
+            short = base[: -len(suffix)]
+            if suffix == bare and getattr(ctypes.CDLL(path), "PyInit_" + short, None) is None:
+                entry["kind"] = "library"  # loaded (symbols resolved), not a module
+            else:
+                spec = importlib.util.spec_from_file_location(name, path)
+                module = importlib.util.module_from_spec(spec)
+                spec.loader.exec_module(module)
+    except BaseException as exc:
+        text = (str(exc).strip().splitlines() or [""])[0]
+        entry["error"] = f"{type(exc).__name__}: {text}"
+    out[path] = entry
+print("VLLM_DEV_VERIFY " + json.dumps({"mode": mode, "files": out}), flush=True)
+"""
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    module: str
+    path: Path
+    error: str | None = None
+    kind: str = "module"  # "module", or "library" (a shared library, loaded but not imported)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class VerifyReport:
+    imports: list[ImportResult] = field(default_factory=list)
+    stale: list[Path] = field(default_factory=list)
+    older: list[Path] = field(default_factory=list)
+    removed_to: Path | None = None
+
+    @property
+    def failed(self) -> list[ImportResult]:
+        return [r for r in self.imports if not r.ok]
+
+    @property
+    def modules(self) -> list[ImportResult]:
+        return [r for r in self.imports if r.kind == "module"]
+
+
+def module_name(path: Path, *, root: Path) -> str:
+    """``<root>/vllm/sub/_C.abi3.so`` -> ``vllm.sub._C``."""
+    rel = path.relative_to(root)
+    return ".".join([*rel.parent.parts, rel.name.split(".", 1)[0]])
+
+
+def _shared(path: Path) -> bool:
+    return path.name.endswith(_SHARED_SUFFIXES) or ".so." in path.name
+
+
+def find_stale(package: Path, *, installed: list[Path], build_dir: Path) -> list[Path]:
+    """Extensions in ``package`` that this build neither installed nor can produce."""
+    installed_real = {os.path.realpath(p) for p in installed}
+    produced = set(components(build_dir)) | {
+        name.split(".", 1)[0] for name in build_outputs(build_dir)}
+    stale = []
+    for top, dirs, names in os.walk(package):
+        # vllm/libs/ holds libraries vLLM's setup.py bundles (tcmalloc for CPU), not extensions
+        dirs[:] = [d for d in dirs if d != "__pycache__" and not (top == str(package)
+                                                                  and d == "libs")]
+        for name in sorted(names):
+            path = Path(top) / name
+            if not _shared(path) or name.startswith("_rust_"):  # vLLM's Rust frontend
+                continue
+            if os.path.realpath(path) in installed_real or name.split(".", 1)[0] in produced:
+                continue
+            stale.append(path)
+    return sorted(stale)
+
+
+def prebuilt_files(package: Path, *, installed: list[Path], build_dir: Path) -> list[Path]:
+    """Extensions of this build's targets that it did not install: the prebuilt kernels an
+    affected-targets build left in place (checked too: they must load beside the rebuilt)."""
+    installed_real = {os.path.realpath(p) for p in installed}
+    targets = set(components(build_dir))
+    return sorted(p for p in package.glob("**/*") if _shared(p)
+                  and p.name.split(".", 1)[0] in targets
+                  and os.path.realpath(p) not in installed_real and "__pycache__" not in p.parts)
+
+
+def find_older(record: InstallRecord) -> list[Path]:
+    """Installed files that are not what the build dir would install now: their build output
+    was rebuilt since the install (``build --no-install``), or they changed behind our back."""
+    if record.prefix is None:
+        return []
+    return [record.prefix / f.path for f in record.entries()
+            if f.source_changed() or f.installed_changed(record.prefix)]
+
+
+class WarmChecker:
+    """The checking interpreter, started while ninja compiles so that its start-up and
+    ``import torch`` (1-3 s; the bulk of a check) overlap the compile instead of following the
+    install. It then waits for the list of files on stdin. Started on ninja's first status line
+    only: a no-op build starts no interpreter at all. Its own session, so an interrupt stops it
+    with the rest (see interrupts.py)."""
+
+    def __init__(self, ws: Workspace) -> None:
+        self.ws = ws
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        if self.proc is not None:
+            return
+        ws = self.ws
+        try:
+            self.proc = subprocess.Popen(
+                [str(ws.interpreter.path), "-c", _CHECKER, "-", _torch_mode(ws)],
+                cwd=ws.checkout.root, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, text=True, errors="replace", start_new_session=True)
+        except OSError:
+            self.proc = None  # the check then starts its interpreter when needed
+
+    def on_line(self, text: str) -> None:
+        if self.proc is None and text.lstrip().startswith("["):  # a ninja step started
+            self.start()
+
+    def check(self, modules: dict[str, Path]) -> tuple[int, str, str] | None:
+        """Hand over the files; (exit code, stdout, stderr), or None when never started."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return None
+        items = [[name, str(path)] for name, path in modules.items()]
+        try:
+            out, err = proc.communicate(json.dumps(items), timeout=IMPORT_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            stop_session(proc, signal.SIGTERM, grace=1.0)
+            raise VllmDevError(f"loading the installed extensions in {self.ws.interpreter.path} "
+                               f"did not finish within {IMPORT_TIMEOUT_S:g} s") from None
+        except BaseException as exc:  # Ctrl-C, SIGTERM
+            stop_session(proc, signal_for(exc), grace=1.0)
+            raise
+        return proc.returncode, out or "", err or ""
+
+    def close(self) -> None:
+        """Not needed after all (nothing installed, or the build failed): stop it."""
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            with contextlib.suppress(OSError):
+                proc.stdin.close() if proc.stdin else None
+            stop_session(proc, signal.SIGTERM, grace=1.0)
+
+
+def _torch_mode(ws: Workspace) -> str:
+    return "light" if ws.facts.torch else "0"
+
+
+def import_all(ws: Workspace, modules: dict[str, Path], *, warm: WarmChecker | None = None,
+               mode: str | None = None) -> list[ImportResult]:
+    """Load each file in the target interpreter; a crash is retried one file at a time.
+
+    With torch, files are first loaded beside torch's shared libraries only (``light``); a file
+    that fails that way is loaded again after a full ``import torch`` (a fresh interpreter), and
+    that answer counts: ``light`` loads a subset of what ``import torch`` loads, so it can fail
+    where the full import would not (e.g. CUDA libraries torch preloads itself), never the other
+    way round."""
+    if not modules:
+        return []
+    mode = mode or _torch_mode(ws)
+    answer = _run_checker(ws, modules, warm=warm, mode=mode)
+    if answer is None and mode == "light":  # crashed: the full import decides
+        return import_all(ws, modules, mode="1")
+    if answer is None and len(modules) > 1:
+        results: list[ImportResult] = []
+        for name, path in modules.items():
+            results += import_all(ws, {name: path}, mode=mode)
+        return results
+    files = (answer or {}).get("files") or {}
+    first = _results(modules, files if answer is not None else None)
+    if answer is not None and answer.get("mode") == "light":
+        failed = {r.module: r.path for r in first if not r.ok}
+        if failed:  # confirmed (or refuted) by a full `import torch`
+            confirmed = {r.path: r for r in import_all(ws, failed, mode="1")}
+            return [confirmed.get(r.path, r) for r in first]
+    return first
+
+
+def _results(modules: dict[str, Path], files: dict[str, Any] | None) -> list[ImportResult]:
+    results = []
+    for name, path in modules.items():
+        entry = (files or {}).get(str(path))
+        if entry is None:
+            results.append(ImportResult(name, path, "the checking interpreter crashed"))
+        elif entry.get("kind") == "other":
+            continue  # not a module by the interpreter's suffixes, and not a bare .so
+        else:
+            error = entry.get("error")
+            results.append(ImportResult(name, path, str(error) if error else None,
+                                        kind=str(entry.get("kind") or "module")))
+    return results
+
+
+def _run_checker(ws: Workspace, modules: dict[str, Path], *, mode: str,
+                 warm: WarmChecker | None = None) -> dict[str, Any] | None:
+    answered = warm.check(modules) if warm is not None else None
+    if answered is None:
+        items = [[name, str(path)] for name, path in modules.items()]
+        done = ws.runner.run(
+            [ws.interpreter.path, "-c", _CHECKER, json.dumps(items), mode],
+            cwd=ws.checkout.root, capture=True, check=False, mutates=False,
+            timeout=IMPORT_TIMEOUT_S)
+        answered = (done.returncode, done.stdout, done.stderr)
+    code, stdout, stderr = answered
+    for line in reversed(stdout.splitlines()):
+        if line.startswith("VLLM_DEV_VERIFY "):
+            data: dict[str, Any] = json.loads(line.split(" ", 1)[1])
+            return data
+    if code != 0 and "import torch" in stderr:
+        last = (stderr.strip().splitlines() or ["no output"])[-1]
+        raise VllmDevError(f"torch does not import in {ws.interpreter.path} ({last}): the "
+                           "extensions cannot load without it; fix the target environment")
+    return None
+
+
+def remove_stale(ws: Workspace, stale: list[Path]) -> Path:
+    """Move stale files under ``.vllm-dev/stale/<time>/`` (never deleted: they may be a user's)."""
+    root = ws.checkout.root
+    target = ensure_state_dir(ws.checkout.state_dir) / "stale" / time.strftime("%Y%m%d-%H%M%S")
+    for path in stale:
+        dest = target / path.relative_to(root)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, dest)
+    return target
+
+
+def run_verify(ws: Workspace, *, remove: bool = False, components: list[str] | None = None,
+               warm: WarmChecker | None = None) -> VerifyReport:
+    """Load the installed files of ``components`` (every installed one when None) and look
+    for stale and outdated files in ``vllm/``."""
+    build_dir = ws.build_dir
+    root = ws.checkout.root
+    package = ws.checkout.package_dir
+    record = InstallRecord.load(build_dir)
+    everything = record.files()
+    prebuilt = prebuilt_files(package, installed=everything, build_dir=build_dir)
+    if not everything and not prebuilt:
+        raise VllmDevError(f"nothing installed from {build_dir} yet: run `vllm-dev build` first")
+    report = VerifyReport()
+    modules = {}
+    for path in [*record.files(components), *prebuilt]:
+        if not _shared(path):
+            continue
+        try:
+            modules[module_name(path, root=root)] = path
+        except ValueError:
+            continue  # outside the checkout: the install refuses that before it happens
+    report.imports = import_all(ws, modules, warm=warm)
+    report.stale = find_stale(package, installed=everything, build_dir=build_dir)
+    report.older = find_older(record)
+    if remove and report.stale and not ws.dry:
+        report.removed_to = remove_stale(ws, report.stale)
+    return report
+
+
+def describe(report: VerifyReport, *, root: Path) -> list[str]:
+    """Human lines: one per extension, then stale and older files with their fix."""
+    lines = []
+    for result in report.imports:
+        what = "ok" if result.kind == "module" else "ok (shared library: loads, not a module)"
+        lines.append(f"{result.module}: " + (what if result.ok else f"FAILED: {result.error}"))
+    for path in report.stale:
+        rel = path.relative_to(root)
+        if report.removed_to:
+            lines.append(f"stale {rel}: moved to {report.removed_to / rel}")
+        else:
+            lines.append(f"stale {rel}: this build does not produce it (left by a precompiled "
+                         "wheel?); remove with `vllm-dev verify --remove-stale`")
+    for path in report.older:
+        lines.append(f"{path.relative_to(root)} is not what the build dir would install (rebuilt "
+                     "since, or changed in vllm/): run `vllm-dev install`")
+    return lines
+
+
+def check(ws: Workspace, report: VerifyReport) -> None:
+    """Raise one line naming every extension that fails to import."""
+    if report.failed:
+        first = report.failed[0]
+        more = f" (and {len(report.failed) - 1} more)" if len(report.failed) > 1 else ""
+        raise VllmDevError(
+            f"{first.module} does not load in {ws.interpreter.path}: {first.error}{more}; "
+            "rebuild with that interpreter (`vllm-dev build --python ...`) or run "
+            "`vllm-dev verify` for details"
+        )
+
+
+def verify_after_build(ws: Workspace, *, components: list[str],
+                       warm: WarmChecker | None = None) -> VerifyReport | None:
+    """The last step of ``build``: load the extensions of ``components`` that changed since they
+    last loaded; stale/older files are warnings, a load failure an error."""
+    from vllm_dev.installs import install_state
+
+    if ws.dry:
+        return None
+    todo = install_state.unverified(ws.build_dir, components)
+    if not todo:
+        ws.say("verify skipped: the installed extensions did not change since they last loaded")
+        return None
+    try:
+        report = run_verify(ws, components=todo, warm=warm)
+        for line in describe(report, root=ws.checkout.root):
+            if not line.endswith(": ok"):
+                ws.say(line)
+        check(ws, report)
+    except VllmDevError:
+        install_state.mark_unverified(ws.build_dir, todo)
+        raise
+    install_state.mark_verified(ws.build_dir, todo)
+    modules = report.modules
+    ws.say(f"verified: {len(modules)} extension(s) load in {ws.interpreter.path} "
+           f"({', '.join(r.module for r in modules)})")
+    return report
+
+
+def run_verify_task(ws: Workspace, *, remove: bool = False, as_json: bool = False) -> VerifyReport:
+    """``vllm-dev verify``: one line per extension on stdout (or JSON); non-zero on a failure."""
+    report = run_verify(ws, remove=remove)
+    root = ws.checkout.root
+    if as_json:
+        print(json.dumps({
+            "imports": [{"module": r.module, "path": str(r.path), "ok": r.ok, "error": r.error,
+                         "kind": r.kind}
+                        for r in report.imports],
+            "stale": [str(p) for p in report.stale],
+            "moved_to": str(report.removed_to) if report.removed_to else None,
+            "older_than_build": [str(p) for p in report.older],
+        }, indent=2))
+    else:
+        for line in describe(report, root=root):
+            print(line)
+    from vllm_dev.installs import install_state
+
+    if report.failed and not ws.dry:  # the next build checks them all again
+        install_state.mark_unverified(ws.build_dir)
+    check(ws, report)
+    if not ws.dry:  # every installed extension loaded: the next build need not check them
+        install_state.mark_verified(ws.build_dir, list(InstallRecord.load(ws.build_dir).components))
+    return report

@@ -1,0 +1,1 @@
+"""Knowledge of the tools: cmake, ninja, nvcc, compilers, the target interpreter, GPU archs."""

@@ -1,0 +1,358 @@
+"""The Nox build sessions (``nox -s release``, ``nox -s debug``): the whole flow in a fresh venv.
+
+A session proves from scratch that a checkout builds: its own virtual environment is the target
+interpreter; setup installs into it through ``session.install`` (so ``nox -R`` skips it); then the
+same :func:`~vllm_dev.steps.prime.run_prime`, :func:`~vllm_dev.steps.build.run_build` and
+:func:`~vllm_dev.steps.install.run_install` as the Invoke tasks run, and every installed extension
+must import inside that venv. Nothing here imports nox: the noxfile hands in its session object,
+which only needs the few methods of :class:`NoxSession`.
+
+Isolation from the developer's own build: a session renders one standalone preset ``nox-<template>``
+(binary dir ``cmake-build-nox-<template>``) with its venv's interpreter and adds it beside the
+developer's presets in ``CMakeUserPresets.json`` (see
+:func:`vllm_dev.presets.user_presets.beside_owned`), so neither CMake caches nor preset fingerprints
+are ever shared. Both the developer's build and every session install into the checkout's ``vllm/``;
+the last one wins. A lock on the checkout (``.vllm-dev/.vllm-dev.lock``) makes concurrent sessions
+(two terminals, or ``nox -j``) run one after the other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
+
+from vllm_dev.errors import VllmDevError
+from vllm_dev.process.runner import Completed, SubprocessRunner
+
+if TYPE_CHECKING:
+    from vllm_dev.flow.workspace import Workspace
+
+LAYER = "nox-"
+PHASES = ("setup", "configure", "compile", "install", "import check")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+# Runs inside the target venv: an installed vllm (the editable install) must be this checkout's,
+# or `import vllm` picks other kernels; finding its spec does not run its __init__.
+_EDITABLE_CHECK = r"""
+import importlib.util, os, sys
+package = os.path.realpath(sys.argv[1])
+spec = importlib.util.find_spec(os.path.basename(package))
+where = [os.path.realpath(p) for p in (spec.submodule_search_locations or [])] if spec else []
+if spec is not None and package not in where:
+    print(f"{os.path.basename(package)} is installed from {', '.join(where) or '?'}, "
+          f"not from {package}")
+    sys.exit(1)
+"""
+
+
+class NoxSession(Protocol):
+    """What the build sessions use of ``nox.Session`` (kept small so tests can fake it)."""
+
+    @property
+    def posargs(self) -> list[str]: ...
+
+    @property
+    def invoked_from(self) -> str: ...
+
+    @property
+    def venv_backend(self) -> str: ...
+
+    @property
+    def bin(self) -> str: ...
+
+    def run(self, *args: str, env: Mapping[str, str] | None = ..., external: bool = ...
+            ) -> Any: ...
+
+    def install(self, *args: str, env: Mapping[str, str] | None = ...) -> None: ...
+
+    def chdir(self, dir: str | os.PathLike[str]) -> Any: ...
+
+    def log(self, *args: Any) -> None: ...
+
+    def error(self, *args: Any) -> NoReturn: ...
+
+
+@dataclass
+class SessionRunner:
+    """A :class:`~vllm_dev.process.runner.Runner` that runs the commands which change things
+    through the nox session (logged by nox, stopped by nox on Ctrl-C, a failure fails the session).
+
+    Queries (probes, ``--version``) need their output and exit code, which ``session.run`` does not
+    give back, so they go to a plain :class:`SubprocessRunner`; they change nothing. Output meant
+    for a progress display (``stream``) is left to nox, which shows (or, under ``-j``, buffers)
+    it like every other command's.
+    """
+
+    session: NoxSession
+    dry: bool = False
+    queries: SubprocessRunner = field(default_factory=SubprocessRunner)
+
+    def run(
+        self,
+        argv: Sequence[str | os.PathLike[str]],
+        *,
+        cwd: Path | None = None,
+        env: Mapping[str, str] | None = None,
+        capture: bool = False,
+        check: bool = True,
+        mutates: bool = True,
+        timeout: float | None = None,
+        stream: Callable[[str], None] | None = None,
+        pseudo_terminal: bool = False,
+        **more: Any,
+    ) -> Completed:
+        args = [os.fspath(a) for a in argv]
+        if capture or not check or not mutates:
+            return self.queries.run(args, cwd=cwd, env=env, capture=capture, check=check,
+                                    mutates=mutates, timeout=timeout, **more)
+        start = time.monotonic()
+        with self.session.chdir(cwd) if cwd else contextlib.nullcontext():
+            self.session.run(*args, env=dict(env) if env else None, external=True)
+        return Completed(args, 0, seconds=time.monotonic() - start)
+
+
+@dataclass
+class PhaseClock:
+    """Elapsed time of each phase, said as each one ends and once more, all together, at the end
+    (also when a phase fails: the summary then shows how far the session got)."""
+
+    say: Callable[[str], None]
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            self.seconds[name] = time.monotonic() - start
+            self.say(f"{name}: {self.seconds[name]:.1f} s")
+
+    def summary(self) -> str:
+        parts = [f"{name} {self.seconds[name]:.1f} s" for name in PHASES if name in self.seconds]
+        return "elapsed: " + (", ".join(parts) or "nothing ran") + (
+            f"; total {sum(self.seconds.values()):.1f} s" if self.seconds else "")
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        known = ", ".join(sorted(o for a in self._actions for o in a.option_strings))
+        raise VllmDevError(f"build session arguments (after --): {message}; known: {known}")
+
+
+def parse_posargs(posargs: Sequence[str]) -> argparse.Namespace:
+    """``nox -s release -- --source PATH ...``: the same names as the tasks' flags."""
+    parser = _ArgumentParser(prog="nox -s <preset> --", add_help=False)
+    parser.add_argument("--source", help="vLLM checkout (else VLLM_DEV_SOURCE, config, or the "
+                                         "checkout around the directory nox was started in)")
+    parser.add_argument("--device", help="cuda, cpu or rocm (else VLLM_TARGET_DEVICE, or torch)")
+    parser.add_argument("--jobs")
+    parser.add_argument("--max-jobs")
+    parser.add_argument("--nvcc-threads")
+    parser.add_argument("--arch")
+    parser.add_argument("--cache")
+    parser.add_argument("--dist", help="sccache-dist scheduler URL (token: VLLM_DEV_DIST_TOKEN)")
+    parser.add_argument("--target", action="append", default=[],
+                        help="build only this target and install only its component (repeatable)")
+    parser.add_argument("--python",
+                        help="target interpreter of your own (a venv that already holds vLLM's "
+                             "editable install and build requirements) instead of the session's "
+                             "venv; setup is skipped")
+    parser.add_argument("--define", action="append", help="NAME=VALUE cache variable "
+                                                          "(repeatable)")
+    parser.add_argument("--merge", action="store_true",
+                        help="add the session's preset to a CMakeUserPresets.json of your own")
+    parser.add_argument("--force", action="store_true",
+                        help="replace a CMakeUserPresets.json of your own (a backup is kept)")
+    parser.add_argument("--since", help="compile only the targets affected by changes since "
+                                        "this git ref (default: every target)")
+    parser.add_argument("--all", action="store_true", help="compile every target (the default)")
+    return parser.parse_args(list(posargs))
+
+
+def presets_dirs(environ: Mapping[str, str]) -> list[Path]:
+    """Where the session list comes from: the bundled templates plus the user's (as for the
+    tasks; the checkout's .vllm-dev/presets/ is not known when the noxfile is imported)."""
+    from vllm_dev.presets.render import bundled_presets_dir
+
+    configured = environ.get("VLLM_DEV_PRESETS_DIR")
+    return [bundled_presets_dir(), *([Path(configured).expanduser()] if configured else [])]
+
+
+def session_templates(environ: Mapping[str, str]) -> dict[str, Path]:
+    """Each session name with the directory of its template (the user's wins by name)."""
+    return dict(sorted({name: directory for directory in presets_dirs(environ)
+                        for name in preset_names(directory)}.items()))
+
+
+def preset_names(directory: Path) -> list[str]:
+    """One build session per template file. Only names are read here (at noxfile import): a
+    broken template then fails its own session with a one-line error, not ``nox -l``."""
+    if not directory.is_dir():
+        return []
+    return sorted(p.stem for p in directory.glob("*.json") if _NAME_RE.match(p.stem))
+
+
+def session_doc(name: str, directory: Path) -> str:
+    """The session's docstring for ``nox -l``: what it does, and the template's description."""
+    description = ""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        description = str(json.loads((directory / f"{name}.json").read_text()).get(
+            "description", ""))
+    return (f"Build the {name} preset from scratch in its own venv (setup, configure, compile, "
+            f"install, import check; build dir cmake-build-{LAYER}{name})"
+            + (f": {description}" if description else "."))
+
+
+def invoke_config(project_dir: Path, environ: Mapping[str, str]) -> dict[str, Any]:
+    """The ``vllm_dev`` section of the Invoke configuration, read as the ``vllm-dev`` script reads
+    it (system and user files, ``invoke.yaml`` of the invocation directory, ``INVOKE_VLLM_DEV_*``).
+
+    Invoke is imported lazily: nox's own interpreter may lack it, and then only the environment
+    variables and the flags after ``--`` count (install nox beside vllm-dev to get the config).
+    """
+    from vllm_dev.config.settings import Settings
+
+    try:
+        from invoke import Config
+    except ImportError:
+        return {}
+    logging.getLogger("invoke").setLevel(logging.WARNING)  # nox's handler would show its debug
+    defaults = {f.name: getattr(Settings, f.name, None) for f in fields(Settings)
+                if f.name != "origins"}
+    config = Config(defaults={**Config.global_defaults(), "vllm_dev": defaults},
+                    project_location=project_dir)
+    config.load_project()
+    config.load_shell_env()
+    return dict(config.get("vllm_dev", {}) or {})
+
+
+def build_session(session: NoxSession, *, preset: str) -> None:
+    """The body of ``nox -s <preset>``; every user error ends the session with one line."""
+    clock = PhaseClock(say=lambda m: session.log(f"vllm-dev: {m}"))
+    try:
+        _build(session, preset=preset, clock=clock)
+    except VllmDevError as exc:
+        if clock.seconds:  # how far it got; a checkout that is not one fails before any phase
+            session.log(f"vllm-dev: {clock.summary()}")
+        session.error(f"vllm-dev: {exc}")
+    session.log(f"vllm-dev: {clock.summary()}")
+
+
+def _build(session: NoxSession, *, preset: str, clock: PhaseClock) -> None:
+    from vllm_dev.checkout.state import ensure_state_dir
+    from vllm_dev.config.settings import Settings
+    from vllm_dev.flow.workspace import Workspace
+    from vllm_dev.process.locking import build_lock
+    from vllm_dev.steps.build import run_build
+    from vllm_dev.steps.install import run_install
+    from vllm_dev.steps.prime import run_prime
+
+    args = parse_posargs(session.posargs)
+    if args.python:
+        # The user's own interpreter: setup cannot always run in a fresh venv (offline, behind a
+        # PyPI-only mirror, or a torch pin no reachable index has), so the session can prove the
+        # rest of the flow (own preset, own build dir, import check) with a venv already set up.
+        python = Path(args.python).expanduser().absolute()
+        if not python.is_file():
+            raise VllmDevError(f"--python {args.python} does not exist: give the python of a "
+                               "venv that holds vLLM's build requirements")
+    else:
+        try:
+            python = Path(session.bin) / ("python.exe" if os.name == "nt" else "python")
+        except ValueError:
+            raise VllmDevError(f"nox -s {preset} needs a virtualenv of its own: run it without "
+                               "--no-venv / --force-venv-backend none (or pass --python)"
+                               ) from None
+    invoked_from = Path(session.invoked_from)
+    environ = dict(os.environ)
+    flags = {"source": args.source, "device": args.device, "jobs": args.jobs,
+             "max_jobs": args.max_jobs, "nvcc_threads": args.nvcc_threads, "arch": args.arch,
+             "cache": args.cache, "python": str(python), "preset": preset, "dist": args.dist,
+             "defines": args.define}
+    settings = Settings.resolve(flags=flags, environ=environ,
+                                config=invoke_config(invoked_from, environ))
+    say = clock.say
+
+    def workspace() -> Workspace:
+        """A fresh one after each install: facts about the venv are cached per workspace."""
+        return Workspace(settings=settings, runner=SessionRunner(session), environ=environ,
+                         cwd=invoked_from, say=say, layer=LAYER)
+
+    ws = workspace()
+    checkout = ws.checkout  # a missing or non-vLLM checkout stops here, before any install
+    say(f"checkout {checkout.root}, target interpreter {python}, build dir "
+        f"{ws.build_dir.relative_to(checkout.root)}")
+    ensure_state_dir(checkout.state_dir)
+    targets = list(args.target)
+    with build_lock(checkout.state_dir, wait=True, say=say, command=f"nox -s {preset}"):
+        if args.python:
+            say(f"setup: skipped (--python {python}: the interpreter is yours, set up already)")
+        else:
+            with clock.phase("setup"):
+                _setup(session, ws, workspace)
+        ws = workspace()
+        with clock.phase("configure"):
+            primed = run_prime(ws, merge=args.merge, force=args.force)
+            if not primed.configured:
+                say(f"configure: {ws.build_dir.name} is up to date")
+        with clock.phase("compile"):  # a session proves the whole checkout builds: --all
+            built = run_build(ws, targets=targets, install=False, merge=args.merge,
+                              force=args.force, since=args.since, every=not args.since)
+        with clock.phase("install"):
+            report = (run_install(ws, wanted=targets or built.targets)
+                      if built.targets != [] else None)
+        if built.targets == []:
+            say("import check: nothing was built, the prebuilt kernels stay as they are")
+            return
+        with clock.phase("import check"):
+            check_imports(ws, components=(targets or built.targets or None) if report else None,
+                          cwd=python.parent.parent, say=say)
+
+
+def _setup(session: NoxSession, ws: Any, workspace: Callable[[], Any]) -> None:
+    """Editable install, then the build requirements, into the session's venv."""
+    from vllm_dev.steps.setup import UV_ONLY_ARGS, editable_step, requirements_step
+
+    say = ws.say
+    extra = UV_ONLY_ARGS if session.venv_backend == "uv" else ()
+    step = editable_step(ws)
+    say(f"setup: {step.message} (skipped under nox -R)")
+    session.install(*step.args, *extra, env=step.env)
+    ws = workspace()  # torch (if any) arrived: it decides the device
+    step = requirements_step(ws, ws.checkout.build_requirements(ws.device))
+    say(f"setup: {step.message} (skipped under nox -R)")
+    session.install(*step.args, *extra)
+
+
+def check_imports(ws: Workspace, *, components: list[str] | None, cwd: Path,
+                  say: Callable[[str], None]) -> list[str]:
+    """Load what the session installed in its venv, the way ``vllm-dev verify`` does (from each
+    file, modules and plain shared libraries told apart; see verify.py), and check that the
+    venv's vllm is this checkout's; one line naming each failure."""
+    from vllm_dev.steps.verify import check, run_verify
+
+    report = run_verify(ws, components=components)
+    check(ws, report)
+    package_dir = ws.checkout.package_dir
+    done = ws.runner.run([ws.interpreter.path, "-I", "-c", _EDITABLE_CHECK, str(package_dir)],
+                         cwd=cwd, capture=True, check=False, mutates=False, timeout=300)
+    if not done.ok:
+        problem = (done.stdout.strip().splitlines() or done.stderr.strip().splitlines()
+                   or ["no output"])[-1]
+        raise VllmDevError(f"{problem}: run the session without -R, or `vllm-dev setup` with "
+                           f"{ws.interpreter.path}")
+    modules = sorted(r.module for r in report.modules)
+    if not modules:
+        raise VllmDevError(f"the install put no extension into {package_dir}: nothing to import")
+    say(f"import check: {', '.join(modules)} load from {package_dir}")
+    return modules
