@@ -8,11 +8,10 @@ from typing import Any
 import pytest
 from invoke import Config, Exit, MockContext
 
-import vllm_dev.steps.build
 import vllm_dev.steps.clean
-import vllm_dev.steps.prime
 from vllm_dev.config.settings import Settings
 from vllm_dev.errors import CommandFailed, VllmDevError
+from vllm_dev.flow import pipeline
 from vllm_dev_frontends import DEFAULTS, namespace
 from vllm_dev_frontends import invoke_tasks as t
 
@@ -27,12 +26,11 @@ def context(**vllm_dev: Any) -> MockContext:
 def recorded(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, dict[str, Any]]]:
     calls: list[tuple[Any, dict[str, Any]]] = []
 
-    def record(ws: Any, **kwargs: Any) -> None:
-        calls.append((ws, kwargs))
+    def record(ws: Any, *args: Any, **kwargs: Any) -> None:
+        # the pipeline's request, or the keyword arguments of a step
+        calls.append((ws, vars(args[0]) if args else kwargs))
 
-    for module, name in ((vllm_dev.steps.build, "run_build_and_verify"),
-                         (vllm_dev.steps.prime, "run_prime"),
-                         (vllm_dev.steps.clean, "run_clean")):
+    for module, name in ((pipeline, "run"), (vllm_dev.steps.clean, "run_clean")):
         monkeypatch.setattr(module, name, record)
     for var in ("VLLM_DEV_SOURCE", "VLLM_TARGET_DEVICE", "MAX_JOBS", "NVCC_THREADS",
                 "VLLM_DEV_JOBS", "VLLM_DEV_PRESET"):
@@ -47,9 +45,23 @@ def test_build_flags_reach_the_workflow(recorded: list[tuple[Any, dict[str, Any]
     assert ws.settings.preset == "debug"
     assert ws.settings.jobs == 6
     assert ws.settings.device == "cpu"
-    assert kwargs["targets"] == ["_C", "_fast_C"]
-    assert kwargs["verify"] is False  # nothing installed, nothing to verify
-    assert (kwargs["install"], kwargs["merge"], kwargs["force"]) == (False, True, False)
+    assert kwargs["targets"] == ("_C", "_fast_C")
+    # --no-install: compiled only, so nothing installed and nothing to verify
+    assert kwargs["stages"] == {pipeline.Stage.CONFIGURE, pipeline.Stage.COMPILE}
+    assert (kwargs["merge"], kwargs["force"]) == (True, False)
+
+
+def test_each_task_runs_the_pipeline_once_with_its_stages(
+        recorded: list[tuple[Any, dict[str, Any]]]) -> None:
+    t.prime(context(), reconfigure=True)
+    t.build(context())
+    t.build(context(), verify=False)
+    t.install(context(), component=["_C"])
+    stages = [kwargs["stages"] for _, kwargs in recorded]
+    assert stages == [pipeline.PRIME, pipeline.BUILD, pipeline.BUILD - {pipeline.Stage.CHECK},
+                      pipeline.INSTALL]
+    assert recorded[0][1]["reconfigure"] is True
+    assert (recorded[3][1]["targets"], recorded[3][1]["install_every"]) == (("_C",), True)
 
 
 def test_flag_beats_env_beats_config(recorded: list[tuple[Any, dict[str, Any]]],
@@ -76,10 +88,10 @@ def test_dry_run_config_makes_a_dry_runner(recorded: list[tuple[Any, dict[str, A
 
 
 def test_errors_become_exit_with_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
-    def fail(ws: Any, **kwargs: Any) -> None:
+    def fail(ws: Any, *args: Any, **kwargs: Any) -> None:
         raise VllmDevError("something is wrong: fix it like this")
 
-    monkeypatch.setattr(vllm_dev.steps.build, "run_build_and_verify", fail)
+    monkeypatch.setattr(pipeline, "run", fail)
     with pytest.raises(Exit) as info:
         t.build(context())
     assert info.value.code == 1
@@ -87,10 +99,10 @@ def test_errors_become_exit_with_one_line(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_failed_command_exit_code_is_the_commands(monkeypatch: pytest.MonkeyPatch) -> None:
-    def fail(ws: Any, **kwargs: Any) -> None:
+    def fail(ws: Any, *args: Any, **kwargs: Any) -> None:
         raise CommandFailed(["cmake", "--build", "--preset", "release"], 7)
 
-    monkeypatch.setattr(vllm_dev.steps.build, "run_build_and_verify", fail)
+    monkeypatch.setattr(pipeline, "run", fail)
     with pytest.raises(Exit) as info:
         t.build(context())
     assert info.value.code == 7

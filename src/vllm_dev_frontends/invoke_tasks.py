@@ -170,7 +170,7 @@ def prime(c, preset=None, source=None, python=None, device=None, jobs=None, nvcc
           cache_remote_mode=None, job_memory_gib=None, merge=False, force=False,
           reconfigure=False, no_wait=False, dist=None, define=None):
     """Write CMakeUserPresets.json and configure the preset's build dir (only when needed)."""
-    from vllm_dev.steps.prime import run_prime
+    from vllm_dev.flow import pipeline
 
     with reported():
         ws = workspace(c, preset=preset, source=source, python=python, device=device, jobs=jobs,
@@ -178,7 +178,8 @@ def prime(c, preset=None, source=None, python=None, device=None, jobs=None, nvcc
                        cache_max_size=cache_max_size, cache_remote=cache_remote,
                        cache_remote_mode=cache_remote_mode, job_memory_gib=job_memory_gib,
                        no_wait=no_wait or None, dist=dist, defines=define)
-        run_prime(ws, merge=merge, force=force, reconfigure=reconfigure)
+        pipeline.run(ws, pipeline.Request(stages=pipeline.PRIME, merge=merge, force=force,
+                                          reconfigure=reconfigure))
 
 
 @task(
@@ -209,14 +210,14 @@ def build(c, preset=None, target=None, install=True, source=None, python=None, d
                        cache_max_size=cache_max_size, cache_remote=cache_remote,
                        cache_remote_mode=cache_remote_mode, job_memory_gib=job_memory_gib,
                        no_wait=no_wait or None, dist=dist, defines=define)
-        from vllm_dev.steps.build import run_build_and_verify
+        from vllm_dev.flow import pipeline
         from vllm_dev.steps.report import process_started_at
 
-        run_build_and_verify(ws, verify=verify and install, targets=list(target or []),
-                             started_at=process_started_at(),
-                             install=install, merge=merge, force=force, plain=plain,
-                             json_path=Path(json).expanduser().absolute() if json else None,
-                             since=since, every=all)
+        pipeline.run(ws, pipeline.Request(
+            stages=pipeline.build_stages(install=install, verify=verify),
+            targets=tuple(target or ()), merge=merge, force=force, since=since, every=all,
+            plain=plain, json_path=Path(json).expanduser().absolute() if json else None,
+            started_at=process_started_at()))
 
 
 @task(klass=VllmDevTask, help=_help("preset", "source",
@@ -262,11 +263,12 @@ def doctor(c, source=None, python=None, device=None, preset=None, arch=None, cac
                  component="install only this component (= target name; repeatable)"))
 def install(c, preset=None, component=None, source=None, python=None, no_wait=False):
     """Install what was built, without compiling, and check every installed file."""
-    from vllm_dev.steps.install import run_install
+    from vllm_dev.flow import pipeline
 
     with reported():
         ws = workspace(c, preset=preset, source=source, python=python, no_wait=no_wait or None)
-        run_install(ws, wanted=list(component or []))
+        pipeline.run(ws, pipeline.Request(stages=pipeline.INSTALL,
+                                          targets=tuple(component or ()), install_every=True))
 
 
 @task(klass=VllmDevTask, name="clean", help=_help("preset", "source",
@@ -290,7 +292,7 @@ def clean_(c, preset=None, source=None, all=False, installed=False, deps=False):
             "device": "cuda or cpu (default: cuda when nvcc is found, else cpu)"})
 def demo(c, keep=False, device=None):
     """Run setup, prime, build and a one-file rebuild on a copy of the bundled example project."""
-    from vllm_dev.steps.demo import run_demo
+    from vllm_dev.flow.demo import run_demo
 
     with reported():
         dry = bool(c.config.run.dry)

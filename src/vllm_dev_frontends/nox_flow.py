@@ -2,10 +2,10 @@
 
 A session proves from scratch that a checkout builds: its own virtual environment is the target
 interpreter; setup installs into it through ``session.install`` (so ``nox -R`` skips it); then the
-same :func:`~vllm_dev.steps.prime.run_prime`, :func:`~vllm_dev.steps.build.run_build` and
-:func:`~vllm_dev.steps.install.run_install` as the Invoke tasks run, and every installed extension
-must import inside that venv. Nothing here imports nox: the noxfile hands in its session object,
-which only needs the few methods of :class:`NoxSession`.
+same pipeline as the Invoke tasks (:func:`vllm_dev.flow.pipeline.run`: configure, compile, install,
+check), called once, every stage timed as a session phase; the check also proves the venv's vllm
+is this checkout's. Nothing here imports nox: the noxfile hands in its session object, which only
+needs the few methods of :class:`NoxSession`.
 
 Isolation from the developer's own build: a session renders one standalone preset ``nox-<template>``
 (binary dir ``cmake-build-nox-<template>``) with its venv's interpreter and adds it beside the
@@ -34,25 +34,12 @@ from vllm_dev.errors import VllmDevError
 from vllm_dev.process.runner import Completed, SubprocessRunner
 
 if TYPE_CHECKING:
+    from vllm_dev.flow.pipeline import Stage
     from vllm_dev.flow.workspace import Workspace
 
 LAYER = "nox-"
 PHASES = ("setup", "configure", "compile", "install", "import check")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-# Runs inside the target venv: an installed vllm (the editable install) must be this checkout's,
-# or `import vllm` picks other kernels; finding its spec does not run its __init__.
-_EDITABLE_CHECK = r"""
-import importlib.util, os, sys
-package = os.path.realpath(sys.argv[1])
-spec = importlib.util.find_spec(os.path.basename(package))
-where = [os.path.realpath(p) for p in (spec.submodule_search_locations or [])] if spec else []
-if spec is not None and package not in where:
-    print(f"{os.path.basename(package)} is installed from {', '.join(where) or '?'}, "
-          f"not from {package}")
-    sys.exit(1)
-"""
-
 
 class NoxSession(Protocol):
     """What the build sessions use of ``nox.Session`` (kept small so tests can fake it)."""
@@ -251,11 +238,9 @@ def build_session(session: NoxSession, *, preset: str) -> None:
 def _build(session: NoxSession, *, preset: str, clock: PhaseClock) -> None:
     from vllm_dev.checkout.state import ensure_state_dir
     from vllm_dev.config.settings import Settings
+    from vllm_dev.flow import pipeline
     from vllm_dev.flow.workspace import Workspace
     from vllm_dev.process.locking import build_lock
-    from vllm_dev.steps.build import run_build
-    from vllm_dev.steps.install import run_install
-    from vllm_dev.steps.prime import run_prime
 
     args = parse_posargs(session.posargs)
     if args.python:
@@ -282,77 +267,57 @@ def _build(session: NoxSession, *, preset: str, clock: PhaseClock) -> None:
     settings = Settings.resolve(flags=flags, environ=environ,
                                 config=invoke_config(invoked_from, environ))
     say = clock.say
-
-    def workspace() -> Workspace:
-        """A fresh one after each install: facts about the venv are cached per workspace."""
-        return Workspace(settings=settings, runner=SessionRunner(session), environ=environ,
-                         cwd=invoked_from, say=say, layer=LAYER)
-
-    ws = workspace()
+    # One workspace: setup reads only the checkout and the settings from it (the device it
+    # needs after the editable install is probed then, see _setup), so nothing it looked up
+    # is stale when the pipeline resolves the build's plan.
+    ws = Workspace(settings=settings, runner=SessionRunner(session), environ=environ,
+                   cwd=invoked_from, say=say, layer=LAYER)
     checkout = ws.checkout  # a missing or non-vLLM checkout stops here, before any install
     say(f"checkout {checkout.root}, target interpreter {python}, build dir "
         f"{ws.build_dir.relative_to(checkout.root)}")
     ensure_state_dir(checkout.state_dir)
-    targets = list(args.target)
+    targets = tuple(args.target)
+    phases = _stage_phases()
     with build_lock(checkout.state_dir, wait=True, say=say, command=f"nox -s {preset}"):
         if args.python:
             say(f"setup: skipped (--python {python}: the interpreter is yours, set up already)")
         else:
             with clock.phase("setup"):
-                _setup(session, ws, workspace)
-        ws = workspace()
-        with clock.phase("configure"):
-            primed = run_prime(ws, merge=args.merge, force=args.force)
-            if not primed.configured:
-                say(f"configure: {ws.build_dir.name} is up to date")
-        with clock.phase("compile"):  # a session proves the whole checkout builds: --all
-            built = run_build(ws, targets=targets, install=False, merge=args.merge,
-                              force=args.force, since=args.since, every=not args.since)
-        with clock.phase("install"):
-            report = (run_install(ws, wanted=targets or built.targets)
-                      if built.targets != [] else None)
-        if built.targets == []:
-            say("import check: nothing was built, the prebuilt kernels stay as they are")
-            return
-        with clock.phase("import check"):
-            check_imports(ws, components=(targets or built.targets or None) if report else None,
-                          cwd=python.parent.parent, say=say)
+                _setup(session, ws)
+        # A session proves the whole checkout builds: every target unless --since; every
+        # component staged; the check also proves the venv's vllm is this checkout's.
+        result = pipeline.run(ws, pipeline.Request(
+            stages=pipeline.BUILD, targets=targets, merge=args.merge, force=args.force,
+            since=args.since, every=not args.since, install_every=True, editable_check=True,
+            announce_up_to_date=True), timer=lambda stage: clock.phase(phases[stage]))
+    if result.targets == []:
+        say("import check: nothing was built, the prebuilt kernels stay as they are")
+    elif result.verify is not None:
+        modules = sorted(r.module for r in result.verify.modules)
+        say(f"import check: {', '.join(modules) or 'no extension'} load from "
+            f"{checkout.package_dir}")
 
 
-def _setup(session: NoxSession, ws: Any, workspace: Callable[[], Any]) -> None:
-    """Editable install, then the build requirements, into the session's venv."""
+def _stage_phases() -> dict[Stage, str]:
+    from vllm_dev.flow.pipeline import Stage
+
+    return {Stage.CONFIGURE: "configure", Stage.COMPILE: "compile", Stage.INSTALL: "install",
+            Stage.CHECK: "import check"}
+
+
+def _setup(session: NoxSession, ws: Workspace) -> None:
+    """Editable install, then the build requirements, into the session's venv. The device that
+    picks the requirements is torch's, and torch (if any) arrives with the editable install: it
+    is probed afresh (the workspace's answers are kept for the build; none is about torch yet)."""
     from vllm_dev.steps.setup import UV_ONLY_ARGS, editable_step, requirements_step
+    from vllm_dev.toolchain.interpreter import probe
 
     say = ws.say
     extra = UV_ONLY_ARGS if session.venv_backend == "uv" else ()
     step = editable_step(ws)
     say(f"setup: {step.message} (skipped under nox -R)")
     session.install(*step.args, *extra, env=step.env)
-    ws = workspace()  # torch (if any) arrived: it decides the device
-    step = requirements_step(ws, ws.checkout.build_requirements(ws.device))
+    device = ws.settings.device or probe(ws.interpreter, runner=ws.runner).torch_device
+    step = requirements_step(ws, ws.checkout.build_requirements(device))
     say(f"setup: {step.message} (skipped under nox -R)")
     session.install(*step.args, *extra)
-
-
-def check_imports(ws: Workspace, *, components: list[str] | None, cwd: Path,
-                  say: Callable[[str], None]) -> list[str]:
-    """Load what the session installed in its venv, the way ``vllm-dev verify`` does (from each
-    file, modules and plain shared libraries told apart; see verify.py), and check that the
-    venv's vllm is this checkout's; one line naming each failure."""
-    from vllm_dev.steps.verify import check, run_verify
-
-    report = run_verify(ws, components=components)
-    check(ws, report)
-    package_dir = ws.checkout.package_dir
-    done = ws.runner.run([ws.interpreter.path, "-I", "-c", _EDITABLE_CHECK, str(package_dir)],
-                         cwd=cwd, capture=True, check=False, mutates=False, timeout=300)
-    if not done.ok:
-        problem = (done.stdout.strip().splitlines() or done.stderr.strip().splitlines()
-                   or ["no output"])[-1]
-        raise VllmDevError(f"{problem}: run the session without -R, or `vllm-dev setup` with "
-                           f"{ws.interpreter.path}")
-    modules = sorted(r.module for r in report.modules)
-    if not modules:
-        raise VllmDevError(f"the install put no extension into {package_dir}: nothing to import")
-    say(f"import check: {', '.join(modules)} load from {package_dir}")
-    return modules

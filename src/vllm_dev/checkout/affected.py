@@ -25,18 +25,15 @@ import re
 import shlex
 import subprocess
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from vllm_dev.checkout.precompiled import Base, git
 from vllm_dev.checkout.state import read_json, write_json
+from vllm_dev.checkout.tree import Checkout
 from vllm_dev.errors import VllmDevError
-
-if TYPE_CHECKING:
-    from vllm_dev.flow.workspace import Workspace
 
 TARGETS_STATE = "vllm-dev-targets.json"
 _STATE_KIND = "vllm-dev targets"
@@ -511,12 +508,13 @@ def check_since(root: Path, since: str | None) -> str | None:
     return sha
 
 
-def plan(ws: Workspace, *, since: str | None, every: bool) -> Selection:
-    """What this build compiles: every target, or the affected ones plus those built here."""
+def plan(build_dir: Path, checkout: Checkout, *, environ: Mapping[str, str], torch: str | None,
+         jobs: int, dry: bool, since: str | None, every: bool) -> Selection:
+    """What this build compiles: every target, or the affected ones plus those built here.
+    ``torch`` is the target interpreter's torch version (None: no torch)."""
     from vllm_dev.checkout.precompiled import find_base
-    from vllm_dev.steps.install import components
+    from vllm_dev.installs.components import components
 
-    build_dir = ws.build_dir
     before = built_before(build_dir)
     if every:
         return Selection(None, "building every target (--all)")
@@ -526,17 +524,16 @@ def plan(ws: Workspace, *, since: str | None, every: bool) -> Selection:
     if not (build_dir / "build.ninja").is_file():
         return Selection(None, f"building every target: {build_dir.name} is not configured yet, "
                                "so the affected targets are unknown (`vllm-dev prime` first)")
-    root = ws.checkout.root
+    root = checkout.root
     if git(root, "rev-parse", "--is-inside-work-tree").stdout.strip() != "true":
         return Selection(None, f"building every target: W is unknown ({root} is not a git "
                                "checkout)")
     sha = check_since(root, since)
     base = (Base(sha, f"--since {since}") if sha else
-            find_base(root, ws.checkout.state_dir, ws.environ))
-    torch_version = ws.facts.torch if base.torch else None
+            find_base(root, checkout.state_dir, environ))
+    torch_version = torch if base.torch else None
     selection = select(root, build_dir, base, targets=components(build_dir),
-                       jobs=ws.parallelism.jobs, torch_version=torch_version,
-                       remember=not ws.dry)
+                       jobs=jobs, torch_version=torch_version, remember=not dry)
     if selection.targets is None:
         return selection
     known = components(build_dir)

@@ -37,8 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vllm_dev.errors import CommandFailed, VllmDevError
-from vllm_dev.flow.workspace import Workspace
 from vllm_dev.host.disk import explain_failure
+from vllm_dev.installs.components import check_destinations
 from vllm_dev.installs.install_record import (
     ComponentRecord,
     InstalledFile,
@@ -46,6 +46,7 @@ from vllm_dev.installs.install_record import (
     sha256_of,
 )
 from vllm_dev.process.files import copy_then_rename
+from vllm_dev.process.runner import Runner
 from vllm_dev.toolchain.fact_cache import identity
 
 STAGE_NAME = "vllm-dev-stage"
@@ -67,36 +68,36 @@ class CommitResult:
         return self.written + self.unchanged
 
 
-def staged_install(ws: Workspace, build_dir: Path, components: list[str]) -> CommitResult:
-    """Install ``components`` through the stage, one ``cmake --install`` each, then commit."""
+def staged_install(build_dir: Path, components: list[str], *, cmake: Path, runner: Runner,
+                   root: Path, package_dir: Path) -> CommitResult:
+    """Install ``components`` through the stage, one ``cmake --install`` each, then commit the
+    staged files under ``root`` (the checkout), refusing any outside ``package_dir``."""
     stage = build_dir / STAGE_NAME
-    cmake = str(ws.cmake.path)
-    if not ws.dry:
+    dry = runner.dry
+    if not dry:
         _empty(stage)
     staged: dict[str, list[Path]] = {}
     before: dict[Path, list[int] | None] = {}
     # A dry run before the first configure knows no component: it shows the command's shape.
-    each: list[str | None] = list(components) if components or not ws.dry else [None]
+    each: list[str | None] = list(components) if components or not dry else [None]
     for component in each:
-        argv = [cmake, "--install", str(build_dir), "--prefix", str(stage)]
+        argv = [str(cmake), "--install", str(build_dir), "--prefix", str(stage)]
         if component:
             argv += ["--component", component]
         try:
-            ws.runner.run(argv, cwd=ws.checkout.root)
+            runner.run(argv, cwd=root)
         except CommandFailed as exc:
             raise explain_failure(exc, stage) from None
-        if ws.dry:
+        if dry:
             continue
         after = walk_stage(stage)
         staged[str(component)] = sorted(p for p, ident in after.items() if before.get(p) != ident)
         before = after
-    if ws.dry:
+    if dry:
         return CommitResult()
-    from vllm_dev.steps.install import check_destinations
-
-    check_destinations(ws, [ws.checkout.root / r for rels in staged.values() for r in rels])
+    check_destinations(package_dir, [root / r for rels in staged.values() for r in rels])
     record = InstallRecord.load(build_dir)
-    return commit_stage(stage, ws.checkout.root, staged, record)
+    return commit_stage(stage, root, staged, record)
 
 
 def walk_stage(stage: Path) -> dict[Path, list[int] | None]:

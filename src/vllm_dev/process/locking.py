@@ -24,12 +24,9 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from vllm_dev.errors import VllmDevError
-
-if TYPE_CHECKING:
-    from vllm_dev.flow.workspace import Workspace
 
 LOCK_NAME = ".vllm-dev.lock"
 HOLDER_NAME = ".vllm-dev.lock.json"
@@ -124,13 +121,15 @@ def build_lock(
     say: Callable[[str], None],
     command: str,
     poll: float = POLL_SECONDS,
+    waiting: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
 ) -> Iterator[Holder | None]:
     """Hold ``build_dir``'s lock for the ``with`` block.
 
     When another process holds it: with ``wait`` say once who holds it and block until it is
-    released; without ``wait`` fail at once with one line naming the holder. Yields the stale
-    holder this process took over from (a killed build), else None. ``command`` is what a waiting
-    process will be told this one is doing. Re-entrant within one process.
+    released (inside ``waiting()`` when given: the build's report counts the wait as a phase);
+    without ``wait`` fail at once with one line naming the holder. Yields the stale holder this
+    process took over from (a killed build), else None. ``command`` is what a waiting process
+    will be told this one is doing. Re-entrant within one process.
     """
     from filelock import FileLock, Timeout
 
@@ -150,9 +149,7 @@ def build_lock(
                 "run without --no-wait to queue behind it") from None
         say(f"waiting for {who}, which is using {build_dir} (Ctrl-C to give up)")
         started = time.monotonic()
-        from vllm_dev.steps.report import phase
-
-        with phase("waiting for lock"):  # the running build's report shows the wait
+        with waiting() if waiting else contextlib.nullcontext():
             lock.acquire(timeout=-1, poll_interval=poll)
         say(f"got {build_dir} after {time.monotonic() - started:.1f} s")
     except OSError as exc:
@@ -198,11 +195,3 @@ def current_command() -> str:
     argv = list(sys.argv) or ["vllm-dev"]
     argv[0] = os.path.basename(argv[0]) or "vllm-dev"
     return shlex.join(argv)
-
-
-def workspace_lock(ws: Workspace) -> contextlib.AbstractContextManager[Holder | None]:
-    """The lock of the workspace's build dir (nothing in dry runs: they write nothing)."""
-    if ws.dry:
-        return contextlib.nullcontext()
-    return build_lock(ws.build_dir, wait=not getattr(ws.settings, "no_wait", False), say=ws.say,
-                      command=current_command())

@@ -1,14 +1,20 @@
-"""``prime``: render the presets into the checkout and configure the preset's build dir.
+"""Configure: render the presets into the checkout and configure the build dir (when needed).
 
 Configure runs only when needed: no build dir yet, the rendered preset changed, something the
-cache remembers changed (interpreter, cmake), or the last configure did not finish. Changes CMake
-would keep in its cache regardless (``VLLM_PYTHON_EXECUTABLE`` is cached, and so is a cache
-variable a preset no longer sets) get a fresh cache (``cmake --fresh``). The job count is not part
-of it: it reaches the build as ``cmake --build -j`` (see build.py), so it never reconfigures.
+cache remembers changed (interpreter, cmake), or the last configure did not finish. Each reason is
+a :class:`ReconfigureReason`, computed from the build dir's record before cmake runs; the reasons
+decide whether CMake gets a fresh cache (``cmake --fresh``) and what is said. Changes CMake would
+keep in its cache regardless (``VLLM_PYTHON_EXECUTABLE`` is cached, and so is a cache variable a
+preset no longer sets) need a fresh cache. The job count is not part of it: it reaches the build
+as ``cmake --build -j`` (see build.py), so it never reconfigures.
+
+The step takes a resolved :class:`~vllm_dev.flow.plan.BuildPlan` and runs under the build dir's
+lock, which the pipeline holds (see pipeline.py).
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,10 +22,14 @@ from pathlib import Path
 from vllm_dev.checkout.compile_db import link_compile_commands, write_clangd_config
 from vllm_dev.checkout.state import BuildRecord
 from vllm_dev.errors import VllmDevError
-from vllm_dev.flow.workspace import Workspace
+from vllm_dev.flow.plan import BuildPlan
 from vllm_dev.presets.render import cache_variable_names, preset_fingerprint
-from vllm_dev.presets.user_presets import PresetsWrite, write_user_presets
-from vllm_dev.process.locking import workspace_lock
+from vllm_dev.presets.user_presets import (
+    PresetsWrite,
+    check_project_presets,
+    plan_user_presets,
+    write_user_presets,
+)
 
 # Fingerprint keys whose change needs a fresh CMake cache, not just a re-run of configure:
 # VLLM_PYTHON_EXECUTABLE and torch's Torch_DIR/TORCH_LIBRARY are cached paths, CMake keeps the
@@ -32,41 +42,86 @@ PENDING_KEY = "configure"
 ATTEMPTED_KEY = "preset attempted"
 
 
+class ReasonKind(enum.Enum):
+    """Why a configured build dir is configured again."""
+
+    UNFINISHED = "the last configure did not finish"
+    CHANGED = "an input of the configure changed"  # ``key`` names it
+    REMOVED = "cache variables are no longer set"  # ``names`` lists them
+    REQUESTED = "--reconfigure"
+
+
+@dataclass(frozen=True)
+class ReconfigureReason:
+    kind: ReasonKind
+    key: str = ""  # CHANGED: the fingerprint key (preset, python, cmake, torch, nvcc, arch)
+    before: str | None = None
+    after: str | None = None
+    names: tuple[str, ...] = ()  # REMOVED: the cache variables
+
+    @property
+    def fresh(self) -> bool:
+        """Whether CMake's cache would keep the old value: then configure with ``--fresh``."""
+        return self.kind is ReasonKind.REMOVED or (
+            self.kind is ReasonKind.CHANGED and self.key in FRESH_KEYS)
+
+    def text(self) -> str:
+        if self.kind is ReasonKind.CHANGED:
+            if self.key == "preset" or self.before is None:
+                return f"{self.key} changed"
+            return f"{self.key} changed ({self.before} -> {self.after})"
+        if self.kind is ReasonKind.REMOVED:
+            return f"{', '.join(self.names)} no longer set"
+        return self.kind.value
+
+
+@dataclass(frozen=True)
+class ConfigureDecision:
+    """Whether configure runs, and why: computed before anything runs (see :func:`decide`)."""
+
+    needed: bool
+    first: bool  # the build dir was never configured (no reasons: nothing to compare with)
+    reasons: tuple[ReconfigureReason, ...] = ()
+
+    @property
+    def fresh(self) -> bool:
+        return any(r.fresh for r in self.reasons)
+
+    def line(self, preset: str) -> str | None:
+        """``reconfiguring <preset>: ...`` when something changed (None: nothing to say; a
+        first configure or a plain --reconfigure speaks through cmake's own output)."""
+        shown = [r.text() for r in self.reasons
+                 if r.kind in (ReasonKind.UNFINISHED, ReasonKind.CHANGED)]
+        if not shown:
+            return None
+        removed = [r.text() for r in self.reasons if r.kind is ReasonKind.REMOVED]
+        why = f"; {'; '.join(removed)}" if removed else ""
+        return (f"reconfiguring {preset}: {'; '.join(shown)}"
+                + (f" (fresh CMake cache{why})" if self.fresh else ""))
+
+
 @dataclass(frozen=True)
 class PrimeResult:
     presets: PresetsWrite
     configured: bool
-    changes: list[str] = field(default_factory=list)
+    reasons: tuple[ReconfigureReason, ...] = field(default_factory=tuple)
 
 
-def fingerprint(ws: Workspace) -> dict[str, str]:
+def fingerprint(plan: BuildPlan) -> dict[str, str]:
+    """What configure depends on, as recorded in the build dir after a configure."""
     return {
-        "preset": preset_fingerprint(ws.document, ws.template.name),
-        "python": str(ws.interpreter.path),
-        "cmake": f"{ws.cmake.path} {ws.cmake.version_text}",
-        "torch": ws.facts.torch or "none",
-        "nvcc": f"{ws.nvcc.path} {ws.nvcc.version_text}" if ws.nvcc else "none",
-        "arch": ws.arch.fingerprint,
+        "preset": preset_fingerprint(plan.document, plan.template.name),
+        "python": str(plan.interpreter.path),
+        "cmake": f"{plan.cmake.path} {plan.cmake.version_text}",
+        "torch": plan.facts.torch or "none",
+        "nvcc": f"{plan.nvcc.path} {plan.nvcc.version_text}" if plan.nvcc else "none",
+        "arch": plan.arch.fingerprint,
     }
 
 
-def describe_changes(old: dict[str, str], new: dict[str, str]) -> list[str]:
-    changes = []
-    for key, value in new.items():
-        before = old.get(key)
-        if before != value:
-            if key == "preset" or before is None:
-                changes.append(f"{key} changed")
-            else:
-                changes.append(f"{key} changed ({before} -> {value})")
-    return changes
-
-
-def is_configured(build_dir: Path) -> bool:
-    """Whether the last configure of ``build_dir`` finished (its targets can be trusted)."""
-    record = BuildRecord.load(build_dir)
-    return bool(record and record.fingerprint and PENDING_KEY not in record.fingerprint
-                and (build_dir / "CMakeCache.txt").is_file())
+def changed_inputs(old: dict[str, str], new: dict[str, str]) -> list[ReconfigureReason]:
+    return [ReconfigureReason(ReasonKind.CHANGED, key, old.get(key), value)
+            for key, value in new.items() if old.get(key) != value]
 
 
 def removed_cache_variables(old: dict[str, str], new: dict[str, str]) -> list[str]:
@@ -77,91 +132,104 @@ def removed_cache_variables(old: dict[str, str], new: dict[str, str]) -> list[st
     return sorted(before - cache_variable_names(new["preset"]))
 
 
-def run_prime(
-    ws: Workspace, *, merge: bool = False, force: bool = False, reconfigure: bool = False,
+def decide(old: dict[str, str], new: dict[str, str], *, configured_before: bool,
+           requested: bool) -> ConfigureDecision:
+    """Compare the build dir's record (``old``) with the plan's fingerprint (``new``)."""
+    if not configured_before:
+        return ConfigureDecision(needed=True, first=True)
+    reasons: list[ReconfigureReason] = []
+    if PENDING_KEY in old:
+        reasons.append(ReconfigureReason(ReasonKind.UNFINISHED))
+    reasons += changed_inputs(old, new)
+    if removed := removed_cache_variables(old, new):
+        reasons.append(ReconfigureReason(ReasonKind.REMOVED, names=tuple(removed)))
+    if requested:
+        reasons.append(ReconfigureReason(ReasonKind.REQUESTED))
+    # Removed variables alone never start a configure (they come with a changed preset); they
+    # only make it fresh.
+    needed = any(r.kind is not ReasonKind.REMOVED for r in reasons)
+    return ConfigureDecision(needed=needed, first=False, reasons=tuple(reasons))
+
+
+def is_configured(build_dir: Path) -> bool:
+    """Whether the last configure of ``build_dir`` finished (its targets can be trusted)."""
+    record = BuildRecord.load(build_dir)
+    return bool(record and record.fingerprint and PENDING_KEY not in record.fingerprint
+                and (build_dir / "CMakeCache.txt").is_file())
+
+
+def check_presets_file(plan: BuildPlan, *, merge: bool, force: bool) -> None:
+    """Before anything is written: the project's own presets and the user's presets file accept
+    vllm-dev's (``--merge``/``--force`` as given)."""
+    check_project_presets(plan.checkout.root, plan.document)
+    plan_user_presets(plan.checkout.user_presets, plan.document, merge=merge, force=force)
+
+
+def configure(
+    plan: BuildPlan, *, merge: bool = False, force: bool = False, reconfigure: bool = False,
     on_configure: Callable[[], None] | None = None,
 ) -> PrimeResult:
-    """Prime while holding the build dir's lock (a concurrent build waits; see locking.py).
-
-    ``on_configure`` is called right before cmake configures (the build's report counts a
-    configure that then fails as a configure)."""
-    ws.preflight(merge=merge, force=force)
-    with workspace_lock(ws):
-        return _run_prime_locked(ws, merge=merge, force=force, reconfigure=reconfigure,
-                                 on_configure=on_configure)
-
-
-def _run_prime_locked(
-    ws: Workspace, *, merge: bool, force: bool, reconfigure: bool,
-    on_configure: Callable[[], None] | None = None,
-) -> PrimeResult:
-    cmake = ws.cmake
-    written = write_user_presets(ws.checkout.user_presets, ws.document, merge=merge, force=force,
-                                 dry=ws.dry)
+    """Write the presets and configure when :func:`decide` says so (the caller holds the build
+    dir's lock). ``on_configure`` is called right before cmake configures (the build's report
+    counts a configure that then fails as a configure)."""
+    written = write_user_presets(plan.checkout.user_presets, plan.document, merge=merge,
+                                 force=force, dry=plan.dry)
     if written.backup:
-        ws.say(f"kept a backup of your presets file: {written.backup}")
+        plan.say(f"kept a backup of your presets file: {written.backup}")
     if written.changed:
-        verb = "would write" if ws.dry else ("merged vllm-dev's presets into" if written.merged
-                                             else "wrote")
-        ws.say(f"{verb} {written.path}")
+        verb = "would write" if plan.dry else ("merged vllm-dev's presets into" if written.merged
+                                               else "wrote")
+        plan.say(f"{verb} {written.path}")
         from vllm_dev.caching.compiler_cache import presets_note
 
-        if note := presets_note(ws.settings):
-            ws.say(note)
-    build_dir = ws.build_dir
+        if note := presets_note(plan.settings):
+            plan.say(note)
+    build_dir = plan.build_dir
     if build_dir.exists() and not build_dir.is_dir():
         raise VllmDevError(f"build dir {build_dir} exists and is not a directory: remove it")
     record = BuildRecord.load(build_dir)
-    new = fingerprint(ws)
+    new = fingerprint(plan)
     old = record.fingerprint if record else {}
-    unfinished = PENDING_KEY in old
-    configured_before = (build_dir / "CMakeCache.txt").is_file() and bool(old)
-    changes = describe_changes(old, new) if configured_before else []
-    if unfinished and configured_before:
-        changes.insert(0, "the last configure did not finish")
-    if configured_before and not changes and not reconfigure:
-        if not ws.dry:
-            _link(ws)
+    decision = decide(old, new, requested=reconfigure,
+                      configured_before=(build_dir / "CMakeCache.txt").is_file() and bool(old))
+    if not decision.needed:
+        if not plan.dry:
+            _link(plan)
         return PrimeResult(written, configured=False)
-    removed = removed_cache_variables(old, new) if configured_before else []
-    fresh = configured_before and (bool(removed) or any(
-        c.startswith(k + " ") for c in changes for k in FRESH_KEYS))
-    if changes:
-        why = f"; {', '.join(removed)} no longer set" if removed else ""
-        ws.say(f"reconfiguring {ws.template.name}: {'; '.join(changes)}"
-               + (f" (fresh CMake cache{why})" if fresh else ""))
-    ws.say(ws.parallelism.line())
-    if ws.device == "cuda":
-        ws.say(ws.arch.line())
-    if not ws.dry:
+    if line := decision.line(plan.template.name):
+        plan.say(line)
+    plan.say(plan.parallelism.line())
+    if plan.device == "cuda":
+        plan.say(plan.arch.line())
+    if not plan.dry:
         build_dir.mkdir(parents=True, exist_ok=True)
-        record = record or BuildRecord(build_dir, ws.template.name, str(ws.checkout.root))
+        record = record or BuildRecord(build_dir, plan.template.name, str(plan.checkout.root))
         # Marks the dir as ours before configure (so `clean` can remove a failure), and the
         # configure as unfinished until cmake succeeds.
         record.fingerprint = {**old, PENDING_KEY: "unfinished", ATTEMPTED_KEY: new["preset"]}
         record.save()
-    argv = [str(cmake.path), "--preset", ws.template.name]
-    if fresh:
+    argv = [str(plan.cmake.path), "--preset", plan.template.name]
+    if decision.fresh:
         argv.append("--fresh")
     if on_configure:
         on_configure()
-    ws.runner.run(argv, cwd=ws.checkout.root)
-    if not ws.dry and record is not None:
+    plan.runner.run(argv, cwd=plan.checkout.root)
+    if not plan.dry and record is not None:
         record.fingerprint = new
         record.save()
-        _link(ws, configured=True)
-    return PrimeResult(written, configured=True, changes=changes)
+        _link(plan, configured=True)
+    return PrimeResult(written, configured=True, reasons=decision.reasons)
 
 
-def _link(ws: Workspace, *, configured: bool = False) -> None:
+def _link(plan: BuildPlan, *, configured: bool = False) -> None:
     """compile_commands.json at the checkout root follows the preset in use (see compile_db)."""
     try:
-        note = link_compile_commands(ws.checkout.root, ws.build_dir,
+        note = link_compile_commands(plan.checkout.root, plan.build_dir,
                                      announce_user_file=configured)
-        if ws.device == "cuda" and (written := write_clangd_config(ws.checkout.root)):
-            ws.say(written)
+        if plan.device == "cuda" and (written := write_clangd_config(plan.checkout.root)):
+            plan.say(written)
     except (OSError, VllmDevError) as exc:  # a read-only checkout root: the build is unaffected
         reason = exc.strerror if isinstance(exc, OSError) else str(exc)
         note = f"cannot set up compile_commands.json for clangd: {reason}"
     if note:
-        ws.say(note)
+        plan.say(note)

@@ -20,8 +20,9 @@ library installed beside the extensions (``libfoo.so``, found through ``INSTALL_
 is told apart by the module's init symbol: a file without ``PyInit_<name>`` is loaded with
 ``ctypes`` (which still resolves its symbols) and never imported as a module.
 
-``build`` checks only the components whose installed files changed since they last loaded (see
-install_state.py); ``vllm-dev verify`` checks every installed extension.
+``build`` (and a Nox session, through the same pipeline) checks only the components whose
+installed files changed since they last loaded (see install_state.py); ``vllm-dev verify`` checks
+every installed extension.
 """
 
 from __future__ import annotations
@@ -38,13 +39,26 @@ from typing import Any
 
 from vllm_dev.checkout.state import ensure_state_dir
 from vllm_dev.errors import VllmDevError
-from vllm_dev.flow.workspace import Workspace
+from vllm_dev.flow.plan import Resolved
+from vllm_dev.installs.components import components
 from vllm_dev.installs.install_record import InstallRecord
 from vllm_dev.installs.staged_install import build_outputs
 from vllm_dev.process.interrupts import signal_for, stop_session
-from vllm_dev.steps.install import components
 
 IMPORT_TIMEOUT_S = 300.0
+
+# Runs inside the target venv: an installed vllm (the editable install) must be this checkout's,
+# or `import vllm` picks other kernels; finding its spec does not run its __init__.
+_EDITABLE_CHECK = r"""
+import importlib.util, os, sys
+package = os.path.realpath(sys.argv[1])
+spec = importlib.util.find_spec(os.path.basename(package))
+where = [os.path.realpath(p) for p in (spec.submodule_search_locations or [])] if spec else []
+if spec is not None and package not in where:
+    print(f"{os.path.basename(package)} is installed from {', '.join(where) or '?'}, "
+          f"not from {package}")
+    sys.exit(1)
+"""
 _SHARED_SUFFIXES = (".so", ".pyd", ".dylib")
 
 # Runs in the target interpreter. argv[1]: JSON [[module name, path], ...] (or "-": read it from
@@ -179,7 +193,7 @@ class WarmChecker:
     only: a no-op build starts no interpreter at all. Its own session, so an interrupt stops it
     with the rest (see interrupts.py)."""
 
-    def __init__(self, ws: Workspace) -> None:
+    def __init__(self, ws: Resolved) -> None:
         self.ws = ws
         self.proc: subprocess.Popen[str] | None = None
 
@@ -225,11 +239,11 @@ class WarmChecker:
             stop_session(proc, signal.SIGTERM, grace=1.0)
 
 
-def _torch_mode(ws: Workspace) -> str:
+def _torch_mode(ws: Resolved) -> str:
     return "light" if ws.facts.torch else "0"
 
 
-def import_all(ws: Workspace, modules: dict[str, Path], *, warm: WarmChecker | None = None,
+def import_all(ws: Resolved, modules: dict[str, Path], *, warm: WarmChecker | None = None,
                mode: str | None = None) -> list[ImportResult]:
     """Load each file in the target interpreter; a crash is retried one file at a time.
 
@@ -274,7 +288,7 @@ def _results(modules: dict[str, Path], files: dict[str, Any] | None) -> list[Imp
     return results
 
 
-def _run_checker(ws: Workspace, modules: dict[str, Path], *, mode: str,
+def _run_checker(ws: Resolved, modules: dict[str, Path], *, mode: str,
                  warm: WarmChecker | None = None) -> dict[str, Any] | None:
     answered = warm.check(modules) if warm is not None else None
     if answered is None:
@@ -296,7 +310,7 @@ def _run_checker(ws: Workspace, modules: dict[str, Path], *, mode: str,
     return None
 
 
-def remove_stale(ws: Workspace, stale: list[Path]) -> Path:
+def remove_stale(ws: Resolved, stale: list[Path]) -> Path:
     """Move stale files under ``.vllm-dev/stale/<time>/`` (never deleted: they may be a user's)."""
     root = ws.checkout.root
     target = ensure_state_dir(ws.checkout.state_dir) / "stale" / time.strftime("%Y%m%d-%H%M%S")
@@ -307,7 +321,7 @@ def remove_stale(ws: Workspace, stale: list[Path]) -> Path:
     return target
 
 
-def run_verify(ws: Workspace, *, remove: bool = False, components: list[str] | None = None,
+def run_verify(ws: Resolved, *, remove: bool = False, components: list[str] | None = None,
                warm: WarmChecker | None = None) -> VerifyReport:
     """Load the installed files of ``components`` (every installed one when None) and look
     for stale and outdated files in ``vllm/``."""
@@ -355,7 +369,7 @@ def describe(report: VerifyReport, *, root: Path) -> list[str]:
     return lines
 
 
-def check(ws: Workspace, report: VerifyReport) -> None:
+def check(ws: Resolved, report: VerifyReport) -> None:
     """Raise one line naming every extension that fails to import."""
     if report.failed:
         first = report.failed[0]
@@ -367,7 +381,7 @@ def check(ws: Workspace, report: VerifyReport) -> None:
         )
 
 
-def verify_after_build(ws: Workspace, *, components: list[str],
+def verify_after_build(ws: Resolved, *, components: list[str],
                        warm: WarmChecker | None = None) -> VerifyReport | None:
     """The last step of ``build``: load the extensions of ``components`` that changed since they
     last loaded; stale/older files are warnings, a load failure an error."""
@@ -395,7 +409,21 @@ def verify_after_build(ws: Workspace, *, components: list[str],
     return report
 
 
-def run_verify_task(ws: Workspace, *, remove: bool = False, as_json: bool = False) -> VerifyReport:
+def check_editable_install(ws: Resolved) -> None:
+    """The target interpreter's ``vllm`` is this checkout's (a Nox session's fresh venv could
+    hold another one); run from the venv's directory so that the checkout is not on the path."""
+    package_dir = ws.checkout.package_dir
+    done = ws.runner.run([ws.interpreter.path, "-I", "-c", _EDITABLE_CHECK, str(package_dir)],
+                         cwd=ws.interpreter.path.parent.parent, capture=True, check=False,
+                         mutates=False, timeout=IMPORT_TIMEOUT_S)
+    if not done.ok:
+        problem = (done.stdout.strip().splitlines() or done.stderr.strip().splitlines()
+                   or ["no output"])[-1]
+        raise VllmDevError(f"{problem}: run the session without -R, or `vllm-dev setup` with "
+                           f"{ws.interpreter.path}")
+
+
+def run_verify_task(ws: Resolved, *, remove: bool = False, as_json: bool = False) -> VerifyReport:
     """``vllm-dev verify``: one line per extension on stdout (or JSON); non-zero on a failure."""
     report = run_verify(ws, remove=remove)
     root = ws.checkout.root

@@ -16,10 +16,9 @@ from pathlib import Path
 from vllm_dev.checkout.tree import DEVICES
 from vllm_dev.config.settings import Settings, choice
 from vllm_dev.errors import VllmDevError
+from vllm_dev.flow import pipeline
 from vllm_dev.flow.workspace import Workspace
 from vllm_dev.process.runner import Runner
-from vllm_dev.steps.build import run_build
-from vllm_dev.steps.prime import run_prime
 from vllm_dev.steps.setup import find_uv, run_setup
 from vllm_dev.toolchain.tools import find_nvcc
 
@@ -76,17 +75,17 @@ def run_demo(*, runner: Runner, keep: bool = False, device: str | None = None) -
         run_setup(workspace())
         _step("prime: writes CMakeUserPresets.json and configures the build dir "
               "(cmake --preset release)")
-        run_prime(workspace())
+        pipeline.run(workspace(), pipeline.Request(stages=pipeline.PRIME))
         _step("build: compiles every target and installs the extensions into vllm/")
         start = time.monotonic()
-        run_build(workspace())
+        pipeline.run(workspace(), pipeline.Request())
         print(f"    first build: {time.monotonic() - start:.1f} s", file=sys.stderr)
         _step("edit one kernel source (csrc/ops/add.cpp) and build again: one file recompiles")
         edited = project / "csrc" / "ops" / "add.cpp"
         if not runner.dry:
             edited.write_text(edited.read_text() + "\n// edited by vllm-dev demo\n")
         start = time.monotonic()
-        run_build(workspace())
+        pipeline.run(workspace(), pipeline.Request())
         print(f"    incremental build: {time.monotonic() - start:.1f} s", file=sys.stderr)
         _step("import the installed extension from the target interpreter")
         runner.run([str(project / ".venv" / "bin" / "python"), "-c",

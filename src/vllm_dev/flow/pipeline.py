@@ -1,0 +1,253 @@
+"""The one build pipeline: configure -> compile -> install -> check, over one resolved plan.
+
+Both front ends call :func:`run` once per command: the Invoke tasks ``prime`` (configure),
+``build`` (all four stages, or fewer with ``--no-install``/``--no-verify``) and ``install``
+(install only), and each Nox build session (all four, every stage timed as a session phase).
+:func:`run` resolves the workspace into a :class:`~vllm_dev.flow.plan.BuildPlan` once, checks the
+request against it before anything is written, takes the build dir's lock once, and runs the
+stages asked for; each stage is a function of ``steps/`` taking the plan.
+
+A request that compiles is a *build*: it writes a report (time per phase, cache hits; see
+report.py), starts the checking interpreter while ninja runs (verify.WarmChecker), and, with
+``--dist``, runs the build farm's client around it (dist.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from vllm_dev.errors import VllmDevError
+from vllm_dev.flow.plan import BuildPlan, plan_lock, resolve_plan
+from vllm_dev.flow.workspace import Workspace
+from vllm_dev.installs.components import check_components, components
+from vllm_dev.steps.install import InstallReport, install_components, require_configured
+from vllm_dev.steps.prime import PrimeResult, check_presets_file, configure, is_configured
+
+if TYPE_CHECKING:
+    from vllm_dev.steps.report import Recorder
+    from vllm_dev.steps.verify import VerifyReport, WarmChecker
+
+
+class Stage(enum.Enum):
+    CONFIGURE = "configure"
+    COMPILE = "compile"
+    INSTALL = "install"
+    CHECK = "check"
+
+
+PRIME = frozenset({Stage.CONFIGURE})
+BUILD = frozenset(Stage)
+INSTALL = frozenset({Stage.INSTALL})
+
+
+def build_stages(*, install: bool = True, verify: bool = True) -> frozenset[Stage]:
+    """``build``'s stages: ``--no-install`` compiles only; ``--no-verify`` skips the check."""
+    stages = {Stage.CONFIGURE, Stage.COMPILE}
+    if install:
+        stages.add(Stage.INSTALL)
+        if verify:
+            stages.add(Stage.CHECK)
+    return frozenset(stages)
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a command asks of the pipeline (the settings are in the workspace)."""
+
+    stages: frozenset[Stage] = BUILD
+    targets: tuple[str, ...] = ()  # --target / --component: only these (all: empty)
+    merge: bool = False  # add vllm-dev's presets beside a presets file it did not write
+    force: bool = False  # replace such a file (a backup is kept)
+    reconfigure: bool = False  # configure even when nothing changed
+    since: str | None = None  # compile the targets affected since this git ref
+    every: bool = False  # compile every target, not only the affected ones
+    # Stage every component, not only those whose files may have changed (`vllm-dev install`,
+    # a Nox session: they prove the install; unchanged bytes are still never rewritten).
+    install_every: bool = False
+    plain: bool = False  # plain lines instead of the progress bar
+    json_path: Path | None = None  # the build report, also as JSON here
+    started_at: float | None = None  # time.monotonic() at the command's start (the report)
+    # Nox: the check also proves the venv's vllm is this checkout's editable install, and a
+    # configure that is not needed says so (a session's log shows each stage).
+    editable_check: bool = False
+    announce_up_to_date: bool = False
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    plan: BuildPlan
+    prime: PrimeResult | None = None
+    # what was compiled: None = every target, [] = nothing (no change reached a target)
+    targets: list[str] | None = None
+    install: InstallReport | None = None
+    verify: VerifyReport | None = None
+
+    @property
+    def installed(self) -> bool:
+        """Whether the install wrote a file (False: nothing rebuilt, or the same bytes)."""
+        return bool(self.install and self.install.written)
+
+
+StageTimer = Callable[[Stage], AbstractContextManager[object]]
+
+
+def _untimed(stage: Stage) -> AbstractContextManager[object]:
+    return contextlib.nullcontext()
+
+
+def run(ws: Workspace, request: Request, *, timer: StageTimer = _untimed) -> PipelineResult:
+    """Resolve the plan, check the request, and run its stages under the build dir's lock.
+
+    ``timer`` wraps each stage that runs (the Nox sessions time them as phases)."""
+    if Stage.COMPILE in request.stages:
+        return _build(ws, request, timer)
+    plan = resolve_plan(ws)
+    _preflight(plan, request)
+    with plan_lock(plan):
+        return _stages(plan, request, timer, recorder=None, warm=None)
+
+
+def _preflight(plan: BuildPlan, request: Request) -> None:
+    """Bad input fails with its one line before anything is written or locked."""
+    targets = list(request.targets)
+    if Stage.CONFIGURE in request.stages:
+        check_presets_file(plan, merge=request.merge, force=request.force)
+        if targets and is_configured(plan.build_dir):  # else configure runs first
+            check_components(plan.build_dir, targets)
+    else:  # install only: what an earlier build left
+        require_configured(plan.build_dir)
+        check_components(plan.build_dir, targets)
+    if Stage.COMPILE in request.stages:
+        from vllm_dev.checkout.affected import check_since
+
+        check_since(plan.checkout.root, request.since)
+
+
+def _build(ws: Workspace, request: Request, timer: StageTimer) -> PipelineResult:
+    """A request that compiles, inside its report: one ninja per build dir (the lock)."""
+    from vllm_dev.caching.dist import farm_session
+    from vllm_dev.steps.report import Recorder
+
+    recorder = Recorder(ws, json_path=request.json_path, started_at=request.started_at)
+    with recorder.phase("checks"):
+        plan = resolve_plan(ws)
+        _preflight(plan, request)
+    recorder.ws = plan  # the report describes the build as planned
+    with plan_lock(plan, waiting=lambda: recorder.phase("waiting for lock")):
+        warm = _warm_checker(plan) if Stage.CHECK in request.stages else None
+        try:
+            with farm_session(plan, recorder):  # no-op without --dist
+                result = _stages(plan, request, timer, recorder=recorder, warm=warm)
+        except VllmDevError as exc:
+            recorder.finish_quietly(exit_code=exc.exit_code)
+            raise
+        finally:
+            if warm is not None:
+                with recorder.phase("verify"):  # the check's interpreter: part of its cost
+                    warm.close()  # unused (nothing to check, or a failure): never left running
+        recorder.finish(exit_code=0)
+        return result
+
+
+def _stages(plan: BuildPlan, request: Request, timer: StageTimer, *,
+            recorder: Recorder | None, warm: WarmChecker | None) -> PipelineResult:
+    stages = request.stages
+    targets: list[str] | None = list(request.targets)
+    primed = None
+    if Stage.CONFIGURE in stages:
+        with timer(Stage.CONFIGURE), _phase(recorder, "configure"):
+            primed = _configure(plan, request, recorder)
+            if not primed.configured and request.announce_up_to_date:
+                plan.say(f"configure: {plan.build_dir.name} is up to date")
+    if Stage.COMPILE in stages:
+        assert recorder is not None  # a compile is a build (see run)
+        with timer(Stage.COMPILE):
+            targets = _compile(plan, request, recorder, warm)
+        if targets == []:  # nothing affected: the prebuilt kernels stay
+            return PipelineResult(plan, primed, targets=[])
+    report = None
+    if Stage.INSTALL in stages:
+        # staged, then renamed into vllm/: an interrupt never leaves a partial .so
+        with timer(Stage.INSTALL), _phase(recorder, "install"):
+            report = install_components(plan, targets, only_changed=not request.install_every)
+    checked = None
+    if Stage.CHECK in stages and Stage.INSTALL in stages and not plan.dry:
+        # Inside the report: the check's time is the "verify" phase, not a hidden cost.
+        with timer(Stage.CHECK), _phase(recorder, "verify"):
+            checked = _check(plan, request, targets, warm)
+    return PipelineResult(plan, primed, targets=targets or None, install=report, verify=checked)
+
+
+def _configure(plan: BuildPlan, request: Request, recorder: Recorder | None) -> PrimeResult:
+    if recorder is None:
+        return configure(plan, merge=request.merge, force=request.force,
+                         reconfigure=request.reconfigure)
+    from vllm_dev.steps.report import CONFIGURE_FAILED, CONFIGURE_NOT_NEEDED, CONFIGURE_RAN
+
+    def configuring() -> None:  # a configure that then fails is still reported as one
+        recorder.configured = True
+        recorder.configure = CONFIGURE_FAILED  # until configure returns
+
+    primed = configure(plan, merge=request.merge, force=request.force,
+                       reconfigure=request.reconfigure, on_configure=configuring)
+    recorder.configured = primed.configured
+    recorder.configure = CONFIGURE_RAN if primed.configured else CONFIGURE_NOT_NEEDED
+    return primed
+
+
+def _compile(plan: BuildPlan, request: Request, recorder: Recorder,
+             warm: WarmChecker | None) -> list[str] | None:
+    from vllm_dev.steps.build import compile_targets, remember_explicit, select_targets
+
+    if not recorder.configured:  # configure explained it when it ran
+        plan.say(plan.parallelism.line())
+    targets: list[str] | None = list(request.targets)
+    if not plan.dry:
+        check_components(plan.build_dir, targets)
+    if not targets:
+        with recorder.phase("select"):
+            targets = select_targets(plan, since=request.since, every=request.every,
+                                     recorder=recorder)
+        if targets == []:
+            return []
+    elif not plan.dry:
+        remember_explicit(plan.build_dir, targets)
+    compile_targets(plan, targets, install=Stage.INSTALL in request.stages, plain=request.plain,
+                    recorder=recorder, warm=warm)
+    return targets
+
+
+def _check(plan: BuildPlan, request: Request, targets: list[str] | None,
+           warm: WarmChecker | None) -> VerifyReport | None:
+    from vllm_dev.steps.verify import check_editable_install, verify_after_build
+
+    if request.editable_check:
+        check_editable_install(plan)
+    return verify_after_build(plan, components=targets or components(plan.build_dir), warm=warm)
+
+
+def _warm_checker(plan: BuildPlan) -> WarmChecker | None:
+    """The post-build check's interpreter, started once ninja starts a step (see
+    verify.WarmChecker); only for real subprocess runs (a dry or fake runner starts nothing)."""
+    from vllm_dev.process.runner import SubprocessRunner
+    from vllm_dev.steps.verify import WarmChecker
+
+    if plan.dry or not isinstance(plan.runner, SubprocessRunner):
+        return None
+    return WarmChecker(plan)
+
+
+@contextlib.contextmanager
+def _phase(recorder: Recorder | None, name: str) -> Iterator[None]:
+    """``recorder.phase(name)`` for a build; nothing otherwise (prime, install: no report)."""
+    if recorder is None:
+        yield
+        return
+    with recorder.phase(name):
+        yield
