@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vllm_dev.errors import VllmDevError
-from vllm_dev.flow.plan import BuildPlan, plan_lock, resolve_plan
+from vllm_dev.flow.plan import BuildDirPlan, BuildPlan, plan_lock, resolve_build_dir, resolve_plan
 from vllm_dev.flow.workspace import Workspace
 from vllm_dev.installs.components import check_components, components
 from vllm_dev.steps.install import InstallReport, install_components, require_configured
@@ -81,7 +81,7 @@ class Request:
 
 @dataclass(frozen=True)
 class PipelineResult:
-    plan: BuildPlan
+    plan: BuildDirPlan  # a BuildPlan unless only the install ran
     prime: PrimeResult | None = None
     # what was compiled: None = every target, [] = nothing (no change reached a target)
     targets: list[str] | None = None
@@ -107,17 +107,18 @@ def run(ws: Workspace, request: Request, *, timer: StageTimer = _untimed) -> Pip
     ``timer`` wraps each stage that runs (the Nox sessions time them as phases)."""
     if Stage.COMPILE in request.stages:
         return _build(ws, request, timer)
-    plan = resolve_plan(ws)
+    # An install of what is built needs the build dir and cmake, not a configure's probes
+    plan = resolve_plan(ws) if request.stages - INSTALL else resolve_build_dir(ws)
     _preflight(plan, request)
     with plan_lock(plan):
         return _stages(plan, request, timer, recorder=None, warm=None)
 
 
-def _preflight(plan: BuildPlan, request: Request) -> None:
+def _preflight(plan: BuildDirPlan, request: Request) -> None:
     """Bad input fails with its one line before anything is written or locked."""
     targets = list(request.targets)
     if Stage.CONFIGURE in request.stages:
-        check_presets_file(plan, merge=request.merge, force=request.force)
+        check_presets_file(_full(plan), merge=request.merge, force=request.force)
         if targets and is_configured(plan.build_dir):  # else configure runs first
             check_components(plan.build_dir, targets)
     else:  # install only: what an earlier build left
@@ -155,20 +156,26 @@ def _build(ws: Workspace, request: Request, timer: StageTimer) -> PipelineResult
         return result
 
 
-def _stages(plan: BuildPlan, request: Request, timer: StageTimer, *,
+def _full(plan: BuildDirPlan) -> BuildPlan:
+    """The whole plan, which every stage but an install on its own needs (see :func:`run`)."""
+    assert isinstance(plan, BuildPlan), f"{plan!r} lacks what configure, compile, check need"
+    return plan
+
+
+def _stages(plan: BuildDirPlan, request: Request, timer: StageTimer, *,
             recorder: Recorder | None, warm: WarmChecker | None) -> PipelineResult:
     stages = request.stages
     targets: list[str] | None = list(request.targets)
     primed = None
     if Stage.CONFIGURE in stages:
         with timer(Stage.CONFIGURE), _phase(recorder, "configure"):
-            primed = _configure(plan, request, recorder)
+            primed = _configure(_full(plan), request, recorder)
             if not primed.configured and request.announce_up_to_date:
                 plan.say(f"configure: {plan.build_dir.name} is up to date")
     if Stage.COMPILE in stages:
         assert recorder is not None  # a compile is a build (see run)
         with timer(Stage.COMPILE):
-            targets = _compile(plan, request, recorder, warm)
+            targets = _compile(_full(plan), request, recorder, warm)
         if targets == []:  # nothing affected: the prebuilt kernels stay
             return PipelineResult(plan, primed, targets=[])
     report = None
@@ -180,7 +187,7 @@ def _stages(plan: BuildPlan, request: Request, timer: StageTimer, *,
     if Stage.CHECK in stages and Stage.INSTALL in stages and not plan.dry:
         # Inside the report: the check's time is the "verify" phase, not a hidden cost.
         with timer(Stage.CHECK), _phase(recorder, "verify"):
-            checked = _check(plan, request, targets, warm)
+            checked = _check(_full(plan), request, targets, warm)
     return PipelineResult(plan, primed, targets=targets or None, install=report, verify=checked)
 
 

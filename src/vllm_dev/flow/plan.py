@@ -66,13 +66,12 @@ class Resolved(Protocol):
 
 
 @dataclass(frozen=True)
-class BuildPlan:
-    """Everything one build uses, resolved (see :func:`resolve_plan`). Immutable: a step that
-    needs a fact takes it from here, never probes again.
+class BuildDirPlan:
+    """A build dir and the tools that work on it: all that installing what an earlier build
+    left needs (``vllm-dev install``), without the probes and the rendering of a configure.
 
     ``runner`` and ``say`` are how the plan is carried out (real or dry commands; stderr or the
-    nox log); ``document`` is the presets document configure writes (a plain dict, as JSON is:
-    treat it as read-only)."""
+    nox log)."""
 
     settings: Settings
     runner: Runner
@@ -83,16 +82,7 @@ class BuildPlan:
     template: PresetTemplate
     build_dir: Path
     interpreter: Interpreter
-    facts: InterpreterFacts
-    device: str
     cmake: Tool
-    nvcc: Tool | None
-    arch: ArchSelection
-    parallelism: Parallelism
-    dist_plan: DistPlan | None
-    cache: CacheConfig
-    inputs: PresetInputs
-    document: dict[str, Any]
 
     @property
     def dry(self) -> bool:
@@ -102,6 +92,23 @@ class BuildPlan:
     def preset(self) -> str:
         """The configure/build preset's name (``<layer><template>``)."""
         return self.template.name
+
+
+@dataclass(frozen=True)
+class BuildPlan(BuildDirPlan):
+    """Everything one build uses, resolved (see :func:`resolve_plan`). Immutable: a step that
+    needs a fact takes it from here, never probes again. ``document`` is the presets document
+    configure writes (a plain dict, as JSON is: treat it as read-only)."""
+
+    facts: InterpreterFacts
+    device: str
+    nvcc: Tool | None
+    arch: ArchSelection
+    parallelism: Parallelism
+    dist_plan: DistPlan | None
+    cache: CacheConfig
+    inputs: PresetInputs
+    document: dict[str, Any]
 
 
 def require_build_requirements(ws: Workspace) -> None:
@@ -115,6 +122,16 @@ def require_build_requirements(ws: Workspace) -> None:
             f"{', '.join(missing)} from {requirements.relative_to(ws.checkout.root)}: "
             "run `vllm-dev setup`"
         )
+
+
+def resolve_build_dir(ws: Workspace) -> BuildDirPlan:
+    """The build dir and its tools only (an install of what is built: no probe of the target's
+    packages, no GPU query, no build farm contacted, nothing rendered)."""
+    template, build_dir = ws.template, ws.build_dir
+    return BuildDirPlan(
+        settings=ws.settings, runner=ws.runner, say=ws.say, environ=ws.environ,
+        checkout=ws.checkout, layer=ws.layer, template=template, build_dir=build_dir,
+        interpreter=ws.interpreter, cmake=ws.cmake)
 
 
 def resolve_plan(ws: Workspace) -> BuildPlan:
@@ -179,7 +196,7 @@ def preset_inputs(ws: Workspace, cache: CacheConfig) -> PresetInputs:
     )
 
 
-def plan_lock(plan: Resolved, *, waiting: Callable[[], Any] | None = None
+def plan_lock(plan: BuildDirPlan, *, waiting: Callable[[], Any] | None = None
               ) -> contextlib.AbstractContextManager[Any]:
     """The lock of the plan's build dir (nothing in dry runs: they write nothing); see
     locking.py. ``waiting`` wraps a wait for another build (the report's phase)."""

@@ -5,7 +5,8 @@ is recorded in vllm-dev's install record (install_record.py); CMake's install ma
 read (their names and existence depend on the CMake version). ``build`` installs only the
 components whose files may have changed (install_state.py); ``vllm-dev install`` stages every
 component asked for and still rewrites only files whose bytes differ. The step takes a resolved
-:class:`~vllm_dev.flow.plan.BuildPlan`; the pipeline holds the build dir's lock around it.
+:class:`~vllm_dev.flow.plan.BuildDirPlan` (a build's whole plan is one); the pipeline holds the
+build dir's lock around it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vllm_dev.errors import VllmDevError
-from vllm_dev.flow.plan import BuildPlan
+from vllm_dev.flow.plan import BuildDirPlan
 from vllm_dev.installs.components import components
 from vllm_dev.installs.install_record import installed_files
 from vllm_dev.installs.install_state import components_to_install
@@ -38,7 +39,7 @@ def require_configured(build_dir: Path) -> None:
         raise VllmDevError(f"{build_dir} is not configured: run `vllm-dev build` first")
 
 
-def install_components(plan: BuildPlan, wanted: list[str] | None, *,
+def install_components(plan: BuildDirPlan, wanted: list[str] | None, *,
                        only_changed: bool) -> InstallReport | None:
     """Install ``wanted`` (every component when empty); with ``only_changed`` only those whose
     files may have changed. None in a dry run."""
@@ -66,12 +67,12 @@ def install_components(plan: BuildPlan, wanted: list[str] | None, *,
     return report
 
 
-def _staged(plan: BuildPlan, todo: list[str]) -> CommitResult:
+def _staged(plan: BuildDirPlan, todo: list[str]) -> CommitResult:
     return staged_install(plan.build_dir, todo, cmake=plan.cmake.path, runner=plan.runner,
                           root=plan.checkout.root, package_dir=plan.checkout.package_dir)
 
 
-def _say_installed(plan: BuildPlan, report: InstallReport, *, unchanged: list[Path]) -> None:
+def _say_installed(plan: BuildDirPlan, report: InstallReport, *, unchanged: list[Path]) -> None:
     root = plan.checkout.root
     for path in report.repaired:
         plan.say(f"replaced {path.relative_to(root)}: it had changed since vllm-dev installed it "
