@@ -2,9 +2,9 @@
 
 Every fact is looked up at most once and only when asked for, so a task only pays for what it
 uses (``clean`` never probes the interpreter, ``verify`` never looks for cmake). The commands that
-build (prime, build, install, the Nox sessions) do not work from this lazy view: they resolve it
-once into a frozen :class:`~vllm_dev.flow.plan.BuildPlan` (see plan.py), which the pipeline's
-steps take.
+build (prime, build, install, the Nox sessions) do not work from this lazy view: the pipeline
+resolves it once into a frozen :class:`~vllm_dev.flow.plan.BuildPlan` (an install of what is
+built: its :class:`~vllm_dev.flow.plan.BuildDirPlan` part; see plan.py), which the steps take.
 """
 
 from __future__ import annotations
@@ -50,7 +50,8 @@ def _stderr(message: str) -> None:
 
 @dataclass
 class Workspace:
-    """Lazily resolved context shared by the workflow steps."""
+    """Lazily resolved context: what setup, clean, verify, report and doctor read directly, and
+    what :func:`vllm_dev.flow.plan.resolve_plan` turns into a build's plan."""
 
     settings: Settings
     runner: Runner
