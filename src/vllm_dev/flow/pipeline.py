@@ -26,10 +26,12 @@ from vllm_dev.errors import VllmDevError
 from vllm_dev.flow.plan import BuildDirPlan, BuildPlan, plan_lock, resolve_build_dir, resolve_plan
 from vllm_dev.flow.workspace import Workspace
 from vllm_dev.installs.components import check_components, components
-from vllm_dev.steps.install import InstallReport, install_components, require_configured
-from vllm_dev.steps.prime import PrimeResult, check_presets_file, configure, is_configured
 
+# The steps are imported where a stage runs: each command loads only the steps it runs (a
+# vllm-dev start is mostly imports; see bench/).
 if TYPE_CHECKING:
+    from vllm_dev.steps.install import InstallReport
+    from vllm_dev.steps.prime import PrimeResult
     from vllm_dev.steps.report import Recorder
     from vllm_dev.steps.verify import VerifyReport, WarmChecker
 
@@ -118,10 +120,14 @@ def _preflight(plan: BuildDirPlan, request: Request) -> None:
     """Bad input fails with its one line before anything is written or locked."""
     targets = list(request.targets)
     if Stage.CONFIGURE in request.stages:
+        from vllm_dev.steps.prime import check_presets_file, is_configured
+
         check_presets_file(_full(plan), merge=request.merge, force=request.force)
         if targets and is_configured(plan.build_dir):  # else configure runs first
             check_components(plan.build_dir, targets)
     else:  # install only: what an earlier build left
+        from vllm_dev.steps.install import require_configured
+
         require_configured(plan.build_dir)
         check_components(plan.build_dir, targets)
     if Stage.COMPILE in request.stages:
@@ -180,6 +186,8 @@ def _stages(plan: BuildDirPlan, request: Request, timer: StageTimer, *,
             return PipelineResult(plan, primed, targets=[])
     report = None
     if Stage.INSTALL in stages:
+        from vllm_dev.steps.install import install_components
+
         # staged, then renamed into vllm/: an interrupt never leaves a partial .so
         with timer(Stage.INSTALL), _phase(recorder, "install"):
             report = install_components(plan, targets, only_changed=not request.install_every)
@@ -192,6 +200,8 @@ def _stages(plan: BuildDirPlan, request: Request, timer: StageTimer, *,
 
 
 def _configure(plan: BuildPlan, request: Request, recorder: Recorder | None) -> PrimeResult:
+    from vllm_dev.steps.prime import configure
+
     if recorder is None:
         return configure(plan, merge=request.merge, force=request.force,
                          reconfigure=request.reconfigure)
