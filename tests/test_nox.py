@@ -186,6 +186,54 @@ def test_phase_clock_reports_each_phase_and_a_summary() -> None:
                         clock.summary())
 
 
+class RecordingSession(FakeSession):
+    """A session object for :func:`nox_flow.build_session` with an interpreter of one's own."""
+
+    def __init__(self, posargs: list[str], invoked_from: Path) -> None:
+        super().__init__()
+        self.posargs = posargs
+        self.invoked_from = str(invoked_from)
+        self.venv_backend = "uv"
+        self.logged: list[str] = []
+
+    def log(self, *args: Any) -> None:
+        self.logged.append(" ".join(map(str, args)))
+
+    def error(self, *args: Any) -> None:
+        raise AssertionError(" ".join(map(str, args)))
+
+
+@pytest.mark.unit
+def test_a_session_runs_the_one_pipeline_once(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Prime once, compile, install and check through the pipeline the tasks use, each stage a
+    session phase (the flow itself, with real tools, is proven below)."""
+    from vllm_dev.flow import pipeline
+
+    root = mv.copy_project(tmp_path / "vllm")
+    calls: list[tuple[Any, pipeline.Request]] = []
+
+    def record(ws: Any, request: pipeline.Request, *, timer: Any) -> pipeline.PipelineResult:
+        calls.append((ws, request))
+        for stage in pipeline.Stage:
+            with timer(stage):
+                pass
+        return pipeline.PipelineResult(plan=None, targets=None)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pipeline, "run", record)
+    session = RecordingSession(["--source", str(root), "--python", sys.executable], tmp_path)
+    nox_flow.build_session(session, preset="release")  # type: ignore[arg-type]
+    assert len(calls) == 1
+    ws, request = calls[0]
+    assert (ws.layer, ws.settings.python) == (nox_flow.LAYER, sys.executable)
+    assert request.stages == pipeline.BUILD
+    assert (request.every, request.install_every, request.editable_check) == (True, True, True)
+    phases = [line.split(":")[1].strip() for line in session.logged
+              if PHASE_RE.fullmatch(line)]
+    assert phases == ["configure", "compile", "install", "import check"]
+    assert session.runs == []  # nothing ran outside the pipeline (setup skipped: --python)
+
+
 # --- nox itself ----------------------------------------------------------------------------------
 
 @pytest.mark.unit
