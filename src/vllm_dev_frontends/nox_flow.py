@@ -307,17 +307,17 @@ def _stage_phases() -> dict[Stage, str]:
 
 def _setup(session: NoxSession, ws: Workspace) -> None:
     """Editable install, then the build requirements, into the session's venv. The device that
-    picks the requirements is torch's, and torch (if any) arrives with the editable install: it
-    is probed afresh (the workspace's answers are kept for the build; none is about torch yet)."""
+    picks the requirements is torch's, and torch (if any) arrives with the editable install: the
+    interpreter is probed as it is then (the fact cache notices the install; the workspace keeps
+    no answer about it yet, so the build's plan probes it as it is after setup)."""
     from vllm_dev.steps.setup import UV_ONLY_ARGS, editable_step, requirements_step
-    from vllm_dev.toolchain.interpreter import probe
 
     say = ws.say
     extra = UV_ONLY_ARGS if session.venv_backend == "uv" else ()
     step = editable_step(ws)
     say(f"setup: {step.message} (skipped under nox -R)")
     session.install(*step.args, *extra, env=step.env)
-    device = ws.settings.device or probe(ws.interpreter, runner=ws.runner).torch_device
+    device = ws.settings.device or ws.probe_facts().torch_device
     step = requirements_step(ws, ws.checkout.build_requirements(device))
     say(f"setup: {step.message} (skipped under nox -R)")
     session.install(*step.args, *extra)

@@ -78,6 +78,12 @@ class Workspace:
 
     @cached_property
     def facts(self) -> InterpreterFacts:
+        return self.probe_facts()
+
+    def probe_facts(self) -> InterpreterFacts:
+        """The target interpreter's facts as they are now: remembered across commands while its
+        files are unchanged (see fact_cache.py), but not by this workspace, so that a caller that
+        just installed into the interpreter (a Nox session's setup) sees what arrived."""
         names: list[str] = []
         with contextlib.suppress(VllmDevError):  # a missing file is reported where it matters
             names = requirement_names(self.checkout.build_requirements(
