@@ -54,38 +54,42 @@ class VllmDevTask(Task):
 
     def __init__(self, body: Any, *args: Any, step: str | None = None, **kwargs: Any) -> None:
         self.step = step
-        self.settings = for_steps(step) if step else ()
-        params = {s.param for s in self.settings}
-        if params & set(kwargs.get("help") or {}):
-            raise ValueError(f"{body.__name__}: help for {sorted(params & set(kwargs['help']))} "
-                             "comes from the settings' declarations")
+        #: The options of the step's settings, by parameter name (``define``, ``no_wait``).
+        self.settings = {str(s.param): s for s in (for_steps(step) if step else ())}
+        given_help = set(kwargs.get("help") or {}) & set(self.settings)
+        if given_help:
+            raise ValueError(f"{body.__name__}: the help of {sorted(given_help)} comes from the "
+                             "settings' declarations")
         kwargs["auto_shortflags"] = False
         kwargs["iterable"] = [*(kwargs.get("iterable") or ()),
-                              *(s.param for s in self.settings if s.repeatable)]
+                              *(p for p, s in self.settings.items() if s.repeatable)]
         super().__init__(body, *args, **kwargs)
-        self.__signature__ = inspect.signature(body).replace(
-            parameters=[next(iter(inspect.signature(body).parameters.values())),
-                        *self.argspec(body).parameters.values()])
+        # What Invoke parses, also for inspect.signature(task) (help(), tests, completion).
+        context = next(iter(inspect.signature(body).parameters.values()))
+        options = self.argspec(body)
+        self.__signature__ = options.replace(
+            parameters=[context, *options.parameters.values()])
 
     def argspec(self, body: Any) -> inspect.Signature:
+        """The body's own parameters, then one keyword parameter per setting of the step (in
+        place of the body's ``**settings``, which receives them)."""
         signature = super().argspec(body)
         own = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
         if self.settings and len(own) == len(signature.parameters):
             raise TypeError(f"task {body.__name__} of step {self.step} needs **settings")
-        clash = {p.name for p in own} & {s.param for s in self.settings}
+        clash = {p.name for p in own} & set(self.settings)
         if clash:
             raise TypeError(f"task {body.__name__}: {sorted(clash)} are settings, declared in "
                             "vllm_dev/config/declarations.py")
         return signature.replace(parameters=[*own, *(
-            inspect.Parameter(str(s.param), inspect.Parameter.KEYWORD_ONLY,
+            inspect.Parameter(param, inspect.Parameter.KEYWORD_ONLY,
                               default=s.default if s.switch else None)
-            for s in self.settings)])
+            for param, s in self.settings.items())])
 
     def arg_opts(self, name: str, default: str, taken_names: set[str]) -> dict[str, Any]:
         opts: dict[str, Any] = super().arg_opts(name, default, taken_names)
-        declared = next((s for s in self.settings if s.param == name), None)
-        if declared is not None:
-            opts["help"] = declared.describe()
+        if name in self.settings:
+            opts["help"] = self.settings[name].describe()
         if SHORT_FLAGS.get(name):
             opts["names"] = [*opts["names"], SHORT_FLAGS[name]]
         return opts
