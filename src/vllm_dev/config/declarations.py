@@ -96,8 +96,8 @@ class Setting:
     def describe(self) -> str:
         """The one-line help: what it is, its choices, default and environment variables."""
         choices = f", one of {', '.join(self.choices)}" if self.choices else ""
-        where = [f"default: {self.shown_default}", *([f"env {', '.join(self.env)}"]
-                                                       if self.env else [])]
+        where = [*(["repeatable"] if self.repeatable else []), f"default: {self.shown_default}",
+                 *([f"env {', '.join(self.env)}"] if self.env else [])]
         return f"{self.help}{choices} ({'; '.join(where)})"
 
 
@@ -171,7 +171,7 @@ SETTINGS: tuple[Setting, ...] = (
             values.checked_text(_dist_url), env=("VLLM_DEV_DIST",), flag="--dist",
             default_help="none, compile here", steps=_COMPILE | {"doctor"}),
     Setting("defines", "extra CMake cache variable NAME=VALUE or NAME:TYPE=VALUE for every "
-            "preset, repeatable; env: shell words, config: a list or a NAME: VALUE map",
+            "preset; env: shell words, config: a list or a NAME: VALUE map",
             values.defines, env=("VLLM_DEV_DEFINES",), flag="--define", short="D",
             default=(), repeatable=True, steps=_COMPILE),
     Setting("presets_dir", "a directory of your preset templates, added to the bundled ones "
