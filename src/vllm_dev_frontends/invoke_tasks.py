@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from invoke import Collection, Context, Exit, Task, task
+from invoke import Argument, Collection, Context, Exit, Task, task
 
 from vllm_dev.config.declarations import SETTINGS, config_defaults, flags_from_options, for_steps
 from vllm_dev.config.settings import Settings
@@ -85,6 +85,15 @@ class VllmDevTask(Task):
             inspect.Parameter(param, inspect.Parameter.KEYWORD_ONLY,
                               default=s.default if s.switch else None)
             for param, s in self.settings.items())])
+
+    def get_arguments(self, ignore_unknown_help: bool | None = None) -> list[Argument]:
+        # Invoke's arg_opts pops each help text out of self.help, so a second call (the parser,
+        # then completion or a test) would give options without help: keep the table.
+        kept = dict(self.help)
+        try:
+            return super().get_arguments(ignore_unknown_help)
+        finally:
+            self.help = kept
 
     def arg_opts(self, name: str, default: str, taken_names: set[str]) -> dict[str, Any]:
         opts: dict[str, Any] = super().arg_opts(name, default, taken_names)

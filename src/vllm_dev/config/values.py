@@ -96,7 +96,9 @@ def defines(value: Any, origin: str) -> tuple[str, ...]:
 
     from vllm_dev.presets.render import parse_define
 
-    if isinstance(value, Mapping):
+    # Invoke hands a map in its configuration over as its own DataProxy, which has items() but
+    # is no Mapping.
+    if isinstance(value, Mapping) or callable(getattr(value, "items", None)):
         items = [f"{k}={'ON' if v is True else 'OFF' if v is False else v}"
                  for k, v in value.items()]
     elif isinstance(value, str):
