@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from vllm_dev.caching.compiler_cache import parse_stats
+from vllm_dev.caching.cache_stats import parse_stats
 from vllm_dev.steps.report import (
     BuildReport,
     FailedFile,

@@ -221,14 +221,14 @@ class Doctor:
     def _cache_settings(self) -> None:
         """The settings vllm-dev gives the cache, and whether the shared (remote) cache answers;
         nothing secret is shown (see compiler_cache)."""
-        from vllm_dev.caching import compiler_cache as cc
+        from vllm_dev.caching.compiler_cache import config_from, describe_settings
+        from vllm_dev.caching.remote_check import check_remote
 
-        config = cc.config_from(self.ws.settings)
-        description = cc.describe_cache(config, launcher=None)
-        if description.details():
-            self.add("cache settings", "info", description.details())
+        config = config_from(self.ws.settings)
+        if details := describe_settings(config):
+            self.add("cache settings", "info", details)
         if config.remote:
-            answer = cc.check_remote(config.remote, timeout=3.0)
+            answer = check_remote(config.remote, timeout=3.0)
             self.add("remote cache", "ok" if answer.ok else "warn", answer.detail,
                      "" if answer.ok else "builds still work (compiling locally): check the "
                      "host, port and credentials of --cache-remote / VLLM_DEV_CACHE_REMOTE")

@@ -464,7 +464,7 @@ class Recorder:
             self._cache_note = "ccache not found"
             return None
         try:
-            from vllm_dev.caching.compiler_cache import read_stats
+            from vllm_dev.caching.cache_stats import read_stats
 
             return read_stats(path, runner=self.ws.runner, env=self._cache_env())
         except VllmDevError as exc:
