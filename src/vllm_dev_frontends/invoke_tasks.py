@@ -209,8 +209,8 @@ def build(c, preset=None, target=None, install=True, source=None, python=None, d
                        cache_max_size=cache_max_size, cache_remote=cache_remote,
                        cache_remote_mode=cache_remote_mode, job_memory_gib=job_memory_gib,
                        no_wait=no_wait or None, dist=dist, defines=define)
+        from vllm_dev.reporting.recorder import process_started_at
         from vllm_dev.steps.build import run_build_and_verify
-        from vllm_dev.steps.report import process_started_at
 
         run_build_and_verify(ws, verify=verify and install, targets=list(target or []),
                              started_at=process_started_at(),

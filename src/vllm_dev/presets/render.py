@@ -325,6 +325,29 @@ def preset_fingerprint(document: dict[str, Any], name: str) -> str:
     return json.dumps(parts, sort_keys=True)
 
 
+def inherited_environment(document: dict[str, Any], name: str) -> dict[str, str]:
+    """The ``environment`` a configure preset ends up with, following ``inherits`` (own wins)."""
+    presets = {p.get("name"): p for p in document.get("configurePresets", [])
+               if isinstance(p, dict)}
+    merged: dict[str, str] = {}
+    seen: set[str] = set()
+
+    def visit(preset_name: str) -> None:
+        preset = presets.get(preset_name)
+        if preset is None or preset_name in seen:
+            return
+        seen.add(preset_name)
+        parents = preset.get("inherits", [])
+        for parent in reversed([parents] if isinstance(parents, str) else list(parents)):
+            visit(parent)
+        for key, value in (preset.get("environment") or {}).items():
+            if value is not None:
+                merged[str(key)] = str(value)
+
+    visit(name)
+    return merged
+
+
 def cache_variable_names(fingerprint_text: str) -> set[str]:
     """Every cache variable a :func:`preset_fingerprint` sets (the union over its chain)."""
     try:

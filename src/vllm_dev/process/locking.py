@@ -150,7 +150,7 @@ def build_lock(
                 "run without --no-wait to queue behind it") from None
         say(f"waiting for {who}, which is using {build_dir} (Ctrl-C to give up)")
         started = time.monotonic()
-        from vllm_dev.steps.report import phase
+        from vllm_dev.reporting.recorder import phase
 
         with phase("waiting for lock"):  # the running build's report shows the wait
             lock.acquire(timeout=-1, poll_interval=poll)
