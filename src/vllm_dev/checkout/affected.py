@@ -80,7 +80,6 @@ class Selection:
     kept: list[str] = field(default_factory=list)  # built here before, still built
     changed: int = 0
     scanned: int = 0
-    scan_seconds: float = 0.0
 
     def lines(self) -> list[str]:
         out = [self.reason]
@@ -442,7 +441,7 @@ def select(root: Path, build_dir: Path, base: Base, *, targets: list[str], jobs:
     if scanner.scanned:
         reason += f"; header scan of {scanner.scanned} unit(s) took {seconds:.1f} s"
     return Selection(chosen, reason, hits=_unique(hits), changed=len(changed),
-                     scanned=scanner.scanned, scan_seconds=seconds)
+                     scanned=scanner.scanned)
 
 
 def _unique(hits: list[Hit]) -> list[Hit]:

@@ -85,11 +85,3 @@ def copy_then_rename(src: Path, dest: Path) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-
-
-def atomic_copy(src: Path, dest: Path) -> None:
-    """:func:`copy_then_rename`, with a failure as one line (see atomic_write_bytes)."""
-    try:
-        copy_then_rename(src, dest)
-    except OSError as exc:
-        raise VllmDevError(f"cannot install {dest}: {exc.strerror}") from None

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vllm_dev.errors import VllmDevError
+from vllm_dev.process.interrupts import pid_alive, processes_with_env, stop_processes
 
 if TYPE_CHECKING:
     from vllm_dev.flow.workspace import Workspace
@@ -63,26 +64,6 @@ class Holder:
     @property
     def alive(self) -> bool:
         return pid_alive(self.pid)
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process ``pid`` exists (zombies count as dead: they hold no lock)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except (OSError, OverflowError):  # OverflowError: a pid beyond the C type (a bogus note)
-        return False
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
-            state = handle.read().rpartition(")")[2].split()[:1]
-        return state != ["Z"]
-    except OSError:
-        return True
 
 
 def read_holder(build_dir: Path) -> Holder | None:
@@ -181,8 +162,6 @@ def build_lock(
 def _stop_leftovers(build_dir: Path, say: Callable[[str], None]) -> None:
     """A build killed with SIGKILL leaves its ninja (or, once ninja died of a broken pipe, its
     compile jobs) running: stop them before starting another ninja in the same build dir."""
-    from vllm_dev.process.interrupts import processes_with_env, stop_processes
-
     leftovers = processes_with_env(LOCK_ENV, _lock_key(build_dir))
     if leftovers:
         say(f"stopping {len(leftovers)} process(es) the killed build left running in {build_dir} "

@@ -148,12 +148,6 @@ class Recorder:
         self._log_offset = log_size(build_dir)
         self._cache_before = self._read_cache()
 
-    def steps_run(self) -> int:
-        """Ninja steps this build has run so far (1 when unknown: assume something changed)."""
-        if self.build_dir is None or self._log_offset is None:
-            return 1
-        return len(entries_since(self.build_dir, self._log_offset))
-
     def compile_finished(self, *, started: float, install_started: float | None,
                          failures: Sequence[Any] = ()) -> None:
         """Split the compile command's time (cmake's own install target counts as install) and

@@ -38,7 +38,6 @@ TORCH_IMPORT_TIMEOUT_S = 120.0
 COMPILER_TIMEOUT_S = 15.0
 DISK_WARN_GIB = 30.0
 DISK_FAIL_GIB = 5.0
-STATUSES = ("ok", "warn", "fail", "info")
 
 
 @dataclass(frozen=True)

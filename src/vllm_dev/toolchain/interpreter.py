@@ -34,7 +34,6 @@ out = {
     "prefix": sys.prefix,
     "include": inc,
     "has_headers": os.path.isfile(os.path.join(inc, "Python.h")),
-    "scripts": sysconfig.get_paths().get("scripts") or "",
     "torch": None, "torch_cuda": None, "torch_hip": None, "vllm_path": None,
     "packages": {},
 }
@@ -82,7 +81,6 @@ class InterpreterFacts:
     prefix: str
     include: str
     has_headers: bool
-    scripts: str
     torch: str | None
     torch_cuda: str | None
     torch_hip: str | None
@@ -167,7 +165,6 @@ def probe(
         prefix=data["prefix"],
         include=data["include"],
         has_headers=bool(data["has_headers"]),
-        scripts=data["scripts"],
         torch=data["torch"],
         torch_cuda=data["torch_cuda"],
         torch_hip=data["torch_hip"],
