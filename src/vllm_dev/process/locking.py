@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from vllm_dev.errors import VllmDevError
 from vllm_dev.process.interrupts import pid_alive, processes_with_env, stop_processes
@@ -36,7 +36,6 @@ LOCK_NAME = ".vllm-dev.lock"
 HOLDER_NAME = ".vllm-dev.lock.json"
 # How often a waiting process re-checks the lock (and how long before it first says it waits).
 POLL_SECONDS = 0.2
-_LOCKS: dict[str, Any] = {}
 # Set, while the lock is held, in this process's environment, so that every process a build
 # starts carries it; how a killed build's leftovers are recognised.
 LOCK_ENV = "VLLM_DEV_BUILD_LOCK"
@@ -117,9 +116,9 @@ def build_lock(
 
     _prepare_dir(build_dir)
     key = _lock_key(build_dir)
-    lock = _LOCKS.get(key)
-    if lock is None:  # one instance per file: a second flock of ours would wait for the first
-        lock = _LOCKS[key] = FileLock(key)
+    # One instance per file (filelock's singleton): a second flock of ours would wait for the
+    # first, while the same instance counts re-entries (``lock_counter``).
+    lock = FileLock(key, is_singleton=True)
     try:
         lock.acquire(timeout=0)
     except Timeout:
