@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
 
 from vllm_dev.checkout.tree import Checkout
 from vllm_dev.errors import VllmDevError
@@ -195,3 +197,15 @@ def requirements(path: Path) -> list[Requirement]:
 def requirement_names(path: Path) -> list[str]:
     """Distribution names in a requirements file (enough to check they are installed)."""
     return [r.name for r in requirements(path)]
+
+
+def meets(specifier: SpecifierSet | str, installed: str) -> bool:
+    """Whether version ``installed`` meets ``specifier`` by PEP 440: a local label the pin names
+    must match (``torch==2.14.0+cpu`` is not met by 2.14.0+cu130), one it leaves out need not
+    (``==2.14.0`` accepts 2.14.0+cu130); 2.13.0 never meets ``==2.14.0``; a nightly (pre-release)
+    is compared like any version. A pin or version that does not parse is not evidence of a
+    mismatch: True."""
+    try:
+        return SpecifierSet(str(specifier)).contains(Version(installed), prereleases=True)
+    except (InvalidSpecifier, InvalidVersion):
+        return True
