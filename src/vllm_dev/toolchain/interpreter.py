@@ -179,6 +179,8 @@ def requirements(path: Path) -> list[Requirement]:
     """The requirements of a requirements file that apply on this machine (markers evaluated),
     each name once (vLLM lists torch twice, for x86 and for the rest, under markers)."""
     found: dict[str, Requirement] = {}
+    # The file's lines are split here by hand: packaging parses one requirement, not a
+    # requirements file (pip's parser is not a public API); options and URLs are skipped.
     for raw in path.read_text(errors="replace").splitlines():
         line = raw.split(" #", 1)[0].split("#", 1)[0].strip() if not raw.lstrip().startswith(
             "#") else ""
