@@ -71,22 +71,23 @@ def sigterm_raises() -> Iterator[None]:
 def session_members(sid: int, *, proc_root: str = "/proc") -> list[int]:
     """Pids of the live (non-zombie) processes in session ``sid``, read from ``/proc``."""
     members = []
-    try:
-        entries = os.listdir(proc_root)
-    except OSError:
-        return []
-    for entry in entries:
-        if not entry.isdigit():
-            continue
+    for pid in _pids(proc_root):
         try:
-            with open(f"{proc_root}/{entry}/stat", encoding="ascii", errors="replace") as handle:
+            with open(f"{proc_root}/{pid}/stat", encoding="ascii", errors="replace") as handle:
                 fields = handle.read().rpartition(")")[2].split()
         except OSError:
             continue
         # After the command name: state ppid pgrp session ...
         if len(fields) > 3 and fields[0] != "Z" and fields[3] == str(sid):
-            members.append(int(entry))
+            members.append(pid)
     return members
+
+
+def _pids(proc_root: str) -> list[int]:
+    try:
+        return [int(entry) for entry in os.listdir(proc_root) if entry.isdigit()]
+    except OSError:
+        return []
 
 
 def _signal_session(sid: int, signum: int) -> None:
@@ -167,21 +168,17 @@ def processes_with_env(name: str, value: str, *, proc_root: str = "/proc") -> li
     orphaned compile jobs may still run, is found completely, and nothing else is."""
     needle = f"{name}={value}".encode()
     found = []
-    try:
-        entries = os.listdir(proc_root)
-    except OSError:
-        return []
-    for entry in entries:
-        if not entry.isdigit() or int(entry) == os.getpid():
+    for pid in _pids(proc_root):
+        if pid == os.getpid():
             continue
         try:
-            with open(f"{proc_root}/{entry}/environ", "rb") as handle:
+            with open(f"{proc_root}/{pid}/environ", "rb") as handle:
                 if needle not in handle.read().split(b"\0"):
                     continue
         except OSError:
             continue
-        if pid_alive(int(entry)):
-            found.append(int(entry))
+        if pid_alive(pid):
+            found.append(pid)
     return sorted(found)
 
 
