@@ -1,4 +1,8 @@
-"""Writing files so that a crash or a full disk never leaves a half-written one behind."""
+"""Writing files so that a crash or a full disk never leaves a half-written one behind.
+
+Hand-written (temporary file, fsync, rename: a few lines): ``atomicwrites``, the library for
+it, is archived; these also keep the file's mode and remove the temporary file on Ctrl-C.
+"""
 
 from __future__ import annotations
 

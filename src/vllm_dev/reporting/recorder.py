@@ -56,7 +56,8 @@ def process_started_at() -> float | None:
 
     Read from ``/proc/self/stat`` (field 22, clock ticks since boot, on the boot-time clock),
     so the report's total covers the interpreter's start-up and imports as the user's wall
-    clock does. Linux only; elsewhere the total starts when the recorder is made."""
+    clock does. Linux only; elsewhere the total starts when the recorder is made. (psutil's
+    create_time would read the same field: not worth a dependency, see process/interrupts.py.)"""
     try:
         with open("/proc/self/stat") as stat:
             fields = stat.read().rsplit(")", 1)[1].split()
