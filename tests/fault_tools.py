@@ -88,6 +88,14 @@ REPO = Path(__file__).resolve().parents[1]
 INVOKE = [str(Path(VLLM_DEV).parent / "invoke"), "--search-root", str(REPO)]
 
 
+def _default_signals() -> None:
+    """Run in the child before exec: a shell's background job (``pytest &``) and pytest-xdist's
+    workers start with SIGINT ignored, and an ignored signal stays ignored across exec, so the
+    Ctrl-C these tests send would never reach vllm-dev. A terminal's vllm-dev gets the default."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def spawn(project: Project, *args: str, env: Mapping[str, str] | None = None,
           program: list[str] | None = None, stderr_to: Path | None = None) -> Background:
     """Start vllm-dev in the background; with ``stderr_to`` its stderr goes to that file, which
@@ -99,7 +107,7 @@ def spawn(project: Project, *args: str, env: Mapping[str, str] | None = None,
                   if stderr_to is not None else subprocess.PIPE)
         proc = subprocess.Popen([*(program or [VLLM_DEV]), *args], cwd=project.root, env=full,
                                 text=True, stdout=subprocess.PIPE, stderr=stderr,
-                                stdin=subprocess.DEVNULL)
+                                stdin=subprocess.DEVNULL, preexec_fn=_default_signals)
     return Background(proc, token, stderr_file=stderr_to)
 
 

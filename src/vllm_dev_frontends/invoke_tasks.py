@@ -197,8 +197,8 @@ def build(c, target=None, install=True, merge=False, verify=True, force=False, p
     """Compile incrementally and install into the checkout (primes first when needed)."""
     with reported():
         ws = workspace(c, **settings)
+        from vllm_dev.reporting.recorder import process_started_at
         from vllm_dev.steps.build import run_build_and_verify
-        from vllm_dev.steps.report import process_started_at
 
         run_build_and_verify(ws, verify=verify and install, targets=list(target or []),
                              started_at=process_started_at(),

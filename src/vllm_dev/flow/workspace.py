@@ -123,7 +123,7 @@ class Workspace:
             directories.append(local)
         if self.settings.presets_dir:
             directories.append(Path(self.settings.presets_dir).expanduser())
-        found = presets_mod.load_template_set(directories)
+        found = presets_mod.load_template_set(directories, cache=self.fact_cache)
         for name, error in found.broken.items():
             if name != self.settings.preset:
                 self.say(f"preset template {name!r} skipped: {error}")

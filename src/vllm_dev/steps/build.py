@@ -18,7 +18,7 @@ from vllm_dev.steps.prime import PrimeResult, run_prime
 
 if TYPE_CHECKING:
     from vllm_dev.process.progress import FailedStep
-    from vllm_dev.steps.report import Recorder
+    from vllm_dev.reporting.recorder import Recorder
     from vllm_dev.steps.verify import WarmChecker
 
 
@@ -54,7 +54,7 @@ def run_build(
     only the targets affected by changes since the prebuilt kernels' commit are built (see
     affected.py); ``every`` builds them all."""
     from vllm_dev.checkout.affected import check_since
-    from vllm_dev.steps.report import Recorder
+    from vllm_dev.reporting.recorder import Recorder
 
     recorder = Recorder(ws, json_path=json_path, started_at=started_at)
     with recorder.phase("checks"):
@@ -85,7 +85,11 @@ def _run_build_locked(
     since: str | None = None, every: bool = False,
 ) -> BuildResult:
     from vllm_dev.process.progress import open_display
-    from vllm_dev.steps.report import CONFIGURE_FAILED, CONFIGURE_NOT_NEEDED, CONFIGURE_RAN
+    from vllm_dev.reporting.build_report import (
+        CONFIGURE_FAILED,
+        CONFIGURE_NOT_NEEDED,
+        CONFIGURE_RAN,
+    )
 
     def configuring() -> None:  # a configure that then fails is still reported as one
         recorder.configured = True
@@ -200,7 +204,7 @@ def name_failed_steps(exc: CommandFailed, failures: list[FailedStep]) -> Command
     each one's first error line)."""
     if not failures:
         return exc
-    from vllm_dev.steps.report import source_of
+    from vllm_dev.reporting.ninja_log import source_of
 
     sources = [source_of(o) for step in failures for o in step.outputs] or ["a build step"]
     named = ", ".join(sources[:3]) + (f" and {len(sources) - 3} more" if len(sources) > 3 else "")
