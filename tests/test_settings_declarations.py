@@ -69,7 +69,7 @@ def test_choices_come_from_the_modules_that_own_them() -> None:
 @pytest.mark.parametrize("declared", d.SETTINGS, ids=lambda s: s.name)
 def test_each_default_parses_to_itself(declared: d.Setting) -> None:
     if declared.default not in (None, ()):
-        assert declared.parse(declared.default, "test") == declared.default
+        assert declared.convert(declared.default, "test") == declared.default
 
 
 def test_settings_fields_are_the_declarations_with_their_defaults() -> None:

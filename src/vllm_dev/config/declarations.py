@@ -44,7 +44,8 @@ class Setting:
     name: str
     #: What it is, for ``--help`` and the README (the default and sources are added to it).
     help: str
-    #: ``(value, origin) -> typed value``; raises VllmDevError naming ``origin``.
+    #: ``(value, origin) -> typed value``; raises VllmDevError naming ``origin``. The result is
+    #: then checked against ``choices``, if any (see :meth:`convert`).
     parse: Parser
     #: Environment variables, in order: the first one set (non-empty) wins.
     env: tuple[str, ...] = ()
@@ -93,6 +94,12 @@ class Setting:
             return self.default_help or "none"
         return str(self.default)
 
+    def convert(self, value: Any, origin: str) -> Any:
+        """The typed value of a raw one (from a flag, a variable or the configuration), or a
+        one-line error naming ``origin``."""
+        parsed = self.parse(value, origin)
+        return values.choice(parsed, self.choices, origin) if self.choices else parsed
+
     def describe(self) -> str:
         """The one-line help: what it is, its choices, default and environment variables."""
         choices = f", one of {', '.join(self.choices)}" if self.choices else ""
@@ -125,7 +132,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("python", "target interpreter or venv", values.text, env=("VLLM_DEV_PYTHON",),
             flag="--python", default_help="the active venv, else <checkout>/.venv",
             steps=_ALL - {"clean", "report"}),
-    Setting("device", "target device", values.one_of(DEVICES), env=("VLLM_TARGET_DEVICE",),
+    Setting("device", "target device", values.text, env=("VLLM_TARGET_DEVICE",),
             flag="--device", short="d", choices=DEVICES,
             default_help="what the target interpreter's torch was built for",
             steps=frozenset({"setup", "prime", "build", "doctor"})),
@@ -150,7 +157,7 @@ SETTINGS: tuple[Setting, ...] = (
             values.checked_text(_arch), env=("VLLM_DEV_ARCH", "TORCH_CUDA_ARCH_LIST"),
             flag="--arch", short="a", default_help="this machine's GPUs",
             steps=_COMPILE | {"doctor"}),
-    Setting("cache", "compiler cache", values.one_of(KINDS), env=("VLLM_DEV_CACHE",),
+    Setting("cache", "compiler cache", values.text, env=("VLLM_DEV_CACHE",),
             flag="--cache", default="ccache", choices=KINDS, steps=_COMPILE | {"doctor"}),
     Setting("cache_dir", "compiler cache directory", values.text, env=("VLLM_DEV_CACHE_DIR",),
             flag="--cache-dir", default_help="the cache's own, e.g. ~/.cache/ccache",
@@ -163,7 +170,7 @@ SETTINGS: tuple[Setting, ...] = (
             values.checked_text(validate_remote), env=("VLLM_DEV_CACHE_REMOTE",),
             flag="--cache-remote", default_help="none, local cache only", steps=_COMPILE),
     Setting("cache_remote_mode", "access to the shared cache (developers read, CI fills it)",
-            values.one_of(REMOTE_MODES),
+            values.text,
             env=("VLLM_DEV_CACHE_REMOTE_MODE",), flag="--cache-remote-mode",
             default="read-only", choices=REMOTE_MODES, steps=_COMPILE),
     Setting("dist", "sccache-dist scheduler URL, to compile on the build farm; its token goes "

@@ -84,7 +84,7 @@ class Settings:
             found = _given(declared, flags=flags, environ=environ, config=config)
             if found is not None:
                 raw, origins[declared.name] = found
-                values[declared.name] = declared.parse(raw, origins[declared.name])
+                values[declared.name] = declared.convert(raw, origins[declared.name])
         _check_cache(values, origins)
         _check_dist(values, origins)
         return cls(**values, origins=tuple(sorted(origins.items())))

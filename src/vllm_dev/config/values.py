@@ -67,15 +67,6 @@ def choice(value: Any, allowed: tuple[str, ...], origin: str) -> str:
     return word
 
 
-def one_of(allowed: tuple[str, ...]) -> Parser:
-    """The parser of a setting with fixed choices: a string, then one of ``allowed``."""
-
-    def parse(value: Any, origin: str) -> str:
-        return choice(text(value, origin), allowed, origin)
-
-    return parse
-
-
 def checked_text(check: Callable[..., Any]) -> Parser:
     """A string that ``check(text, origin=...)`` accepts; the value is what ``check`` returns
     when that is a string (a normalized URL or size), else the text itself (arch lists are
