@@ -6,7 +6,7 @@ build presets, so a user adds ``relwithdebinfo`` by adding a file. Everything ma
 differs between presets.
 
 Templates come from vllm-dev's own ``presets/`` (``release``, ``debug``) plus, on top, the user's:
-``<checkout>/.vllm-dev/presets/`` and ``--presets-dir``/``VLLM_DEV_PRESETS_DIR``. A user template
+``<checkout>/.vllm-dev/presets/`` and ``VLLM_DEV_PRESETS_DIR`` / config ``presets_dir``. A user template
 of the same name replaces the bundled one; a broken one is set aside (see :class:`TemplateSet`)
 so the others still work.
 """
