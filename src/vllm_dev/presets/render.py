@@ -6,9 +6,9 @@ build presets, so a user adds ``relwithdebinfo`` by adding a file. Everything ma
 differs between presets.
 
 Templates come from vllm-dev's own ``presets/`` (``release``, ``debug``) plus, on top, the user's:
-``<checkout>/.vllm-dev/presets/`` and ``VLLM_DEV_PRESETS_DIR`` / config ``presets_dir``. A user template
-of the same name replaces the bundled one; a broken one is set aside (see :class:`TemplateSet`)
-so the others still work.
+``<checkout>/.vllm-dev/presets/`` and ``VLLM_DEV_PRESETS_DIR`` / config ``presets_dir``. A user
+template of the same name replaces the bundled one; a broken one is set aside (see
+:class:`TemplateSet`) so the others still work.
 """
 
 from __future__ import annotations
