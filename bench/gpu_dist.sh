@@ -145,7 +145,7 @@ def local_stage():
         return
     shutil.copy(ninja_log, out / "ninja_log_local.txt")
     sys.path.insert(0, str(repo / "src"))
-    from vllm_dev.steps.report import latest_run, parse_ninja_log
+    from vllm_dev.reporting.ninja_log import latest_run, parse_ninja_log
     objs = [e for e in latest_run(parse_ninja_log(ninja_log.read_text())) if e.is_object]
     total = sum(e.seconds for e in objs)
     slowest = max((e.seconds for e in objs), default=0.0)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from vllm_dev.checkout import affected, precompiled
+from vllm_dev.toolchain.interpreter import meets
 
 pytestmark = pytest.mark.unit
 
@@ -41,11 +42,13 @@ def wheel(path: Path, members: dict[str, str]) -> Path:
 
 
 def test_wheel_commit_from_version_py_and_torch_pin(tmp_path: Path) -> None:
+    """The torch pin is the one that applies here (not an extra's)."""
     root, w = repo(tmp_path)
     path = wheel(tmp_path / "vllm-0.33.0-cp38-abi3-manylinux1_x86_64.whl", {
         "vllm/_version.py": f"__version__ = version = '0.33.0'\n"
                             f"__commit_id__ = commit_id = 'g{w[:9]}'\n",
         "vllm-0.33.0.dist-info/METADATA": "Name: vllm\nVersion: 0.33.0\n"
+                                          "Requires-Dist: torch>=2; extra == 'bench'\n"
                                           "Requires-Dist: torch==2.14.0\n"
                                           "Requires-Dist: numpy\n",
     })
@@ -118,6 +121,8 @@ def test_scan_command_and_make_rule() -> None:
 
 
 def test_torch_pin_matches_local_versions() -> None:
-    assert affected._torch_matches("==2.13.0", "2.13.0+cpu")
-    assert not affected._torch_matches("==2.14.0", "2.13.0+cpu")
-    assert not affected._torch_matches("==2.14.0", None)
+    assert meets("==2.13.0", "2.13.0+cpu")
+    assert not meets("==2.14.0", "2.13.0+cpu")
+    assert not meets("==2.14.0+cpu", "2.14.0+cu130")  # a local label the pin names must match
+    assert meets(">=2.13", "2.14.0.dev20260101+cpu")  # a nightly torch is a version like any
+    assert meets("not a specifier", "2.13.0")  # unreadable: no evidence of a mismatch

@@ -22,6 +22,8 @@ from pathlib import Path
 import pytest
 
 from vllm_dev.caching import compiler_cache as cc
+from vllm_dev.caching.cache_stats import CacheStats, read_stats
+from vllm_dev.caching.remote_check import check_remote
 from vllm_dev.config.settings import Settings
 from vllm_dev.errors import VllmDevError
 from vllm_dev.presets.render import PresetInputs, PresetTemplate, render
@@ -40,8 +42,8 @@ HOST_VALUE_FILE = Path("csrc/cuda/host_value.cu")
 # ----------------------------------------------------------------------------- helpers
 
 
-def stats(ccache_dir: Path) -> cc.CacheStats:
-    return cc.read_stats(CCACHE, runner=SubprocessRunner(),
+def stats(ccache_dir: Path) -> CacheStats:
+    return read_stats(CCACHE, runner=SubprocessRunner(),
                          env={"CCACHE_DIR": str(ccache_dir)})
 
 
@@ -123,7 +125,7 @@ def redis_server(tmp_path: Path) -> Iterator[Callable[..., Redis]]:
         server = Redis(process, port, f"redis://{auth}127.0.0.1:{port}")
         started.append(server)
         deadline = time.monotonic() + 10
-        while not cc.check_remote(server.url, timeout=1).ok:
+        while not check_remote(server.url, timeout=1).ok:
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"redis-server on port {port} did not start")
             time.sleep(0.1)
@@ -215,13 +217,13 @@ def test_stats_are_read_without_zeroing(tmp_path: Path) -> None:
 def test_check_remote_answers_and_refuses(redis_server: Callable[..., Redis],
                                           tmp_path: Path) -> None:
     server = redis_server(user="vdev", password="pw-" + uuid.uuid4().hex[:8])
-    assert cc.check_remote(server.url, timeout=2).ok
+    assert check_remote(server.url, timeout=2).ok
     wrong = server.url.replace("pw-", "nope-")
-    refused = cc.check_remote(wrong, timeout=2)
+    refused = check_remote(wrong, timeout=2)
     assert not refused.ok and "authentication" in refused.detail and "nope-" not in refused.detail
-    assert cc.check_remote(f"file://{tmp_path}").ok
+    assert check_remote(f"file://{tmp_path}").ok
     server.stop()
-    down = cc.check_remote(server.url, timeout=1)
+    down = check_remote(server.url, timeout=1)
     assert not down.ok and "does not answer" in down.detail
     assert "pw-" not in down.detail
 

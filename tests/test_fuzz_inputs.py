@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vllm_dev.checkout.state import BUILD_RECORD, BuildRecord, is_marked_build_dir, read_json
+from vllm_dev.config.declarations import SETTINGS
 from vllm_dev.config.settings import Settings
 from vllm_dev.errors import VllmDevError
 from vllm_dev.presets import render as presets_mod
@@ -255,10 +256,7 @@ def test_lock_holder_notes_of_any_content_are_harmless(tmp_path: Path,
 
 
 config_values = st.dictionaries(
-    st.sampled_from(["source", "python", "device", "preset", "jobs", "max_jobs", "nvcc_threads",
-                     "arch", "cache", "presets_dir", "no_wait", "job_memory_gib", "cache_dir",
-                     "cache_remote_mode", "dist", "unknown"]),
-    json_values, max_size=5)
+    st.sampled_from([*(s.config_key for s in SETTINGS), "unknown"]), json_values, max_size=5)
 
 
 @pytest.mark.unit

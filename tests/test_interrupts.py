@@ -237,7 +237,7 @@ def test_interrupted_atomic_write_leaves_no_temporary_file(
         if which == "write":
             files.atomic_write_bytes(target, b"new")
         else:
-            files.atomic_copy(source, target)
+            files.copy_then_rename(source, target)
     assert target.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["_C.abi3.so", "src.so"]
 

@@ -1,6 +1,6 @@
 """The package's layers, checked on the source: no import cycle among vllm_dev's modules, and the
-lower layers (process, host, toolchain, checkout, presets, caching, installs) never reach up into
-the steps or the flow.
+lower layers (config, process, host, toolchain, checkout, presets, caching, installs, reporting)
+never reach up into the steps or the flow.
 
 Every import counts: at module level, inside a function (a lazy import is still a dependency)
 and under ``TYPE_CHECKING`` (a type from a higher layer ties the lower one to it as well).
@@ -18,7 +18,8 @@ pytestmark = pytest.mark.unit
 
 SRC = Path(__file__).resolve().parent.parent / "src"
 PACKAGE = "vllm_dev"
-LOWER = ("process", "host", "toolchain", "checkout", "presets", "caching", "installs")
+LOWER = ("config", "process", "host", "toolchain", "checkout", "presets", "caching", "installs",
+         "reporting")
 UPPER = ("steps", "flow")
 # The flow modules the steps build on; the pipeline (and the demo, which runs pipelines) sit
 # above the steps.

@@ -289,6 +289,25 @@ def test_a_bad_checkout_fails_with_one_clear_line(tmp_path: Path, case: str) -> 
 
 
 @pytest.mark.unit
+def test_no_wait_fails_at_once_when_another_holds_the_checkout(tmp_path: Path) -> None:
+    """`-- --no-wait` (an option the sessions once lacked): no queueing behind the holder."""
+    root = mv.copy_project(tmp_path / "vllm")
+    argv = nox_argv(tmp_path, "-s", "release", "--", "--source", str(root), "--no-wait")
+    with build_lock(root / ".vllm-dev", say=lambda m: None, command="test holds the checkout"):
+        try:  # a session that waited would wait for this very block: bound it
+            done = subprocess.run(argv, cwd=tmp_path, text=True, capture_output=True,
+                                  env=clean_env({"VLLM_TARGET_DEVICE": "cpu"}),
+                                  stdin=subprocess.DEVNULL, timeout=120, check=False)
+        except subprocess.TimeoutExpired as exc:
+            raise AssertionError(f"the session waited for the lock:\n{exc.stdout!r}") from None
+    output = done.stdout + done.stderr
+    assert done.returncode != 0 and "Traceback" not in output
+    errors = [line for line in output.splitlines() if "aborted: vllm-dev:" in line]
+    assert len(errors) == 1 and "is busy" in errors[0] and "test holds the checkout" in errors[0]
+    assert "waiting for" not in output and "pip install" not in output
+
+
+@pytest.mark.unit
 def test_release_end_to_end_then_no_op_then_one_file(tmp_path: Path) -> None:
     """The CUDA run (when nvcc is present): release from scratch, then `nox -R` twice."""
     device = "cuda" if NVCC else "cpu"

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import jsonschema
 import pytest
 
+from vllm_dev.errors import VllmDevError
 from vllm_dev.presets.render import PresetInputs, load_templates, render
 
 from conftest import Project
@@ -115,3 +117,45 @@ def test_force_replaces_with_a_byte_identical_backup(project: Project, content: 
     backups = list((project.root / ".vllm-dev" / "backups").glob("CMakeUserPresets.json.*"))
     assert len(backups) == 1 and backups[0].read_bytes() == content
     assert "vllm-dev" in json.loads(user.read_text())["vendor"]
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(("text", "where"), [
+    ('{\n  "buildType": "Debug",\n  "cacheVariables": {\n    "A": "x",\n    "B": 3\n  }\n}\n',
+     ":5:5: cacheVariables.B must be a string, true/false, or"),
+    ('{\n "environment": {"X": 1}}', ":2:18: environment.X must be a string"),
+    ('{"buildType": "Debug", "cacheVars": {}}', ":1:24: unknown key 'cacheVars'; allowed:"),
+    ("[1]", ":1:1: a preset template must be a JSON object"),
+])
+def test_template_errors_point_at_file_line_column(tmp_path: Path, text: str,
+                                                   where: str) -> None:
+    (tmp_path / "mine.json").write_text(text)
+    with pytest.raises(VllmDevError) as caught:
+        load_templates(tmp_path)
+    message = str(caught.value)
+    assert message.startswith(f"{tmp_path / 'mine.json'}{where}"), message
+    assert "\n" not in message
+
+
+@pytest.mark.unit
+def test_valid_templates_are_remembered_without_importing_jsonschema(tmp_path: Path) -> None:
+    """The schema check imports jsonschema (~150 ms): a no-op build must not pay it again while
+    the template files are unchanged; an edited template is checked again."""
+    templates = tmp_path / "presets"
+    templates.mkdir()
+    (templates / "mine.json").write_text('{"buildType": "Debug"}')
+    code = ("import sys, pathlib\n"
+            "from vllm_dev.presets.render import load_template_set\n"
+            "from vllm_dev.toolchain.fact_cache import FactCache\n"
+            "cache = FactCache(pathlib.Path(sys.argv[1]) / 'facts.json')\n"
+            "found = load_template_set([pathlib.Path(sys.argv[1]) / 'presets'], cache=cache)\n"
+            "print(sorted(found.templates), sorted(found.broken), 'jsonschema' in sys.modules)\n")
+
+    def load() -> str:
+        return subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
+                              text=True, check=True).stdout.strip()
+
+    assert load() == "['mine'] [] True"
+    assert load() == "['mine'] [] False"
+    (templates / "mine.json").write_text('{"buildType": 1}')
+    assert load() == "[] ['mine'] True"

@@ -11,20 +11,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from vllm_dev.caching.compiler_cache import parse_stats
-from vllm_dev.steps.report import (
-    BuildReport,
-    FailedFile,
-    NinjaEntry,
-    Recorder,
-    dumps,
-    latest_run,
-    parse_ninja_log,
-    phase,
-    preset_environment,
-    slowest_units,
-    timed_phases,
-)
+from vllm_dev.caching.cache_stats import parse_stats
+from vllm_dev.presets.render import inherited_environment
+from vllm_dev.reporting.build_report import BuildReport, FailedFile, dumps, timed_phases
+from vllm_dev.reporting.ninja_log import NinjaEntry, latest_run, parse_ninja_log, slowest_units
+from vllm_dev.reporting.recorder import Recorder, phase
 
 from conftest import BIN_DIR, Project
 
@@ -104,7 +95,7 @@ def test_preset_environment_follows_inherits() -> None:
         {"name": "base", "hidden": True, "environment": {"CCACHE_DIR": "/a", "X": "1"}},
         {"name": "release", "inherits": "base", "environment": {"CCACHE_DIR": "/b"}},
     ]}
-    assert preset_environment(document, "release") == {"CCACHE_DIR": "/b", "X": "1"}
+    assert inherited_environment(document, "release") == {"CCACHE_DIR": "/b", "X": "1"}
 
 
 def test_report_after_builds_cold_then_warm_cache(project: Project, tmp_path: Path) -> None:

@@ -9,7 +9,6 @@ import pytest
 from invoke import Config, Exit, MockContext
 
 import vllm_dev.steps.clean
-from vllm_dev.config.settings import Settings
 from vllm_dev.errors import CommandFailed, VllmDevError
 from vllm_dev.flow import pipeline
 from vllm_dev_frontends import DEFAULTS, namespace
@@ -121,9 +120,3 @@ def test_every_task_argument_has_help() -> None:
     for name in ns.task_names:
         for argument in ns[name].get_arguments():
             assert argument.help, f"{name} --{argument.name} has no help text"
-
-
-def test_every_tunable_is_declared_in_config() -> None:
-    declared = set(namespace().configuration()["vllm_dev"])
-    fields = {f for f in Settings.__dataclass_fields__ if f != "origins"}
-    assert fields <= declared, fields - declared

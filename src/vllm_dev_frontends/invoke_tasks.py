@@ -3,116 +3,117 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from invoke import Collection, Context, Exit, Task, task
+from invoke import Argument, Collection, Context, Exit, Task, task
 
+from vllm_dev.config.declarations import SETTINGS, config_defaults, flags_from_options, for_steps
 from vllm_dev.config.settings import Settings
 from vllm_dev.errors import VllmDevError
 from vllm_dev.flow.workspace import Workspace
 from vllm_dev.process.interrupts import Terminated, sigterm_raises
 from vllm_dev.process.runner import SubprocessRunner
 
-# Every tunable, so `invoke.yaml` (key vllm_dev) and INVOKE_VLLM_DEV_* variables can set it.
-DEFAULTS: dict[str, Any] = {
-    "source": None,
-    "python": None,
-    "device": None,
-    "preset": "release",
-    "jobs": None,
-    "max_jobs": None,
-    "nvcc_threads": None,
-    "arch": None,
-    "job_memory_gib": None,
-    "cache": "ccache",
-    "cache_dir": None,
-    "cache_max_size": None,
-    "cache_remote": None,
-    "cache_remote_mode": None,
-    "presets_dir": None,
-    "defines": None,
-    "no_wait": False,
-    "dist": None,
-}
+# The ``vllm_dev`` configuration section: every setting's default, so that `invoke.yaml` (key
+# vllm_dev) and INVOKE_VLLM_DEV_* variables can set it. Derived from the declarations.
+DEFAULTS: dict[str, Any] = config_defaults()
 
-COMMON_HELP = {
-    "source": "vLLM checkout (default: VLLM_DEV_SOURCE, config, or the checkout around the "
-              "working directory)",
-    "python": "target interpreter or venv (default: the active venv, else <checkout>/.venv)",
-    "device": "cuda, cpu or rocm (default: VLLM_TARGET_DEVICE, else what the target's torch "
-              "was built for)",
-    "preset": "preset name, one per presets/*.json (default: release)",
-    "jobs": "parallel compile jobs (default: computed from CPUs and memory)",
-    "nvcc_threads": "nvcc --threads per compile job (default: computed; NVCC_THREADS)",
-    "arch": "CUDA arches for TORCH_CUDA_ARCH_LIST, e.g. 8.0,9.0 or all (default: this "
-            "machine's GPUs; TORCH_CUDA_ARCH_LIST)",
-    "job_memory_gib": "memory one compile job needs, in GiB, to size jobs by available memory "
-                      "(default: per device, see parallelism.py; VLLM_DEV_JOB_MEMORY_GIB)",
-    "cache": "compiler cache: ccache, sccache or none (default: ccache)",
-    "define": "extra CMake cache variable NAME=VALUE or NAME:TYPE=VALUE for every preset "
-              "(repeatable; config key defines, env VLLM_DEV_DEFINES)",
-    "no_wait": "fail at once if another vllm-dev is building in this build dir, instead of "
-               "waiting for it (VLLM_DEV_NO_WAIT)",
-    "cache_dir": "compiler cache directory (default: the cache's own, e.g. ~/.cache/ccache; "
-                 "VLLM_DEV_CACHE_DIR)",
-    "cache_max_size": "compiler cache size limit, e.g. 20G (VLLM_DEV_CACHE_MAX_SIZE)",
-    "cache_remote": "shared ccache storage: redis://host:port, http(s)://host/path or "
-                    "file:///dir (VLLM_DEV_CACHE_REMOTE; a URL with credentials stays out of "
-                    "files and logs)",
-    "cache_remote_mode": "read-only (developers, the default) or read-write (CI fills the "
-                         "shared cache)",
-    "dist": "sccache-dist scheduler URL: compile on the build farm (VLLM_DEV_DIST; token in "
-            "VLLM_DEV_DIST_TOKEN or the file VLLM_DEV_DIST_TOKEN_FILE names)",
-}
-CONFIGURE_HELP = {
-    **COMMON_HELP,
+# Short flags of task-only arguments (a setting's short flag is in its declaration). One letter
+# means one option in every task: Invoke would take each option's first free letter, so `-p` was
+# --preset in one task and --python in another, `-h` --cache-dir. The rest are long only: rare, or
+# (--force, --all) better spelled out. No -c: Invoke's zsh completion script reads `-c X` as its
+# --collection and passes it on.
+TASK_SHORT_FLAGS = {"target": "t"}
+SHORT_FLAGS = {**{s.param: s.short for s in SETTINGS if s.param and s.short}, **TASK_SHORT_FLAGS}
+# vllm-dev's own options before the task (program.py); no task option may take these letters.
+CORE_SHORT_FLAGS = {"h": "help", "V": "version", "l": "list", "R": "dry", "f": "config"}
+# Task-only arguments of the tasks that write CMakeUserPresets.json.
+PRESET_FILE_HELP = {
     "merge": "add vllm-dev's presets beside those of a CMakeUserPresets.json it did not write",
     "force": "replace a CMakeUserPresets.json vllm-dev did not write (a backup is kept)",
 }
 
 
-# One short flag per option, the same letter in every task (Invoke would take each option's first
-# free letter, so `-p` was --preset in one task and --python in another, `-h` --cache-dir).
-# The rest are long only: rare, or (--force, --all) better spelled out.
-# No -c: Invoke's zsh completion script reads `-c X` as its --collection and passes it on.
-SHORT_FLAGS = {"preset": "p", "source": "s", "device": "d", "jobs": "j", "target": "t",
-               "arch": "a", "define": "D"}
-# vllm-dev's own options before the task (program.py); no task option may take these letters.
-CORE_SHORT_FLAGS = {"h": "help", "V": "version", "l": "list", "R": "dry", "f": "config"}
-
-
 class VllmDevTask(Task):
-    """A task whose options take their short flags from :data:`SHORT_FLAGS`, never by chance."""
+    """A task whose setting options come from the declarations of its step's settings.
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    ``@task(klass=VllmDevTask, step="build")`` on ``def build(c, target=None, ..., **settings)``:
+    the task's command line is its own arguments plus one option per setting the step reads
+    (:func:`~vllm_dev.config.declarations.for_steps`), each with the declared flag, short flag
+    and help, identical in every task; the body gets them in ``**settings`` for
+    :func:`workspace`. Invoke reads a task's options from :meth:`argspec` (the body's signature),
+    so the settings are added there rather than written into every signature. Short flags never
+    come by chance (``auto_shortflags`` is off): a setting's is declared, a task-only argument's
+    is in :data:`TASK_SHORT_FLAGS`, or is the setting's of the same name (demo's ``-d``).
+    """
+
+    def __init__(self, body: Any, *args: Any, step: str | None = None, **kwargs: Any) -> None:
+        self.step = step
+        #: The options of the step's settings, by parameter name (``define``, ``no_wait``).
+        self.settings = {str(s.param): s for s in (for_steps(step) if step else ())}
+        given_help = set(kwargs.get("help") or {}) & set(self.settings)
+        if given_help:
+            raise ValueError(f"{body.__name__}: the help of {sorted(given_help)} comes from the "
+                             "settings' declarations")
         kwargs["auto_shortflags"] = False
-        super().__init__(*args, **kwargs)
+        kwargs["iterable"] = [*(kwargs.get("iterable") or ()),
+                              *(p for p, s in self.settings.items() if s.repeatable)]
+        super().__init__(body, *args, **kwargs)
+        # What Invoke parses, also for inspect.signature(task) (help(), tests, completion).
+        context = next(iter(inspect.signature(body).parameters.values()))
+        options = self.argspec(body)
+        self.__signature__ = options.replace(
+            parameters=[context, *options.parameters.values()])
+
+    def argspec(self, body: Any) -> inspect.Signature:
+        """The body's own parameters, then one keyword parameter per setting of the step (in
+        place of the body's ``**settings``, which receives them)."""
+        signature = super().argspec(body)
+        own = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
+        if self.settings and len(own) == len(signature.parameters):
+            raise TypeError(f"task {body.__name__} of step {self.step} needs **settings")
+        clash = {p.name for p in own} & set(self.settings)
+        if clash:
+            raise TypeError(f"task {body.__name__}: {sorted(clash)} are settings, declared in "
+                            "vllm_dev/config/declarations.py")
+        return signature.replace(parameters=[*own, *(
+            inspect.Parameter(param, inspect.Parameter.KEYWORD_ONLY,
+                              default=s.default if s.switch else None)
+            for param, s in self.settings.items())])
+
+    def get_arguments(self, ignore_unknown_help: bool | None = None) -> list[Argument]:
+        # Invoke's arg_opts pops each help text out of self.help, so a second call (the parser,
+        # then completion or a test) would give options without help: keep the table.
+        kept = dict(self.help)
+        try:
+            return super().get_arguments(ignore_unknown_help)
+        finally:
+            self.help = kept
 
     def arg_opts(self, name: str, default: str, taken_names: set[str]) -> dict[str, Any]:
         opts: dict[str, Any] = super().arg_opts(name, default, taken_names)
-        if name in SHORT_FLAGS:
+        if name in self.settings:
+            opts["help"] = self.settings[name].describe()
+        if SHORT_FLAGS.get(name):
             opts["names"] = [*opts["names"], SHORT_FLAGS[name]]
         return opts
-
-
-def _help(*names: str, **extra: str) -> dict[str, str]:
-    """Help texts for the named common arguments plus task-specific ones."""
-    table = {**CONFIGURE_HELP, **extra}
-    return {name: table[name] for name in (*names, *extra)}
 
 
 def _echo(line: str) -> None:
     print(f"vllm-dev: $ {line}", file=sys.stderr, flush=True)
 
 
-def workspace(c: Context, **flags: Any) -> Workspace:
-    """A Workspace from task flags, the environment and the invoke config."""
+def workspace(c: Context, **options: Any) -> Workspace:
+    """A Workspace from the task's setting options (``**settings``: keyed by parameter name,
+    ``define=[...]``), the environment and the invoke config."""
     config = dict(c.config.get("vllm_dev", {}) or {})
-    settings = Settings.resolve(flags=flags, environ=os.environ, config=config)
+    settings = Settings.resolve(flags=flags_from_options(options), environ=os.environ,
+                                config=config)
     dry = bool(c.config.run.dry)
     from vllm_dev.caching import compiler_cache as cc
 
@@ -149,9 +150,9 @@ def _remainder(c: Context) -> tuple[str, ...]:
     return tuple(shlex.split(c.remainder))
 
 
-@task(klass=VllmDevTask, help=_help("source", "python", "device",
-                 force="redo the install even when nothing changed"))
-def setup(c, source=None, python=None, device=None, force=False):
+@task(klass=VllmDevTask, step="setup",
+      help={"force": "redo the install even when nothing changed"})
+def setup(c, force=False, **settings):
     """Editable install with prebuilt kernels, plus the build requirements, into the target venv.
 
     Arguments after `--` go to `uv pip install` (e.g. `vllm-dev setup -- --offline --find-links
@@ -159,33 +160,27 @@ def setup(c, source=None, python=None, device=None, force=False):
     from vllm_dev.steps.setup import run_setup
 
     with reported():
-        run_setup(workspace(c, source=source, python=python, device=device), force=force,
+        run_setup(workspace(c, **settings), force=force,
                   extra_args=_remainder(c))
 
 
-@task(klass=VllmDevTask, iterable=["define"],
-      help=_help(*CONFIGURE_HELP, reconfigure="run cmake's configure even if nothing changed"))
-def prime(c, preset=None, source=None, python=None, device=None, jobs=None, nvcc_threads=None,
-          arch=None, cache=None, cache_dir=None, cache_max_size=None, cache_remote=None,
-          cache_remote_mode=None, job_memory_gib=None, merge=False, force=False,
-          reconfigure=False, no_wait=False, dist=None, define=None):
+@task(klass=VllmDevTask, step="prime", help={**PRESET_FILE_HELP,
+      "reconfigure": "run cmake's configure even if nothing changed"})
+def prime(c, merge=False, force=False, reconfigure=False, **settings):
     """Write CMakeUserPresets.json and configure the preset's build dir (only when needed)."""
     from vllm_dev.flow import pipeline
 
     with reported():
-        ws = workspace(c, preset=preset, source=source, python=python, device=device, jobs=jobs,
-                       nvcc_threads=nvcc_threads, arch=arch, cache=cache, cache_dir=cache_dir,
-                       cache_max_size=cache_max_size, cache_remote=cache_remote,
-                       cache_remote_mode=cache_remote_mode, job_memory_gib=job_memory_gib,
-                       no_wait=no_wait or None, dist=dist, defines=define)
+        ws = workspace(c, **settings)
         pipeline.run(ws, pipeline.Request(stages=pipeline.PRIME, merge=merge, force=force,
                                           reconfigure=reconfigure))
 
 
 @task(
     klass=VllmDevTask,
-    iterable=["target", "define"],
-    help=_help(*CONFIGURE_HELP,
+    step="build",
+    iterable=["target"],
+    help=dict(PRESET_FILE_HELP,
                target="build only this target and install only its component (repeatable)",
                verify="end by loading the extensions this build changed in the target "
                       "interpreter and looking for stale .so files (--no-verify: skip)",
@@ -198,20 +193,13 @@ def prime(c, preset=None, source=None, python=None, device=None, jobs=None, nvcc
                      "the commit of the prebuilt kernels setup installed)",
                all="compile every target, not only the affected ones"),
 )
-def build(c, preset=None, target=None, install=True, source=None, python=None, device=None,
-          jobs=None, nvcc_threads=None, arch=None, cache=None, cache_dir=None,
-          cache_max_size=None, cache_remote=None, cache_remote_mode=None, merge=False,
-          job_memory_gib=None, verify=True, force=False, plain=False, json=None, no_wait=False,
-          dist=None, define=None, since=None, all=False):
+def build(c, target=None, install=True, merge=False, verify=True, force=False, plain=False,
+          json=None, since=None, all=False, **settings):
     """Compile incrementally and install into the checkout (primes first when needed)."""
     with reported():
-        ws = workspace(c, preset=preset, source=source, python=python, device=device, jobs=jobs,
-                       nvcc_threads=nvcc_threads, arch=arch, cache=cache, cache_dir=cache_dir,
-                       cache_max_size=cache_max_size, cache_remote=cache_remote,
-                       cache_remote_mode=cache_remote_mode, job_memory_gib=job_memory_gib,
-                       no_wait=no_wait or None, dist=dist, defines=define)
+        ws = workspace(c, **settings)
         from vllm_dev.flow import pipeline
-        from vllm_dev.steps.report import process_started_at
+        from vllm_dev.reporting.recorder import process_started_at
 
         pipeline.run(ws, pipeline.Request(
             stages=pipeline.build_stages(install=install, verify=verify),
@@ -220,70 +208,64 @@ def build(c, preset=None, target=None, install=True, source=None, python=None, d
             started_at=process_started_at()))
 
 
-@task(klass=VllmDevTask, help=_help("preset", "source",
-                 slowest="rank the N slowest translation units of the build dir (from "
-                         ".ninja_log) instead of showing the last report",
-                 json="print the last report as JSON"))
-def report(c, preset=None, source=None, slowest=None, json=False):
+@task(klass=VllmDevTask, step="report",
+      help={"slowest": "rank the N slowest translation units of the build dir (from "
+                       ".ninja_log) instead of showing the last report",
+            "json": "print the last report as JSON"})
+def report(c, slowest=None, json=False, **settings):
     """Show the last build's report again (time per phase, cache hits, slowest files)."""
     from vllm_dev.steps.report import run_report
 
     with reported():
-        ws = workspace(c, preset=preset, source=source)
+        ws = workspace(c, **settings)
         run_report(ws, slowest=slowest, as_json=json)
 
 
-@task(klass=VllmDevTask, help=_help("preset", "source", "python",
-                 remove_stale="move stale .so files out of vllm/ (into .vllm-dev/stale/)",
-                 json="print the result as JSON"))
-def verify(c, preset=None, source=None, python=None, remove_stale=False, json=False):
+@task(klass=VllmDevTask, step="verify",
+      help={"remove_stale": "move stale .so files out of vllm/ (into .vllm-dev/stale/)",
+            "json": "print the result as JSON"})
+def verify(c, remove_stale=False, json=False, **settings):
     """Load every installed extension in the target interpreter; find stale .so files."""
     from vllm_dev.steps.verify import run_verify_task
 
     with reported():
-        ws = workspace(c, preset=preset, source=source, python=python)
+        ws = workspace(c, **settings)
         run_verify_task(ws, remove=remove_stale, as_json=json)
 
 
-@task(klass=VllmDevTask, help={"json": "print the checks as JSON (for tools)",
-            **_help("source", "python", "device", "preset", "arch", "cache", "dist")})
-def doctor(c, source=None, python=None, device=None, preset=None, arch=None, cache=None,
-           json=False, dist=None):
+@task(klass=VllmDevTask, step="doctor", help={"json": "print the checks as JSON (for tools)"})
+def doctor(c, json=False, **settings):
     """Check every prerequisite of a build: status and the fix for each; non-zero on blockers."""
     from vllm_dev.steps.doctor import run_doctor
 
     with reported():
-        ws = workspace(c, preset=preset, source=source, python=python, device=device, arch=arch,
-                       cache=cache, dist=dist)
+        ws = workspace(c, **settings)
         run_doctor(ws, as_json=json)
 
 
-@task(klass=VllmDevTask, iterable=["component"],
-      help=_help("preset", "source", "python", "no_wait",
-                 component="install only this component (= target name; repeatable)"))
-def install(c, preset=None, component=None, source=None, python=None, no_wait=False):
+@task(klass=VllmDevTask, step="install", iterable=["component"],
+      help={"component": "install only this component (= target name; repeatable)"})
+def install(c, component=None, **settings):
     """Install what was built, without compiling, and check every installed file."""
     from vllm_dev.flow import pipeline
 
     with reported():
-        ws = workspace(c, preset=preset, source=source, python=python, no_wait=no_wait or None)
+        ws = workspace(c, **settings)
         pipeline.run(ws, pipeline.Request(stages=pipeline.INSTALL,
                                           targets=tuple(component or ()), install_every=True))
 
 
-@task(klass=VllmDevTask, name="clean", help=_help("preset", "source",
-                               all="remove every build dir vllm-dev created in the checkout",
-                               installed="also remove the files the last install wrote into "
-                                         "vllm/",
-                               deps="with --all: also remove the dependency sources shared "
-                                    "with pip builds (<checkout>/.deps: fetched again next "
-                                    "configure)"))
-def clean_(c, preset=None, source=None, all=False, installed=False, deps=False):
+@task(klass=VllmDevTask, name="clean", step="clean",
+      help={"all": "remove every build dir vllm-dev created in the checkout",
+            "installed": "also remove the files the last install wrote into vllm/",
+            "deps": "with --all: also remove the dependency sources shared with pip builds "
+                    "(<checkout>/.deps: fetched again next configure)"})
+def clean_(c, all=False, installed=False, deps=False, **settings):
     """Remove the preset's build dir (only dirs vllm-dev created, only inside the checkout)."""
     from vllm_dev.steps.clean import run_clean
 
     with reported():
-        ws = workspace(c, preset=preset, source=source)
+        ws = workspace(c, **settings)
         run_clean(ws, every=all, installed=installed, deps=deps)
 
 
@@ -302,5 +284,5 @@ def demo(c, keep=False, device=None):
 def namespace() -> Collection:
     """The task collection with every tunable declared, for tasks.py and the console script."""
     ns = Collection(setup, prime, build, install, clean_, demo, doctor, verify, report)
-    ns.configure({"vllm_dev": dict(DEFAULTS)})
+    ns.configure({"vllm_dev": config_defaults()})
     return ns

@@ -18,7 +18,6 @@ the last one wins. A lock on the checkout (``.vllm-dev/.vllm-dev.lock``) makes c
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import logging
@@ -26,12 +25,13 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from vllm_dev.errors import VllmDevError
 from vllm_dev.process.runner import Completed, SubprocessRunner
+from vllm_dev_frontends.nox_options import parse_posargs, setting_flags
 
 if TYPE_CHECKING:
     from vllm_dev.flow.pipeline import Stage
@@ -130,48 +130,13 @@ class PhaseClock:
             f"; total {sum(self.seconds.values()):.1f} s" if self.seconds else "")
 
 
-class _ArgumentParser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        known = ", ".join(sorted(o for a in self._actions for o in a.option_strings))
-        raise VllmDevError(f"build session arguments (after --): {message}; known: {known}")
-
-
-def parse_posargs(posargs: Sequence[str]) -> argparse.Namespace:
-    """``nox -s release -- --source PATH ...``: the same names as the tasks' flags."""
-    parser = _ArgumentParser(prog="nox -s <preset> --", add_help=False)
-    parser.add_argument("--source", help="vLLM checkout (else VLLM_DEV_SOURCE, config, or the "
-                                         "checkout around the directory nox was started in)")
-    parser.add_argument("--device", help="cuda, cpu or rocm (else VLLM_TARGET_DEVICE, or torch)")
-    parser.add_argument("--jobs")
-    parser.add_argument("--max-jobs")
-    parser.add_argument("--nvcc-threads")
-    parser.add_argument("--arch")
-    parser.add_argument("--cache")
-    parser.add_argument("--dist", help="sccache-dist scheduler URL (token: VLLM_DEV_DIST_TOKEN)")
-    parser.add_argument("--target", action="append", default=[],
-                        help="build only this target and install only its component (repeatable)")
-    parser.add_argument("--python",
-                        help="target interpreter of your own (a venv that already holds vLLM's "
-                             "editable install and build requirements) instead of the session's "
-                             "venv; setup is skipped")
-    parser.add_argument("--define", action="append", help="NAME=VALUE cache variable "
-                                                          "(repeatable)")
-    parser.add_argument("--merge", action="store_true",
-                        help="add the session's preset to a CMakeUserPresets.json of your own")
-    parser.add_argument("--force", action="store_true",
-                        help="replace a CMakeUserPresets.json of your own (a backup is kept)")
-    parser.add_argument("--since", help="compile only the targets affected by changes since "
-                                        "this git ref (default: every target)")
-    parser.add_argument("--all", action="store_true", help="compile every target (the default)")
-    return parser.parse_args(list(posargs))
-
-
 def presets_dirs(environ: Mapping[str, str]) -> list[Path]:
     """Where the session list comes from: the bundled templates plus the user's (as for the
     tasks; the checkout's .vllm-dev/presets/ is not known when the noxfile is imported)."""
+    from vllm_dev.config.declarations import setting
     from vllm_dev.presets.render import bundled_presets_dir
 
-    configured = environ.get("VLLM_DEV_PRESETS_DIR")
+    configured = next((environ[v] for v in setting("presets_dir").env if environ.get(v)), None)
     return [bundled_presets_dir(), *([Path(configured).expanduser()] if configured else [])]
 
 
@@ -207,16 +172,14 @@ def invoke_config(project_dir: Path, environ: Mapping[str, str]) -> dict[str, An
     Invoke is imported lazily: nox's own interpreter may lack it, and then only the environment
     variables and the flags after ``--`` count (install nox beside vllm-dev to get the config).
     """
-    from vllm_dev.config.settings import Settings
+    from vllm_dev.config.declarations import config_defaults
 
     try:
         from invoke import Config
     except ImportError:
         return {}
     logging.getLogger("invoke").setLevel(logging.WARNING)  # nox's handler would show its debug
-    defaults = {f.name: getattr(Settings, f.name, None) for f in fields(Settings)
-                if f.name != "origins"}
-    config = Config(defaults={**Config.global_defaults(), "vllm_dev": defaults},
+    config = Config(defaults={**Config.global_defaults(), "vllm_dev": config_defaults()},
                     project_location=project_dir)
     config.load_project()
     config.load_shell_env()
@@ -260,10 +223,7 @@ def _build(session: NoxSession, *, preset: str, clock: PhaseClock) -> None:
                                ) from None
     invoked_from = Path(session.invoked_from)
     environ = dict(os.environ)
-    flags = {"source": args.source, "device": args.device, "jobs": args.jobs,
-             "max_jobs": args.max_jobs, "nvcc_threads": args.nvcc_threads, "arch": args.arch,
-             "cache": args.cache, "python": str(python), "preset": preset, "dist": args.dist,
-             "defines": args.define}
+    flags = {**setting_flags(args), "python": str(python), "preset": preset}
     settings = Settings.resolve(flags=flags, environ=environ,
                                 config=invoke_config(invoked_from, environ))
     say = clock.say
@@ -278,7 +238,8 @@ def _build(session: NoxSession, *, preset: str, clock: PhaseClock) -> None:
     ensure_state_dir(checkout.state_dir)
     targets = tuple(args.target)
     phases = _stage_phases()
-    with build_lock(checkout.state_dir, wait=True, say=say, command=f"nox -s {preset}"):
+    with build_lock(checkout.state_dir, wait=not settings.no_wait, say=say,
+                    command=f"nox -s {preset}"):
         if args.python:
             say(f"setup: skipped (--python {python}: the interpreter is yours, set up already)")
         else:

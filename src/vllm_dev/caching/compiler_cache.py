@@ -14,22 +14,20 @@ Everything is passed as ``CCACHE_*`` variables in the presets' ``environment`` b
 ``cmake --build --preset`` typed by the user behaves like vllm-dev's own builds, and the user's
 global ccache configuration is never touched. A remote URL with credentials never goes into a
 file: the preset refers to it as ``$penv{VLLM_DEV_CACHE_REMOTE}``.
+
+This module holds the configuration and the environment it becomes; reading ccache's counters is
+:mod:`vllm_dev.caching.cache_stats`, asking whether a remote cache answers is
+:mod:`vllm_dev.caching.remote_check`.
 """
 
 from __future__ import annotations
 
 import re
-import socket
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from vllm_dev.errors import VllmDevError
-
-if TYPE_CHECKING:
-    from vllm_dev.process.runner import Runner
 
 KINDS = ("ccache", "sccache", "none")
 REMOTE_MODES = ("read-only", "read-write")
@@ -37,7 +35,6 @@ REMOTE_SCHEMES = ("redis", "http", "https", "file")
 #: The variable a credentialed remote URL travels in (vllm-dev sets it for its own commands).
 REMOTE_ENV = "VLLM_DEV_CACHE_REMOTE"
 DEBUG_INFO_BUILD_TYPES = ("Debug", "RelWithDebInfo")
-STATS_TIMEOUT_S = 30.0
 _SIZE_RE = re.compile(r"^\d+(\.\d+)?\s*([kKMGT]i?B?)?$")
 
 
@@ -182,202 +179,6 @@ def command_environment(config: CacheConfig) -> dict[str, str]:
     return {}
 
 
-def check_config(config: CacheConfig) -> None:
-    if config.remote and config.kind != "ccache":
-        raise VllmDevError(
-            f"--cache-remote works with --cache ccache only (got --cache {config.kind}): "
-            "sccache's CUDA results miss across checkouts and its server fails when the remote "
-            "is down"
-        )
-
-
-# ----------------------------------------------------------------------------- statistics
-
-
-@dataclass(frozen=True)
-class CacheStats:
-    """ccache's counters (``ccache --print-stats``), read without ever zeroing them."""
-
-    counters: dict[str, int] = field(default_factory=dict)
-
-    def get(self, name: str) -> int:
-        return self.counters.get(name, 0)
-
-    @property
-    def hits(self) -> int:
-        return self.get("direct_cache_hit") + self.get("preprocessed_cache_hit")
-
-    @property
-    def misses(self) -> int:
-        return self.get("cache_miss")
-
-    @property
-    def cacheable(self) -> int:
-        return self.hits + self.misses
-
-    @property
-    def remote_hits(self) -> int:
-        return self.get("remote_storage_hit")
-
-    @property
-    def remote_errors(self) -> int:
-        return self.get("remote_storage_error") + self.get("remote_storage_timeout")
-
-    def __sub__(self, before: CacheStats) -> CacheStats:
-        """Counters accumulated since ``before``: what one build did."""
-        names = set(self.counters) | set(before.counters)
-        return CacheStats({n: self.get(n) - before.get(n) for n in sorted(names)})
-
-    def summary(self) -> str:
-        text = f"{self.hits}/{self.cacheable} hits"
-        if self.remote_hits or self.remote_errors:
-            text += f" ({self.remote_hits} remote, {self.remote_errors} remote errors)"
-        return text
-
-
-def parse_stats(text: str) -> CacheStats:
-    """Parse ``ccache --print-stats`` (one ``name<TAB>number`` per line)."""
-    counters: dict[str, int] = {}
-    for line in text.splitlines():
-        name, _, value = line.partition("\t")
-        if value.strip().lstrip("-").isdigit():
-            counters[name.strip()] = int(value)
-    return CacheStats(counters)
-
-
-def read_stats(ccache: Path | str, *, runner: Runner,
-               env: Mapping[str, str] | None = None) -> CacheStats:
-    """The counters of the cache ``env`` selects (``CCACHE_DIR``); reading changes nothing."""
-    done = runner.run([str(ccache), "--print-stats"], env=env, capture=True, check=False,
-                      mutates=False, timeout=STATS_TIMEOUT_S)
-    if not done.ok:
-        raise VllmDevError(f"`{ccache} --print-stats` failed: {done.stderr.strip()[:200]}")
-    return parse_stats(done.stdout)
-
-
-# ----------------------------------------------------------------------------- doctor
-
-
-@dataclass(frozen=True)
-class CacheDescription:
-    """The cache in effect, for ``doctor``: printable, no secret in it."""
-
-    kind: str
-    launcher: str | None
-    version: str | None
-    settings: dict[str, str]
-
-    def line(self) -> str:
-        if self.kind == "none":
-            return "none (compiler cache off)"
-        where = self.launcher or "NOT FOUND"
-        version = f" {self.version}" if self.version else ""
-        details = self.details()
-        return f"{self.kind}{version} at {where}" + (f"; {details}" if details else "")
-
-    def details(self) -> str:
-        return ", ".join(f"{k}={v}" for k, v in self.settings.items())
-
-
-def describe_cache(config: CacheConfig, *, launcher: Path | None,
-                   version: str | None = None) -> CacheDescription:
-    """The cache in effect and its settings, as a doctor row (the remote URL redacted)."""
-    settings: dict[str, str] = {}
-    if config.kind == "ccache":
-        settings = {"depend_mode": "true", "base_dir": "<checkout>",
-                    "hash_dir": "false with debug info"}
-    if config.directory:
-        settings["dir"] = config.directory
-    if config.max_size:
-        settings["max_size"] = config.max_size
-    if config.remote:
-        settings["remote"] = f"{redact(config.remote)} ({config.remote_mode})"
-    return CacheDescription(config.kind, str(launcher) if launcher else None, version, settings)
-
-
-@dataclass(frozen=True)
-class RemoteCheck:
-    ok: bool
-    detail: str
-
-
-def check_remote(url: str, *, timeout: float = 3.0) -> RemoteCheck:
-    """Whether the remote cache answers within ``timeout`` seconds (redis: AUTH + PING; http:
-    any HTTP answer; file: the directory exists). Never raises; the detail names no secret."""
-    parts = urlsplit(url)
-    shown = redact(url)
-    try:
-        if parts.scheme == "redis":
-            return _check_redis(parts.hostname or "localhost", parts.port or 6379,
-                                unquote(parts.username or ""), unquote(parts.password or ""),
-                                timeout=timeout, shown=shown)
-        if parts.scheme in ("http", "https"):
-            return _check_http(url, timeout=timeout, shown=shown)
-        if parts.scheme == "file":
-            path = Path(unquote(parts.path))
-            if path.is_dir():
-                return RemoteCheck(True, f"{shown}: directory exists")
-            return RemoteCheck(False, f"{shown}: no such directory (create it or fix the URL)")
-    except OSError as exc:
-        return RemoteCheck(False, f"{shown} does not answer: {exc.strerror or exc}")
-    return RemoteCheck(False, f"{shown}: unsupported scheme {parts.scheme!r}")
-
-
-def _redis_command(*words: str) -> bytes:
-    out = [f"*{len(words)}\r\n".encode()]
-    for word in words:
-        data = word.encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(out)
-
-
-def _check_redis(host: str, port: int, user: str, password: str, *, timeout: float,
-                 shown: str) -> RemoteCheck:
-    with socket.create_connection((host, port), timeout=timeout) as sock:
-        sock.settimeout(timeout)
-        reader = sock.makefile("rb")
-        if password:
-            auth = ("AUTH", user, password) if user else ("AUTH", password)
-            sock.sendall(_redis_command(*auth))
-            answer = reader.readline().strip()
-            if answer != b"+OK":
-                return RemoteCheck(False, f"{shown}: authentication refused (check the "
-                                          "user and password)")
-        sock.sendall(_redis_command("PING"))
-        answer = reader.readline().strip()
-    if answer == b"+PONG":
-        return RemoteCheck(True, f"{shown}: redis answered PING")
-    return RemoteCheck(False, f"{shown}: unexpected redis answer {answer[:40]!r}")
-
-
-def _check_http(url: str, *, timeout: float, shown: str) -> RemoteCheck:
-    import urllib.error
-    import urllib.request
-
-    parts = urlsplit(url)
-    netloc = parts.hostname or ""
-    if parts.port:
-        netloc += f":{parts.port}"
-    request = urllib.request.Request(urlunsplit((parts.scheme, netloc, parts.path or "/", "", "")),
-                                     method="HEAD")
-    if parts.username or parts.password:
-        import base64
-
-        token = base64.b64encode(
-            f"{unquote(parts.username or '')}:{unquote(parts.password or '')}".encode()).decode()
-        request.add_header("Authorization", f"Basic {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-            status = response.status
-    except urllib.error.HTTPError as exc:
-        status = exc.code
-    except urllib.error.URLError as exc:
-        return RemoteCheck(False, f"{shown} does not answer: {exc.reason}")
-    if status in (401, 403):
-        return RemoteCheck(False, f"{shown}: HTTP {status} (check the credentials)")
-    return RemoteCheck(True, f"{shown}: HTTP {status}")
-
-
 def presets_note(settings: object) -> str | None:
     """What a user must know when the presets refer to a secret they do not hold: a plain
     ``cmake --build --preset`` needs ``VLLM_DEV_CACHE_REMOTE`` exported (ccache refuses an empty
@@ -391,19 +192,17 @@ def presets_note(settings: object) -> str | None:
             "`cmake --build --preset`")
 
 
-def cache_in_effect(settings: object, *, interpreter: object | None,
-                    runner: Runner) -> CacheDescription:
-    """For ``doctor``: the cache vllm-dev would use now, where it is and its version."""
-    from vllm_dev.toolchain.tools import find_launcher, version_of
-
-    config = config_from(settings)
-    if config.kind == "none":
-        return describe_cache(config, launcher=None)
-    launcher = find_launcher(config.kind, interpreter=interpreter)  # type: ignore[arg-type]
-    version = None
-    if launcher is not None:
-        try:
-            version = ".".join(map(str, version_of(launcher, runner=runner)))
-        except VllmDevError:
-            version = None
-    return describe_cache(config, launcher=launcher, version=version)
+def describe_settings(config: CacheConfig) -> str:
+    """The settings vllm-dev gives the cache, as one printable ``doctor`` detail (the remote URL
+    redacted); empty when there is nothing to say."""
+    settings: dict[str, str] = {}
+    if config.kind == "ccache":
+        settings = {"depend_mode": "true", "base_dir": "<checkout>",
+                    "hash_dir": "false with debug info"}
+    if config.directory:
+        settings["dir"] = config.directory
+    if config.max_size:
+        settings["max_size"] = config.max_size
+    if config.remote:
+        settings["remote"] = f"{redact(config.remote)} ({config.remote_mode})"
+    return ", ".join(f"{k}={v}" for k, v in settings.items())

@@ -34,6 +34,7 @@ from vllm_dev.checkout.precompiled import Base, git
 from vllm_dev.checkout.state import read_json, write_json
 from vllm_dev.checkout.tree import Checkout
 from vllm_dev.errors import VllmDevError
+from vllm_dev.toolchain.interpreter import meets
 
 TARGETS_STATE = "vllm-dev-targets.json"
 _STATE_KIND = "vllm-dev targets"
@@ -77,7 +78,6 @@ class Selection:
     kept: list[str] = field(default_factory=list)  # built here before, still built
     changed: int = 0
     scanned: int = 0
-    scan_seconds: float = 0.0
 
     def lines(self) -> list[str]:
         out = [self.reason]
@@ -395,7 +395,7 @@ def select(root: Path, build_dir: Path, base: Base, *, targets: list[str], jobs:
     """The affected targets of ``targets`` (the build's extensions) since ``base``."""
     if base.commit is None:
         return Selection(None, f"building every target: W is unknown ({base.problem})")
-    if base.torch and not _torch_matches(base.torch, torch_version):
+    if base.torch and not (torch_version and meets(base.torch, torch_version)):
         have = f"torch {torch_version}" if torch_version else "no torch"
         return Selection(None, f"building every target: the prebuilt kernels were built for "
                                f"torch{base.torch} and the target venv has {have} (a mix would "
@@ -439,7 +439,7 @@ def select(root: Path, build_dir: Path, base: Base, *, targets: list[str], jobs:
     if scanner.scanned:
         reason += f"; header scan of {scanner.scanned} unit(s) took {seconds:.1f} s"
     return Selection(chosen, reason, hits=_unique(hits), changed=len(changed),
-                     scanned=scanner.scanned, scan_seconds=seconds)
+                     scanned=scanner.scanned)
 
 
 def _unique(hits: list[Hit]) -> list[Hit]:
@@ -450,19 +450,6 @@ def _unique(hits: list[Hit]) -> list[Hit]:
             seen.add((hit.target, hit.changed))
             out.append(hit)
     return out
-
-
-def _torch_matches(requirement: str, version: str | None) -> bool:
-    if not version:
-        return False
-    from packaging.specifiers import InvalidSpecifier, SpecifierSet
-    from packaging.version import InvalidVersion, Version
-
-    try:
-        return Version(version) in SpecifierSet(requirement) or \
-            Version(Version(version).public) in SpecifierSet(requirement)
-    except (InvalidSpecifier, InvalidVersion):
-        return True  # a pin we cannot read is not evidence of a mismatch
 
 
 # ----------------------------------------------------------------------------- build dir memory

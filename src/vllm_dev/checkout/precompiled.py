@@ -31,13 +31,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from packaging.metadata import parse_email
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+from packaging.version import InvalidVersion, Version
+
 from vllm_dev.checkout.state import ensure_state_dir, read_json, write_json
 
 RECORD = "precompiled.json"
 _COMMIT_ID_RE = re.compile(r"""__commit_id__\s*=\s*(?:commit_id\s*=\s*)?['"]g?([0-9a-f]{7,40})""")
-_LOCAL_SHA_RE = re.compile(r"\+(?:.*\.)?g([0-9a-f]{7,40})(?:\.|$)")
+_SHA_LABEL_RE = re.compile(r"^g([0-9a-f]{7,40})$")  # one part of a local version label
 _FULL_SHA_RE = re.compile(r"^[0-9a-f]{40}$")
-_TORCH_RE = re.compile(r"^Requires-Dist:\s*torch\s*([^;]*?)\s*(?:;.*)?$", re.MULTILINE)
 _UPSTREAM_URL_RE = re.compile(r"github\.com[:/]vllm-project/vllm(?:\.git)?/?$")
 
 
@@ -92,11 +96,9 @@ def read_wheel(location: str) -> WheelFacts:
         with zipfile.ZipFile(path) as wheel:
             for member in wheel.namelist():
                 if member.endswith(".dist-info/METADATA"):
-                    text = wheel.read(member).decode(errors="replace")
-                    found = re.search(r"^Version:\s*(\S+)", text, re.MULTILINE)
-                    version = found.group(1) if found else version
-                    pin = _TORCH_RE.search(text)
-                    torch = pin.group(1).strip("() ") if pin else ""
+                    metadata, _ = parse_email(wheel.read(member).decode(errors="replace"))
+                    version = metadata.get("version") or version
+                    torch = _torch_pin(metadata.get("requires_dist") or [])
                 elif member == "vllm/_version.py":
                     found = _COMMIT_ID_RE.search(wheel.read(member).decode(errors="replace"))
                     hint = found.group(1) if found else hint
@@ -107,13 +109,34 @@ def read_wheel(location: str) -> WheelFacts:
 
 
 def _version_from_name(name: str) -> str:
-    parts = name.split("-")
-    return unquote(parts[1]) if name.endswith(".whl") and len(parts) >= 5 else ""
+    try:
+        return str(parse_wheel_filename(name)[1])
+    except InvalidWheelFilename:
+        return ""
 
 
 def _hint_from_version(version: str) -> str:
-    found = _LOCAL_SHA_RE.search(version)
-    return found.group(1) if found else ""
+    """``0.11.2.dev278+gdbc3d9991`` -> ``dbc3d9991``: setuptools-scm's ``g<sha>`` local label."""
+    try:
+        local = Version(version).local or ""
+    except InvalidVersion:
+        return ""
+    found = (_SHA_LABEL_RE.match(part) for part in local.split("."))
+    return next((m.group(1) for m in found if m), "")
+
+
+def _torch_pin(requires_dist: list[str]) -> str:
+    """The specifier of the wheel's torch requirement (``==2.14.0``) that applies here, or ""."""
+    for line in requires_dist:
+        try:
+            requirement = Requirement(line)
+        except InvalidRequirement:
+            continue
+        if canonicalize_name(requirement.name) != "torch":
+            continue
+        if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+            return str(requirement.specifier)
+    return ""
 
 
 def upstream_merge_base(root: Path) -> tuple[str | None, str]:

@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from packaging.version import Version
+
 from vllm_dev.errors import VllmDevError
 
 _PROJECT_RE = re.compile(r"^\s*project\s*\(\s*vllm_extensions\b", re.IGNORECASE | re.MULTILINE)
@@ -46,7 +48,7 @@ class Checkout:
         match = _MINIMUM_RE.search(text)
         if not match:
             return (3, 26)
-        return tuple(int(p) for p in match.group(1).split("."))
+        return Version(match.group(1)).release
 
     def build_requirements(self, device: str) -> Path:
         """The requirement file for ``device`` in whichever layout this checkout uses.

@@ -1,99 +1,71 @@
-"""Every tunable of vllm-dev, and where each value came from.
+"""The resolved settings of one run, and where each value came from.
 
 Precedence, the same for every setting: command-line flag > environment variable > configuration
 (``invoke.yaml`` / ``INVOKE_VLLM_DEV_*``, under the ``vllm_dev`` key) > built-in default. Values are
 validated here, once, so bad input fails before anything runs, naming the flag, variable or key
-that carried it.
+that carried it. What each setting is (flag, variables, parser, default) is declared once in
+:mod:`vllm_dev.config.declarations`; this module only applies those declarations, plus the rules
+that relate two settings (a remote cache needs ccache; a build farm compiles through sccache).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
-from vllm_dev.checkout.tree import DEVICES
+from vllm_dev.config.declarations import SETTINGS, Setting, setting
+from vllm_dev.config.values import boolean, choice, positive_float, positive_int, text
 from vllm_dev.errors import VllmDevError
 
-CACHES = ("ccache", "sccache", "none")
+__all__ = ["Settings", "boolean", "choice", "positive_float", "positive_int", "text"]
 
-# Environment variables per setting, first match wins. MAX_JOBS and NVCC_THREADS keep vLLM's names.
-ENV_VARS: dict[str, tuple[str, ...]] = {
-    "source": ("VLLM_DEV_SOURCE",),
-    "python": ("VLLM_DEV_PYTHON",),
-    "device": ("VLLM_TARGET_DEVICE",),
-    "preset": ("VLLM_DEV_PRESET",),
-    "jobs": ("VLLM_DEV_JOBS",),
-    "max_jobs": ("MAX_JOBS",),
-    "nvcc_threads": ("NVCC_THREADS",),
-    "arch": ("VLLM_DEV_ARCH", "TORCH_CUDA_ARCH_LIST"),
-    "job_memory_gib": ("VLLM_DEV_JOB_MEMORY_GIB",),
-    "cache": ("VLLM_DEV_CACHE",),
-    "cache_dir": ("VLLM_DEV_CACHE_DIR",),
-    "cache_max_size": ("VLLM_DEV_CACHE_MAX_SIZE",),
-    "cache_remote": ("VLLM_DEV_CACHE_REMOTE",),
-    "cache_remote_mode": ("VLLM_DEV_CACHE_REMOTE_MODE",),
-    "presets_dir": ("VLLM_DEV_PRESETS_DIR",),
-    "defines": ("VLLM_DEV_DEFINES",),
-    "no_wait": ("VLLM_DEV_NO_WAIT",),
-    "dist": ("VLLM_DEV_DIST",),
-}
+_T = TypeVar("_T")
 
 
-_FLAG_NAMES = {"defines": "--define"}
-
-
-def _defines(value: Any, origin: str) -> tuple[str, ...]:
-    """``--define`` values (a list), ``VLLM_DEV_DEFINES`` (shell words, so a value may hold
-    spaces when quoted) or config ``defines`` (a list of NAME=VALUE, or a NAME: VALUE map)."""
-    import shlex
-
-    from vllm_dev.presets.render import parse_define
-
-    if isinstance(value, Mapping):
-        items = [f"{k}={'ON' if v is True else 'OFF' if v is False else v}"
-                 for k, v in value.items()]
-    elif isinstance(value, str):
-        try:
-            items = shlex.split(value)
-        except ValueError as exc:
-            raise VllmDevError(f"{origin}: {exc} in {value!r}") from None
-    elif isinstance(value, (list, tuple)):
-        items = [str(v) for v in value]
-    else:
-        raise VllmDevError(f"{origin} must be a list of NAME=VALUE, got {value!r}"[:300])
-    by_name = {parse_define(item, origin)[0]: item for item in items}  # the last one wins
-    return tuple(by_name.values())
+def _declared(cls: type[_T]) -> type[_T]:
+    """Give each field the default of its declaration, and refuse a field list that is not the
+    declarations' (same names, same order): the annotations below exist for the type checker
+    only, so they must not become a second, drifting list of settings."""
+    fields = [name for name in cls.__annotations__ if name != "origins"]
+    declared = [s.name for s in SETTINGS]
+    if fields != declared:
+        raise TypeError(f"Settings fields {fields} are not the declared settings {declared} "
+                        "(vllm_dev/config/declarations.py)")
+    for s in SETTINGS:
+        setattr(cls, s.name, s.default)
+    return cls
 
 
 @dataclass(frozen=True)
+@_declared
 class Settings:
-    """Resolved settings. ``None`` means "let vllm-dev decide" (detect, or compute)."""
+    """Resolved settings. ``None`` means "let vllm-dev decide" (detect, or compute). Each field's
+    meaning, sources and default: :data:`vllm_dev.config.declarations.SETTINGS`."""
 
-    source: str | None = None
-    python: str | None = None
-    device: str | None = None
-    preset: str = "release"
-    jobs: int | None = None
-    max_jobs: int | None = None
-    nvcc_threads: int | None = None
-    arch: str | None = None
-    job_memory_gib: float | None = None
-    cache: str = "ccache"
-    cache_dir: str | None = None
-    cache_max_size: str | None = None
-    cache_remote: str | None = None
-    cache_remote_mode: str = "read-only"
-    presets_dir: str | None = None
-    # --define NAME[:TYPE]=VALUE (repeatable), rendered into every preset's cacheVariables.
-    defines: tuple[str, ...] = ()
-    no_wait: bool = False  # fail at once when another build holds the build dir (locking.py)
-    dist: str | None = None  # sccache-dist scheduler URL (dist.py); the token is not a setting
+    source: str | None
+    python: str | None
+    device: str | None
+    preset: str
+    jobs: int | None
+    max_jobs: int | None
+    nvcc_threads: int | None
+    job_memory_gib: float | None
+    arch: str | None
+    cache: str
+    cache_dir: str | None
+    cache_max_size: str | None
+    cache_remote: str | None
+    cache_remote_mode: str
+    dist: str | None
+    defines: tuple[str, ...]
+    presets_dir: str | None
+    no_wait: bool
     origins: tuple[tuple[str, str], ...] = ()
 
     def origin(self, name: str) -> str:
         """How to name the source of a setting in a message (``--jobs``, ``MAX_JOBS``, ...)."""
-        return dict(self.origins).get(name, f"--{name.replace('_', '-')}")
+        return dict(self.origins).get(name) or setting(name).origin
 
     @classmethod
     def resolve(
@@ -103,55 +75,36 @@ class Settings:
         environ: Mapping[str, str],
         config: Mapping[str, Any] | None = None,
     ) -> Settings:
-        """Merge the three sources and validate the result."""
+        """Merge the three sources, setting by setting, and validate the result."""
         config = config or {}
         _check_config_keys(config)
         values: dict[str, Any] = {}
         origins: dict[str, str] = {}
-        for f in fields(cls):
-            if f.name == "origins":
-                continue
-            flag = flags.get(f.name)
-            if isinstance(flag, str) and not flag.strip():  # `--jobs ""`: a mistake, not "unset"
-                raise VllmDevError(f"{_FLAG_NAMES.get(f.name, '--' + f.name.replace('_', '-'))} "
-                                   "needs a value, got an empty one: give one or leave the "
-                                   "option out")
-            if flag not in (None, "", [], ()):
-                values[f.name], origins[f.name] = flag, _FLAG_NAMES.get(
-                    f.name, f"--{f.name.replace('_', '-')}")
-                continue
-            for var in ENV_VARS.get(f.name, ()):
-                if environ.get(var):
-                    values[f.name], origins[f.name] = environ[var], var
-                    break
-            else:
-                if config.get(f.name) not in (None, ""):
-                    values[f.name] = config[f.name]
-                    origins[f.name] = f"config vllm_dev.{f.name}"
-        if "defines" in values:
-            values["defines"] = _defines(values["defines"], origins["defines"])
-        for f in fields(cls):  # invoke.yaml can hold any YAML: lists, maps, numbers
-            if f.name in values and f.name != "defines" and "str" in str(f.type):
-                values[f.name] = text(values[f.name], origins[f.name])
-        for name in ("jobs", "max_jobs", "nvcc_threads"):
-            if name in values:
-                values[name] = positive_int(values[name], origins[name])
-        if "job_memory_gib" in values:
-            values["job_memory_gib"] = positive_float(values["job_memory_gib"],
-                                                      origins["job_memory_gib"])
-        if "device" in values:
-            values["device"] = choice(values["device"], DEVICES, origins["device"])
-        if "cache" in values:
-            values["cache"] = choice(values["cache"], CACHES, origins["cache"])
-        if "no_wait" in values:
-            values["no_wait"] = boolean(values["no_wait"], origins["no_wait"])
-        if "arch" in values:  # checked whatever the device: a typo is one on a CPU build too
-            from vllm_dev.toolchain.arch import parse_arch_setting
-
-            parse_arch_setting(values["arch"], origin=origins["arch"])
+        for declared in SETTINGS:
+            found = _given(declared, flags=flags, environ=environ, config=config)
+            if found is not None:
+                raw, origins[declared.name] = found
+                values[declared.name] = declared.convert(raw, origins[declared.name])
         _check_cache(values, origins)
         _check_dist(values, origins)
         return cls(**values, origins=tuple(sorted(origins.items())))
+
+
+def _given(declared: Setting, *, flags: Mapping[str, Any], environ: Mapping[str, str],
+           config: Mapping[str, Any]) -> tuple[Any, str] | None:
+    """The raw value of one setting and its origin, from the first source that sets it."""
+    flag = flags.get(declared.name)
+    if isinstance(flag, str) and not flag.strip():  # `--jobs ""`: a mistake, not "unset"
+        raise VllmDevError(f"{declared.origin} needs a value, got an empty one: give one or "
+                           "leave the option out")
+    if flag not in (None, "", [], ()):
+        return flag, declared.origin
+    for var in declared.env:
+        if environ.get(var):
+            return environ[var], var
+    if config.get(declared.config_key) not in (None, ""):
+        return config[declared.config_key], f"config vllm_dev.{declared.config_key}"
+    return None
 
 
 def _check_config_keys(config: Mapping[str, Any]) -> None:
@@ -159,7 +112,7 @@ def _check_config_keys(config: Mapping[str, Any]) -> None:
     word; it is an error, with the closest setting's name."""
     import difflib
 
-    known = [f.name for f in fields(Settings) if f.name != "origins"]
+    known = [s.config_key for s in SETTINGS]
     for key in config:
         if key not in known:
             close = difflib.get_close_matches(str(key), known, n=1)
@@ -169,45 +122,13 @@ def _check_config_keys(config: Mapping[str, Any]) -> None:
                                "-f FILE)"[:400])
 
 
-def positive_int(value: Any, origin: str) -> int:
-    """An integer >= 1, or a one-line error naming where the bad value came from."""
-    try:
-        number = int(str(value).strip())
-    except ValueError:
-        raise VllmDevError(f"{origin} must be a positive integer, got {value!r}") from None
-    if number < 1:
-        raise VllmDevError(f"{origin} must be a positive integer, got {value!r}")
-    return number
-
-
-def positive_float(value: Any, origin: str) -> float:
-    """A number > 0 (e.g. GiB), or a one-line error naming where the bad value came from."""
-    try:
-        number = float(str(value).strip())
-    except ValueError:
-        raise VllmDevError(f"{origin} must be a positive number, got {value!r}") from None
-    if not number > 0 or number == float("inf"):
-        raise VllmDevError(f"{origin} must be a positive number, got {value!r}")
-    return number
-
-
 def _check_cache(values: dict[str, Any], origins: dict[str, str]) -> None:
-    """Validate the compiler-cache settings (see :mod:`vllm_dev.caching.compiler_cache`)."""
-    from vllm_dev.caching import compiler_cache as cc
-
-    if "cache_remote" in values:
-        values["cache_remote"] = cc.validate_remote(str(values["cache_remote"]),
-                                                    origin=origins["cache_remote"])
-    if "cache_remote_mode" in values:
-        values["cache_remote_mode"] = choice(values["cache_remote_mode"], cc.REMOTE_MODES,
-                                             origins["cache_remote_mode"])
-    if "cache_max_size" in values:
-        values["cache_max_size"] = cc.validate_size(str(values["cache_max_size"]),
-                                                    origin=origins["cache_max_size"])
-    if values.get("cache_remote") and values.get("cache", "ccache") != "ccache":
+    """A shared (remote) cache is ccache's (see :mod:`vllm_dev.caching.compiler_cache`)."""
+    cache = values.get("cache", setting("cache").default)
+    if values.get("cache_remote") and cache != "ccache":
         raise VllmDevError(
             f"{origins['cache_remote']} needs the ccache compiler cache, not "
-            f"{values['cache']!r} (from {origins['cache']}): sccache's CUDA results miss across "
+            f"{cache!r} (from {origins['cache']}): sccache's CUDA results miss across "
             "checkouts and its server fails to start when the remote is down"
         )
 
@@ -216,9 +137,6 @@ def _check_dist(values: dict[str, Any], origins: dict[str, str]) -> None:
     """A build farm compiles through sccache: its cache replaces ccache's (see dist.py)."""
     if "dist" not in values:
         return
-    from vllm_dev.caching.dist import validate_url
-
-    values["dist"] = validate_url(str(values["dist"]), origin=origins["dist"])
     explicit = not origins.get("cache", "config").startswith("config")
     if explicit and values["cache"] != "sccache":
         raise VllmDevError(f"{origins['dist']} compiles through sccache and uses its cache: drop "
@@ -228,31 +146,3 @@ def _check_dist(values: dict[str, Any], origins: dict[str, str]) -> None:
     if values.get("cache_remote"):
         raise VllmDevError(f"{origins['dist']} uses sccache's cache; {origins['cache_remote']} "
                            "is a ccache remote: drop one of them")
-
-
-def text(value: Any, origin: str) -> str:
-    """A string setting; numbers (YAML reads ``arch: 8.0`` as one) become their text."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return str(value)
-    raise VllmDevError(f"{origin} must be a string, got {value!r}"[:300])
-
-
-def boolean(value: Any, origin: str) -> bool:
-    """true/false, yes/no, on/off, 1/0 (any case), or a one-line error naming the origin."""
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise VllmDevError(f"{origin} must be true or false, got {value!r}")
-
-
-def choice(value: Any, allowed: tuple[str, ...], origin: str) -> str:
-    text = str(value).strip().lower()
-    if text not in allowed:
-        raise VllmDevError(f"{origin} must be one of {', '.join(allowed)}, got {value!r}")
-    return text

@@ -30,9 +30,9 @@ from vllm_dev.installs.components import check_components, components
 # The steps are imported where a stage runs: each command loads only the steps it runs (a
 # vllm-dev start is mostly imports; see bench/).
 if TYPE_CHECKING:
+    from vllm_dev.reporting.recorder import Recorder
     from vllm_dev.steps.install import InstallReport
     from vllm_dev.steps.prime import PrimeResult
-    from vllm_dev.steps.report import Recorder
     from vllm_dev.steps.verify import VerifyReport, WarmChecker
 
 
@@ -139,7 +139,7 @@ def _preflight(plan: BuildDirPlan, request: Request) -> None:
 def _build(ws: Workspace, request: Request, timer: StageTimer) -> PipelineResult:
     """A request that compiles, inside its report: one ninja per build dir (the lock)."""
     from vllm_dev.caching.dist import farm_session
-    from vllm_dev.steps.report import Recorder
+    from vllm_dev.reporting.recorder import Recorder
 
     recorder = Recorder(ws, json_path=request.json_path, started_at=request.started_at)
     with recorder.phase("checks"):
@@ -205,7 +205,11 @@ def _configure(plan: BuildPlan, request: Request, recorder: Recorder | None) -> 
     if recorder is None:
         return configure(plan, merge=request.merge, force=request.force,
                          reconfigure=request.reconfigure)
-    from vllm_dev.steps.report import CONFIGURE_FAILED, CONFIGURE_NOT_NEEDED, CONFIGURE_RAN
+    from vllm_dev.reporting.build_report import (
+        CONFIGURE_FAILED,
+        CONFIGURE_NOT_NEEDED,
+        CONFIGURE_RAN,
+    )
 
     def configuring() -> None:  # a configure that then fails is still reported as one
         recorder.configured = True

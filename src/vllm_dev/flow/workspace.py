@@ -108,7 +108,8 @@ class Workspace:
     def template_set(self) -> TemplateSet:
         """Every template this checkout sees (see presets/document.py)."""
         return presets_doc.find_templates(self.checkout.state_dir, self.settings.presets_dir,
-                                          preset=self.settings.preset, say=self.say)
+                                          preset=self.settings.preset, say=self.say,
+                                          cache=self.fact_cache)
 
     @cached_property
     def templates(self) -> dict[str, PresetTemplate]:

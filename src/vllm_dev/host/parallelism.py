@@ -50,7 +50,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vllm_dev.config.settings import Settings
-from vllm_dev.host.machine import GIB, Machine, probe_machine
+from vllm_dev.host.machine import Machine, probe_machine
 
 
 @dataclass(frozen=True)
@@ -155,9 +155,3 @@ def choose(
             notes.append("limited by memory")
             jobs = by_memory
     return Parallelism(jobs, threads, facts + "".join(f"; {n}" for n in notes))
-
-
-def estimate_bytes(device: str, threads: int) -> int:
-    """The per-job estimate in bytes (for doctor's report)."""
-    model = JOB_MEMORY.get(device, JOB_MEMORY["cuda"])
-    return int(model.avg_gib * threads * GIB)

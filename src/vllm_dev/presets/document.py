@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vllm_dev.errors import VllmDevError
 from vllm_dev.presets.render import (
@@ -25,6 +25,9 @@ from vllm_dev.presets.render import (
     render_standalone,
     resolve_binary_dir,
 )
+
+if TYPE_CHECKING:
+    from vllm_dev.toolchain.fact_cache import FactCache
 
 
 def template_dirs(state_dir: Path, presets_dir: str | None) -> list[Path]:
@@ -40,10 +43,11 @@ def template_dirs(state_dir: Path, presets_dir: str | None) -> list[Path]:
 
 
 def find_templates(state_dir: Path, presets_dir: str | None, *, preset: str,
-                   say: Callable[[str], None]) -> TemplateSet:
+                   say: Callable[[str], None], cache: FactCache | None = None) -> TemplateSet:
     """Every template this checkout sees. A broken one is reported here, once per command
-    (unless it is ``preset``: that one raises its own error when used, see :func:`choose`)."""
-    found = load_template_set(template_dirs(state_dir, presets_dir))
+    (unless it is ``preset``: that one raises its own error when used, see :func:`choose`).
+    ``cache`` remembers the valid ones (see render.load_template_set)."""
+    found = load_template_set(template_dirs(state_dir, presets_dir), cache=cache)
     for name, error in found.broken.items():
         if name != preset:
             say(f"preset template {name!r} skipped: {error}")

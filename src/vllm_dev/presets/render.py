@@ -6,9 +6,9 @@ build presets, so a user adds ``relwithdebinfo`` by adding a file. Everything ma
 differs between presets.
 
 Templates come from vllm-dev's own ``presets/`` (``release``, ``debug``) plus, on top, the user's:
-``<checkout>/.vllm-dev/presets/`` and ``--presets-dir``/``VLLM_DEV_PRESETS_DIR``. A user template
-of the same name replaces the bundled one; a broken one is set aside (see :class:`TemplateSet`)
-so the others still work.
+``<checkout>/.vllm-dev/presets/`` and ``VLLM_DEV_PRESETS_DIR`` / config ``presets_dir``. A user
+template of the same name replaces the bundled one; a broken one is set aside (see
+:class:`TemplateSet`) so the others still work.
 """
 
 from __future__ import annotations
@@ -16,19 +16,21 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vllm_dev.errors import VllmDevError
+from vllm_dev.presets.template_schema import SCHEMA_STAMP, check_template
+
+if TYPE_CHECKING:
+    from vllm_dev.toolchain.fact_cache import FactCache
 
 PRESETS_VERSION = 6  # CMake 3.25+: configure, build, test, package and workflow presets.
 BASE_PRESET = "vllm-dev-base"
 VENDOR_KEY = "vllm-dev"
 DEFAULT_BINARY_DIR = "${sourceDir}/cmake-build-${presetName}"
-_TEMPLATE_KEYS = {"description", "displayName", "buildType", "cacheVariables", "environment",
-                  "binaryDir"}
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _DEFINE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.+-]*$")
 _CACHE_TYPES = ("BOOL", "FILEPATH", "PATH", "STRING", "INTERNAL")
@@ -97,10 +99,11 @@ def load_templates(directory: Path) -> dict[str, PresetTemplate]:
     return found.templates
 
 
-def load_template_set(directories: list[Path]) -> TemplateSet:
+def load_template_set(directories: list[Path], *, cache: FactCache | None = None) -> TemplateSet:
     """The templates of ``directories`` in order, a later one replacing an earlier one of the
     same name. A template that does not load is set aside with its error instead of stopping
-    the others: one typo in a personal preset must not block ``release``."""
+    the others: one typo in a personal preset must not block ``release``. ``cache`` remembers
+    the valid ones (see :func:`_load_template`)."""
     templates: dict[str, PresetTemplate] = {}
     broken: dict[str, str] = {}
     for directory in directories:
@@ -108,7 +111,7 @@ def load_template_set(directories: list[Path]) -> TemplateSet:
             raise VllmDevError(f"preset template directory {directory} does not exist")
         for path in sorted(directory.glob("*.json")):
             try:
-                templates[path.stem] = _load_template(path)
+                templates[path.stem] = _load_template(path, cache)
                 broken.pop(path.stem, None)
             except VllmDevError as exc:
                 templates.pop(path.stem, None)
@@ -133,42 +136,37 @@ def parse_define(text: str, origin: str) -> tuple[str, Any]:
     return name, ({"type": kind.upper(), "value": value} if kind else value)
 
 
-def _load_template(path: Path) -> PresetTemplate:
+def _load_template(path: Path, cache: FactCache | None = None) -> PresetTemplate:
+    """One template, checked against :data:`~vllm_dev.presets.template_schema.TEMPLATE_SCHEMA`;
+    with ``cache``, a valid one is remembered until its file changes (the check's import of
+    jsonschema costs more than the rest of a no-op build's start-up)."""
     name = path.stem
+    if not _NAME_RE.match(name) or name == BASE_PRESET:
+        raise VllmDevError(f"{path}: {name!r} is not a usable preset name (rename the file)")
+    if cache is None:
+        return _read_template(path)
+    return cache.memo(f"preset template {path} {SCHEMA_STAMP}", [path],
+                      lambda: _read_template(path), encode=asdict,
+                      decode=lambda stored: PresetTemplate(**stored))
+
+
+def _read_template(path: Path) -> PresetTemplate:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise VllmDevError(
             f"{path}:{exc.lineno}:{exc.colno}: {exc.msg} (fix the template)") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise VllmDevError(f"{path}: cannot read preset template: {exc}") from None
-    if not _NAME_RE.match(name) or name == BASE_PRESET:
-        raise VllmDevError(f"{path}: {name!r} is not a usable preset name (rename the file)")
-    if not isinstance(data, dict):
-        raise VllmDevError(f"{path}:1:1: a preset template must be a JSON object")
-    unknown = sorted(set(data) - _TEMPLATE_KEYS)
-    if unknown:
-        raise VllmDevError(
-            f"{path}: unknown key {unknown[0]!r}; allowed: {', '.join(sorted(_TEMPLATE_KEYS))}"
-        )
-    cache = data.get("cacheVariables", {})
-    env = data.get("environment", {})
-    if not isinstance(cache, dict) or not all(
-        isinstance(v, (str, bool, dict)) for v in cache.values()
-    ):
-        raise VllmDevError(f"{path}: cacheVariables must map names to strings")
-    if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
-        raise VllmDevError(f"{path}: environment must map names to strings")
-    for key in ("description", "displayName", "buildType", "binaryDir"):
-        if key in data and not isinstance(data[key], str):
-            raise VllmDevError(f"{path}: {key} must be a string")
+    check_template(path, text, data)
     return PresetTemplate(
-        name=name,
+        name=path.stem,
         description=data.get("description", ""),
-        display_name=data.get("displayName", name),
+        display_name=data.get("displayName", path.stem),
         build_type=data.get("buildType", "Release"),
-        cache_variables=dict(cache),
-        environment=dict(env),
+        cache_variables=dict(data.get("cacheVariables", {})),
+        environment=dict(data.get("environment", {})),
         binary_dir=data.get("binaryDir", DEFAULT_BINARY_DIR),
     )
 
@@ -323,6 +321,29 @@ def preset_fingerprint(document: dict[str, Any], name: str) -> str:
         parents = preset.get("inherits", [])
         pending += [parents] if isinstance(parents, str) else list(parents)
     return json.dumps(parts, sort_keys=True)
+
+
+def inherited_environment(document: dict[str, Any], name: str) -> dict[str, str]:
+    """The ``environment`` a configure preset ends up with, following ``inherits`` (own wins)."""
+    presets = {p.get("name"): p for p in document.get("configurePresets", [])
+               if isinstance(p, dict)}
+    merged: dict[str, str] = {}
+    seen: set[str] = set()
+
+    def visit(preset_name: str) -> None:
+        preset = presets.get(preset_name)
+        if preset is None or preset_name in seen:
+            return
+        seen.add(preset_name)
+        parents = preset.get("inherits", [])
+        for parent in reversed([parents] if isinstance(parents, str) else list(parents)):
+            visit(parent)
+        for key, value in (preset.get("environment") or {}).items():
+            if value is not None:
+                merged[str(key)] = str(value)
+
+    visit(name)
+    return merged
 
 
 def cache_variable_names(fingerprint_text: str) -> set[str]:

@@ -1,4 +1,8 @@
-"""Writing files so that a crash or a full disk never leaves a half-written one behind."""
+"""Writing files so that a crash or a full disk never leaves a half-written one behind.
+
+Hand-written (temporary file, fsync, rename: a few lines): ``atomicwrites``, the library for
+it, is archived; these also keep the file's mode and remove the temporary file on Ctrl-C.
+"""
 
 from __future__ import annotations
 
@@ -85,11 +89,3 @@ def copy_then_rename(src: Path, dest: Path) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-
-
-def atomic_copy(src: Path, dest: Path) -> None:
-    """:func:`copy_then_rename`, with a failure as one line (see atomic_write_bytes)."""
-    try:
-        copy_then_rename(src, dest)
-    except OSError as exc:
-        raise VllmDevError(f"cannot install {dest}: {exc.strerror}") from None

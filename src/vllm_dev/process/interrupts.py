@@ -23,6 +23,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from types import FrameType
+from typing import Any
 
 GRACE_SECONDS = 5.0
 
@@ -62,25 +63,31 @@ def sigterm_raises() -> Iterator[None]:
             signal.signal(signum, handler)
 
 
+# Read from /proc by hand, not with psutil: the tree is found by *session id* (see above), which
+# psutil does not report (it would still take os.getsid per pid), and psutil's children() follows
+# parent links that re-parented compile jobs have lost. What psutil would save is a few lines of
+# /proc parsing, not worth a compiled dependency in every install (host/machine.py reads /proc
+# and cgroups by hand for the same reason: psutil knows neither cgroup quotas nor limits).
 def session_members(sid: int, *, proc_root: str = "/proc") -> list[int]:
     """Pids of the live (non-zombie) processes in session ``sid``, read from ``/proc``."""
     members = []
-    try:
-        entries = os.listdir(proc_root)
-    except OSError:
-        return []
-    for entry in entries:
-        if not entry.isdigit():
-            continue
+    for pid in _pids(proc_root):
         try:
-            with open(f"{proc_root}/{entry}/stat", encoding="ascii", errors="replace") as handle:
+            with open(f"{proc_root}/{pid}/stat", encoding="ascii", errors="replace") as handle:
                 fields = handle.read().rpartition(")")[2].split()
         except OSError:
             continue
         # After the command name: state ppid pgrp session ...
         if len(fields) > 3 and fields[0] != "Z" and fields[3] == str(sid):
-            members.append(int(entry))
+            members.append(pid)
     return members
+
+
+def _pids(proc_root: str) -> list[int]:
+    try:
+        return [int(entry) for entry in os.listdir(proc_root) if entry.isdigit()]
+    except OSError:
+        return []
 
 
 def _signal_session(sid: int, signum: int) -> None:
@@ -89,7 +96,7 @@ def _signal_session(sid: int, signum: int) -> None:
             os.kill(pid, signum)
 
 
-def stop_session(proc: subprocess.Popen[str], signum: int, *,
+def stop_session(proc: subprocess.Popen[Any], signum: int, *,
                  grace: float = GRACE_SECONDS) -> None:
     """Send ``signum`` to everything ``proc`` started, wait up to ``grace`` s, then SIGKILL the
     rest; returns once ``proc`` is reaped and no process of its session is left."""
@@ -102,7 +109,7 @@ def stop_session(proc: subprocess.Popen[str], signum: int, *,
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
-def _stop_session(proc: subprocess.Popen[str], signum: int, *, grace: float) -> None:
+def _stop_session(proc: subprocess.Popen[Any], signum: int, *, grace: float) -> None:
     sid = proc.pid  # start_new_session: the child is its session's leader
     _signal_session(sid, signum)
     deadline = time.monotonic() + grace
@@ -161,21 +168,17 @@ def processes_with_env(name: str, value: str, *, proc_root: str = "/proc") -> li
     orphaned compile jobs may still run, is found completely, and nothing else is."""
     needle = f"{name}={value}".encode()
     found = []
-    try:
-        entries = os.listdir(proc_root)
-    except OSError:
-        return []
-    for entry in entries:
-        if not entry.isdigit() or int(entry) == os.getpid():
+    for pid in _pids(proc_root):
+        if pid == os.getpid():
             continue
         try:
-            with open(f"{proc_root}/{entry}/environ", "rb") as handle:
+            with open(f"{proc_root}/{pid}/environ", "rb") as handle:
                 if needle not in handle.read().split(b"\0"):
                     continue
         except OSError:
             continue
-        if _alive(int(entry)):
-            found.append(int(entry))
+        if pid_alive(pid):
+            found.append(pid)
     return sorted(found)
 
 
@@ -185,16 +188,28 @@ def stop_processes(pids: list[int], *, grace: float = GRACE_SECONDS) -> None:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and any(_alive(p) for p in pids):
+    while time.monotonic() < deadline and any(pid_alive(p) for p in pids):
         time.sleep(0.05)
     for pid in pids:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (zombies count as dead: they hold no lock)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except (OSError, OverflowError):  # OverflowError: a pid beyond the C type (a bogus note)
+        return False
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
-            return handle.read().rpartition(")")[2].split()[:1] != ["Z"]
+            state = handle.read().rpartition(")")[2].split()[:1]
+        return state != ["Z"]
     except OSError:
-        return False
+        return True

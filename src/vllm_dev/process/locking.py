@@ -27,12 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from vllm_dev.errors import VllmDevError
+from vllm_dev.process.interrupts import pid_alive, processes_with_env, stop_processes
 
 LOCK_NAME = ".vllm-dev.lock"
 HOLDER_NAME = ".vllm-dev.lock.json"
 # How often a waiting process re-checks the lock (and how long before it first says it waits).
 POLL_SECONDS = 0.2
-_LOCKS: dict[str, Any] = {}
 # Set, while the lock is held, in this process's environment, so that every process a build
 # starts carries it; how a killed build's leftovers are recognised.
 LOCK_ENV = "VLLM_DEV_BUILD_LOCK"
@@ -60,26 +60,6 @@ class Holder:
     @property
     def alive(self) -> bool:
         return pid_alive(self.pid)
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process ``pid`` exists (zombies count as dead: they hold no lock)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except (OSError, OverflowError):  # OverflowError: a pid beyond the C type (a bogus note)
-        return False
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
-            state = handle.read().rpartition(")")[2].split()[:1]
-        return state != ["Z"]
-    except OSError:
-        return True
 
 
 def read_holder(build_dir: Path) -> Holder | None:
@@ -135,9 +115,9 @@ def build_lock(
 
     _prepare_dir(build_dir)
     key = _lock_key(build_dir)
-    lock = _LOCKS.get(key)
-    if lock is None:  # one instance per file: a second flock of ours would wait for the first
-        lock = _LOCKS[key] = FileLock(key)
+    # One instance per file (filelock's singleton): a second flock of ours would wait for the
+    # first, while the same instance counts re-entries (``lock_counter``).
+    lock = FileLock(key, is_singleton=True)
     try:
         lock.acquire(timeout=0)
     except Timeout:
@@ -178,8 +158,6 @@ def build_lock(
 def _stop_leftovers(build_dir: Path, say: Callable[[str], None]) -> None:
     """A build killed with SIGKILL leaves its ninja (or, once ninja died of a broken pipe, its
     compile jobs) running: stop them before starting another ninja in the same build dir."""
-    from vllm_dev.process.interrupts import processes_with_env, stop_processes
-
     leftovers = processes_with_env(LOCK_ENV, _lock_key(build_dir))
     if leftovers:
         say(f"stopping {len(leftovers)} process(es) the killed build left running in {build_dir} "

@@ -187,10 +187,8 @@ class BuildProgress:
         return (self.clock() if now is None else now) - (self.started_at or 0.0)
 
     def eta(self, now: float | None = None) -> float | None:
-        """Seconds left at the average pace so far; None until a step has finished.
-
-        Hand-written rather than rich's TimeRemainingColumn: rich estimates speed over a
-        window of recent completions, and a vLLM build finishes one step in minutes."""
+        """Seconds left at the average pace since the build started; None until a step has
+        finished (why not rich's ETA: see BarDisplay)."""
         if self.finished <= 0 or self.total <= self.finished:
             return None if self.finished <= 0 else 0.0
         return self.elapsed(now) / self.finished * (self.total - self.finished)
@@ -287,7 +285,10 @@ class BarDisplay:
             TextColumn("[bold]{task.description}"),
             BarColumn(bar_width=30),
             TextColumn("{task.fields[count]}"),
-            # Not rich's TimeElapsedColumn: elapsed and ETA must read one clock, the model's.
+            # Not rich's TimeElapsedColumn/TimeRemainingColumn: rich's speed is measured between
+            # progress samples within speed_estimate_period (it needs two completions, and stays
+            # frozen while ninja is silent), and a vLLM step takes minutes; so the ETA is the
+            # average pace since the start, and elapsed reads the same clock from the same start.
             _live_column(self, "times"),
             console=self._console,
             transient=False,

@@ -10,7 +10,7 @@ cmake exits. Two transports:
   which files are being compiled right now. Ninja redraws its status with ``\\r`` and
   ``ESC[K``; both are treated as line ends here, so consumers see plain lines either way.
 
-The child runs in a session of its own when :mod:`vllm_dev.process.interrupts` is available, so
+The child runs in a session of its own (see :mod:`vllm_dev.process.interrupts`), so
 Ctrl-C stops the whole compile tree, exactly as for :meth:`SubprocessRunner.run`.
 """
 
@@ -21,6 +21,8 @@ import os
 import re
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
+
+from vllm_dev.process.interrupts import signal_for, stop_session
 
 # Cursor/erase sequences a terminal-mode ninja writes around its status line (colour codes in
 # compiler diagnostics are kept: the consumer decides how to show them).
@@ -126,17 +128,7 @@ def run_streaming(
         splitter.close()
         return proc.wait()
     except BaseException as exc:  # KeyboardInterrupt, Terminated: stop the whole tree
-        _stop(proc, exc)
+        stop_session(proc, signal_for(exc))
         raise
     finally:
         os.close(reader)
-
-
-def _stop(proc: subprocess.Popen[bytes], exc: BaseException) -> None:
-    try:
-        from vllm_dev.process.interrupts import signal_for, stop_session
-    except ImportError:  # pragma: no cover - older trees without interrupts.py
-        proc.kill()
-        proc.wait()
-        return
-    stop_session(proc, signal_for(exc))  # type: ignore[arg-type]

@@ -17,7 +17,7 @@ from vllm_dev.host.disk import explain_failure
 
 if TYPE_CHECKING:
     from vllm_dev.process.progress import FailedStep
-    from vllm_dev.steps.report import Recorder
+    from vllm_dev.reporting.recorder import Recorder
     from vllm_dev.steps.verify import WarmChecker
 
 
@@ -97,7 +97,7 @@ def name_failed_steps(exc: CommandFailed, failures: list[FailedStep]) -> Command
     each one's first error line)."""
     if not failures:
         return exc
-    from vllm_dev.steps.report import source_of
+    from vllm_dev.reporting.ninja_log import source_of
 
     sources = [source_of(o) for step in failures for o in step.outputs] or ["a build step"]
     named = ", ".join(sources[:3]) + (f" and {len(sources) - 3} more" if len(sources) > 3 else "")

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import json
 import platform
-import re
 import shutil
 import sys
 from collections.abc import Callable
@@ -23,7 +22,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from packaging.requirements import Requirement
-from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from vllm_dev.errors import VllmDevError
@@ -31,14 +29,19 @@ from vllm_dev.flow.workspace import Workspace
 from vllm_dev.host.machine import GIB, probe_machine
 from vllm_dev.process.runner import Runner
 from vllm_dev.toolchain.compiler_minimums import gcc_minimum
-from vllm_dev.toolchain.interpreter import InterpreterFacts, probe, requirement_names, requirements
+from vllm_dev.toolchain.interpreter import (
+    InterpreterFacts,
+    meets,
+    probe,
+    requirement_names,
+    requirements,
+)
 from vllm_dev.toolchain.tools import find_launcher, find_ninja, version_of
 
 TORCH_IMPORT_TIMEOUT_S = 120.0
 COMPILER_TIMEOUT_S = 15.0
 DISK_WARN_GIB = 30.0
 DISK_FAIL_GIB = 5.0
-STATUSES = ("ok", "warn", "fail", "info")
 
 
 @dataclass(frozen=True)
@@ -125,7 +128,7 @@ class Doctor:
                      "reinstall it with `vllm-dev setup`")
             return
         cuda = f", CUDA {facts.torch_cuda}" if facts.torch_cuda else ""
-        if pin and pin.specifier and not _satisfies(pin.specifier, facts.torch):
+        if pin and pin.specifier and not meets(pin.specifier, facts.torch):
             self.add("torch", "warn", f"torch {facts.torch}{cuda}; the checkout pins {pinned}",
                      "run `vllm-dev setup` to install the pinned version")
         else:
@@ -173,7 +176,7 @@ class Doctor:
             installed = facts.packages.get(requirement.name, "?")
             if installed is None:
                 missing.append(str(requirement.name))
-            elif installed != "?" and requirement.specifier and not _satisfies(
+            elif installed != "?" and requirement.specifier and not meets(
                     requirement.specifier, installed):
                 mismatched.append(f"{requirement.name} {installed} (wants "
                                   f"{requirement.specifier})")
@@ -221,14 +224,14 @@ class Doctor:
     def _cache_settings(self) -> None:
         """The settings vllm-dev gives the cache, and whether the shared (remote) cache answers;
         nothing secret is shown (see compiler_cache)."""
-        from vllm_dev.caching import compiler_cache as cc
+        from vllm_dev.caching.compiler_cache import config_from, describe_settings
+        from vllm_dev.caching.remote_check import check_remote
 
-        config = cc.config_from(self.ws.settings)
-        description = cc.describe_cache(config, launcher=None)
-        if description.details():
-            self.add("cache settings", "info", description.details())
+        config = config_from(self.ws.settings)
+        if details := describe_settings(config):
+            self.add("cache settings", "info", details)
         if config.remote:
-            answer = cc.check_remote(config.remote, timeout=3.0)
+            answer = check_remote(config.remote, timeout=3.0)
             self.add("remote cache", "ok" if answer.ok else "warn", answer.detail,
                      "" if answer.ok else "builds still work (compiling locally): check the "
                      "host, port and credentials of --cache-remote / VLLM_DEV_CACHE_REMOTE")
@@ -260,11 +263,14 @@ class Doctor:
         version_text = done.stdout.strip()
         ident = self.runner.run([compiler, "--version"], capture=True, check=False,
                                 mutates=False, timeout=COMPILER_TIMEOUT_S).stdout
-        if "clang" in ident.lower() or not re.match(r"^\d+(\.\d+)*$", version_text):
+        try:
+            version = Version(version_text).release
+        except InvalidVersion:
+            version = ()
+        if "clang" in ident.lower() or not version:
             first = ident.splitlines()[0] if ident else "?"
             self.add("host compiler", "info", f"{compiler}: {first}")
             return
-        version = tuple(int(p) for p in version_text.split("."))
         device = self.ws.device
         minimum = gcc_minimum(self.ws.checkout.root, device,
                               x86=platform.machine() in ("x86_64", "AMD64"))
@@ -356,17 +362,6 @@ class Doctor:
         self.add("memory", "ok" if gib else "warn",
                  f"{gib:.1f} GiB available ({machine.memory.source})" if gib else "unknown")
         self.gpus()
-
-
-def _satisfies(specifier: SpecifierSet, installed: str) -> bool:
-    """Whether ``installed`` meets ``specifier`` by PEP 440: a local label the pin names must
-    match (``torch==2.14.0+cpu`` is not met by 2.14.0+cu130), one it leaves out need not
-    (``==2.14.0`` accepts 2.14.0+cu130); 2.13.0 never meets ``==2.14.0``."""
-    try:
-        version = Version(installed)
-    except InvalidVersion:
-        return True  # nothing to compare: not ours to call wrong
-    return specifier.contains(version, prereleases=True)
 
 
 def _host_cpus() -> int:

@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from packaging.version import Version
+
 # if(<condition>) <body up to the matching endif/else>: the condition may hold one level of
 # parentheses, as in `if (NOT (GNU AND VERSION_GREATER_EQUAL 12.3))`. The body is a lookahead,
 # so an `if` nested in another one's body is found too.
@@ -63,7 +65,7 @@ def find_minimums(root: Path) -> list[GccMinimum]:
                 continue  # not a refusal below a version (e.g. a flag for GCC 15 and newer)
             line = text.count("\n", 0, block.start()) + 1
             found.append(GccMinimum(
-                tuple(int(p) for p in version.group("version").split(".")),
+                Version(version.group("version")).release,
                 _device_of(condition, path), f"{path.relative_to(root)}:{line}"))
     return found
 

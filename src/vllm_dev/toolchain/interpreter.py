@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
 
 from vllm_dev.checkout.tree import Checkout
 from vllm_dev.errors import VllmDevError
@@ -34,7 +36,6 @@ out = {
     "prefix": sys.prefix,
     "include": inc,
     "has_headers": os.path.isfile(os.path.join(inc, "Python.h")),
-    "scripts": sysconfig.get_paths().get("scripts") or "",
     "torch": None, "torch_cuda": None, "torch_hip": None, "vllm_path": None,
     "packages": {},
 }
@@ -82,7 +83,6 @@ class InterpreterFacts:
     prefix: str
     include: str
     has_headers: bool
-    scripts: str
     torch: str | None
     torch_cuda: str | None
     torch_hip: str | None
@@ -167,7 +167,6 @@ def probe(
         prefix=data["prefix"],
         include=data["include"],
         has_headers=bool(data["has_headers"]),
-        scripts=data["scripts"],
         torch=data["torch"],
         torch_cuda=data["torch_cuda"],
         torch_hip=data["torch_hip"],
@@ -180,6 +179,8 @@ def requirements(path: Path) -> list[Requirement]:
     """The requirements of a requirements file that apply on this machine (markers evaluated),
     each name once (vLLM lists torch twice, for x86 and for the rest, under markers)."""
     found: dict[str, Requirement] = {}
+    # The file's lines are split here by hand: packaging parses one requirement, not a
+    # requirements file (pip's parser is not a public API); options and URLs are skipped.
     for raw in path.read_text(errors="replace").splitlines():
         line = raw.split(" #", 1)[0].split("#", 1)[0].strip() if not raw.lstrip().startswith(
             "#") else ""
@@ -198,3 +199,15 @@ def requirements(path: Path) -> list[Requirement]:
 def requirement_names(path: Path) -> list[str]:
     """Distribution names in a requirements file (enough to check they are installed)."""
     return [r.name for r in requirements(path)]
+
+
+def meets(specifier: SpecifierSet | str, installed: str) -> bool:
+    """Whether version ``installed`` meets ``specifier`` by PEP 440: a local label the pin names
+    must match (``torch==2.14.0+cpu`` is not met by 2.14.0+cu130), one it leaves out need not
+    (``==2.14.0`` accepts 2.14.0+cu130); 2.13.0 never meets ``==2.14.0``; a nightly (pre-release)
+    is compared like any version. A pin or version that does not parse is not evidence of a
+    mismatch: True."""
+    try:
+        return SpecifierSet(str(specifier)).contains(Version(installed), prereleases=True)
+    except (InvalidSpecifier, InvalidVersion):
+        return True

@@ -20,6 +20,8 @@ from vllm_dev.process.runner import Runner
 from vllm_dev.toolchain.interpreter import Interpreter
 
 VERSION_TIMEOUT_S = 15.0
+# The first dotted version in a tool's free-form --version text (packaging parses a version
+# string; it does not find one inside other text).
 _VERSION_RE = re.compile(r"(\d+)\.(\d+)(?:\.(\d+))?")
 
 

@@ -1,0 +1,1 @@
+"""Build reports: what a build cost (ninja log, recorder, the stored report)."""
