@@ -1,7 +1,7 @@
 """The presets document vllm-dev writes into ``CMakeUserPresets.json``, from templates and inputs.
 
-Which templates exist (vllm-dev's, then the checkout's ``.vllm-dev/presets/``, then
-``--presets-dir``), which one a command uses, the shared dependency sources of a pip build, and
+Which templates exist (vllm-dev's, then the checkout's ``.vllm-dev/presets/``, then the
+``presets_dir`` setting), which one a command uses, the shared dependency sources of a pip build, and
 the rendering itself: whole (every template, the developer's presets) or one layered preset
 beside the presets already in the file (the Nox sessions' ``nox-<template>``).
 """
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 
 def template_dirs(state_dir: Path, presets_dir: str | None) -> list[Path]:
-    """vllm-dev's templates, then ``<checkout>/.vllm-dev/presets/``, then ``--presets-dir``: the
+    """vllm-dev's templates, then ``<checkout>/.vllm-dev/presets/``, then ``presets_dir``: the
     user's add to (or replace by name) the bundled ones."""
     directories = [bundled_presets_dir()]
     local = state_dir / "presets"

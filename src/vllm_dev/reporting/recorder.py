@@ -87,8 +87,11 @@ class Recorder:
     counted twice). The total runs from ``started_at`` (default: now) to :meth:`finish`; time
     before the recorder existed is ``start-up``, time in no phase is ``other``.
 
-    ``ws`` is a :class:`vllm_dev.flow.workspace.Workspace` (typed loosely: the recorder only reads
-    ``runner``, ``settings``, ``interpreter``, ``template``, ``say``).
+    ``ws`` describes the build: the :class:`~vllm_dev.flow.workspace.Workspace` while the plan is
+    being resolved, then the :class:`~vllm_dev.flow.plan.BuildPlan` (the pipeline swaps it in).
+    It is typed loosely because the recorder only reads what both answer: ``dry``, ``settings``,
+    ``interpreter``, ``runner``, ``checkout``, ``build_dir``, ``say`` and, once planned,
+    ``document`` and ``template``.
     """
 
     def __init__(self, ws: Any, *, json_path: Path | None = None,
