@@ -1,8 +1,8 @@
 """The presets document vllm-dev writes into ``CMakeUserPresets.json``, from templates and inputs.
 
 Which templates exist (vllm-dev's, then the checkout's ``.vllm-dev/presets/``, then the
-``presets_dir`` setting), which one a command uses, the shared dependency sources of a pip build, and
-the rendering itself: whole (every template, the developer's presets) or one layered preset
+``presets_dir`` setting), which one a command uses, the shared dependency sources of a pip build,
+and the rendering itself: whole (every template, the developer's presets) or one layered preset
 beside the presets already in the file (the Nox sessions' ``nox-<template>``).
 """
 
