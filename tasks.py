@@ -5,6 +5,6 @@ runs the very same namespace from inside any vLLM checkout; it carries every set
 under the `vllm_dev` config key (invoke.yaml / INVOKE_VLLM_DEV_*).
 """
 
-from vllm_dev_frontends import namespace
+from vllm_dev_frontends.invoke_tasks import namespace
 
 ns = namespace()

@@ -114,3 +114,19 @@ def test_every_module_imports() -> None:
     """Each module on its own (in sorted order, so the first import of each is its own)."""
     for name in module_files():
         importlib.import_module(name)
+
+
+def test_the_nox_side_loads_without_invoke_and_the_workflow_without_either() -> None:
+    """noxfile.py runs in nox's own interpreter, which has no Invoke: importing the Nox front end
+    must not pull in Invoke (a package ``__init__`` that imported the Invoke tasks broke
+    ``nox -l`` in CI), and the workflow package imports neither front end's library."""
+    import subprocess
+    import sys
+
+    probe = ("import sys; sys.path.insert(0, sys.argv[1]); "
+             "import vllm_dev_frontends.nox_flow, vllm_dev.flow.pipeline; "
+             "import vllm_dev.steps.doctor, vllm_dev.steps.setup, vllm_dev.steps.clean; "
+             "print(sorted(m for m in ('invoke', 'nox') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", probe, str(SRC)], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr
