@@ -83,24 +83,13 @@ class SessionRunner:
     dry: bool = False
     queries: SubprocessRunner = field(default_factory=SubprocessRunner)
 
-    def run(
-        self,
-        argv: Sequence[str | os.PathLike[str]],
-        *,
-        cwd: Path | None = None,
-        env: Mapping[str, str] | None = None,
-        capture: bool = False,
-        check: bool = True,
-        mutates: bool = True,
-        timeout: float | None = None,
-        stream: Callable[[str], None] | None = None,
-        pseudo_terminal: bool = False,
-        **more: Any,
-    ) -> Completed:
+    def run(self, argv: Sequence[str | os.PathLike[str]], **options: Any) -> Completed:
+        """The options are :meth:`vllm_dev.process.runner.Runner.run`'s (not restated here)."""
         args = [os.fspath(a) for a in argv]
-        if capture or not check or not mutates:
-            return self.queries.run(args, cwd=cwd, env=env, capture=capture, check=check,
-                                    mutates=mutates, timeout=timeout, **more)
+        if (options.get("capture") or not options.get("check", True)
+                or not options.get("mutates", True)):
+            return self.queries.run(args, **options)
+        cwd, env = options.get("cwd"), options.get("env")
         start = time.monotonic()
         with self.session.chdir(cwd) if cwd else contextlib.nullcontext():
             self.session.run(*args, env=dict(env) if env else None, external=True)
