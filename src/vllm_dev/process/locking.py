@@ -33,6 +33,7 @@ LOCK_NAME = ".vllm-dev.lock"
 HOLDER_NAME = ".vllm-dev.lock.json"
 # How often a waiting process re-checks the lock (and how long before it first says it waits).
 POLL_SECONDS = 0.2
+_LOCKS: dict[str, Any] = {}  # lock file -> its one FileLock (see build_lock)
 # Set, while the lock is held, in this process's environment, so that every process a build
 # starts carries it; how a killed build's leftovers are recognised.
 LOCK_ENV = "VLLM_DEV_BUILD_LOCK"
@@ -115,9 +116,14 @@ def build_lock(
 
     _prepare_dir(build_dir)
     key = _lock_key(build_dir)
-    # One instance per file (filelock's singleton): a second flock of ours would wait for the
-    # first, while the same instance counts re-entries (``lock_counter``).
-    lock = FileLock(key, is_singleton=True)
+    # One instance per file, held for the life of the process: a second flock of ours would wait
+    # for the first, while the same instance counts re-entries (``lock_counter``). Hand-kept, not
+    # filelock's ``is_singleton``: those instances are held weakly, so one is finalized when a
+    # build's ``with`` ends, and a Ctrl-C landing in filelock's finalizer printed a traceback
+    # (test_interrupts' install-interrupted-at-many-moments test caught it).
+    lock = _LOCKS.get(key)
+    if lock is None:
+        lock = _LOCKS[key] = FileLock(key)
     try:
         lock.acquire(timeout=0)
     except Timeout:
