@@ -8,8 +8,8 @@ request against it before anything is written, takes the build dir's lock once, 
 stages asked for; each stage is a function of ``steps/`` taking the plan.
 
 A request that compiles is a *build*: it writes a report (time per phase, cache hits; see
-report.py), starts the checking interpreter while ninja runs (verify.WarmChecker), and, with
-``--dist``, runs the build farm's client around it (dist.py).
+reporting/), starts the checking interpreter while ninja runs (verify.WarmChecker), and, with
+``--dist``, runs the build farm's client around it (caching/dist.py).
 """
 
 from __future__ import annotations
