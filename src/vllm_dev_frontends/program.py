@@ -9,7 +9,6 @@ with a suggestion (``vllm-dev: unknown task 'bulid' (did you mean 'build'?)``, e
 from __future__ import annotations
 
 import contextlib
-import difflib
 import os
 import re
 import sys
@@ -26,6 +25,8 @@ USAGE_ERROR = 2  # the exit status of a command line that cannot be parsed, as a
 
 
 def _suggest(word: str, candidates: Iterable[str]) -> str:
+    import difflib  # only on a usage error: not on every start-up
+
     close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
 

@@ -229,7 +229,7 @@ def _compile(plan: BuildPlan, request: Request, recorder: Recorder,
     if not recorder.configured:  # configure explained it when it ran
         plan.say(plan.parallelism.line())
     targets: list[str] | None = list(request.targets)
-    if not plan.dry:
+    if not plan.dry and recorder.configured:  # else the preflight checked them already
         check_components(plan.build_dir, targets)
     if not targets:
         with recorder.phase("select"):
