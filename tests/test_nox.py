@@ -174,6 +174,23 @@ def test_session_runner_routes_changes_through_nox_and_queries_around_it(tmp_pat
 
 
 @pytest.mark.unit
+def test_session_runner_gives_commands_the_cache_environment(tmp_path: Path) -> None:
+    """``-- --cache-remote redis://user:pw@host`` reaches ccache through the environment (the
+    presets name the variable, never the URL), in the session's commands as in the tasks'."""
+    from vllm_dev.caching import compiler_cache as cc
+    from vllm_dev.config.settings import Settings
+
+    settings = Settings.resolve(flags={"cache_remote": "redis://u:pw@cache.example:6379"},
+                                environ={})
+    environment = cc.command_environment(cc.config_from(settings))
+    assert environment  # a credentialed URL goes through the environment
+    session = FakeSession()
+    runner = nox_flow.SessionRunner(session, environment=environment)  # type: ignore[arg-type]
+    runner.run(["cmake", "--build", "--preset", "nox-release"], env={"A": "1"})
+    assert session.runs[0][1]["env"] == {**environment, "A": "1"}
+
+
+@pytest.mark.unit
 def test_phase_clock_reports_each_phase_and_a_summary() -> None:
     said: list[str] = []
     clock = nox_flow.PhaseClock(say=said.append)

@@ -82,6 +82,9 @@ class SessionRunner:
     session: NoxSession
     dry: bool = False
     queries: SubprocessRunner = field(default_factory=SubprocessRunner)
+    # Added to every command's environment, as SubprocessRunner.environment: a credentialed
+    # remote-cache URL the presets name by variable (``--cache-remote`` after ``--``).
+    environment: Mapping[str, str] = field(default_factory=dict)
 
     def run(self, argv: Sequence[str | os.PathLike[str]], **options: Any) -> Completed:
         """The options are :meth:`vllm_dev.process.runner.Runner.run`'s (not restated here)."""
@@ -89,10 +92,10 @@ class SessionRunner:
         if (options.get("capture") or not options.get("check", True)
                 or not options.get("mutates", True)):
             return self.queries.run(args, **options)
-        cwd, env = options.get("cwd"), options.get("env")
+        cwd, env = options.get("cwd"), {**self.environment, **(options.get("env") or {})}
         start = time.monotonic()
         with self.session.chdir(cwd) if cwd else contextlib.nullcontext():
-            self.session.run(*args, env=dict(env) if env else None, external=True)
+            self.session.run(*args, env=env or None, external=True)
         return Completed(args, 0, seconds=time.monotonic() - start)
 
 
@@ -188,6 +191,7 @@ def build_session(session: NoxSession, *, preset: str) -> None:
 
 
 def _build(session: NoxSession, *, preset: str, clock: PhaseClock) -> None:
+    from vllm_dev.caching import compiler_cache as cc
     from vllm_dev.checkout.state import ensure_state_dir
     from vllm_dev.config.settings import Settings
     from vllm_dev.flow import pipeline
@@ -219,8 +223,12 @@ def _build(session: NoxSession, *, preset: str, clock: PhaseClock) -> None:
     # One workspace: setup reads only the checkout and the settings from it (the device it
     # needs after the editable install is probed then, see _setup), so nothing it looked up
     # is stale when the pipeline resolves the build's plan.
-    ws = Workspace(settings=settings, runner=SessionRunner(session), environ=environ,
-                   cwd=invoked_from, say=say, layer=LAYER)
+    cache = cc.config_from(settings)
+    environment = cc.command_environment(cache)  # as the Invoke tasks' runner gets it
+    runner = SessionRunner(session, environment=environment, queries=SubprocessRunner(
+        secrets=cache.secrets, environment=environment))
+    ws = Workspace(settings=settings, runner=runner, environ=environ, cwd=invoked_from, say=say,
+                   layer=LAYER)
     checkout = ws.checkout  # a missing or non-vLLM checkout stops here, before any install
     say(f"checkout {checkout.root}, target interpreter {python}, build dir "
         f"{ws.build_dir.relative_to(checkout.root)}")
