@@ -33,7 +33,8 @@ requires_nvcc = pytest.mark.cuda
 # Variables from the developer's shell that would change what vllm-dev decides.
 _SCRUBBED = ("VIRTUAL_ENV", "VLLM_TARGET_DEVICE", "VLLM_DEV_SOURCE", "VLLM_DEV_PYTHON", "MAX_JOBS",
              "NVCC_THREADS", "TORCH_CUDA_ARCH_LIST", "VLLM_USE_PRECOMPILED",
-             "VLLM_PRECOMPILED_WHEEL_LOCATION", "CCACHE_DIR", "CMAKE_BUILD_PARALLEL_LEVEL")
+             "VLLM_PRECOMPILED_WHEEL_LOCATION", "CCACHE_DIR", "CMAKE_BUILD_PARALLEL_LEVEL",
+             "NVCC_APPEND_FLAGS", "NVCC_PREPEND_FLAGS")
 
 
 def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -206,3 +206,31 @@ def describe_settings(config: CacheConfig) -> str:
     if config.remote:
         settings["remote"] = f"{redact(config.remote)} ({config.remote_mode})"
     return ", ".join(f"{k}={v}" for k, v in settings.items())
+
+
+# ----------------------------------------------------------------------------- nvcc's own flags
+
+#: What vllm-dev adds to nvcc's command line for one build (the split, host/parallelism.py),
+#: composed after the user's ``NVCC_APPEND_FLAGS`` by the presets (see :func:`nvcc_environment`).
+NVCC_EXTRA_ENV = "VLLM_DEV_NVCC_APPEND_FLAGS"
+
+
+def nvcc_environment(config: CacheConfig) -> dict[str, str]:
+    """Preset variables for nvcc's environment flags (CUDA presets).
+
+    nvcc adds ``NVCC_PREPEND_FLAGS``/``NVCC_APPEND_FLAGS`` to every command it runs, and ccache
+    never sees them: its key is the command line. A user's ``NVCC_APPEND_FLAGS=-G`` was served the
+    non-debug object of the same command (tests/test_compiler_cache.py). So the key gets both
+    variables, through ccache's ``namespace`` (a string hashed into every key; the user's own
+    ``CCACHE_NAMESPACE`` is kept in front), read by cmake from the environment of each
+    ``cmake --build`` (``$penv``: a plain build typed by the user gets it too).
+
+    vllm-dev's own addition, ``-split-compile=N``, travels in :data:`NVCC_EXTRA_ENV` and is appended
+    here, after the user's flags (never replacing them), and stays *out* of the key: the split
+    changes how long nvcc takes, not what it means, so a clean rebuild after split edits hits.
+    """
+    env = {"NVCC_APPEND_FLAGS": f"$penv{{NVCC_APPEND_FLAGS}} $penv{{{NVCC_EXTRA_ENV}}}"}
+    if config.kind == "ccache":
+        env["CCACHE_NAMESPACE"] = ("$penv{CCACHE_NAMESPACE}|nvcc:$penv{NVCC_PREPEND_FLAGS}|"
+                                   "$penv{NVCC_APPEND_FLAGS}")
+    return env

@@ -187,6 +187,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("no_wait", "fail at once if another vllm-dev is building in this build dir, "
             "instead of waiting for it", values.boolean, env=("VLLM_DEV_NO_WAIT",),
             flag="--no-wait", default=False, steps=_COMPILE | {"install", "clean"}),
+    Setting("no_split", "never spread one CUDA unit's compile over idle cores (nvcc "
+            "-split-compile, given when fewer CUDA units compile than jobs run)",
+            values.boolean, env=("VLLM_DEV_NO_SPLIT",), flag="--no-split", default=False,
+            steps=frozenset({"build"})),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}

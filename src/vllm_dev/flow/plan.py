@@ -175,6 +175,8 @@ def preset_inputs(ws: Workspace, cache: CacheConfig) -> PresetInputs:
     environment: dict[str, str] = cc.base_environment(cache)
     if ws.arch.env_value:
         environment["TORCH_CUDA_ARCH_LIST"] = ws.arch.env_value
+    if ws.device == "cuda":  # the user's nvcc flags in the cache key; room for the split
+        environment.update(cc.nvcc_environment(cache))
     if farm is not None:  # the wrappers talk to vllm-dev's own sccache server
         environment.update(farm.client.environment())
     par = ws.parallelism

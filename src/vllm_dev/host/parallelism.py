@@ -43,6 +43,24 @@ Overrides (flag > env > config): ``--jobs``/``VLLM_DEV_JOBS`` (compile jobs), ``
 meaning: the total, divided by ``NVCC_THREADS`` as setup.py does), ``--nvcc-threads``/
 ``NVCC_THREADS``, ``--job-memory-gib``/``VLLM_DEV_JOB_MEMORY_GIB`` (replaces the per-job estimate,
 whatever the threads).
+
+Splitting one unit (``-split-compile``)
+---------------------------------------
+The model above sizes a build of many objects. The edit loop compiles one or two: 15 of 16 cores
+sit idle while one nvcc runs. nvcc can spread one unit's optimizer (cicc) and assembler (ptxas)
+over threads (``-split-compile=N``; NVIDIA documents "minimal (if any) impact on performance of the
+compiled binary"), so :func:`split_threads` hands the idle part of the *thread budget* to the CUDA
+units about to compile: ``units * nvcc_threads * N`` stays within the budget, which is the usable
+CPUs when vllm-dev sized the jobs, or what ``--jobs``/``MAX_JOBS`` allow when the user did (their
+cap is a cap on threads too). The other compiles of the same build (C++ units) keep one CPU each.
+No split when more CUDA units wait than jobs run at once: every core is busy already.
+
+Memory: nvcc's split threads share one process tree. Measured on an H200 host (real vLLM 0.33.0,
+arch 9.0, memory summed over every process of the compile, sampled every 0.1 s):
+``csrc/moe/topk_softmax_kernels.cu`` peaked at about 0.84 GiB with and without
+``-split-compile=0`` (issue 21). The model still charges ``SPLIT_THREAD_GIB`` per extra split
+thread (per nvcc thread), on top of the per-job estimate, and gives a unit only the threads whose
+memory fits beside the outlier reserve.
 """
 
 from __future__ import annotations
@@ -70,6 +88,10 @@ JOB_MEMORY: dict[str, JobMemory] = {
 DEFAULT_ARCH_COUNT = 7
 MAX_THREADS = 4
 CPUS_PER_THREAD_STEP = 8
+#: GiB charged per extra ``-split-compile`` thread (see "Splitting one unit" above).
+SPLIT_THREAD_GIB = 0.25
+#: The nvcc option that the split uses (one value for a whole ninja run, see steps/build.py).
+SPLIT_OPTION = "-split-compile"
 
 
 @dataclass(frozen=True)
@@ -77,9 +99,70 @@ class Parallelism:
     jobs: int
     nvcc_threads: int
     why: str
+    #: Threads the build may run at once (see "Splitting one unit"): the usable CPUs when
+    #: vllm-dev chose the jobs, ``jobs * nvcc_threads`` (or ``MAX_JOBS``) when the user did;
+    #: 0 when unknown (a farm build: no split).
+    thread_budget: int = 0
+    #: Memory available to the build (GiB; None: unknown) and the model's per-job estimate and
+    #: outlier reserve at ``nvcc_threads``, for the split's memory check.
+    available_gib: float | None = None
+    per_job_gib: float = 0.0
+    outlier_gib: float = 0.0
 
     def line(self) -> str:
         return f"jobs={self.jobs} nvcc_threads={self.nvcc_threads}: {self.why}"
+
+
+@dataclass(frozen=True)
+class Split:
+    """How many ``-split-compile`` threads each CUDA unit of one build gets (1: no split)."""
+
+    threads: int
+    cuda_units: int
+    why: str
+
+    @property
+    def flag(self) -> str | None:
+        """The nvcc option, or None when the units are not split."""
+        return f"{SPLIT_OPTION}={self.threads}" if self.threads > 1 else None
+
+    def line(self) -> str:
+        if self.flag is None:
+            return f"split: none ({self.why})"
+        return f"split: {self.flag} for {self.cuda_units} CUDA unit(s) ({self.why})"
+
+
+def split_threads(par: Parallelism, *, cuda_units: int, other_units: int = 0) -> Split:
+    """The split for a build that will compile ``cuda_units`` CUDA and ``other_units`` other
+    units (see the module docstring): the idle part of the thread budget, within memory."""
+    if cuda_units <= 0:
+        return Split(1, 0, "no CUDA unit to compile")
+    if par.thread_budget <= 0:
+        return Split(1, cuda_units, "no thread budget (build farm)")
+    if cuda_units > par.jobs:
+        return Split(1, cuda_units, f"{cuda_units} CUDA units for {par.jobs} jobs: every job "
+                                    "slot is busy")
+    others = min(other_units, par.jobs - cuda_units)
+    free = par.thread_budget - others
+    per_unit = free // cuda_units // max(1, par.nvcc_threads)
+    budget = (f"{par.thread_budget} threads for {cuda_units} CUDA unit(s)"
+              + (f" and {others} other compile(s)" if others else "")
+              + (f" at nvcc_threads={par.nvcc_threads}" if par.nvcc_threads > 1 else ""))
+    if per_unit < 2:
+        return Split(1, cuda_units, f"{budget}: no thread to spare")
+    threads = per_unit
+    note = ""
+    if par.available_gib is not None and par.per_job_gib > 0:
+        # cuda_units * (per_job + (n - 1) * split) + outlier <= available, per nvcc thread
+        room = (par.available_gib - par.outlier_gib) / cuda_units - par.per_job_gib
+        fit = 1 + int(room // (SPLIT_THREAD_GIB * max(1, par.nvcc_threads))) if room >= 0 else 1
+        if fit < threads:
+            threads = max(1, fit)
+            note = f"; limited by memory ({_gib(par.available_gib)} GiB available)"
+            if threads < 2:
+                return Split(1, cuda_units, f"{budget}: no memory to spare"
+                                            f" ({_gib(par.available_gib)} GiB available)")
+    return Split(threads, cuda_units, budget + note)
 
 
 def auto_threads(*, cpus: int, arch_count: int, device: str) -> int:
@@ -133,15 +216,18 @@ def choose(
                    else f"{_gib(available)} GiB available at {estimate}")
     facts = f"{cpus} CPUs ({machine.cpus.source}), {memory_text}"
 
+    def sized(jobs: int, why: str, budget: int) -> Parallelism:
+        return Parallelism(jobs, threads, why, thread_budget=budget, available_gib=available,
+                           per_job_gib=per_job, outlier_gib=outlier)
+
     if settings.jobs:
-        return Parallelism(settings.jobs, threads,
-                           f"jobs set by {settings.origin('jobs')}; {facts}"
-                           + "".join(f"; {n}" for n in notes))
+        return sized(settings.jobs, f"jobs set by {settings.origin('jobs')}; {facts}"
+                     + "".join(f"; {n}" for n in notes), min(cpus, settings.jobs * threads))
     if settings.max_jobs:
         jobs = max(1, settings.max_jobs // threads)
-        return Parallelism(jobs, threads,
-                           f"{settings.origin('max_jobs')}={settings.max_jobs} divided by "
-                           f"nvcc_threads={threads}; {facts}" + "".join(f"; {n}" for n in notes))
+        return sized(jobs, f"{settings.origin('max_jobs')}={settings.max_jobs} divided by "
+                     f"nvcc_threads={threads}; {facts}" + "".join(f"; {n}" for n in notes),
+                     min(cpus, settings.max_jobs))
 
     by_cpu = max(1, cpus // threads)
     jobs = by_cpu
@@ -154,4 +240,4 @@ def choose(
         elif by_memory < by_cpu:
             notes.append("limited by memory")
             jobs = by_memory
-    return Parallelism(jobs, threads, facts + "".join(f"; {n}" for n in notes))
+    return sized(jobs, facts + "".join(f"; {n}" for n in notes), cpus)

@@ -17,8 +17,8 @@ from vllm_dev.reporting.ninja_log import OBJECT_SUFFIXES, UnitTime
 
 REPORT_FILE = "vllm-dev-report.json"
 # Phases in the order a build usually runs them; others (``recorder.phase("x")``) follow.
-PHASES = ("start-up", "checks", "waiting for lock", "configure", "select", "compile", "install",
-          "verify")
+PHASES = ("start-up", "checks", "waiting for lock", "configure", "select", "split", "compile",
+          "install", "verify")
 OTHER = "other"
 # A broken header fails every file that includes it: the summary names the first few.
 FAILED_IN_SUMMARY = 5
@@ -49,6 +49,21 @@ class FailedFile:
     error: str = ""
 
 
+@dataclass
+class SplitNote:
+    """The split of this build's CUDA units over idle cores (host/parallelism.Split)."""
+
+    threads: int
+    cuda_units: int
+    why: str
+
+    def line(self) -> str:
+        if self.threads <= 1:
+            return f"split: none ({self.why})"
+        return f"split: -split-compile={self.threads} for {self.cuda_units} CUDA unit(s) " \
+               f"({self.why})"
+
+
 # What the build did about configuring, for the summary.
 CONFIGURE_RAN = "ran"
 CONFIGURE_NOT_NEEDED = "not needed"
@@ -74,6 +89,8 @@ class BuildReport:
     peak_rss_kib: int | None = None
     dist: DistStats | None = None  # --dist: where the compiles ran (dist.py)
     selection: list[str] = field(default_factory=list)  # which targets were built, and why
+    # CUDA builds: the -split-compile threads each unit got (1: none), for how many units, why
+    split: SplitNote | None = None
     peak_rss_measures: str = ("largest resident set of any single process of the build "
                               "(getrusage RUSAGE_CHILDREN ru_maxrss), not the sum of parallel jobs")
 
@@ -111,6 +128,7 @@ class BuildReport:
             peak_rss_kib=data.get("peak_rss_kib"),
             dist=DistStats(**dist) if isinstance(dist := data.get("dist"), dict) else None,
             selection=[str(line) for line in data.get("selection") or []],
+            split=SplitNote(**split) if isinstance(split := data.get("split"), dict) else None,
         )
 
     def lines(self, *, selection: bool = True) -> list[str]:
@@ -139,6 +157,8 @@ class BuildReport:
         out.append("; ".join(parts))
         if self.dist is not None:
             out.append(self.dist.line())
+        if self.split is not None and (self.split.threads > 1 or selection):
+            out.append(self.split.line())
         if self.slowest:
             top = ", ".join(f"{u.source} {u.seconds:.1f} s" for u in self.slowest[:3])
             out.append(f"slowest: {top}")

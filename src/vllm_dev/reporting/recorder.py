@@ -38,6 +38,7 @@ from vllm_dev.reporting.build_report import (
     BuildReport,
     CacheDelta,
     FailedFile,
+    SplitNote,
     timed_phases,
 )
 from vllm_dev.reporting.ninja_log import (
@@ -116,6 +117,7 @@ class Recorder:
         self._ccache: str | None = None
         self.selection: list[str] = []
         self.dist: DistStats | None = None  # set by dist.farm_session
+        self.split: Any = None  # host.parallelism.Split, set by the compile step (CUDA builds)
         global _active
         _active = self
 
@@ -227,6 +229,8 @@ class Recorder:
             cache_note=self._cache_note,
             failed=list(self.failed),
             selection=self.selection,
+            split=(SplitNote(self.split.threads, self.split.cuda_units, self.split.why)
+                   if self.split is not None else None),
         )
         if self.build_dir is not None and self._log_offset is not None:
             entries = entries_since(self.build_dir, self._log_offset)

@@ -16,6 +16,7 @@ from vllm_dev.flow.plan import BuildPlan
 from vllm_dev.host.disk import explain_failure
 
 if TYPE_CHECKING:
+    from vllm_dev.host.parallelism import Split
     from vllm_dev.process.progress import FailedStep
     from vllm_dev.reporting.recorder import Recorder
     from vllm_dev.steps.verify import WarmChecker
@@ -34,11 +35,19 @@ def compile_targets(plan: BuildPlan, targets: list[str] | None, *, install: bool
     elif install:
         argv += ["--target", "all"]  # what `install` would build; the install is staged after
     argv += ["--parallel", str(plan.parallelism.jobs)]
+    split = None
+    if plan.device == "cuda" and plan.nvcc is not None:
+        with recorder.phase("split"):  # a `ninja -n`: the report shows what it cost
+            split = choose_split(plan, targets if targets else ["all"])
+        recorder.split = split
+        if split is not None and (plan.dry or split.flag):
+            plan.say(split.line())
+    env = split_environment(split)
     recorder.compile_starting(plan.build_dir)
     display = open_display(plain=plain or plan.dry)  # a bar when stderr is a terminal
     started = time.monotonic()
     try:
-        plan.runner.run(argv, cwd=plan.checkout.root, env=display.child_env() or None,
+        plan.runner.run(argv, cwd=plan.checkout.root, env={**env, **display.child_env()} or None,
                         stream=_tee(display.line, warm), pseudo_terminal=display.pseudo_terminal)
     except CommandFailed as exc:
         raise explain_failure(name_failed_steps(exc, display.progress.failures),
@@ -48,6 +57,46 @@ def compile_targets(plan: BuildPlan, targets: list[str] | None, *, install: bool
         recorder.compile_finished(started=started,
                                   install_started=display.progress.install_started_at,
                                   failures=display.progress.failures)
+
+
+def choose_split(plan: BuildPlan, targets: list[str]) -> Split | None:
+    """How the CUDA units of this build are split over idle cores (host/parallelism.py); None
+    when nvcc is not in the build. The count of units comes from ``ninja -n``
+    (checkout/pending.py), read-only, so a dry run shows the split too."""
+    if plan.device != "cuda" or plan.nvcc is None:
+        return None
+    from vllm_dev.host.parallelism import SPLIT_OPTION, Split, split_threads
+
+    if plan.settings.no_split:
+        return Split(1, 0, f"off: {plan.settings.origin('no_split')}")
+    if plan.dist_plan is not None and plan.dist_plan.status.ok:
+        return Split(1, 0, "off on the build farm: its servers size their slots at one thread")
+    own = " ".join(plan.environ.get(name, "") for name in ("NVCC_PREPEND_FLAGS",
+                                                             "NVCC_APPEND_FLAGS"))
+    if SPLIT_OPTION in own or "--split-compile" in own:
+        return Split(1, 0, "your NVCC_APPEND_FLAGS/NVCC_PREPEND_FLAGS choose the split")
+    from vllm_dev.checkout.affected import ninja_of
+    from vllm_dev.checkout.pending import pending_compiles
+    from vllm_dev.errors import VllmDevError
+
+    try:
+        pending = pending_compiles(plan.build_dir, targets, ninja=ninja_of(plan.build_dir))
+    except VllmDevError:  # not configured yet, or not a Ninja build
+        pending = None
+    if pending is None:
+        return Split(1, 0, "the units to compile are known once the build dir is configured")
+    if pending.regenerates:
+        return Split(1, 0, "CMake re-runs first, so the units to compile are not known yet")
+    return split_threads(plan.parallelism, cuda_units=len(pending.cuda),
+                         other_units=len(pending.other))
+
+
+def split_environment(split: Split | None) -> dict[str, str]:
+    """The variable the presets append to the user's ``NVCC_APPEND_FLAGS`` (see
+    caching/compiler_cache.nvcc_environment), when the units are split."""
+    from vllm_dev.caching.compiler_cache import NVCC_EXTRA_ENV
+
+    return {NVCC_EXTRA_ENV: split.flag} if split is not None and split.flag else {}
 
 
 def select_targets(plan: BuildPlan, *, since: str | None, every: bool, recorder: Recorder

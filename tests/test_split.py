@@ -1,0 +1,204 @@
+"""Idle cores to the units being compiled (issue 21): nvcc's ``-split-compile`` through the
+build's environment, the thread budget, and the compiler cache's key.
+
+The unit tests check the plumbing (the budget, ``ninja -n`` parsing, the environment the presets
+compose); the cuda-tier tests build the test project's CUDA kernels with the real nvcc and ccache:
+a split edit whose clean rebuild hits 100 %, and a user's ``NVCC_APPEND_FLAGS=-G`` that must not
+be served the non-debug object.
+"""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+
+from vllm_dev.caching import compiler_cache as cc
+from vllm_dev.checkout.pending import parse_dry_run
+from vllm_dev.config.settings import Settings
+from vllm_dev.host.machine import GIB, Cpus, Machine, Memory
+from vllm_dev.host.parallelism import Parallelism, choose, split_threads
+from vllm_dev.presets.render import PresetInputs, PresetTemplate, render
+
+from conftest import NVCC, Project, requires_nvcc
+
+# ----------------------------------------------------------------------------- the budget
+
+
+def par(cpus: int, gib: float, **flags: object) -> Parallelism:
+    settings = Settings.resolve(flags=flags, environ={})
+    return choose(settings, device="cuda", arch_count=1,
+                  machine=Machine(Cpus(cpus, "test"), Memory(int(gib * GIB), "test")))
+
+
+@pytest.mark.unit
+def test_one_unit_gets_every_cpu_of_the_h200_host() -> None:
+    split = split_threads(par(16, 125), cuda_units=1)
+    assert split.threads == 16 and split.flag == "-split-compile=16"
+    assert split.line() == ("split: -split-compile=16 for 1 CUDA unit(s) (16 threads for 1 CUDA "
+                            "unit(s))")
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(("cuda", "other", "threads"), [
+    (2, 0, 8),     # two units share the 16 CPUs
+    (3, 0, 5),
+    (1, 3, 13),    # three C++ compiles keep a CPU each
+    (8, 0, 2),
+    (9, 0, 1),     # 9 units: 16 // 9 = 1, nothing to spare
+    (17, 0, 1),    # more units than jobs: every slot busy
+    (0, 5, 1),     # nothing for nvcc
+])
+def test_the_budget_is_shared(cuda: int, other: int, threads: int) -> None:
+    split = split_threads(par(16, 125), cuda_units=cuda, other_units=other)
+    assert split.threads == threads, split.why
+    assert cuda * max(1, split.threads) + min(other, 16 - cuda) <= 16 or split.threads == 1
+
+
+@pytest.mark.unit
+def test_a_users_job_cap_caps_the_threads_too() -> None:
+    assert split_threads(par(16, 125, jobs=1), cuda_units=1).threads == 1
+    assert split_threads(par(16, 125, jobs=4), cuda_units=1).threads == 4
+    assert split_threads(par(16, 125, max_jobs=6), cuda_units=1).threads == 6
+    assert split_threads(par(16, 125, jobs=64), cuda_units=1).threads == 16  # never over CPUs
+    with_threads = par(16, 125, nvcc_threads=4)  # 16 CPUs / 4 nvcc threads: 4 each
+    assert split_threads(with_threads, cuda_units=1).threads == 4
+
+
+@pytest.mark.unit
+def test_memory_limits_the_split_and_never_goes_below_one_thread() -> None:
+    # 13 GiB: 1 job of 4.5 + 7.5 reserve leaves 1 GiB: 4 extra threads at 0.25 GiB
+    tight = split_threads(par(16, 13), cuda_units=1)
+    assert tight.threads == 5 and "limited by memory" in tight.why
+    none = split_threads(par(16, 12.1), cuda_units=1)
+    assert none.threads == 1 and "no memory to spare" in none.why
+    farm = Parallelism(32, 1, "farm")  # no budget given: a farm's jobs
+    assert split_threads(farm, cuda_units=1).threads == 1
+
+
+# ----------------------------------------------------------------------------- ninja -n
+
+
+@pytest.mark.unit
+def test_dry_run_output_counts_units_by_language() -> None:
+    text = ("Building CUDA object CMakeFiles/_cuda_C.dir/csrc/cuda/saxpy.cu.o\n"
+            "Building CXX object CMakeFiles/_C.dir/csrc/module_C.cpp.o\n"
+            "Building C object CMakeFiles/x.dir/a.c.o\n"
+            "Linking CXX shared module _cuda_C.cpython-312-x86_64-linux-gnu.so\n")
+    pending = parse_dry_run(text)
+    assert pending.cuda == ["CMakeFiles/_cuda_C.dir/csrc/cuda/saxpy.cu.o"]
+    assert len(pending.other) == 2 and pending.steps == 4 and not pending.regenerates
+    assert parse_dry_run("ninja: no work to do.\n").steps == 0
+    assert parse_dry_run("Re-running CMake...\n").regenerates
+
+
+# ----------------------------------------------------------------------------- environment
+
+
+@pytest.mark.unit
+def test_presets_append_to_the_users_flags_and_hash_them() -> None:
+    env = cc.nvcc_environment(cc.CacheConfig())
+    assert env["NVCC_APPEND_FLAGS"] == "$penv{NVCC_APPEND_FLAGS} $penv{VLLM_DEV_NVCC_APPEND_FLAGS}"
+    # the key: the user's two variables, never vllm-dev's own addition
+    assert "NVCC_APPEND_FLAGS" in env["CCACHE_NAMESPACE"]
+    assert "NVCC_PREPEND_FLAGS" in env["CCACHE_NAMESPACE"]
+    assert cc.NVCC_EXTRA_ENV not in env["CCACHE_NAMESPACE"]
+    assert env["CCACHE_NAMESPACE"].startswith("$penv{CCACHE_NAMESPACE}")  # yours kept
+    assert "CCACHE_NAMESPACE" not in cc.nvcc_environment(cc.CacheConfig(kind="sccache"))
+    doc = render({"release": PresetTemplate("release", "", "Release")},
+                 PresetInputs(python="/p", device="cuda", jobs=2, nvcc_threads=1,
+                              environment={**cc.base_environment(cc.CacheConfig()), **env}))
+    base = {p["name"]: p for p in doc["configurePresets"]}["vllm-dev-base"]
+    assert base["environment"]["NVCC_APPEND_FLAGS"] == env["NVCC_APPEND_FLAGS"]
+
+
+# ----------------------------------------------------------------------------- real builds
+
+
+def _nvcc_logger(tmp_path: Path) -> tuple[Path, Path]:
+    """An nvcc wrapper that notes the NVCC_APPEND_FLAGS each compile saw (words joined by one
+    space), then runs nvcc."""
+    assert NVCC is not None
+    log = tmp_path / "nvcc-flags.log"
+    wrapper = tmp_path / "nvcc-bin" / "nvcc"
+    wrapper.parent.mkdir()
+    note = f'echo "[$(echo $NVCC_APPEND_FLAGS)]" >> {log}'
+    wrapper.write_text(f"#!/bin/sh\ncase \" $* \" in *' -c '*) {note} ;; esac\n"
+                       f"exec {NVCC} \"$@\"\n")
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+    return wrapper, log
+
+
+def _report(project: Project) -> dict:
+    return json.loads((project.build_dir / "vllm-dev-report.json").read_text())
+
+
+def _add_kernel(project: Project, name: str) -> None:
+    saxpy = project.root / "csrc" / "cuda" / "saxpy.cu"
+    saxpy.write_text(saxpy.read_text()
+                     + f"\n__global__ void {name}(float* x) {{ x[threadIdx.x] += 1.0f; }}\n")
+
+
+@requires_nvcc
+def test_split_edit_then_clean_rebuild_hits_every_object(cuda_project: Project,
+                                                        tmp_path: Path) -> None:
+    project = cuda_project
+    wrapper, log = _nvcc_logger(tmp_path)
+    project.env.update(CUDACXX=str(wrapper), VLLM_DEV_JOBS="2")
+    project.run("build", "--plain")
+    _add_kernel(project, "vllm_dev_split_probe")
+    log.write_text("")
+    done = project.run("build", "--plain")
+    assert "split: -split-compile=2 for 1 CUDA unit(s)" in done.stderr, done.stderr
+    assert log.read_text().split() == ["[-split-compile=2]"]  # the one compile got it
+    report = _report(project)
+    assert report["split"]["threads"] == 2 and "split" in report["phases"]
+    assert project.value("_cuda_C") == 1234
+
+    # A clean rebuild (no split: every unit pending) hits every object, the split one too.
+    project.run("clean")
+    log.write_text("")
+    rebuilt = project.run("build", "--plain")
+    assert "-split-compile" not in log.read_text()
+    cache = _report(project)["cache"]
+    assert cache["misses"] == 0 and cache["hits"] >= 4, rebuilt.stderr
+
+    # --no-split: the same one-unit edit, no split
+    _add_kernel(project, "vllm_dev_split_probe_2")
+    log.write_text("")
+    off = project.run("build", "--plain", "--no-split")
+    assert "-split-compile" not in log.read_text() and "split: -split" not in off.stderr
+    assert _report(project)["split"]["why"] == "off: --no-split"
+
+
+@requires_nvcc
+def test_users_nvcc_flags_are_kept_and_part_of_the_cache_key(cuda_project: Project,
+                                                            tmp_path: Path) -> None:
+    """``NVCC_APPEND_FLAGS=-G`` (device debug info) must never be served the object built
+    without it: ccache does not see nvcc's environment, vllm-dev's presets hash it."""
+    project = cuda_project
+    wrapper, log = _nvcc_logger(tmp_path)
+    project.env.update(CUDACXX=str(wrapper), VLLM_DEV_JOBS="2")
+    project.run("build", "--plain")
+    obj = project.build_dir / "CMakeFiles" / "_cuda_C.dir" / "csrc" / "cuda" / "saxpy.cu.o"
+    plain_size = obj.stat().st_size
+    project.run("clean")
+    log.write_text("")
+    debug = project.run("build", "--plain", env={"NVCC_APPEND_FLAGS": "-G"})
+    cache = _report(project)["cache"]
+    assert cache["hits"] == 0 and cache["misses"] >= 2, debug.stderr
+    assert obj.stat().st_size != plain_size  # device debug info made it
+    flags = log.read_text().split("\n")
+    assert flags[0].startswith("[-G") and all(f.startswith("[-G") for f in flags if f), flags
+    # The one-unit edit with -G: split appended after the user's flag, never replacing it.
+    _add_kernel(project, "vllm_dev_debug_probe")
+    log.write_text("")
+    project.run("build", "--plain", env={"NVCC_APPEND_FLAGS": "-G"})
+    assert log.read_text().split("\n")[0] == "[-G -split-compile=2]"
+    # Without the flag again: the earlier non-debug objects are hits, not the debug ones.
+    project.run("clean")
+    project.run("build", "--plain")
+    again = _report(project)["cache"]
+    assert again["misses"] == 1, again  # only the edited saxpy.cu: its -G object is not served
