@@ -14,7 +14,15 @@ import pytest
 from vllm_dev.caching.cache_stats import parse_stats
 from vllm_dev.presets.render import inherited_environment
 from vllm_dev.reporting.build_report import BuildReport, FailedFile, dumps, timed_phases
-from vllm_dev.reporting.ninja_log import NinjaEntry, latest_run, parse_ninja_log, slowest_units
+from vllm_dev.reporting.ninja_log import (
+    LogMark,
+    NinjaEntry,
+    entries_since,
+    latest_run,
+    parse_ninja_log,
+    slowest_units,
+    split_runs,
+)
 from vllm_dev.reporting.recorder import Recorder, phase
 
 from conftest import BIN_DIR, Project
@@ -35,18 +43,58 @@ def ccache_counters(project: Project) -> dict[str, int]:
 
 @pytest.mark.unit
 def test_ninja_log_parsing_from_a_recorded_log() -> None:
+    t0 = 1_796_276_685_000_000_000  # v6+: the mtime column is the command's start (ns)
     log = ("# ninja log v7\n"
-           "0\t300\t1\tCMakeFiles/_C.dir/csrc/a.cpp.o\tff\n"
-           "300\t350\t1\t_C.abi3.so\tee\n"
-           "0\t900\t2\tCMakeFiles/_C.dir/csrc/b.cu.o\tdd\n"   # a second ninja run
-           "0\t120\t2\tCMakeFiles/_C.dir/csrc/a.cpp.o\tcc\n")
+           f"0\t300\t{t0}\tCMakeFiles/_C.dir/csrc/a.cpp.o\tff\n"
+           f"300\t350\t{t0 + 300_000_000}\t_C.abi3.so\tee\n"
+           # a second ninja run, 5 s later, whose first step ends after the first run's last
+           f"0\t900\t{t0 + 5_000_000_000}\tCMakeFiles/_C.dir/csrc/b.cu.o\tdd\n"
+           f"0\t120\t{t0 + 5_000_000_000}\tCMakeFiles/_C.dir/csrc/a.cpp.o\tcc\n")
     entries = parse_ninja_log(log)
     assert entries[1] == NinjaEntry(300, 350, "_C.abi3.so")
-    assert [e.output for e in latest_run(entries)] == [
-        "CMakeFiles/_C.dir/csrc/b.cu.o", "CMakeFiles/_C.dir/csrc/a.cpp.o"]
+    assert [len(run) for run in split_runs(entries)] == [2, 1, 1]  # then end time 120 < 900
+    assert [e.output for e in latest_run(entries)] == ["CMakeFiles/_C.dir/csrc/a.cpp.o"]
     ranked = slowest_units(entries)
     assert [(u.source, u.target, u.seconds) for u in ranked] == [
         ("csrc/b.cu", "_C", 0.9), ("csrc/a.cpp", "_C", 0.12)]  # a.cpp: its latest time
+    # A v5 log's mtime column is the output's mtime: only the end times split its runs.
+    old = log.replace("# ninja log v7", "# ninja log v5")
+    assert [len(run) for run in split_runs(parse_ninja_log(old))] == [3, 1]
+
+
+@pytest.mark.unit
+def test_out_of_order_steps_are_one_run_from_a_real_log() -> None:
+    """A real .ninja_log (ninja 1.13, log v7) of the CUDA test project: a clean build where
+    ccache hits finished out of order (start times go back 6 times), then a one-unit rebuild
+    whose first step ends later than the first run's last. Two runs, 10 and 2 steps."""
+    text = (Path(__file__).parent / "data" / "ninja_log_cuda_two_runs.txt").read_text()
+    entries = parse_ninja_log(text)
+    backwards = sum(1 for a, b in zip(entries, entries[1:], strict=False)
+                    if b.start_ms < a.start_ms)
+    assert backwards >= 3
+    runs = split_runs(entries)
+    assert [len(run) for run in runs] == [10, 2]
+    assert sum(e.is_object for e in runs[0]) == 7
+    assert [e.output for e in latest_run(entries)] == [
+        "CMakeFiles/_cuda_C.dir/csrc/cuda/saxpy.cu.o", "_cuda_C.abi3.so"]
+
+
+@pytest.mark.unit
+def test_entries_since_a_recompacted_log(tmp_path: Path) -> None:
+    """Ninja rewrote the log during the build (one line per output kept, in its own order):
+    the build's steps are the lines that were not there before."""
+    text = (Path(__file__).parent / "data" / "ninja_log_cuda_two_runs.txt").read_text()
+    lines = text.splitlines()
+    first, second = lines[:11], lines[11:]
+    (tmp_path / ".ninja_log").write_text("\n".join(first) + "\n")
+    mark = LogMark.take(tmp_path)
+    compacted = [lines[0], *reversed(first[1:6]), *first[7:11]]  # stale lines dropped
+    (tmp_path / ".ninja_log").write_text("\n".join(compacted + second) + "\n")
+    assert [e.output for e in entries_since(tmp_path, mark)] == [
+        "CMakeFiles/_cuda_C.dir/csrc/cuda/saxpy.cu.o", "_cuda_C.abi3.so"]
+    (tmp_path / ".ninja_log").write_text("\n".join(first + second) + "\n")  # appended only
+    assert len(entries_since(tmp_path, mark)) == 2
+    assert len(entries_since(tmp_path, mark.offset)) == 2
 
 
 @pytest.mark.unit

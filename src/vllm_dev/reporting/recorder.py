@@ -10,9 +10,8 @@ Sources, each chosen because it needs nothing the user does not already have:
   report) is the explicit phase ``other``, so the phases always add up to the total;
 * failed steps: ninja's ``FAILED:`` lines and the first error line each printed (see
   progress.py), mapped to their source file;
-* steps and per-file times: the ``.ninja_log`` lines ninja appended during this build (the file's
-  size is noted before the build; if ninja rewrote the log meanwhile, the latest run in it is
-  taken instead);
+* steps and per-file times: the ``.ninja_log`` lines ninja appended during this build (the log is
+  read before the build; if ninja rewrote it meanwhile, the lines that are new are taken);
 * cache hits/misses: ``ccache --print-stats`` before and after, subtracted. The user's counters
   are never zeroed; a concurrent build using the same cache directory would be counted in too;
 * peak memory: ``getrusage(RUSAGE_CHILDREN).ru_maxrss``: the largest resident set of any *single*
@@ -43,8 +42,8 @@ from vllm_dev.reporting.build_report import (
 )
 from vllm_dev.reporting.ninja_log import (
     OBJECT_SUFFIXES,
+    LogMark,
     entries_since,
-    log_size,
     slowest_units,
     source_of,
 )
@@ -111,7 +110,7 @@ class Recorder:
             self.add("start-up", now - self._t0)
         self._started = time.strftime("%Y-%m-%dT%H:%M:%S%z",
                                       time.localtime(time.time() - (now - self._t0)))
-        self._log_offset: int | None = None
+        self._log_mark: LogMark | None = None
         self._cache_before: Any = None
         self._cache_note = ""
         self._ccache: str | None = None
@@ -151,7 +150,7 @@ class Recorder:
         self.build_dir = build_dir
         if self.ws.dry:
             return
-        self._log_offset = log_size(build_dir)
+        self._log_mark = LogMark.take(build_dir)
         self._cache_before = self._read_cache()
 
     def compile_finished(self, *, started: float, install_started: float | None,
@@ -232,8 +231,8 @@ class Recorder:
             split=(SplitNote(self.split.threads, self.split.cuda_units, self.split.why)
                    if self.split is not None else None),
         )
-        if self.build_dir is not None and self._log_offset is not None:
-            entries = entries_since(self.build_dir, self._log_offset)
+        if self.build_dir is not None and self._log_mark is not None:
+            entries = entries_since(self.build_dir, self._log_mark)
             logged = {e.output for e in entries}
             failed = {f.output for f in self.failed if f.output not in logged}
             report.steps = len(entries) + len(failed)  # ninja logs only steps that succeeded
