@@ -184,3 +184,22 @@ def test_dry_lists_targets_and_bad_since_is_one_line(tmp_path: Path) -> None:
     assert bad.returncode != 0 and "Traceback" not in bad.stderr
     assert bad.stderr.strip().splitlines()[-1].startswith("vllm-dev: --since no-such-ref: "), \
         bad.stderr
+
+
+def test_dry_run_reads_the_scan_record_builds_keep(tmp_path: Path) -> None:
+    """A header no unit includes: every unit is scanned once. A dry run writes nothing (so a
+    second dry run scans again, and says why); a build remembers, and the dry run after it
+    scans nothing."""
+    project, wheel, _ = checkout_at_w(tmp_path)
+    project.run("setup", env={"VLLM_PRECOMPILED_WHEEL_LOCATION": str(wheel)})
+    project.run("prime")
+    edit(project.root / "csrc/common/unused.h", "return 0;", "return 1;")
+    record = project.build_dir / "vllm-dev-deps.json"
+    dry = project.run("--dry", "build")
+    assert "header scan of" in dry.stderr and "a dry run keeps no record" in dry.stderr, dry.stderr
+    assert not record.exists()
+    project.run("build")
+    assert record.is_file()
+    again = project.run("--dry", "build")
+    assert "no target is affected" in again.stderr and "header scan of" not in again.stderr, \
+        again.stderr

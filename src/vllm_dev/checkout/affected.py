@@ -438,6 +438,8 @@ def select(root: Path, build_dir: Path, base: Base, *, targets: list[str], jobs:
               f"no target is affected by the {len(changed)} changed file(s) {where}")
     if scanner.scanned:
         reason += f"; header scan of {scanner.scanned} unit(s) took {seconds:.1f} s"
+        if not remember:  # builds keep their scans (vllm-dev-deps.json), dry runs read them
+            reason += " (a dry run keeps no record: the next build scans and remembers)"
     return Selection(chosen, reason, hits=_unique(hits), changed=len(changed),
                      scanned=scanner.scanned)
 
