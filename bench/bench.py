@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Benchmark: vllm-dev against the raw cmake commands a user would type, side by side.
 
-Four cases, each run ``--repeat`` times (at least 5), alternating the two tools (and which of them
-goes first in each round, so a machine that speeds up or slows down hurts both alike); medians are
-reported:
+Five cases, each run ``--repeat`` times (at least 3; 5 by default), alternating the two tools
+(and which of them goes first in each round, so a machine that speeds up or slows down hurts both
+alike); medians are reported:
 
 * ``noop``     a build with nothing to do;
 * ``onefile``  one source file changed (new content every run, so the compiler cache misses);
@@ -303,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", choices=("cuda", "cpu"), help="test project device "
                         "(default: cuda when nvcc is found, else cpu)")
     parser.add_argument("--preset", default="release")
-    parser.add_argument("--repeat", type=int, default=5, help="runs per tool and case (>= 5)")
+    parser.add_argument("--repeat", type=int, default=5, help="runs per tool and case (>= 3; "
+                        "5 where a run is cheap)")
     parser.add_argument("--cases", default=",".join(CASES),
                         help=f"comma-separated subset of {','.join(CASES)}")
     parser.add_argument("--touch", type=Path,
@@ -330,8 +331,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the vllm-dev executable (default: beside this Python)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args(argv)
-    if args.repeat < 5:
-        parser.error("--repeat must be at least 5 (medians of fewer runs are noise)")
+    if args.repeat < 3:
+        parser.error("--repeat must be at least 3 (medians of fewer runs are noise)")
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
     unknown = [c for c in cases if c not in CASES]
     if unknown:

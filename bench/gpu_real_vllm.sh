@@ -2,7 +2,7 @@
 # GPU validation of vllm-dev on the real vLLM 0.33.0 tree, CUDA target (run on the lent GPU
 # machine from the repository root; see bench/gpu_prepare.sh for what it needs there):
 #   1. doctor, prime (arch picked from the GPU), build cumem_allocator + _moe_C_stable_libtorch,
-#      verify, one op of torch.ops._moe_C on the GPU against a torch reference;
+#      verify, moe_sum and topk_softmax on the GPU against torch (bench/check_moe_ops.py);
 #   2. a one-file edit (a new __global__ in csrc/moe/fused_globalize_align_block_size.cu):
 #      exactly one object recompiled per .ninja_log, one file installed;
 #   3. with `bench` as first argument: bench/bench.py side by side against the raw commands
@@ -28,35 +28,8 @@ if [[ ${1:-} != bench ]]; then
   step "verify"; run vllm-dev verify
   step "post-build check: torch's libraries only against a full import torch"
   run python "$REPO/bench/check_light_vs_full.py" --python "$VENV/bin/python" vllm/_moe_C_stable_libtorch*.so vllm/cumem_allocator*.so
-  step "op check"
-  run python - <<'EOF'
-import glob, importlib.util, sys, torch
-path = glob.glob("vllm/_moe_C_stable_libtorch*.so")[0]
-spec = importlib.util.spec_from_file_location("vllm._moe_C_stable_libtorch", path)
-spec.loader.exec_module(importlib.util.module_from_spec(spec))
-ops = torch.ops._moe_C
-torch.manual_seed(0)
-for dtype in (torch.float32, torch.bfloat16):
-    x = torch.randn(257, 4, 1024, device="cuda", dtype=dtype)
-    out = torch.empty(257, 1024, device="cuda", dtype=dtype)
-    ops.moe_sum(x, out)
-    ref = x.float().sum(dim=1).to(dtype)
-    err = (out.float() - ref.float()).abs().max().item()
-    print(f"moe_sum {dtype}: max abs error {err:.3g} against torch.sum")
-    assert torch.allclose(out.float(), ref.float(), atol=1e-2 if dtype == torch.bfloat16 else 1e-5)
-logits = torch.randn(64, 16, device="cuda")
-w = torch.empty(64, 2, device="cuda"); idx = torch.empty(64, 2, device="cuda", dtype=torch.int32)
-tok = torch.empty(64, 2, device="cuda", dtype=torch.int32)
-try:
-    ops.topk_softmax(w, idx, tok, logits, True)
-    rw, ri = torch.softmax(logits, -1).topk(2, -1)
-    rw = rw / rw.sum(-1, keepdim=True)
-    print("topk_softmax: ids match:", bool((ri.int().sort(-1).values == idx.sort(-1).values).all()),
-          "max weight error", (w.sort(-1).values - rw.sort(-1).values).abs().max().item())
-except Exception as exc:  # the signature differs between versions: moe_sum is the check
-    print("topk_softmax not checked:", exc)
-print("ops in torch.ops._moe_C:", len([n for n in dir(ops) if not n.startswith("_")]))
-EOF
+  step "op check: moe_sum and topk_softmax (vLLM 0.33.0's signature, with and without bias) against torch"
+  run python "$REPO/bench/check_moe_ops.py" vllm/_moe_C_stable_libtorch*.so
   step "one-file edit"
   mark=$(wc -c < "$BD/.ninja_log")
   printf '\n__global__ void vllm_dev_gpu_probe_kernel(int* out) { if (out) *out = 4242; }\n' >> csrc/moe/fused_globalize_align_block_size.cu

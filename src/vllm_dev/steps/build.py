@@ -42,7 +42,7 @@ def compile_targets(plan: BuildPlan, targets: list[str] | None, *, install: bool
         recorder.split = split
         if split is not None and (plan.dry or split.flag):
             plan.say(split.line())
-    env = split_environment(split)
+    env = {**split_environment(split), **cache_log_environment(plan)}
     recorder.compile_starting(plan.build_dir)
     display = open_display(plain=plain or plan.dry)  # a bar when stderr is a terminal
     started = time.monotonic()
@@ -97,6 +97,24 @@ def split_environment(split: Split | None) -> dict[str, str]:
     from vllm_dev.caching.compiler_cache import NVCC_EXTRA_ENV
 
     return {NVCC_EXTRA_ENV: split.flag} if split is not None and split.flag else {}
+
+
+#: ccache's per-compile record of this build (hit or miss, by source), for the trace's marks.
+CACHE_LOG = "vllm-dev-ccache.log"
+
+
+def cache_log_environment(plan: BuildPlan) -> dict[str, str]:
+    """``CCACHE_STATSLOG`` for this build: ccache appends one record per compile (the source
+    and its counters: ``direct_cache_hit``, ``cache_miss``...), which the trace reads to mark
+    cache hits (reporting/trace.py). Emptied first: the file holds one build."""
+    if plan.settings.cache != "ccache" or plan.dry or plan.dist_plan is not None:
+        return {}
+    path = plan.build_dir / CACHE_LOG
+    try:
+        path.write_bytes(b"")
+    except OSError:  # no build dir yet: configure makes it, and the marks are only missing
+        return {}
+    return {"CCACHE_STATSLOG": str(path)}
 
 
 def select_targets(plan: BuildPlan, *, since: str | None, every: bool, recorder: Recorder
