@@ -191,10 +191,12 @@ def prime(c, merge=False, force=False, reconfigure=False, **settings):
                json="also write the build report as JSON to this file (for CI)",
                since="compile only the targets affected by changes since this git ref (default: "
                      "the commit of the prebuilt kernels setup installed)",
-               all="compile every target, not only the affected ones"),
+               all="compile every target, not only the affected ones",
+               trace="also write the build's timeline to this file as Chrome trace JSON "
+                     "(Perfetto, chrome://tracing) and beside it as SVG"),
 )
 def build(c, target=None, install=True, merge=False, verify=True, force=False, plain=False,
-          json=None, since=None, all=False, **settings):
+          json=None, since=None, all=False, trace=None, **settings):
     """Compile incrementally and install into the checkout (primes first when needed)."""
     with reported():
         ws = workspace(c, **settings)
@@ -205,20 +207,24 @@ def build(c, target=None, install=True, merge=False, verify=True, force=False, p
             stages=pipeline.build_stages(install=install, verify=verify),
             targets=tuple(target or ()), merge=merge, force=force, since=since, every=all,
             plain=plain, json_path=Path(json).expanduser().absolute() if json else None,
+            trace_path=Path(trace).expanduser().absolute() if trace else None,
             started_at=process_started_at()))
 
 
 @task(klass=VllmDevTask, step="report",
       help={"slowest": "rank the N slowest translation units of the build dir (from "
                        ".ninja_log) instead of showing the last report",
-            "json": "print the last report as JSON"})
-def report(c, slowest=None, json=False, **settings):
+            "json": "print the last report as JSON",
+            "trace": "write the last build's timeline to this file as Chrome trace JSON "
+                     "(Perfetto, chrome://tracing) and beside it as SVG"})
+def report(c, slowest=None, json=False, trace=None, **settings):
     """Show the last build's report again (time per phase, cache hits, slowest files)."""
     from vllm_dev.steps.report import run_report
 
     with reported():
         ws = workspace(c, **settings)
-        run_report(ws, slowest=slowest, as_json=json)
+        run_report(ws, slowest=slowest, as_json=json,
+                   trace=Path(trace).expanduser().absolute() if trace else None)
 
 
 @task(klass=VllmDevTask, step="verify",

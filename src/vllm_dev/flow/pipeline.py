@@ -74,6 +74,7 @@ class Request:
     install_every: bool = False
     plain: bool = False  # plain lines instead of the progress bar
     json_path: Path | None = None  # the build report, also as JSON here
+    trace_path: Path | None = None  # the build's timeline: Chrome trace JSON here, SVG beside
     started_at: float | None = None  # time.monotonic() at the command's start (the report)
     # Nox: the check also proves the venv's vllm is this checkout's editable install, and a
     # configure that is not needed says so (a session's log shows each stage).
@@ -141,7 +142,8 @@ def _build(ws: Workspace, request: Request, timer: StageTimer) -> PipelineResult
     from vllm_dev.caching.dist import farm_session
     from vllm_dev.reporting.recorder import Recorder
 
-    recorder = Recorder(ws, json_path=request.json_path, started_at=request.started_at)
+    recorder = Recorder(ws, json_path=request.json_path, started_at=request.started_at,
+                        trace_path=request.trace_path)
     with recorder.phase("checks"):
         plan = resolve_plan(ws)
         _preflight(plan, request)

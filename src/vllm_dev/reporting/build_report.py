@@ -91,6 +91,8 @@ class BuildReport:
     selection: list[str] = field(default_factory=list)  # which targets were built, and why
     # CUDA builds: the -split-compile threads each unit got (1: none), for how many units, why
     split: SplitNote | None = None
+    # The steps on job-slot lanes: [start_ms, end_ms, output, mark] (reporting/trace.py)
+    timeline: list[list[Any]] = field(default_factory=list)
     peak_rss_measures: str = ("largest resident set of any single process of the build "
                               "(getrusage RUSAGE_CHILDREN ru_maxrss), not the sum of parallel jobs")
 
@@ -129,6 +131,7 @@ class BuildReport:
             dist=DistStats(**dist) if isinstance(dist := data.get("dist"), dict) else None,
             selection=[str(line) for line in data.get("selection") or []],
             split=SplitNote(**split) if isinstance(split := data.get("split"), dict) else None,
+            timeline=[list(row) for row in data.get("timeline") or [] if isinstance(row, list)],
         )
 
     def lines(self, *, selection: bool = True) -> list[str]:

@@ -95,9 +95,10 @@ class Recorder:
     """
 
     def __init__(self, ws: Any, *, json_path: Path | None = None,
-                 started_at: float | None = None) -> None:
+                 started_at: float | None = None, trace_path: Path | None = None) -> None:
         self.ws = ws
         self.json_path = json_path
+        self.trace_path = trace_path
         self.phases: dict[str, float] = {}
         self.configured = False
         self.configure = ""  # CONFIGURE_*
@@ -239,6 +240,10 @@ class Recorder:
             report.compile_steps = (sum(1 for e in entries if e.is_object)
                                     + sum(1 for o in failed if o.endswith(OBJECT_SUFFIXES)))
             report.slowest = slowest_units(entries, SLOWEST_IN_REPORT)
+            from vllm_dev.reporting.trace import build_timeline, to_rows
+
+            report.timeline = to_rows(build_timeline(self.build_dir, entries,
+                                                     farm=self.dist is not None))
         if self._cache_before is not None:
             after = self._read_cache()
             if after is not None:
@@ -254,6 +259,9 @@ class Recorder:
         self._save(report)
         for line in report.lines(selection=False):
             self.ws.say(line)
+        if self.trace_path is not None:
+            for path in write_report_trace(report, self.trace_path):
+                self.ws.say(f"wrote {path}")
         return report
 
     def finish_quietly(self, *, exit_code: int) -> None:
@@ -287,3 +295,21 @@ def max_child_rss_kib() -> int | None:
     if sys.platform == "darwin":  # bytes there, KiB on Linux
         value //= 1024
     return int(value) or None
+
+
+def write_report_trace(report: BuildReport, path: Path) -> list[Path]:
+    """A stored report's timeline as Chrome trace JSON at ``path`` and SVG beside it (see
+    reporting/trace.py); one line when it cannot be written."""
+    from vllm_dev.reporting.trace import from_rows, write_trace
+
+    steps = from_rows(report.timeline)
+    if not steps:
+        raise VllmDevError(f"the build of {report.started} has no timeline (it compiled nothing, "
+                           "or vllm-dev was older): build first, then `vllm-dev report --trace`")
+    title = f"vllm-dev build {report.preset}, {report.started}"
+    details = {"total": f"{report.total_seconds:.1f} s",
+               "split": report.split.line().removeprefix("split: ") if report.split else ""}
+    try:
+        return write_trace(path, steps, title=title, details=details)
+    except OSError as exc:
+        raise VllmDevError(f"cannot write the trace to {path}: {exc.strerror}") from None

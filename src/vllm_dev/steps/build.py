@@ -99,14 +99,12 @@ def split_environment(split: Split | None) -> dict[str, str]:
     return {NVCC_EXTRA_ENV: split.flag} if split is not None and split.flag else {}
 
 
-#: ccache's per-compile record of this build (hit or miss, by source), for the trace's marks.
-CACHE_LOG = "vllm-dev-ccache.log"
-
-
 def cache_log_environment(plan: BuildPlan) -> dict[str, str]:
     """``CCACHE_STATSLOG`` for this build: ccache appends one record per compile (the source
     and its counters: ``direct_cache_hit``, ``cache_miss``...), which the trace reads to mark
     cache hits (reporting/trace.py). Emptied first: the file holds one build."""
+    from vllm_dev.reporting.trace import CACHE_LOG
+
     if plan.settings.cache != "ccache" or plan.dry or plan.dist_plan is not None:
         return {}
     path = plan.build_dir / CACHE_LOG
