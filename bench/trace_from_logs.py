@@ -17,7 +17,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from vllm_dev.reporting.ninja_log import parse_ninja_log, split_runs  # noqa: E402
-from vllm_dev.reporting.trace import cache_marks, summary, timeline, write_trace  # noqa: E402
+from vllm_dev.reporting.recorder import write_trace  # noqa: E402
+from vllm_dev.reporting.trace import cache_marks, summary, timeline  # noqa: E402
 
 
 def main() -> int:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from vllm_dev.reporting.ninja_log import parse_ninja_log
+from vllm_dev.reporting.recorder import write_trace
 from vllm_dev.reporting.trace import (
     FARM,
     HIT,
@@ -19,7 +20,6 @@ from vllm_dev.reporting.trace import (
     from_rows,
     timeline,
     to_rows,
-    write_trace,
 )
 
 from conftest import Project

@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from pathlib import Path
 from typing import Any
@@ -300,7 +300,7 @@ def max_child_rss_kib() -> int | None:
 def write_report_trace(report: BuildReport, path: Path) -> list[Path]:
     """A stored report's timeline as Chrome trace JSON at ``path`` and SVG beside it (see
     reporting/trace.py); one line when it cannot be written."""
-    from vllm_dev.reporting.trace import from_rows, write_trace
+    from vllm_dev.reporting.trace import from_rows
 
     steps = from_rows(report.timeline)
     if not steps:
@@ -313,3 +313,22 @@ def write_report_trace(report: BuildReport, path: Path) -> list[Path]:
         return write_trace(path, steps, title=title, details=details)
     except OSError as exc:
         raise VllmDevError(f"cannot write the trace to {path}: {exc.strerror}") from None
+
+
+def write_trace(path: Path, steps: list[Any], *, title: str, details: Mapping[str, Any],
+                span_ms: int | None = None) -> list[Path]:
+    """The Chrome trace JSON at ``path`` (``x.svg`` given: ``x.json``) and the same timeline as
+    SVG beside it (``x.svg``); returns the two paths."""
+    import json
+
+    from vllm_dev.process.files import atomic_write_bytes
+    from vllm_dev.reporting.timeline_svg import render_svg
+    from vllm_dev.reporting.trace import chrome_trace
+
+    path = path.with_suffix(".json") if path.suffix == ".svg" else path
+    svg = path.with_suffix(".svg")
+    atomic_write_bytes(path, json.dumps(chrome_trace(steps, title=title, details=details))
+                       .encode())
+    atomic_write_bytes(svg, render_svg(steps, title=title, details=details, span_ms=span_ms)
+                       .encode())
+    return [path, svg]

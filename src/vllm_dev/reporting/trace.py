@@ -16,7 +16,6 @@ tells where each step ran only in total; the report's farm line has the local fa
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,22 +162,6 @@ def chrome_trace(steps: list[Step], *, title: str, details: Mapping[str, Any]) -
         })
     return {"traceEvents": events, "displayTimeUnit": "ms",
             "otherData": {"title": title, **{k: str(v) for k, v in details.items()}}}
-
-
-def write_trace(path: Path, steps: list[Step], *, title: str, details: Mapping[str, Any],
-                span_ms: int | None = None) -> list[Path]:
-    """The Chrome trace JSON at ``path`` (``x.svg`` given: ``x.json``) and the same timeline as
-    SVG beside it (``x.svg``); returns the two paths."""
-    from vllm_dev.process.files import atomic_write_bytes
-    from vllm_dev.reporting.timeline_svg import render_svg
-
-    path = path.with_suffix(".json") if path.suffix == ".svg" else path
-    svg = path.with_suffix(".svg")
-    atomic_write_bytes(path, json.dumps(chrome_trace(steps, title=title, details=details))
-                       .encode())
-    atomic_write_bytes(svg, render_svg(steps, title=title, details=details, span_ms=span_ms)
-                       .encode())
-    return [path, svg]
 
 
 def summary(steps: list[Step]) -> dict[str, Any]:
