@@ -1,8 +1,13 @@
-"""A real sccache-dist build farm on loopback for tests and benchmarks: one scheduler and N build
-servers (builder ``overlay``: bubblewrap sandboxes), each a process of its own, stopped by PID.
+"""A real sccache-dist build farm for tests and benchmarks: one scheduler and N build servers
+(builder ``overlay``: bubblewrap sandboxes), each a process of its own, stopped by PID.
 
 Plain functions and a dataclass (no pytest), so ``bench/gpu_dist.sh`` can start the same farm.
-Everything listens on 127.0.0.1 only, on ports the kernel says are free.
+On loopback by default (127.0.0.1, ports the kernel says are free). With ``netns=True`` (root,
+iproute2) each build server runs in a network namespace of its own, reached over a veth pair
+with its own /30 subnet, as a server on another host is: the scheduler listens on the host side
+of every pair, clients send the servers' jobs to their namespace addresses, and nothing of a
+server is on the host's loopback. The namespaces and links are named after the farm and removed
+with it.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ class Farm:
     servers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     server_addrs: list[str] = field(default_factory=list)
     bin_dir: Path | None = None  # where sccache/sccache-dist came from (for the caller)
+    namespaces: list[str] = field(default_factory=list)  # netns of the servers (netns=True)
 
     @property
     def logs(self) -> list[Path]:
@@ -56,6 +62,9 @@ class Farm:
     def stop(self) -> None:
         for proc in [*self.servers, self.scheduler]:
             _stop(proc)
+        for name in self.namespaces:  # removing a namespace removes its end of the veth pair
+            subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
+        self.namespaces.clear()
 
     def toolchains_used(self, index: int) -> set[str]:
         """Toolchains server ``index`` ran jobs with (from its debug log): one per compiler
@@ -86,9 +95,32 @@ def _spawn(argv: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[
                                 stdin=subprocess.DEVNULL, env=env, start_new_session=True)
 
 
+def _ip(*args: str) -> None:
+    done = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"`ip {' '.join(args)}` failed: {done.stderr.strip()}")
+
+
+def make_namespace(name: str, index: int, subnet: int) -> tuple[str, str]:
+    """Network namespace ``name`` joined to the host by a veth pair on 10.<subnet>.<4i>/30:
+    (host side address, namespace side address)."""
+    host, inside = f"10.{subnet}.0.{4 * index + 1}", f"10.{subnet}.0.{4 * index + 2}"
+    outer, inner = f"{name[:10]}h", f"{name[:10]}n"
+    _ip("netns", "add", name)
+    _ip("link", "add", outer, "type", "veth", "peer", "name", inner)
+    _ip("link", "set", inner, "netns", name)
+    _ip("addr", "add", f"{host}/30", "dev", outer)
+    _ip("link", "set", outer, "up")
+    _ip("-n", name, "addr", "add", f"{inside}/30", "dev", inner)
+    _ip("-n", name, "link", "set", inner, "up")
+    _ip("-n", name, "link", "set", "lo", "up")
+    return host, inside
+
+
 def start_farm(root: Path, *, sccache_dist: str, servers: int = 2,
-               bwrap: str | None = None) -> Farm:
-    """Scheduler (client auth: token; server auth: jwt_hs256) and ``servers`` build servers."""
+               bwrap: str | None = None, netns: bool = False) -> Farm:
+    """Scheduler (client auth: token; server auth: jwt_hs256) and ``servers`` build servers;
+    ``netns``: each server in a network namespace of its own (see the module docstring)."""
     bwrap = bwrap or shutil.which("bwrap")
     if bwrap is None:
         raise RuntimeError("bwrap not found: `apt-get install -y bubblewrap`")
@@ -98,8 +130,21 @@ def start_farm(root: Path, *, sccache_dist: str, servers: int = 2,
                          capture_output=True, text=True).stdout.strip()
     port = free_port()
     url = f"http://127.0.0.1:{port}"
+    tag = secrets.token_hex(3)
+    subnet = 200 + int(tag, 16) % 50  # 10.200-249.0.0/24: one per farm, unlikely to clash
+    links: list[tuple[str, str, str]] = []  # (namespace, host address, namespace address)
+    if netns:
+        try:
+            for index in range(servers):
+                name = f"vdf{tag}{index}"
+                links.append((name, *make_namespace(name, index, subnet)))
+        except RuntimeError:
+            for name, _, _ in links:
+                subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
+            raise
     config = root / "scheduler.toml"
-    config.write_text(f'public_addr = "127.0.0.1:{port}"\n\n[client_auth]\ntype = "token"\n'
+    bind = "0.0.0.0" if netns else "127.0.0.1"  # the servers reach it on their veth's host side
+    config.write_text(f'public_addr = "{bind}:{port}"\n\n[client_auth]\ntype = "token"\n'
                       f'token = "{token}"\n\n[server_auth]\ntype = "jwt_hs256"\n'
                       f'secret_key = "{key}"\n')
     env = {**os.environ, "SCCACHE_NO_DAEMON": "1", "SCCACHE_LOG": "debug"}
@@ -107,11 +152,13 @@ def start_farm(root: Path, *, sccache_dist: str, servers: int = 2,
     # they differ: run it at "error", as the README tells farm admins to.
     scheduler = _spawn([sccache_dist, "scheduler", "--config", str(config)],
                        root / "scheduler.log", {**env, "SCCACHE_LOG": "error"})
-    farm = Farm(root=root, url=url, token=token, scheduler=scheduler)
+    farm = Farm(root=root, url=url, token=token, scheduler=scheduler,
+                namespaces=[name for name, _, _ in links])
     try:
         _wait(lambda: farm.status() is not None, "the scheduler to answer")
         for index in range(servers):
-            addr = f"127.0.0.1:{free_port()}"
+            addr = f"{links[index][2]}:{free_port()}" if netns else f"127.0.0.1:{free_port()}"
+            scheduler_url = f"http://{links[index][1]}:{port}" if netns else url
             server_token = subprocess.run(
                 [sccache_dist, "auth", "generate-jwt-hs256-server-token", "--config",
                  str(config), "--server", addr], check=True, capture_output=True,
@@ -122,11 +169,13 @@ def start_farm(root: Path, *, sccache_dist: str, servers: int = 2,
             server_config = root / f"server{index}.toml"
             server_config.write_text(
                 f'cache_dir = "{work / "toolchains"}"\npublic_addr = "{addr}"\n'
-                f'scheduler_url = "{url}"\n\n[builder]\ntype = "overlay"\n'
+                f'scheduler_url = "{scheduler_url}"\n\n[builder]\ntype = "overlay"\n'
                 f'build_dir = "{work / "build"}"\nbwrap_path = "{bwrap}"\n\n'
                 f'[scheduler_auth]\ntype = "jwt_token"\ntoken = "{server_token}"\n')
-            farm.servers.append(_spawn([sccache_dist, "server", "--config", str(server_config)],
-                                       root / f"server{index}.log", env))
+            argv = [sccache_dist, "server", "--config", str(server_config)]
+            if netns:  # `ip netns exec` execs the server: its PID is the server's
+                argv = ["ip", "netns", "exec", links[index][0], *argv]
+            farm.servers.append(_spawn(argv, root / f"server{index}.log", env))
             farm.server_addrs.append(addr)
         def registered() -> bool:
             gone = [i for i, proc in enumerate(farm.servers) if proc.poll() is not None]

@@ -45,9 +45,13 @@ def sccache_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def farm(tmp_path_factory: pytest.TempPathFactory, sccache_bin: Path) -> Iterator[dist_farm.Farm]:
+    """Two build servers, each in a network namespace of its own (as on two hosts)."""
     _need(shutil.which("bwrap"), "bwrap (`apt-get install -y bubblewrap`)")
+    _need(shutil.which("ip"), "ip (`apt-get install -y iproute2`)")
+    if os.geteuid() != 0:
+        _need(None, "root (network namespaces for the build servers)")
     started = dist_farm.start_farm(tmp_path_factory.mktemp("farm"),
-                                   sccache_dist=str(sccache_bin / "sccache-dist"))
+                                   sccache_dist=str(sccache_bin / "sccache-dist"), netns=True)
     started.bin_dir = sccache_bin
     yield started
     started.stop()
@@ -80,11 +84,26 @@ def _no_token_anywhere(token: str, project: Project, farm: dist_farm.Farm, outpu
 @pytest.mark.services
 def test_cuda_and_cpp_compile_on_both_build_servers(tmp_path: Path,
                                                     farm: dist_farm.Farm) -> None:
+    """Through a host compiler that is a wrapper script (as /opt/gcc/bin/g++ is on the GPU
+    machines): vllm-dev packages the compiler behind it, so no step falls back to local."""
     _need(NVCC, "nvcc")
+    gxx = shutil.which("g++")
+    assert gxx
+    wrapper = tmp_path / "gcc-wrapper" / "g++"
+    wrapper.parent.mkdir()
+    wrapper.write_text(f'#!/bin/sh\nexec {gxx} "$@"\n')
+    wrapper.chmod(0o755)
     project = make_project(tmp_path, device="cuda")
-    output, report = _build(project, farm, farm.token, tmp_path / "report.json")
+    mark = project.ninja_log_mark()
+    output, report = _build(project, farm, farm.token, tmp_path / "report.json",
+                            CXX=str(wrapper), CUDAHOSTCXX=str(wrapper))
 
     assert f"build farm {farm.url}: 2 server(s)" in output
+    assert f"{wrapper} (a wrapper script) packaged as {Path(gxx).resolve()}" in output, output
+    assert all(addr.split(":")[0].startswith("10.") for addr in farm.server_addrs)
+    # The report counts what .ninja_log says this build compiled (steps out of order included).
+    objects = [o for o in project.ninja_log_entries(since=mark) if o.endswith(".o")]
+    assert report["compile_steps"] == len(objects) and len(objects) >= 6, (report, objects)
     phases = report["phases"]
     assert isinstance(phases, dict)
     assert abs(sum(phases.values()) - float(report["total_seconds"])) < 0.5, report

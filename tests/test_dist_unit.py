@@ -90,3 +90,78 @@ def test_missing_token_is_one_line(project: Project) -> None:
         assert done.returncode != 0 and "Traceback" not in done.stderr
         assert done.stderr.strip().splitlines()[-1].startswith(
             "vllm-dev: --dist needs sccache 0.10 or newer"), done.stderr
+
+
+# ----------------------------------------------------------------------------- wrapper compilers
+
+
+def _script(path: Path, body: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"#!/bin/sh\n{body}\n")
+    path.chmod(0o755)
+    return path
+
+
+@pytest.mark.unit
+def test_a_plain_wrapper_resolves_to_its_compiler(tmp_path: Path) -> None:
+    import os
+
+    from vllm_dev.caching import farm_toolchains as ft
+
+    gxx = shutil.which("g++")
+    assert gxx, "the unit tier needs g++"
+    wrapper = _script(tmp_path / "bin" / "g++", f'exec {gxx} "$@"')
+    assert not ft.is_elf(wrapper) and ft.is_elf(Path(gxx).resolve())
+    env = dict(os.environ)
+    work = tmp_path / "work"
+    work.mkdir()
+    real = ft.real_driver(wrapper, env, work)
+    assert real == Path(gxx).resolve()
+    assert ft.check_same(wrapper, real, env, work) is None
+    # found by name on PATH, by CXX, and once only
+    path_env = {"PATH": f"{wrapper.parent}:{os.environ['PATH']}", "CXX": str(wrapper)}
+    found = ft.candidates(path_env, [str(wrapper)])
+    assert found[0] == wrapper and found.count(wrapper) == 1
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(("body", "said"), [
+    ('exec {gxx} -DVLLM_DEV_WRAPPED=1 "$@"', "VLLM_DEV_WRAPPED=1"),
+    ('exec {gxx} --sysroot=/opt/sysroot "$@"', "/opt/sysroot"),
+    ('COMPILER_PATH={extra} exec {gxx} "$@"', "COMPILER_PATH={extra}/"),  # an env variable
+])
+def test_a_wrapper_that_changes_the_compile_is_refused(tmp_path: Path, body: str,
+                                                       said: str) -> None:
+    import os
+
+    from vllm_dev.caching import farm_toolchains as ft
+
+    gxx = shutil.which("g++")
+    assert gxx
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    wrapper = _script(tmp_path / "bin" / "g++", body.format(gxx=gxx, extra=extra))
+    said = said.format(extra=extra)
+    sccache = _script(tmp_path / "sccache", "exit 3")  # never reached: the check refuses first
+    results = ft.overrides([wrapper], directory=tmp_path / "tc", sccache=sccache,
+                           env=dict(os.environ))
+    assert len(results) == 1 and isinstance(results[0], ft.Refused), results
+    assert said in results[0].reason, results[0].reason
+    assert not (tmp_path / "tc").exists()
+
+
+@pytest.mark.unit
+def test_overridden_toolchains_go_into_the_in_memory_config(tmp_path: Path) -> None:
+    import tomllib
+
+    from vllm_dev.caching.farm_toolchains import Override
+
+    client = dist.DistClient(sccache=Path("/bin/true"), state_dir=tmp_path, url="http://h:1",
+                             token="s3cret")
+    override = Override("/opt/gcc/bin/g++", "/opt/gcc-13/bin/g++", tmp_path / "g++.tar.gz")
+    config = tomllib.loads(client.secret_config([override]))
+    assert config["dist"]["toolchains"] == [{
+        "type": "path_override", "compiler_executable": "/opt/gcc/bin/g++",
+        "archive": str(tmp_path / "g++.tar.gz"),
+        "archive_compiler_executable": "/opt/gcc-13/bin/g++"}]
+    assert tomllib.loads(client.secret_config())["dist"]["toolchains"] == []

@@ -80,6 +80,20 @@ def test_out_of_order_steps_are_one_run_from_a_real_log() -> None:
 
 
 @pytest.mark.unit
+def test_a_farm_build_is_one_run_from_a_real_log() -> None:
+    """A real .ninja_log of a farm build (the CUDA test project through two build servers in
+    network namespaces, tests/test_dist.py): steps come back in any order, the start time goes
+    back twice. Read as runs split where a start time goes back, as before issue 21, the last
+    "run" was 2 steps, 1 object; it is one run of 10 steps, 7 objects."""
+    entries = parse_ninja_log((Path(__file__).parent / "data" /
+                               "ninja_log_farm_two_servers.txt").read_text())
+    assert sum(1 for a, b in zip(entries, entries[1:], strict=False)
+               if b.start_ms < a.start_ms) == 2
+    assert [len(run) for run in split_runs(entries)] == [10]
+    assert sum(e.is_object for e in latest_run(entries)) == 7
+
+
+@pytest.mark.unit
 def test_entries_since_a_recompacted_log(tmp_path: Path) -> None:
     """Ninja rewrote the log during the build (one line per output kept, in its own order):
     the build's steps are the lines that were not there before."""

@@ -28,17 +28,21 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from vllm_dev.errors import VllmDevError
+
+if TYPE_CHECKING:
+    from vllm_dev.caching.farm_toolchains import Override
 
 TOKEN_ENV = "VLLM_DEV_DIST_TOKEN"
 TOKEN_FILE_ENV = "VLLM_DEV_DIST_TOKEN_FILE"
@@ -240,11 +244,18 @@ class DistClient:
             lines += ["[cache.disk]", f"dir = {_toml_string(self.cache_dir)}", ""]
         return "\n".join(lines)
 
-    def secret_config(self) -> str:
+    def secret_config(self, toolchains: Sequence[Override] = ()) -> str:
+        """The configuration with the farm and the token (never written to a file); each
+        ``toolchains`` entry sends the real compiler behind a wrapper script to the servers
+        (caching/farm_toolchains.py)."""
+        entries = ", ".join(
+            "{type = \"path_override\", compiler_executable = "
+            f"{_toml_string(t.wrapper)}, archive = {_toml_string(str(t.archive))}, "
+            f"archive_compiler_executable = {_toml_string(t.real)}}}" for t in toolchains)
         return "\n".join([
             self.public_config(), "[dist]",
             f"scheduler_url = {_toml_string(self.url)}",
-            "toolchains = []",
+            f"toolchains = [{entries}]",
             f"cache_dir = {_toml_string(str(self.directory / 'toolchains'))}", "",
             "[dist.auth]", 'type = "token"', f"token = {_toml_string(self.token)}", ""])
 
@@ -270,7 +281,8 @@ class DistClient:
         """Stop this checkout's sccache server if one runs (harmless when none does)."""
         self._run("--stop-server", env=self.environment())
 
-    def start(self, *, farm: bool, extra_env: Mapping[str, str] | None = None) -> None:
+    def start(self, *, farm: bool, extra_env: Mapping[str, str] | None = None,
+              toolchains: Sequence[Override] = ()) -> None:
         """A fresh server (statistics at zero): with the farm and token, or local only."""
         self.write_public_config()
         self.stop()  # an old one may hold another URL/token, or none
@@ -282,7 +294,7 @@ class DistClient:
                 raise VllmDevError("--dist needs Linux (memfd_create) to hand sccache its token")
             fd = os.memfd_create("vllm-dev-sccache-conf", 0)
             try:
-                os.write(fd, self.secret_config().encode())
+                os.write(fd, self.secret_config(toolchains).encode())
                 env["SCCACHE_CONF"] = f"/proc/self/fd/{fd}"
                 done = self._run("--start-server", env=env, pass_fds=(fd,))
             finally:
@@ -437,8 +449,10 @@ def _running(client: DistClient, farm: DistPlan, ws: Any, recorder: Any) -> Iter
     # The server's start counts as configure time and reading/stopping it as compile time, so
     # the report's phases still add up to the wall clock.
     with recorder.phase("configure"):
+        toolchains = farm_compilers(client, ws) if farm.status.ok else []
         client.start(farm=farm.status.ok,
-                     extra_env=cc.base_environment(cc.config_from(ws.settings)))
+                     extra_env=cc.base_environment(cc.config_from(ws.settings)),
+                     toolchains=toolchains)
     try:
         yield
     finally:
@@ -446,3 +460,27 @@ def _running(client: DistClient, farm: DistPlan, ws: Any, recorder: Any) -> Iter
             recorder.dist = client.stats()
             with suppress(VllmDevError):
                 client.stop()
+
+
+def farm_compilers(client: DistClient, ws: Any) -> list[Override]:
+    """The compilers this build may send to the farm, said at its start; wrapper scripts
+    resolved to their real compilers and packaged (caching/farm_toolchains.py)."""
+    from vllm_dev.caching import farm_toolchains as ft
+
+    cache = Path(ws.build_dir) / "CMakeCache.txt"
+    configured: list[str | None] = []
+    if cache.is_file():
+        text = cache.read_text(errors="replace")
+        for name in ("CMAKE_CXX_COMPILER", "CMAKE_C_COMPILER", "CMAKE_CUDA_HOST_COMPILER"):
+            found = re.search(rf"^{name}:[A-Z]+=(.+)$", text, re.MULTILINE)
+            configured.append(found.group(1).strip() if found else None)
+    compilers = ft.candidates(os.environ, configured)
+    results = ft.overrides(compilers, directory=client.directory / "toolchains" / "wrapped",
+                           sccache=client.sccache, env=os.environ)
+    wrapped = {r.wrapper for r in results}
+    plain = [str(c) for c in compilers if str(c) not in wrapped]
+    ws.say("build farm: compilers for the servers: " + ", ".join(
+        plain + [r.line() for r in results if isinstance(r, ft.Override)]))
+    for refused in (r for r in results if isinstance(r, ft.Refused)):
+        ws.say(f"build farm: {refused.line()}")
+    return [r for r in results if isinstance(r, ft.Override)]
