@@ -83,7 +83,7 @@ def test_out_of_order_steps_are_one_run_from_a_real_log() -> None:
 def test_a_farm_build_is_one_run_from_a_real_log() -> None:
     """A real .ninja_log of a farm build (the CUDA test project through two build servers in
     network namespaces, tests/test_dist.py): steps come back in any order, the start time goes
-    back twice. Read as runs split where a start time goes back, as before issue 21, the last
+    back three times. Read as runs split where a start time goes back, as before issue 21, the last
     "run" was 2 steps, 1 object; it is one run of 10 steps, 7 objects."""
     entries = parse_ninja_log((Path(__file__).parent / "data" /
                                "ninja_log_farm_two_servers.txt").read_text())
