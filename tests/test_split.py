@@ -165,6 +165,10 @@ def test_split_edit_then_clean_rebuild_hits_every_object(cuda_project: Project,
     cache = _report(project)["cache"]
     assert cache["misses"] == 0 and cache["hits"] >= 4, rebuilt.stderr
 
+    # Nothing to do: the `ninja -n` the split asks already said so; no `cmake --build` runs.
+    noop = project.run("build", "--plain")
+    assert "--build" not in noop.stderr and "0 ninja step(s)" in noop.stderr, noop.stderr
+
     # --no-split: the same one-unit edit, no split
     _add_kernel(project, "vllm_dev_split_probe_2")
     log.write_text("")

@@ -16,6 +16,7 @@ from vllm_dev.flow.plan import BuildPlan
 from vllm_dev.host.disk import explain_failure
 
 if TYPE_CHECKING:
+    from vllm_dev.checkout.pending import Pending
     from vllm_dev.host.parallelism import Split
     from vllm_dev.process.progress import FailedStep
     from vllm_dev.reporting.recorder import Recorder
@@ -36,12 +37,19 @@ def compile_targets(plan: BuildPlan, targets: list[str] | None, *, install: bool
         argv += ["--target", "all"]  # what `install` would build; the install is staged after
     argv += ["--parallel", str(plan.parallelism.jobs)]
     split = None
+    pending = None
     if plan.device == "cuda" and plan.nvcc is not None:
         with recorder.phase("split"):  # a `ninja -n`: the report shows what it cost
-            split = choose_split(plan, targets if targets else ["all"])
+            pending = pending_units(plan, targets if targets else ["all"])
+            split = choose_split(plan, pending)
         recorder.split = split
         if split is not None and (plan.dry or split.flag):
             plan.say(split.line())
+    if pending is not None and pending.steps == 0 and not plan.dry:
+        # ninja itself said it has nothing to do: `cmake --build` would only start cmake and
+        # ninja again to say so (a no-op build's largest cost; see README "no-op build").
+        recorder.build_dir = plan.build_dir
+        return
     env = {**split_environment(split), **cache_log_environment(plan)}
     recorder.compile_starting(plan.build_dir)
     display = open_display(plain=plain or plan.dry)  # a bar when stderr is a terminal
@@ -59,10 +67,22 @@ def compile_targets(plan: BuildPlan, targets: list[str] | None, *, install: bool
                                   failures=display.progress.failures)
 
 
-def choose_split(plan: BuildPlan, targets: list[str]) -> Split | None:
-    """How the CUDA units of this build are split over idle cores (host/parallelism.py); None
-    when nvcc is not in the build. The count of units comes from ``ninja -n``
-    (checkout/pending.py), read-only, so a dry run shows the split too."""
+def pending_units(plan: BuildPlan, targets: list[str]) -> Pending | None:
+    """What ninja would run for ``targets`` (``ninja -n``: read-only, so a dry run asks too);
+    None when it cannot say (not configured, not a Ninja build, an unknown target)."""
+    from vllm_dev.checkout.affected import ninja_of
+    from vllm_dev.checkout.pending import pending_compiles
+    from vllm_dev.errors import VllmDevError
+
+    try:
+        return pending_compiles(plan.build_dir, targets, ninja=ninja_of(plan.build_dir))
+    except VllmDevError:  # not configured yet, or not a Ninja build
+        return None
+
+
+def choose_split(plan: BuildPlan, pending: Pending | None) -> Split | None:
+    """How the CUDA units of this build are split over idle cores (host/parallelism.py), from
+    what ninja will compile (:func:`pending_units`); None when nvcc is not in the build."""
     if plan.device != "cuda" or plan.nvcc is None:
         return None
     from vllm_dev.host.parallelism import SPLIT_OPTION, Split, split_threads
@@ -75,14 +95,6 @@ def choose_split(plan: BuildPlan, targets: list[str]) -> Split | None:
                                                              "NVCC_APPEND_FLAGS"))
     if SPLIT_OPTION in own or "--split-compile" in own:
         return Split(1, 0, "your NVCC_APPEND_FLAGS/NVCC_PREPEND_FLAGS choose the split")
-    from vllm_dev.checkout.affected import ninja_of
-    from vllm_dev.checkout.pending import pending_compiles
-    from vllm_dev.errors import VllmDevError
-
-    try:
-        pending = pending_compiles(plan.build_dir, targets, ninja=ninja_of(plan.build_dir))
-    except VllmDevError:  # not configured yet, or not a Ninja build
-        pending = None
     if pending is None:
         return Split(1, 0, "the units to compile are known once the build dir is configured")
     if pending.regenerates:
