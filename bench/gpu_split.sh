@@ -5,6 +5,8 @@
 #     bench/gpu_split.sh cache    # ~7 min: cold build, split edit, clean rebuild (cache hits), memory
 #     bench/gpu_split.sh edit     # ~5 min on a warm machine after `cache` (~9 min on a fresh one):
 #                                 # the one-file edit against raw cmake, 3 alternations
+#     bench/gpu_split.sh cold     # ~9 min: the cold build through the per-object launcher
+#                                 # (host/split_launcher.py), without and with past times
 # Stage `cache`, in one build dir of _moe_C_stable_libtorch + cumem_allocator, ccache on:
 #   1. prime, then the cold build (memory summed over every process of the build, sampled every
 #      0.1 s by bench/memory_sampler.py); the report's split line (none: more units than jobs);
@@ -18,10 +20,14 @@
 #   --cases noop,onefile --repeat 3: vllm-dev (split, install, post-build check) against raw
 #   `cmake --build --preset release --target _moe_C_stable_libtorch` + `cmake --install
 #   --component` (raw `--target install` would first build every other target of the tree).
+# Stage `cold`, --cache none, the launcher configured in front of nvcc (--define
+#   CMAKE_CUDA_COMPILER_LAUNCHER): a cold build with no past compile times (every object 1
+#   thread: the build without the split), `vllm-dev clean`, then the same cold build with the
+#   first one's times: the objects longer than the build's work per thread get threads.
 # Output: $OUT/split_summary.txt, $OUT/split.log, $OUT/split_data.tgz (reports, .ninja_log
 # copies, ccache's per-compile log, memory JSON, bench JSON).
 STAGE=${1:-cache}
-case $STAGE in cache|edit) ;; *) echo "usage: bench/gpu_split.sh cache|edit" >&2; exit 2;; esac
+case $STAGE in cache|edit|cold) ;; *) echo "usage: bench/gpu_split.sh cache|edit|cold" >&2; exit 2;; esac
 WORK=${WORK:-/tmp/gpusplit}
 source "$(dirname "$0")/gpu_prepare.sh"
 set +e
@@ -105,6 +111,24 @@ if [[ $STAGE == cache ]]; then
   say "op check after the clean rebuild (objects from the cache, the split one included): exit $?"
   git checkout -q "$EDIT"
   run vllm-dev build --plain "${TARGETS[@]}"   # back to the tree as unpacked, for `edit`
+fi
+
+if [[ $STAGE == cold ]]; then
+  LAUNCH=(--cache none --define "CMAKE_CUDA_COMPILER_LAUNCHER=$PY;-m;vllm_dev.host.split_launcher")
+  rm -f "$TREE"/.vllm-dev/unit-times-*.json
+  step "1. prime with the launcher"
+  run vllm-dev prime "${LAUNCH[@]}"
+  step "2. cold build, no past times (no split)"
+  build cold_nohistory "${LAUNCH[@]}"
+  cp "$BD/vllm-dev-threads.json" "$DATA/threads_nohistory.json" 2>/dev/null
+  step "3. clean, then the same cold build with the first one's times"
+  run vllm-dev clean
+  build cold_history "${LAUNCH[@]}"
+  cp "$BD/vllm-dev-threads.json" "$DATA/threads_history.json" 2>/dev/null
+  cp "$TREE"/.vllm-dev/unit-times-*.json "$DATA/" 2>/dev/null
+  say "threads planned: $(cat "$DATA/threads_history.json" 2>/dev/null | tr -d '\n ')"
+  ops_check
+  say "op check after the per-object split build: exit $?"
 fi
 
 if [[ $STAGE == edit ]]; then

@@ -206,3 +206,84 @@ def test_users_nvcc_flags_are_kept_and_part_of_the_cache_key(cuda_project: Proje
     project.run("build", "--plain")
     again = _report(project)["cache"]
     assert again["misses"] == 1, again  # only the edited saxpy.cu: its -G object is not served
+
+
+# ----------------------------------------------------------------------------- per object
+
+
+@pytest.mark.unit
+def test_per_object_plan_gives_the_long_objects_the_threads() -> None:
+    from vllm_dev.host.parallelism import plan_unit_threads
+
+    h200 = par(16, 125)
+    assert plan_unit_threads({"a.cu.o": 75.0}, h200) == {"a.cu.o": 16}  # the edit loop
+    two = plan_unit_threads({"long.cu.o": 90.0, "short.cu.o": 10.0}, h200)
+    assert two["long.cu.o"] > two["short.cu.o"] >= 1 and sum(two.values()) <= 16
+    # The cold build measured on the H200: 23 CUDA objects on 16 jobs (times from its log).
+    cold = {f"m{i}.cu.o": t for i, t in enumerate(
+        [193.7, 171.2, 163.2, 159.3, 154.2, 152.5, 148.0, 146.2, 121.9, 108.3, 105.6, 103.9,
+         98.1, 85.1, 81.7, 79.4, 42.8, 39.2, 30.5, 24.2, 20.6, 13.2, 13.1])}
+    threads = plan_unit_threads(cold, h200)
+    ideal = sum(cold.values()) / 16
+    assert all((threads[o] > 1) == (w > ideal) for o, w in cold.items()), (threads, ideal)
+    assert threads["m0.cu.o"] == 2 and threads["m22.cu.o"] == 1
+    assert plan_unit_threads(dict.fromkeys(cold), h200) == dict.fromkeys(cold, 1)  # no history
+    assert plan_unit_threads({"a.cu.o": 75.0}, par(16, 125, jobs=1)) == {"a.cu.o": 1}
+
+
+@pytest.mark.unit
+def test_the_launcher_appends_the_planned_split_and_runs_the_command(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from vllm_dev.host import split_launcher as sl
+
+    plan = {"kind": sl.KIND, "objects": {"CMakeFiles/x.dir/a.cu.o": 6}}
+    (tmp_path / sl.PLAN_FILE).write_text(json.dumps(plan))
+    show = tmp_path / "show"
+    show.write_text('#!/bin/sh\necho "[$NVCC_APPEND_FLAGS] $*"\nexit 7\n')
+    show.chmod(0o755)
+
+    def launch(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "vllm_dev.host.split_launcher", str(show),
+                               *args], cwd=tmp_path, capture_output=True, text=True,
+                              env={"PATH": "/usr/bin:/bin", **env}, check=False)
+
+    planned = launch("-c", "a.cu", "-o", "CMakeFiles/x.dir/a.cu.o", NVCC_APPEND_FLAGS="-G")
+    assert planned.returncode == 7  # the command's own exit code
+    assert planned.stdout.startswith("[-G -split-compile=6] -c a.cu -o CMakeFiles/x.dir/a.cu.o")
+    other = launch("-c", "b.cu", "-o", "CMakeFiles/x.dir/b.cu.o")
+    assert other.stdout.startswith("[] -c b.cu")
+    theirs = launch("-o", "CMakeFiles/x.dir/a.cu.o", NVCC_APPEND_FLAGS="-split-compile=3")
+    assert theirs.stdout.startswith("[-split-compile=3] ")  # the user's split wins
+    (tmp_path / sl.PLAN_FILE).unlink()
+    assert launch("-o", "CMakeFiles/x.dir/a.cu.o").stdout.startswith("[] ")
+    assert sl.threads_for(["nvcc", "-oCMakeFiles/x.dir/a.cu.o"], plan, {}) == 6
+
+
+@requires_nvcc
+def test_per_object_launcher_in_a_real_build(cuda_project: Project, tmp_path: Path) -> None:
+    """The launcher configured in front of ccache (as a --define): vllm-dev writes the plan,
+    and the one-unit edit's compile gets its threads through the launcher, not the env."""
+    import sys
+
+    from vllm_dev.host.split_launcher import PLAN_FILE
+
+    project = cuda_project
+    wrapper, log = _nvcc_logger(tmp_path)
+    ccache = Path(sys.executable).parent / "ccache"
+    launcher = f"{sys.executable};-m;vllm_dev.host.split_launcher;{ccache}"
+    project.env.update(CUDACXX=str(wrapper), VLLM_DEV_JOBS="2")
+    project.run("build", "--plain", "--define", f"CMAKE_CUDA_COMPILER_LAUNCHER={launcher}")
+    _add_kernel(project, "vllm_dev_launcher_probe")
+    log.write_text("")
+    done = project.run("build", "--plain", "--define",
+                       f"CMAKE_CUDA_COMPILER_LAUNCHER={launcher}")
+    assert "split: up to -split-compile=2 (per object" in done.stderr, done.stderr
+    assert log.read_text().split("\n")[0] == "[-split-compile=2]"
+    assert "VLLM_DEV_NVCC_APPEND_FLAGS" not in done.stderr  # not through the environment
+    plan = json.loads((project.build_dir / PLAN_FILE).read_text())
+    assert plan["objects"] == {"CMakeFiles/_cuda_C.dir/csrc/cuda/saxpy.cu.o": 2}
+    times = json.loads((project.root / ".vllm-dev" / "unit-times-release.json").read_text())
+    assert "CMakeFiles/_cuda_C.dir/csrc/cuda/saxpy.cu.o" in times["objects"]
+    assert project.value("_cuda_C") == 1234

@@ -65,6 +65,7 @@ memory fits beside the outlier reserve.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from vllm_dev.config.settings import Settings
@@ -117,9 +118,10 @@ class Parallelism:
 class Split:
     """How many ``-split-compile`` threads each CUDA unit of one build gets (1: no split)."""
 
-    threads: int
+    threads: int  # per unit; with ``per_object``, the most any unit gets
     cuda_units: int
     why: str
+    per_object: bool = False  # chosen per object by the launcher's plan (host/split_launcher)
 
     @property
     def flag(self) -> str | None:
@@ -129,6 +131,8 @@ class Split:
     def line(self) -> str:
         if self.flag is None:
             return f"split: none ({self.why})"
+        if self.per_object:
+            return f"split: up to {self.flag} ({self.why})"
         return f"split: {self.flag} for {self.cuda_units} CUDA unit(s) ({self.why})"
 
 
@@ -241,3 +245,33 @@ def choose(
             notes.append("limited by memory")
             jobs = by_memory
     return sized(jobs, facts + "".join(f"; {n}" for n in notes), cpus)
+
+
+def plan_unit_threads(weights: dict[str, float | None], par: Parallelism) -> dict[str, int]:
+    """``-split-compile`` threads per CUDA object for a build with a per-object launcher
+    (host/split_launcher.py), from each object's past compile time (``weights``; None: never
+    built here).
+
+    A build's wall time is at least its work spread over the thread budget, ``T = sum(w) / B``,
+    and at least its longest object. An object longer than ``T`` would hold the build up after
+    the others are done: it gets ``ceil(w / T)`` threads, so that its split part ends near
+    ``T``; the others keep one (as many as fit when every object runs at once, as in the edit
+    loop). Unknown times count as the median of the known ones (all 1 when none is known).
+    Threads per object never exceed the budget over nvcc's own ``--threads``, nor what memory
+    allows beside the other jobs (:func:`split_threads`' rule)."""
+    if not weights or par.thread_budget <= 0:
+        return {}
+    known = sorted(w for w in weights.values() if w)
+    median = known[len(known) // 2] if known else 1.0
+    filled = {obj: (w if w else median) for obj, w in weights.items()}
+    most = max(1, par.thread_budget // max(1, par.nvcc_threads))
+    cap = min(most, split_threads(par, cuda_units=1).threads)  # memory, for one unit
+    if len(filled) <= par.jobs:  # every object runs at once: the part-1 rule, by weight
+        if split_threads(par, cuda_units=len(filled)).threads <= 1:
+            return dict.fromkeys(filled, 1)
+        total = sum(filled.values())
+        spare = max(0, most - len(filled))  # threads beyond one per object, by weight
+        return {obj: max(1, min(cap, 1 + int(spare * w / total))) for obj, w in filled.items()}
+    ideal = sum(filled.values()) / par.thread_budget
+    return {obj: max(1, min(cap, math.ceil(w / ideal) if w > ideal else 1))
+            for obj, w in filled.items()}

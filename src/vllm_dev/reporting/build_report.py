@@ -56,10 +56,13 @@ class SplitNote:
     threads: int
     cuda_units: int
     why: str
+    per_object: bool = False  # threads chosen per object (host/split_launcher.py)
 
     def line(self) -> str:
         if self.threads <= 1:
             return f"split: none ({self.why})"
+        if self.per_object:
+            return f"split: up to -split-compile={self.threads} ({self.why})"
         return f"split: -split-compile={self.threads} for {self.cuda_units} CUDA unit(s) " \
                f"({self.why})"
 

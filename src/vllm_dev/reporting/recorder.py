@@ -229,8 +229,8 @@ class Recorder:
             cache_note=self._cache_note,
             failed=list(self.failed),
             selection=self.selection,
-            split=(SplitNote(self.split.threads, self.split.cuda_units, self.split.why)
-                   if self.split is not None else None),
+            split=(SplitNote(self.split.threads, self.split.cuda_units, self.split.why,
+                             self.split.per_object) if self.split is not None else None),
         )
         if self.build_dir is not None and self._log_mark is not None:
             entries = entries_since(self.build_dir, self._log_mark)
@@ -244,6 +244,10 @@ class Recorder:
 
             report.timeline = to_rows(build_timeline(self.build_dir, entries,
                                                      farm=self.dist is not None))
+            with suppress(VllmDevError, OSError):  # a memory for the next plan, not the build's
+                from vllm_dev.reporting.unit_times import remember
+
+                remember(self.ws.checkout.state_dir, self.ws.template.name, entries)
         if self._cache_before is not None:
             after = self._read_cache()
             if after is not None:

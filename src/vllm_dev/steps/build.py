@@ -6,6 +6,7 @@ runs it between configure and install, under the build dir's lock, inside the bu
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -42,6 +43,7 @@ def compile_targets(plan: BuildPlan, targets: list[str] | None, *, install: bool
         with recorder.phase("split"):  # a `ninja -n`: the report shows what it cost
             pending = pending_units(plan, targets if targets else ["all"])
             split = choose_split(plan, pending)
+            split = per_object_split(plan, pending, split)
         recorder.split = split
         if split is not None and (plan.dry or split.flag):
             plan.say(split.line())
@@ -103,12 +105,54 @@ def choose_split(plan: BuildPlan, pending: Pending | None) -> Split | None:
                          other_units=len(pending.other))
 
 
+def per_object_split(plan: BuildPlan, pending: Pending | None, split: Split | None
+                     ) -> Split | None:
+    """With the per-object launcher configured (host/split_launcher.py in the build's
+    ``CMAKE_CUDA_COMPILER_LAUNCHER``), the threads of each CUDA object from its past compile
+    times (host/parallelism.plan_unit_threads), written for the launcher; the environment then
+    carries no split. Without it, or where the split is off, no plan file is left behind (the
+    launcher then changes nothing)."""
+    from vllm_dev.host.split_launcher import KIND, PLAN_FILE
+
+    path = plan.build_dir / PLAN_FILE
+    if not uses_split_launcher(plan.build_dir) or pending is None or split is None \
+            or split.cuda_units == 0 or plan.dry:
+        if not plan.dry:
+            path.unlink(missing_ok=True)
+        return split
+    from vllm_dev.host.parallelism import Split, plan_unit_threads
+    from vllm_dev.process.files import atomic_write_bytes
+    from vllm_dev.reporting.unit_times import past_times
+
+    history = past_times(plan.checkout.state_dir, plan.template.name, plan.build_dir)
+    weights = {obj: history.get(obj) for obj in pending.cuda}
+    threads = plan_unit_threads(weights, plan.parallelism)
+    split_ones = {o: t for o, t in threads.items() if t > 1}
+    atomic_write_bytes(path, json.dumps({"kind": KIND, "objects": split_ones}, indent=1)
+                       .encode())
+    known = sum(1 for w in weights.values() if w)
+    why = (f"per object, by past compile times ({known} of {len(weights)} known): "
+           f"{len(split_ones)} of {len(weights)} CUDA unit(s) split"
+           + (f", longest planned: {max(split_ones, key=lambda o: weights[o] or 0)}"
+              if split_ones else ""))
+    return Split(max(threads.values(), default=1), len(weights), why, per_object=True)
+
+
+def uses_split_launcher(build_dir: Path) -> bool:
+    """Whether the build dir's CUDA compiles go through host/split_launcher.py."""
+    from vllm_dev.checkout.affected import cache_value
+
+    return "split_launcher" in (cache_value(build_dir, "CMAKE_CUDA_COMPILER_LAUNCHER") or "")
+
+
 def split_environment(split: Split | None) -> dict[str, str]:
     """The variable the presets append to the user's ``NVCC_APPEND_FLAGS`` (see
     caching/compiler_cache.nvcc_environment), when the units are split."""
     from vllm_dev.caching.compiler_cache import NVCC_EXTRA_ENV
 
-    return {NVCC_EXTRA_ENV: split.flag} if split is not None and split.flag else {}
+    if split is None or not split.flag or split.per_object:  # the launcher's, per object
+        return {}
+    return {NVCC_EXTRA_ENV: split.flag}
 
 
 def cache_log_environment(plan: BuildPlan) -> dict[str, str]:
