@@ -83,6 +83,7 @@ build() {  # name [vllm-dev build options...]: a measured build into $BD
   cp "$BD/.ninja_log" "$DATA/ninja_log_$name.txt" 2>/dev/null
   cp "$BD/vllm-dev-ccache.log" "$DATA/ccache_log_$name.txt" 2>/dev/null
   summarize "$name" "$DATA/report_$name.json" "$DATA/mem_$name.json"
+  pack  # what is measured comes back even if the call's time limit kills the rest
 }
 
 step "machine ($STAGE)"
