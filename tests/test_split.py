@@ -69,9 +69,9 @@ def test_a_users_job_cap_caps_the_threads_too() -> None:
 
 @pytest.mark.unit
 def test_memory_limits_the_split_and_never_goes_below_one_thread() -> None:
-    # 13 GiB: 1 job of 4.5 + 7.5 reserve leaves 1 GiB: 4 extra threads at 0.25 GiB
-    tight = split_threads(par(16, 13), cuda_units=1)
-    assert tight.threads == 5 and "limited by memory" in tight.why
+    # 14 GiB: 1 job of 4.5 + 7.5 reserve leaves 2 GiB: 3 extra threads at 0.6 GiB
+    tight = split_threads(par(16, 14), cuda_units=1)
+    assert tight.threads == 4 and "limited by memory" in tight.why
     none = split_threads(par(16, 12.1), cuda_units=1)
     assert none.threads == 1 and "no memory to spare" in none.why
     farm = Parallelism(32, 1, "farm")  # no budget given: a farm's jobs

@@ -55,12 +55,15 @@ CPUs when vllm-dev sized the jobs, or what ``--jobs``/``MAX_JOBS`` allow when th
 cap is a cap on threads too). The other compiles of the same build (C++ units) keep one CPU each.
 No split when more CUDA units wait than jobs run at once: every core is busy already.
 
-Memory: nvcc's split threads share one process tree. Measured on an H200 host (real vLLM 0.33.0,
-arch 9.0, memory summed over every process of the compile, sampled every 0.1 s):
-``csrc/moe/topk_softmax_kernels.cu`` peaked at about 0.84 GiB with and without
-``-split-compile=0`` (issue 21). The model still charges ``SPLIT_THREAD_GIB`` per extra split
-thread (per nvcc thread), on top of the per-job estimate, and gives a unit only the threads whose
-memory fits beside the outlier reserve.
+Memory: nvcc's split threads share one process tree, and what they add depends on the unit.
+Measured on H200 hosts (real vLLM 0.33.0, arch 9.0, memory summed over every process of the
+build, sampled every 0.1 s; bench/gpu_split.sh, 2026-12-03): ``csrc/moe/topk_softmax_kernels.cu``
+alone, 906 MiB without the split and 902 MiB with 16 split threads (issue 21 saw 0.84 GiB either
+way); the cold build of ``_moe_C_stable_libtorch`` (23 CUDA units, 16 jobs) peaked at 7.9 GiB
+with every unit on one thread and 12.0 GiB with its 8 longest (the Marlin kernels) on two (largest
+process 1.06 -> 2.2 GiB): about 0.5 GiB per extra split thread of a heavy unit. The model charges
+``SPLIT_THREAD_GIB`` = 0.6 GiB per extra split thread (per nvcc thread), on top of the per-job
+estimate, and gives a unit only the threads whose memory fits beside the outlier reserve.
 """
 
 from __future__ import annotations
@@ -90,7 +93,7 @@ DEFAULT_ARCH_COUNT = 7
 MAX_THREADS = 4
 CPUS_PER_THREAD_STEP = 8
 #: GiB charged per extra ``-split-compile`` thread (see "Splitting one unit" above).
-SPLIT_THREAD_GIB = 0.25
+SPLIT_THREAD_GIB = 0.6
 #: The nvcc option that the split uses (one value for a whole ninja run, see steps/build.py).
 SPLIT_OPTION = "-split-compile"
 
