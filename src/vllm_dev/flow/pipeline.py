@@ -242,7 +242,7 @@ def _compile(plan: BuildPlan, request: Request, recorder: Recorder,
     elif not plan.dry:
         remember_explicit(plan.build_dir, targets)
     compile_targets(plan, targets, install=Stage.INSTALL in request.stages, plain=request.plain,
-                    recorder=recorder, warm=warm)
+                    recorder=recorder, warm=warm, announce_up_to_date=request.announce_up_to_date)
     return targets
 
 

@@ -25,8 +25,10 @@ if TYPE_CHECKING:
 
 
 def compile_targets(plan: BuildPlan, targets: list[str] | None, *, install: bool, plain: bool,
-                    recorder: Recorder, warm: WarmChecker | None) -> None:
-    """``cmake --build`` of ``targets`` (None: what the install needs, i.e. all)."""
+                    recorder: Recorder, warm: WarmChecker | None,
+                    announce_up_to_date: bool = False) -> None:
+    """``cmake --build`` of ``targets`` (None: what the install needs, i.e. all);
+    ``announce_up_to_date``: say so when there is nothing to compile (a Nox session's log)."""
     from vllm_dev.process.progress import open_display
 
     # The job count goes to the build, not the configure: a change of jobs (or of free memory,
@@ -51,6 +53,8 @@ def compile_targets(plan: BuildPlan, targets: list[str] | None, *, install: bool
         # ninja itself said it has nothing to do: `cmake --build` would only start cmake and
         # ninja again to say so (a no-op build's largest cost; see README "no-op build").
         recorder.build_dir = plan.build_dir
+        if announce_up_to_date:
+            plan.say(f"compile: nothing to do in {plan.build_dir.name} (ninja -n)")
         return
     env = {**split_environment(split), **cache_log_environment(plan)}
     recorder.compile_starting(plan.build_dir)
