@@ -15,9 +15,10 @@ from invoke import Argument, Collection, Context, Exit, Task, task
 from vllm_dev.config.declarations import SETTINGS, config_defaults, flags_from_options, for_steps
 from vllm_dev.config.settings import Settings
 from vllm_dev.errors import VllmDevError
-from vllm_dev.flow.workspace import Workspace
+from vllm_dev.flow.workspace import Workspace, open_workspace
 from vllm_dev.process.interrupts import Terminated, sigterm_raises
 from vllm_dev.process.runner import SubprocessRunner
+from vllm_dev_frontends import config_files
 
 # The ``vllm_dev`` configuration section: every setting's default, so that `invoke.yaml` (key
 # vllm_dev) and INVOKE_VLLM_DEV_* variables can set it. Derived from the declarations.
@@ -28,7 +29,7 @@ DEFAULTS: dict[str, Any] = config_defaults()
 # --preset in one task and --python in another, `-h` --cache-dir. The rest are long only: rare, or
 # (--force, --all) better spelled out. No -c: Invoke's zsh completion script reads `-c X` as its
 # --collection and passes it on.
-TASK_SHORT_FLAGS = {"target": "t"}
+TASK_SHORT_FLAGS = {"target": "t", "undefine": "U"}
 SHORT_FLAGS = {**{s.param: s.short for s in SETTINGS if s.param and s.short}, **TASK_SHORT_FLAGS}
 # vllm-dev's own options before the task (program.py); no task option may take these letters.
 CORE_SHORT_FLAGS = {"h": "help", "V": "version", "l": "list", "R": "dry", "f": "config"}
@@ -37,6 +38,9 @@ PRESET_FILE_HELP = {
     "merge": "add vllm-dev's presets beside those of a CMakeUserPresets.json it did not write",
     "force": "replace a CMakeUserPresets.json vllm-dev did not write (a backup is kept)",
 }
+# -U, on every task that takes -D (CMake's own spelling).
+UNDEFINE_HELP = {"undefine": "forget a remembered -D NAME and remove NAME from the CMake cache "
+                             "(cmake -U NAME, the cache is kept; repeatable)"}
 
 
 class VllmDevTask(Task):
@@ -108,19 +112,24 @@ def _echo(line: str) -> None:
     print(f"vllm-dev: $ {line}", file=sys.stderr, flush=True)
 
 
-def workspace(c: Context, **options: Any) -> Workspace:
+def workspace(c: Context, command: str, *, undefine: Any = (), announce: bool = True,
+              **options: Any) -> Workspace:
     """A Workspace from the task's setting options (``**settings``: keyed by parameter name,
-    ``define=[...]``), the environment and the invoke config."""
-    config = dict(c.config.get("vllm_dev", {}) or {})
-    settings = Settings.resolve(flags=flags_from_options(options), environ=os.environ,
-                                config=config)
+    ``define=[...]``), the environment, the invoke config's levels and the checkout's
+    remembered settings (see :func:`vllm_dev.flow.workspace.open_workspace`)."""
     dry = bool(c.config.run.dry)
-    from vllm_dev.caching import compiler_cache as cc
+    levels = config_files.levels(c.config)
 
-    cache = cc.config_from(settings)
-    runner = SubprocessRunner(dry=dry, echo=_echo, secrets=cache.secrets,
-                              environment=cc.command_environment(cache))
-    return Workspace(settings=settings, runner=runner)
+    def runner(settings: Settings) -> SubprocessRunner:
+        from vllm_dev.caching import compiler_cache as cc
+
+        cache = cc.config_from(settings)
+        return SubprocessRunner(dry=dry, echo=_echo, secrets=cache.secrets,
+                                environment=cc.command_environment(cache))
+
+    return open_workspace(command=command, flags=flags_from_options(options), runner=runner,
+                          environ=os.environ, config=levels.files, announce=announce,
+                          undefine=tuple(undefine or ()))
 
 
 @contextlib.contextmanager
@@ -160,27 +169,30 @@ def setup(c, force=False, **settings):
     from vllm_dev.steps.setup import run_setup
 
     with reported():
-        run_setup(workspace(c, **settings), force=force,
-                  extra_args=_remainder(c))
+        ws = workspace(c, "setup", **settings)
+        run_setup(ws, force=force, extra_args=_remainder(c))
+        ws.remember()  # it reached its install (see config/remember.py)
 
 
-@task(klass=VllmDevTask, step="prime", help={**PRESET_FILE_HELP,
+@task(klass=VllmDevTask, step="prime", iterable=["undefine"], help={
+      **PRESET_FILE_HELP, **UNDEFINE_HELP,
       "reconfigure": "run cmake's configure even if nothing changed"})
-def prime(c, merge=False, force=False, reconfigure=False, **settings):
+def prime(c, merge=False, force=False, reconfigure=False, undefine=None, **settings):
     """Write CMakeUserPresets.json and configure the preset's build dir (only when needed)."""
     from vllm_dev.flow import pipeline
 
     with reported():
-        ws = workspace(c, **settings)
+        ws = workspace(c, "prime", undefine=undefine, **settings)
         pipeline.run(ws, pipeline.Request(stages=pipeline.PRIME, merge=merge, force=force,
-                                          reconfigure=reconfigure))
+                                          reconfigure=reconfigure,
+                                          undefine=tuple(undefine or ())))
 
 
 @task(
     klass=VllmDevTask,
     step="build",
-    iterable=["target"],
-    help=dict(PRESET_FILE_HELP,
+    iterable=["target", "undefine"],
+    help=dict(PRESET_FILE_HELP, **UNDEFINE_HELP,
                target="build only this target and install only its component (repeatable)",
                verify="end by loading the extensions this build changed in the target "
                       "interpreter and looking for stale .so files (--no-verify: skip)",
@@ -194,10 +206,10 @@ def prime(c, merge=False, force=False, reconfigure=False, **settings):
                all="compile every target, not only the affected ones"),
 )
 def build(c, target=None, install=True, merge=False, verify=True, force=False, plain=False,
-          json=None, since=None, all=False, **settings):
+          json=None, since=None, all=False, undefine=None, **settings):
     """Compile incrementally and install into the checkout (primes first when needed)."""
     with reported():
-        ws = workspace(c, **settings)
+        ws = workspace(c, "build", undefine=undefine, **settings)
         from vllm_dev.flow import pipeline
         from vllm_dev.reporting.recorder import process_started_at
 
@@ -205,7 +217,7 @@ def build(c, target=None, install=True, merge=False, verify=True, force=False, p
             stages=pipeline.build_stages(install=install, verify=verify),
             targets=tuple(target or ()), merge=merge, force=force, since=since, every=all,
             plain=plain, json_path=Path(json).expanduser().absolute() if json else None,
-            started_at=process_started_at()))
+            started_at=process_started_at(), undefine=tuple(undefine or ())))
 
 
 @task(klass=VllmDevTask, step="report",
@@ -217,7 +229,7 @@ def report(c, slowest=None, json=False, **settings):
     from vllm_dev.steps.report import run_report
 
     with reported():
-        ws = workspace(c, **settings)
+        ws = workspace(c, "report", **settings)
         run_report(ws, slowest=slowest, as_json=json)
 
 
@@ -229,7 +241,7 @@ def verify(c, remove_stale=False, json=False, **settings):
     from vllm_dev.steps.verify import run_verify_task
 
     with reported():
-        ws = workspace(c, **settings)
+        ws = workspace(c, "verify", **settings)
         run_verify_task(ws, remove=remove_stale, as_json=json)
 
 
@@ -239,7 +251,7 @@ def doctor(c, json=False, **settings):
     from vllm_dev.steps.doctor import run_doctor
 
     with reported():
-        ws = workspace(c, **settings)
+        ws = workspace(c, "doctor", **settings)
         run_doctor(ws, as_json=json)
 
 
@@ -250,7 +262,7 @@ def install(c, component=None, **settings):
     from vllm_dev.flow import pipeline
 
     with reported():
-        ws = workspace(c, **settings)
+        ws = workspace(c, "install", **settings)
         pipeline.run(ws, pipeline.Request(stages=pipeline.INSTALL,
                                           targets=tuple(component or ()), install_every=True))
 
@@ -265,7 +277,7 @@ def clean_(c, all=False, installed=False, deps=False, **settings):
     from vllm_dev.steps.clean import run_clean
 
     with reported():
-        ws = workspace(c, **settings)
+        ws = workspace(c, "clean", **settings)
         run_clean(ws, every=all, installed=installed, deps=deps)
 
 
@@ -281,8 +293,28 @@ def demo(c, keep=False, device=None):
         run_demo(runner=SubprocessRunner(dry=dry, echo=_echo), keep=keep, device=device)
 
 
+@task(klass=VllmDevTask, name="settings", step="settings", iterable=["forget"],
+      help={"json": "print them as JSON",
+            "forget": "forget a remembered setting (flag or key spelling: --python, "
+                      "cache_remote) or a remembered define by name (repeatable)",
+            "forget_all": "forget every setting remembered for the preset"})
+def settings_(c, json=False, forget=None, forget_all=False, **settings):
+    """Every setting: its value for this checkout and preset, and where it comes from.
+
+    Given as a flag to setup, prime or build, a setting that shapes the build (interpreter,
+    device, arch, defines, compiler cache, remote cache, farm, nvcc threads) is remembered for
+    the checkout and preset; later commands use it unless a flag or the environment says
+    otherwise. Forget with --forget NAME, -U NAME (a define) or --forget-all."""
+    from vllm_dev.steps.settings import run_settings
+
+    with reported():
+        ws = workspace(c, "settings", announce=False, **settings)
+        run_settings(ws, as_json=json, forget=tuple(forget or ()), forget_all=forget_all)
+
+
 def namespace() -> Collection:
     """The task collection with every tunable declared, for tasks.py and the console script."""
-    ns = Collection(setup, prime, build, install, clean_, demo, doctor, verify, report)
+    ns = Collection(setup, prime, build, install, clean_, demo, doctor, verify, report,
+                    settings_)
     ns.configure({"vllm_dev": config_defaults()})
     return ns

@@ -42,6 +42,8 @@ class ConfigFile:
     #: Ranks with the environment: a file given with ``-f`` and ``INVOKE_VLLM_DEV_*`` are this
     #: run's, as a variable is; the files found by name are the standing configuration.
     environment: bool = False
+    #: The file, when there is one.
+    path: str | None = None
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,7 @@ class Settings:
         """How to name the source of a setting in a message (``--jobs``, ``MAX_JOBS``, ...)."""
         return dict(self.origins).get(name) or setting(name).origin
 
-    def source(self, name: str) -> Source:
+    def source_of(self, name: str) -> Source:
         """Where ``name``'s value came from (``default`` when nothing set it)."""
         return dict(self.sources).get(name) or Source("default", "default")
 
@@ -229,7 +231,7 @@ def _merged_defines(declared: Setting, *, flags: Mapping[str, Any], environ: Map
         if each.values.get(declared.config_key) not in (None, "", [], ()):
             add(declared.convert(each.values[declared.config_key], origin),
                 Source("config", each.where), origin)
-    for name, entry in memory.defines.items():
+    for entry in memory.defines.values():
         add((str(entry.value),), Source("remembered", entry.given()),
             _remembered_origin(declared, entry))
     for each in (f for f in files if f.environment):
