@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from vllm_dev.errors import VllmDevError
 from vllm_dev.process.runner import Completed, SubprocessRunner
+from vllm_dev_frontends import config_files
 from vllm_dev_frontends.nox_options import parse_posargs, setting_flags
 
 if TYPE_CHECKING:
@@ -157,9 +158,11 @@ def session_doc(name: str, directory: Path) -> str:
             + (f": {description}" if description else "."))
 
 
-def invoke_config(project_dir: Path, environ: Mapping[str, str]) -> dict[str, Any]:
-    """The ``vllm_dev`` section of the Invoke configuration, read as the ``vllm-dev`` script reads
-    it (system and user files, ``invoke.yaml`` of the invocation directory, ``INVOKE_VLLM_DEV_*``).
+def invoke_config(project_dir: Path, environ: Mapping[str, str]) -> config_files.Levels:
+    """The ``vllm_dev`` configuration, read as the ``vllm-dev`` script reads it (system and user
+    files, ``invoke.yaml`` of the invocation directory and, once the checkout is known, of its
+    root, ``INVOKE_VLLM_DEV_*``), each source kept apart (see config_files.py); its defines
+    included. Not the remembered settings: a session is a clean room.
 
     Invoke is imported lazily: nox's own interpreter may lack it, and then only the environment
     variables and the flags after ``--`` count (install nox beside vllm-dev to get the config).
@@ -169,13 +172,13 @@ def invoke_config(project_dir: Path, environ: Mapping[str, str]) -> dict[str, An
     try:
         from invoke import Config
     except ImportError:
-        return {}
+        return config_files.Levels()
     logging.getLogger("invoke").setLevel(logging.WARNING)  # nox's handler would show its debug
     config = Config(defaults={**Config.global_defaults(), "vllm_dev": config_defaults()},
                     project_location=project_dir)
     config.load_project()
     config.load_shell_env()
-    return dict(config.get("vllm_dev", {}) or {})
+    return config_files.levels(config)
 
 
 def build_session(session: NoxSession, *, preset: str) -> None:
@@ -195,7 +198,7 @@ def _build(session: NoxSession, *, preset: str, clock: PhaseClock) -> None:
     from vllm_dev.checkout.state import ensure_state_dir
     from vllm_dev.config.settings import Settings
     from vllm_dev.flow import pipeline
-    from vllm_dev.flow.workspace import Workspace
+    from vllm_dev.flow.workspace import open_workspace
     from vllm_dev.process.locking import build_lock
 
     args = parse_posargs(session.posargs)
@@ -217,18 +220,22 @@ def _build(session: NoxSession, *, preset: str, clock: PhaseClock) -> None:
     invoked_from = Path(session.invoked_from)
     environ = dict(os.environ)
     flags = {**setting_flags(args), "python": str(python), "preset": preset}
-    settings = Settings.resolve(flags=flags, environ=environ,
-                                config=invoke_config(invoked_from, environ))
     say = clock.say
+
+    def runner(settings: Settings) -> SessionRunner:
+        cache = cc.config_from(settings)
+        environment = cc.command_environment(cache)  # as the Invoke tasks' runner gets it
+        return SessionRunner(session, environment=environment, queries=SubprocessRunner(
+            secrets=cache.secrets, environment=environment))
+
     # One workspace: setup reads only the checkout and the settings from it (the device it
     # needs after the editable install is probed then, see _setup), so nothing it looked up
-    # is stale when the pipeline resolves the build's plan.
-    cache = cc.config_from(settings)
-    environment = cc.command_environment(cache)  # as the Invoke tasks' runner gets it
-    runner = SessionRunner(session, environment=environment, queries=SubprocessRunner(
-        secrets=cache.secrets, environment=environment))
-    ws = Workspace(settings=settings, runner=runner, environ=environ, cwd=invoked_from, say=say,
-                   layer=LAYER)
+    # is stale when the pipeline resolves the build's plan. A session is a clean room: the
+    # checkout's remembered settings are neither read nor written.
+    ws = open_workspace(command=f"nox -s {preset}", flags=flags, runner=runner,
+                        environ=environ, config=invoke_config(invoked_from, environ).files,
+                        cwd=invoked_from, say=say, layer=LAYER, remember=False)
+    settings = ws.settings
     checkout = ws.checkout  # a missing or non-vLLM checkout stops here, before any install
     say(f"checkout {checkout.root}, target interpreter {python}, build dir "
         f"{ws.build_dir.relative_to(checkout.root)}")

@@ -88,7 +88,9 @@ def usable(memory: store.Memory, preset: str, *, given: Settings, environ: Mappi
             say(f"not using the remembered {spelled(name, entry.value)} ({entry.given()}): "
                 f"{because}")
 
-    if strong("cache"):
+    # With --dist, the cache's source is the farm's (settings.py): not a --cache of the user's.
+    if strong("cache") and not ("dist" in dict(given.sources)
+                                and given.origin("cache") == given.origin("dist")):
         cache = f"{given.origin('cache')} {given.cache}"
         if given.cache != "sccache":
             drop("dist", f"{cache} compiles without the build farm")
@@ -114,14 +116,20 @@ def usable(memory: store.Memory, preset: str, *, given: Settings, environ: Mappi
     return Remembered(values, defines)
 
 
-def in_use_line(settings: Settings) -> str | None:
-    """The one line that names the remembered values this run uses (None: it uses none)."""
+def in_use_line(settings: Settings, command: str = "") -> str | None:
+    """The one line that names the remembered values this run uses (None: it uses none); a
+    step's command names only those its step reads (``clean`` reads no interpreter)."""
+    from vllm_dev.config.declarations import STEPS
+
+    def read(name: str) -> bool:
+        return command not in STEPS or command in setting(name).steps
+
     remembered = dict(settings.sources)
     parts = [spelled(s.name, getattr(settings, s.name)) for s in SETTINGS
-             if not s.repeatable and s.name in remembered
+             if not s.repeatable and s.name in remembered and read(s.name)
              and remembered[s.name].kind == "remembered"]
     by_name = dict(settings.define_sources)
-    for item in settings.defines:
+    for item in settings.defines if read("defines") else ():
         name = item.partition("=")[0].partition(":")[0].strip()
         if by_name.get(name) and by_name[name].kind == "remembered":
             parts.append(f"-D {item}")

@@ -266,7 +266,7 @@ def open_workspace(
     if memory is not None and root is not None:
         from vllm_dev.config import remember as memo
 
-        if announce and (line := memo.in_use_line(settings)):
+        if announce and (line := memo.in_use_line(settings, command)):
             say(line)
         pending = memo.Pending(root / ".vllm-dev", settings.preset, command, settings,
                                tuple(undefine))

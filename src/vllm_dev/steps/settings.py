@@ -184,10 +184,13 @@ def _forget(ws: Workspace, names: Sequence[str], *, every: bool) -> None:
 def _unknown(raw: str, memory: store.Memory, preset: str) -> str:
     import difflib
 
-    candidates = [s.flag for s in SETTINGS if s.flag and s.remember]
-    candidates += [s.name for s in SETTINGS if s.remember]
+    candidates = [s.flag for s in SETTINGS if s.flag]
+    candidates += [s.name for s in SETTINGS]
     candidates += list(memory.defines(preset))
-    close = difflib.get_close_matches(raw.strip(), [str(c) for c in candidates], n=3)
+    word = raw.strip()
+    close = difflib.get_close_matches(word if word.startswith("-") or word in candidates
+                                      else word.replace("-", "_"), [str(c) for c in candidates],
+                                      n=3)
     hint = f" (did you mean {', '.join(close)}?)" if close else \
         " (settings: " + ", ".join(str(s.flag) for s in SETTINGS if s.flag and s.remember) + ")"
     return f"--forget {raw}: not a setting nor a define remembered for preset {preset}{hint}"
