@@ -42,9 +42,10 @@ def test_switching_venv_reconfigures_fresh(project: Project, tmp_path: Path) -> 
     project.run("setup", "--python", str(venv_b))
     done = project.run("build", "--cache", "none", "--python", str(venv_b))
     # which change needs the fresh cache and what the build dir holds, before cmake runs
-    assert (f"reconfiguring release with a fresh CMake cache (a new interpreter; the build dir "
-            f"holds 4 built object(s), which may recompile): python: {venv_a} -> {venv_b}"
-            ) in done.stderr
+    # (venv-b has its own cmake and ninja: those changes are named too, each a real one)
+    assert ("reconfiguring release with a fresh CMake cache (a new interpreter; a new cmake; the "
+            "build dir holds 4 built object(s), which may recompile): ") in done.stderr
+    assert f"python, VLLM_PYTHON_EXECUTABLE: {venv_a} -> {venv_b}; " in done.stderr
     assert "--fresh" in done.stderr  # the configure command line that ran
     assert cache_value(project.build_dir, "VLLM_PYTHON_EXECUTABLE") == str(venv_b)
     assert mv.import_value(str(venv_b), "_C", cwd=project.root) == 42
