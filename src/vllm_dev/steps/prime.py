@@ -161,7 +161,20 @@ class ConfigureDecision:
             return f"reconfiguring {preset} with a fresh CMake cache ({why}{held}): {shown}"
         kept = (f" (cmake -U {' '.join(self.undefine)}, the cache is kept)"
                 if self.undefine else "")
-        return f"reconfiguring {preset}: {shown}{kept}"
+        return f"reconfiguring {preset}: {shown}{kept}{self._upgrade_note()}"
+
+    def _upgrade_note(self) -> str:
+        """A build dir an older vllm-dev configured names the compiler cache by its absolute
+        path: the one reconfigure after the upgrade says what it costs."""
+        from vllm_dev.caching.launcher import SPELLING
+
+        if any(r.kind is ReasonKind.PRESET and r.key.endswith("_COMPILER_LAUNCHER")
+               and r.after == SPELLING and r.before and r.before != SPELLING
+               for r in self.reasons):
+            return (" (once, after upgrading vllm-dev: the presets now name one compiler "
+                    "launcher for every install and keep the cache's variables in the build "
+                    "presets; each object recompiles once, through the compiler cache)")
+        return ""
 
 
 def _grouped(reasons: list[ReconfigureReason]) -> str:
