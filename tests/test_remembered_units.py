@@ -344,3 +344,21 @@ def test_the_prime_and_build_tasks_take_minus_u_and_settings_is_a_task() -> None
         assert names == {"undefine", "U"}
     arguments = {a.name for a in ns["settings"].get_arguments()}
     assert arguments == {"source", "preset", "json", "forget", "forget_all"}
+
+
+def test_nox_sessions_read_the_checkout_files_and_defines_but_no_memory(tmp_path: Path) -> None:
+    from vllm_dev_frontends import nox_flow
+
+    root = mv.copy_project(tmp_path / "vllm")
+    (root / "invoke.yaml").write_text("vllm_dev:\n  defines: {FROM_YAML: 1}\n")
+    open_in(root, {"arch": "8.0", "defines": ["REMEMBERED=1"]}).remember()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    ws = open_workspace(command="nox -s release", flags={"source": str(root)},
+                        runner=lambda s: SubprocessRunner(), environ={},
+                        config=nox_flow.invoke_config(elsewhere, {}).files, cwd=elsewhere,
+                        say=Said(), remember=False)
+    assert ws.settings.defines == ("FROM_YAML=1",) and ws.settings.arch is None
+    assert dict(ws.settings.define_sources)["FROM_YAML"].words == (
+        f"invoke.yaml at {root}/invoke.yaml")
+    assert ws.pending is None
