@@ -36,7 +36,8 @@ _PATHS = ("python", "cache_dir")
 
 
 def validate(preset: str, name: str, value: Any) -> None:
-    """A remembered value its setting accepts (store.read sets a file aside otherwise)."""
+    """A remembered value its setting accepts (store.read sets a file aside otherwise). A name
+    that is no setting is another module's record (store.write_entry): not checked here."""
     from vllm_dev.presets.render import parse_define
 
     if name == store.DEFINES:
@@ -45,7 +46,7 @@ def validate(preset: str, name: str, value: Any) -> None:
     try:
         declared = setting(name)
     except KeyError:
-        raise VllmDevError(f"{name!r} is not a setting vllm-dev remembers") from None
+        return
     if not declared.remember:
         raise VllmDevError(f"{name!r} is not a setting vllm-dev remembers")
     declared.convert(value, f"remembered {declared.flag or name}")

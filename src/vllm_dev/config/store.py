@@ -33,7 +33,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -284,7 +284,8 @@ def update(state_dir: Path, change: Callable[[Memory], bool], *, say: Callable[[
 def read_entry(state_dir: Path, name: str, *, section: str = CHECKOUT,
                say: Callable[[str], None]) -> Entry | None:
     """One entry: of the checkout-wide section (default), or of preset ``section`` when it is
-    ``presets.<preset>``. None when nothing is remembered under ``name``."""
+    ``presets.<preset>`` (a name there must not be a setting's: those are remember.py's). None
+    when nothing is remembered under ``name``."""
     memory = read(state_dir, say=say)
     return _section(memory, section).get(name)
 
@@ -316,8 +317,3 @@ def _section(memory: Memory, section: str, *, create: bool = False) -> dict[str,
     if create:
         return memory.presets.setdefault(preset, {})
     return memory.presets.get(preset, {})
-
-
-def checkout_entries(memory: Mapping[str, Entry]) -> dict[str, Any]:
-    """The plain values of a section (for a caller that does not need provenance)."""
-    return {k: e.value for k, e in memory.items()}
