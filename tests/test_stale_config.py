@@ -3,6 +3,7 @@ fresh CMake cache and say what changed (CMake alone would keep the cached interp
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import minivllm_tools as mv
@@ -61,4 +62,25 @@ def test_torch_upgrade_reconfigures_fresh(project: Project) -> None:
     done = project.run("build", "--cache", "none")
     assert ("reconfiguring release with a fresh CMake cache (a new torch; the build dir holds 4 "
             "built object(s), which may recompile): torch: 2.13.0 -> 2.14.0") in done.stderr
+    assert project.value("_C") == 42
+
+
+def test_a_new_cmake_reconfigures_fresh_and_says_what_is_at_stake(project: Project) -> None:
+    """A reason per fresh cache, made for real: another cmake installed into the target venv."""
+    import subprocess
+
+    from conftest import clean_env
+
+    project.run("build", "--target", "_C")
+    old = cache_value(project.build_dir, "CMAKE_COMMAND")
+    subprocess.run([mv.find_uv(), "pip", "install", "-q", "-p", str(project.python),
+                    "cmake>=3.26.1,<3.27"], check=True, env=clean_env())
+    done = project.run("build", "--target", "_C")
+    cmake = project.python.parent / "cmake"
+    assert re.search(rf"reconfiguring release with a fresh CMake cache \(a new cmake; the build "
+                     rf"dir holds 3 built object\(s\), which may recompile\): cmake: "
+                     rf"{re.escape(str(cmake))} 4\.\S+ -> {re.escape(str(cmake))} 3\.26\.\d+",
+                     done.stderr), done.stderr
+    assert "--fresh" in done.stderr
+    assert cache_value(project.build_dir, "CMAKE_COMMAND") == old  # the same path, new cmake
     assert project.value("_C") == 42
