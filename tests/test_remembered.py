@@ -63,6 +63,15 @@ def test_a_define_given_once_stays_and_minus_u_drops_it_on_the_kept_cache(
     again = project.run("build")
     assert not CONFIGURE_RE.search(again.stderr) and "remembered" not in again.stderr
     assert settings_json(project)["defines"] == []
+    # A variable set by hand (`cmake --preset release -D ...`): -U removes it the same way.
+    subprocess.run([str(project.python.parent / "cmake"), "--preset", "release", "-DBY_HAND=1"],
+                   cwd=project.root, env=clean_env(project.env), check=True,
+                   capture_output=True)
+    assert cache_lines(project.build_dir, "BY_HAND")
+    by_hand = project.run("prime", "-U", "BY_HAND")
+    assert ("reconfiguring release: -U BY_HAND (cmake -U BY_HAND, the cache is kept)"
+            in by_hand.stderr)
+    assert cache_lines(project.build_dir, "BY_HAND") == []
     # -D Y adds to what is remembered; a later -U of a name never set is one quiet no-op
     project.run("prime", "-D", "A_ONE=1")
     project.run("prime", "-D", "A_TWO=2")
