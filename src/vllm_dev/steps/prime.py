@@ -320,7 +320,10 @@ def decide(old: dict[str, str], new: dict[str, str], *, configured_before: bool,
     if PENDING_KEY in old:
         reasons.append(ReconfigureReason(ReasonKind.UNFINISHED))
     reasons += changed_inputs(old, new)
-    reasons += preset_changes(old.get("preset"), new["preset"])
+    # The arch fingerprint is the preset's TORCH_CUDA_ARCH_LIST: one change, said once.
+    said_arch = any(r.key == "arch" for r in reasons)
+    reasons += [r for r in preset_changes(old.get("preset"), new["preset"])
+                if not (said_arch and r.key == "environment TORCH_CUDA_ARCH_LIST")]
     if removed := removed_cache_variables(old, new):
         reasons.append(ReconfigureReason(ReasonKind.REMOVED, names=tuple(removed)))
     dropped = {n for r in reasons for n in r.removed}
