@@ -228,7 +228,8 @@ def test_dist_given_changed_and_dropped_never_touches_build_ninja(tmp_path: Path
         report = json.loads((tmp_path / f"r{n}.json").read_text())
         if step:
             assert "does not answer" in done.stderr and cache == "sccache"
-            assert report["dist"]["local"] >= 1, report["dist"]  # compiled, through sccache
+            dist = report["dist"]  # the edited file went through sccache (a comment-only
+            assert dist["hits"] + dist["misses"] >= 1, dist  # edit may be a hit for it)
         else:
             assert cache == "ccache" and not report.get("dist")
         assert project.value("_C") == 42
