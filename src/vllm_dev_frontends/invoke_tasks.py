@@ -151,8 +151,10 @@ def _remainder(c: Context) -> tuple[str, ...]:
 
 
 @task(klass=VllmDevTask, step="setup",
-      help={"force": "redo the install even when nothing changed"})
-def setup(c, force=False, **settings):
+      help={"force": "redo the install even when nothing changed",
+            "tests": "also install the checkout's test requirements (requirements/test/"
+                     "<device>.txt or requirements/test.txt), for `vllm-dev test`"})
+def setup(c, force=False, tests=False, **settings):
     """Editable install with prebuilt kernels, plus the build requirements, into the target venv.
 
     Arguments after `--` go to `uv pip install` (e.g. `vllm-dev setup -- --offline --find-links
@@ -161,7 +163,7 @@ def setup(c, force=False, **settings):
 
     with reported():
         run_setup(workspace(c, **settings), force=force,
-                  extra_args=_remainder(c))
+                  extra_args=_remainder(c), tests=tests)
 
 
 @task(klass=VllmDevTask, step="prime", help={**PRESET_FILE_HELP,
@@ -206,6 +208,43 @@ def build(c, target=None, install=True, merge=False, verify=True, force=False, p
             targets=tuple(target or ()), merge=merge, force=force, since=since, every=all,
             plain=plain, json_path=Path(json).expanduser().absolute() if json else None,
             started_at=process_started_at()))
+
+
+@task(
+    klass=VllmDevTask,
+    name="test",
+    step="build",
+    iterable=["target"],
+    help={"target": "build only this target and install only its component (repeatable)",
+          "since": "build the targets affected by changes since this git ref (default: the "
+                   "commit of the prebuilt kernels setup installed); the picker's changes too",
+          "all": "compile every target, not only the affected ones",
+          "watch": "one cycle now, then one per save of a source or header of the built "
+                   "targets, until Ctrl-C",
+          "under": "run the tests under this tool, e.g. \"compute-sanitizer\", \"gdb --args\", "
+                   "\"nsys profile\"",
+          "pick": "forget the remembered test selection and pick the tests by what changed",
+          "plain": "plain output lines instead of the progress bar",
+          "verify": "load the changed extensions before the tests (--no-verify: skip)"},
+)
+def test_(c, target=None, since=None, all=False, watch=False, under=None, pick=False,
+          plain=False, verify=True, **settings):
+    """Build what changed, install it, run the kernel tests; one summary line at the end.
+
+    Arguments after `--` go to pytest: the selection among them (paths, -k, -m) is remembered
+    for the checkout and reused by a plain `vllm-dev test`; with none, the tests under
+    tests/kernels/ that call the ops of the changed files are picked. The exit status is the
+    tests' (the build's when it fails; 5 when nothing was tested)."""
+    from vllm_dev.reporting.recorder import process_started_at
+    from vllm_dev.testloop.cycle import TestOptions, run_test
+
+    with reported():
+        status = run_test(lambda: workspace(c, **settings), TestOptions(
+            targets=tuple(target or ()), since=since, every=all, plain=plain, verify=verify,
+            args=_remainder(c), under=under, pick=pick, watch=watch,
+            started_at=process_started_at()))
+    if status:
+        raise Exit(code=status)
 
 
 @task(klass=VllmDevTask, step="report",
@@ -283,6 +322,6 @@ def demo(c, keep=False, device=None):
 
 def namespace() -> Collection:
     """The task collection with every tunable declared, for tasks.py and the console script."""
-    ns = Collection(setup, prime, build, install, clean_, demo, doctor, verify, report)
+    ns = Collection(setup, prime, build, install, clean_, demo, doctor, verify, report, test_)
     ns.configure({"vllm_dev": config_defaults()})
     return ns

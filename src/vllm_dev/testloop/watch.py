@@ -1,0 +1,175 @@
+"""``vllm-dev test --watch``: one cycle at start, then one per save, until Ctrl-C (exit 130).
+
+Files are watched with watchfiles (inotify through Rust's ``notify``; its loop wakes every
+:data:`STEP_MS` to group a burst of events, under 0.2 % of a core while idle, measured in
+bench/). Which files: watchset.py. A save is debounced (the burst of events an editor's save
+makes is one cycle, :data:`STEP_MS` after the last of them), then decided: a whole-tree build
+pauses (pause.py); anything else builds the targets it reaches plus those being watched, as
+explicit targets (no selection is re-run per save), installs, and reruns the tests: the
+selection given or remembered, else the tests the picker finds for the saved files. Saves made
+during a cycle are kept by watchfiles and make the next one. One line per cycle says what
+happened and how long it took from the save to the result.
+
+Builds never overlap: each cycle's build holds the build dir's lock (process/locking.py), so a
+``vllm-dev build`` in another terminal waits, and this one waits for it. Between cycles the lock
+is free. Ctrl-C stops the running build or test run as it would stop them outside the watcher
+(installs are staged: no half-installed file, see installs/staged_install.py) and exits 130.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from vllm_dev.errors import VllmDevError
+from vllm_dev.flow.workspace import Workspace
+from vllm_dev.installs.components import components
+from vllm_dev.testloop.cycle import (
+    CycleResult,
+    Selection,
+    TestOptions,
+    WorkspaceFactory,
+    build_request,
+    installed_preset_line,
+    run_cycle,
+)
+from vllm_dev.testloop.pause import WholeBuild, pause_lines
+from vllm_dev.testloop.watchset import WatchSet, watch_set
+
+if TYPE_CHECKING:
+    from watchfiles import Change
+
+#: How long the watcher waits after the last event of a burst before starting a cycle (ms).
+STEP_MS = 50
+#: The longest it groups events of one burst (ms), e.g. a `git checkout` of many files.
+DEBOUNCE_MS = 1600
+
+
+class Watcher:
+    """The watch loop's state: what is watched, whether it is paused."""
+
+    def __init__(self, make_ws: WorkspaceFactory, ws: Workspace, options: TestOptions,
+                 selection: Selection) -> None:
+        self.make_ws = make_ws
+        self.ws = ws
+        self.options = options
+        self.selection = selection
+        self.root = ws.checkout.root
+        self.build_dir = ws.build_dir
+        self.paused: WholeBuild | None = None
+        self.watched: WatchSet | None = None
+        self._files: frozenset[str] = frozenset()
+
+    def run(self) -> int:
+        """Never returns normally: Ctrl-C (KeyboardInterrupt) ends it, exit 130."""
+        first = run_cycle(self.ws, self.options, self.selection,
+                          build_request(self.options, started_at=self.options.started_at))
+        self._refresh()
+        self._status("start", first)
+        while True:
+            self._watch()
+
+    def _watch(self) -> None:
+        """Watch the current directories until the watched set needs other ones."""
+        from watchfiles import watch
+
+        assert self.watched is not None
+        dirs = self.watched.dirs()
+        for changes in watch(*dirs, watch_filter=self._wanted, step=STEP_MS,
+                             debounce=DEBOUNCE_MS, recursive=False, raise_interrupt=True):
+            saved_at = time.monotonic()
+            saved = sorted({os.path.realpath(path) for _, path in changes})
+            self._saved(saved, saved_at)
+            if self.watched.dirs() != dirs:
+                return  # new include directories: watch them too
+
+    def _wanted(self, change: Change, path: str) -> bool:
+        return path in self._files or os.path.realpath(path) in self._files
+
+    def _saved(self, saved: list[str], saved_at: float) -> None:
+        assert self.watched is not None
+        names = ", ".join(self.watched.relative(p) for p in saved[:3]) + (
+            f" and {len(saved) - 3} more" if len(saved) > 3 else "")
+        if self.paused is not None:
+            if self.watched.still_pending(self.paused):
+                self.ws.say(f"still paused ({names} saved): "
+                            f"{self.paused.reason}; build it in another terminal first")
+                return
+            self.ws.say("the paused change is built now: going on")
+            self.paused = None
+        decision = self.watched.decide(saved)
+        if decision.pause is not None:
+            self.paused = decision.pause
+            for line in pause_lines(decision.pause):
+                self.ws.say(line)
+            return
+        self.ws.say(f"saved: {names}")
+        targets = sorted(set(self.watched.targets) | decision.targets)
+        ws = self.make_ws()
+        self.ws = ws
+        rel = [self.watched.relative(p) for p in saved]
+        result = run_cycle(ws, self.options, self.selection,
+                           build_request(self.options, targets=tuple(targets)),
+                           changed=rel, where="in this save")
+        to_result = time.monotonic() - saved_at
+        self._refresh()
+        self._status(names, result, to_result=to_result)
+
+    def _refresh(self) -> None:
+        """The watched set after a build: new headers, new targets."""
+        built = self._targets()
+        try:
+            self.watched = watch_set(self.root, self.build_dir, built)
+        except VllmDevError as exc:
+            if self.watched is None:
+                raise VllmDevError(f"cannot watch {self.build_dir.name}: {exc}") from None
+            self.ws.say(f"watching the same files as before ({exc})")
+            return
+        self._files = frozenset(self.watched.files)
+        if not self._files:
+            raise VllmDevError(f"nothing to watch: the targets {', '.join(built) or '(none)'} "
+                               "have no source in the checkout")
+
+    def _targets(self) -> list[str]:
+        """The targets whose inputs are watched: --target's, else those this build dir builds
+        (the selection remembered them), else, when nothing is built yet, every target."""
+        from vllm_dev.checkout.affected import built_before
+
+        known = components(self.build_dir)
+        if self.options.targets:
+            return list(self.options.targets)
+        before = built_before(self.build_dir)
+        if before:
+            return [t for t in before if t in known]
+        if before == [] and self.watched is None:
+            self.ws.say("nothing is built in this build dir yet: watching the sources of every "
+                        "target (a save of one builds its target)")
+        return known
+
+    def _status(self, what: str, result: CycleResult, *, to_result: float | None = None
+                ) -> None:
+        """The one line per cycle."""
+        clock = time.strftime("%H:%M:%S")
+        since = (f"; {to_result:.2f} s from the save to the result" if to_result is not None
+                 else f"; {result.seconds:.1f} s")
+        after = ("; waiting for the next save" if result.status else "")
+        watched = len(self._files) if self._files else None
+        files = f"; watching {watched} file(s)" if watched else ""
+        self.ws.say(f"[{clock}] {what}: {result.summary()}{since}{after}{files}")
+        line = installed_preset_line(self.ws, result)
+        if line:
+            self.ws.say(line)
+
+
+def watch(make_ws: WorkspaceFactory, ws: Workspace, options: TestOptions,
+          selection: Selection) -> int:
+    """Run the watcher (see the module's doc)."""
+    return Watcher(make_ws, ws, options, selection).run()
+
+
+def watched_files(root: Path, build_dir: Path, targets: list[str]) -> list[str]:
+    """The watched files of ``targets``, relative to the checkout (for tests and bench)."""
+    found = watch_set(root, build_dir, targets)
+    return sorted(found.relative(p) for p in found.files)
