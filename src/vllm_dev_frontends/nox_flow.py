@@ -256,6 +256,90 @@ def _build(session: NoxSession, *, preset: str, clock: PhaseClock) -> None:
             f"{checkout.package_dir}")
 
 
+KERNELS = "kernels"
+
+
+def kernels_session(session: NoxSession) -> None:
+    """The body of ``nox -s kernels -- [OPTIONS --] PYTEST ARGS``: ``vllm-dev test`` from
+    scratch in the session's venv (release preset, build dir ``cmake-build-nox-release``, the
+    test requirements installed by setup; no remembered settings, no remembered test selection).
+    vllm-dev's options (``--source``, ``--target``, ``--since``, ``--python``...) come before a
+    second ``--``; without one, every argument is pytest's."""
+    clock = PhaseClock(say=lambda m: session.log(f"vllm-dev: {m}"))
+    try:
+        status = _kernels(session, clock)
+    except VllmDevError as exc:
+        session.error(f"vllm-dev: {exc}")
+    if status:
+        session.error(f"vllm-dev: the kernel tests failed (exit status {status})")
+
+
+def _kernels(session: NoxSession, clock: PhaseClock) -> int:
+    from vllm_dev.checkout.state import ensure_state_dir
+    from vllm_dev.flow import pipeline
+    from vllm_dev.process.locking import build_lock
+    from vllm_dev.testloop import cycle
+
+    posargs = list(session.posargs)
+    ours, theirs = ((posargs[:posargs.index("--")], posargs[posargs.index("--") + 1:])
+                    if "--" in posargs else ([], posargs))
+    args = parse_posargs(ours)
+    ws, python = _session_workspace(session, args, preset="release", say=clock.say)
+    checkout = ws.checkout
+    ensure_state_dir(checkout.state_dir)
+    options = cycle.TestOptions(targets=tuple(args.target), since=args.since, every=args.all,
+                                args=tuple(theirs), remember=False)
+    with build_lock(checkout.state_dir, wait=not ws.settings.no_wait, say=clock.say,
+                    command=f"nox -s {KERNELS}"):
+        if args.python:
+            clock.say(f"setup: skipped (--python {python}: the interpreter is yours)")
+        else:
+            with clock.phase("setup"):
+                _setup(session, ws, tests=True)
+        selection = cycle.choose_selection(ws, options)
+        cycle.check(ws)
+        request = pipeline.Request(stages=pipeline.BUILD, targets=options.targets,
+                                   since=options.since, every=options.every,
+                                   editable_check=True, announce_up_to_date=True)
+        result = cycle.run_cycle(ws, options, selection, request)
+    clock.say(result.summary())
+    return result.status
+
+
+def _session_workspace(session: NoxSession, args: Any, *, preset: str,
+                       say: Callable[[str], None]) -> tuple[Workspace, Path]:
+    """The session's workspace (layer ``nox-``), as :func:`_build` makes it."""
+    from vllm_dev.caching import compiler_cache as cc
+    from vllm_dev.config.settings import Settings
+    from vllm_dev.flow.workspace import Workspace
+
+    if args.python:
+        python = Path(args.python).expanduser().absolute()
+        if not python.is_file():
+            raise VllmDevError(f"--python {args.python} does not exist: give the python of a "
+                               "venv that holds vLLM's build requirements")
+    else:
+        try:
+            python = Path(session.bin) / ("python.exe" if os.name == "nt" else "python")
+        except ValueError:
+            raise VllmDevError(f"nox -s {KERNELS} needs a virtualenv of its own: run it "
+                               "without --no-venv (or pass --python)") from None
+    invoked_from = Path(session.invoked_from)
+    environ = dict(os.environ)
+    flags = {**setting_flags(args), "python": str(python), "preset": preset}
+    settings = Settings.resolve(flags=flags, environ=environ,
+                                config=invoke_config(invoked_from, environ))
+    cache = cc.config_from(settings)
+    environment = cc.command_environment(cache)
+    runner = SessionRunner(session, environment=environment, queries=SubprocessRunner(
+        secrets=cache.secrets, environment=environment))
+    ws = Workspace(settings=settings, runner=runner, environ=environ, cwd=invoked_from, say=say,
+                   layer=LAYER)
+    say(f"checkout {ws.checkout.root}, target interpreter {python}, build dir "
+        f"{ws.build_dir.relative_to(ws.checkout.root)}")
+    return ws, python
+
+
 def _stage_phases() -> dict[Stage, str]:
     from vllm_dev.flow.pipeline import Stage
 
@@ -263,7 +347,7 @@ def _stage_phases() -> dict[Stage, str]:
             Stage.CHECK: "import check"}
 
 
-def _setup(session: NoxSession, ws: Workspace) -> None:
+def _setup(session: NoxSession, ws: Workspace, *, tests: bool = False) -> None:
     """Editable install, then the build requirements, into the session's venv. The device that
     picks the requirements is torch's, and torch (if any) arrives with the editable install: the
     interpreter is probed as it is then (the fact cache notices the install; the workspace keeps
@@ -279,3 +363,9 @@ def _setup(session: NoxSession, ws: Workspace) -> None:
     step = requirements_step(ws, ws.checkout.build_requirements(device))
     say(f"setup: {step.message} (skipped under nox -R)")
     session.install(*step.args, *extra)
+    if tests:  # nox -s kernels
+        from vllm_dev.steps.setup import test_requirements_step
+
+        step = test_requirements_step(ws)
+        say(f"setup: {step.message} (skipped under nox -R)")
+        session.install(*step.args, *extra)
