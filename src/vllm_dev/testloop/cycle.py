@@ -36,6 +36,8 @@ WorkspaceFactory = Callable[[], Workspace]
 class TestOptions:
     """What ``vllm-dev test`` was asked (the build settings are in the workspace)."""
 
+    __test__ = False  # a name pytest would otherwise try to collect
+
     targets: tuple[str, ...] = ()  # --target: only these (else the affected ones, as build)
     since: str | None = None
     every: bool = False  # --all

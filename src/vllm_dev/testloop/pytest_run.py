@@ -89,6 +89,8 @@ class TestOutcome:
     """What one pytest run did. Counts are None when pytest wrote no report (it crashed, or
     stopped on a usage error)."""
 
+    __test__ = False  # a name pytest would otherwise try to collect
+
     exit_code: int  # pytest's (or the wrapping tool's)
     seconds: float
     passed: int | None = None
