@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 from vllm_dev.errors import VllmDevError
 from vllm_dev.flow.workspace import Workspace
@@ -38,13 +38,12 @@ from vllm_dev.testloop.cycle import (
 from vllm_dev.testloop.pause import WholeBuild, pause_lines
 from vllm_dev.testloop.watchset import WatchSet, watch_set
 
-if TYPE_CHECKING:
-    from watchfiles import Change
-
 #: How long the watcher waits after the last event of a burst before starting a cycle (ms).
 STEP_MS = 50
 #: The longest it groups events of one burst (ms), e.g. a `git checkout` of many files.
 DEBOUNCE_MS = 1600
+#: How long one wait in the Rust loop lasts before it is simply started again (ms).
+TIMEOUT_MS = 5000
 
 
 class Watcher:
@@ -61,9 +60,12 @@ class Watcher:
         self.paused: WholeBuild | None = None
         self.watched: WatchSet | None = None
         self._files: frozenset[str] = frozenset()
+        self._cycle_started = time.time_ns()  # the last cycle's start (see _watch)
+        self._handled: dict[str, int | None] = {}  # file -> its mtime when a cycle took it
 
     def run(self) -> int:
         """Never returns normally: Ctrl-C (KeyboardInterrupt) ends it, exit 130."""
+        self._cycle_started = time.time_ns()
         first = run_cycle(self.ws, self.options, self.selection,
                           build_request(self.options, started_at=self.options.started_at))
         self._refresh()
@@ -72,21 +74,67 @@ class Watcher:
             self._watch()
 
     def _watch(self) -> None:
-        """Watch the current directories until the watched set needs other ones."""
-        from watchfiles import watch
+        """Watch the current directories until the watched set needs other ones.
+
+        watchfiles' Rust backend (``RustNotify``, documented with watchfiles' API) rather than
+        its ``watch()`` generator: the notifier must exist before the files saved while it was
+        being made are looked for (their mtimes, against the last cycle's start), or a save
+        made during the first build, or while the directories changed, would be missed."""
+        from watchfiles._rust_notify import RustNotify
 
         assert self.watched is not None
         dirs = self.watched.dirs()
-        for changes in watch(*dirs, watch_filter=self._wanted, step=STEP_MS,
-                             debounce=DEBOUNCE_MS, recursive=False, raise_interrupt=True):
-            saved_at = time.monotonic()
-            saved = sorted({os.path.realpath(path) for _, path in changes})
-            self._saved(saved, saved_at)
-            if self.watched.dirs() != dirs:
-                return  # new include directories: watch them too
+        polling = bool(os.environ.get("WATCHFILES_FORCE_POLLING"))
+        with RustNotify(dirs, False, polling, 300, False, False) as notify:
+            pending = self._saved_since(self._cycle_started)
+            while True:
+                if not pending:
+                    pending = self._wait(notify)
+                    if not pending:
+                        continue
+                saved_at = time.monotonic()
+                self._saved(pending, saved_at)
+                pending = []
+                if self.watched.dirs() != dirs:
+                    return  # new include directories: watch them too
 
-    def _wanted(self, change: Change, path: str) -> bool:
-        return path in self._files or os.path.realpath(path) in self._files
+    def _wait(self, notify: Any) -> list[str]:
+        """The watched files of the next burst of events ([] on a timeout or other files)."""
+        import signal
+
+        from vllm_dev.process.interrupts import Terminated
+
+        caught: list[int] = []
+
+        def note(signum: int, frame: object) -> None:
+            caught.append(signum)
+            raise KeyboardInterrupt  # seen by the Rust loop, which returns "signal"
+
+        previous = signal.signal(signal.SIGTERM, note)
+        try:
+            raw = notify.watch(DEBOUNCE_MS, STEP_MS, TIMEOUT_MS, None)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        if raw == "signal":
+            if caught:
+                raise Terminated(caught[-1])
+            raise KeyboardInterrupt
+        if not isinstance(raw, set):  # "timeout"
+            return []
+        found = {real for _, path in raw
+                 if (real := os.path.realpath(path)) in self._files or path in self._files}
+        return sorted(p for p in found if _mtime(p) != self._handled.get(p))
+
+    def _saved_since(self, started_ns: int) -> list[str]:
+        """Watched files written after ``started_ns`` (wall clock, ns)."""
+        found = []
+        for path in sorted(self._files):
+            try:
+                if os.stat(path).st_mtime_ns > started_ns:
+                    found.append(path)
+            except OSError:
+                continue
+        return found
 
     def _saved(self, saved: list[str], saved_at: float) -> None:
         assert self.watched is not None
@@ -107,6 +155,8 @@ class Watcher:
             return
         self.ws.say(f"saved: {names}")
         targets = sorted(set(self.watched.targets) | decision.targets)
+        self._cycle_started = time.time_ns()
+        self._handled.update({p: _mtime(p) for p in saved})  # its events: this cycle's
         ws = self.make_ws()
         self.ws = ws
         rel = [self.watched.relative(p) for p in saved]
@@ -161,6 +211,13 @@ class Watcher:
         line = installed_preset_line(self.ws, result)
         if line:
             self.ws.say(line)
+
+
+def _mtime(path: str) -> int | None:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return None
 
 
 def watch(make_ws: WorkspaceFactory, ws: Workspace, options: TestOptions,
