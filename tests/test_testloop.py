@@ -18,9 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from test_affected import checkout_at_w, edit
+
 import minivllm_tools as mv
 from conftest import VLLM_DEV, Project, clean_env
-from test_affected import checkout_at_w, edit
 
 pytestmark = pytest.mark.flow
 
