@@ -20,9 +20,10 @@ from pathlib import Path
 
 import pytest
 
+from test_testloop import SUMMARY_RE, Output
+
 import real_vllm as rv
 from conftest import VLLM_DEV, Project, RealTree, clean_env
-from test_testloop import SUMMARY_RE, Output
 
 pytestmark = pytest.mark.real_vllm
 

@@ -236,7 +236,8 @@ def test_(c, target=None, since=None, all=False, watch=False, under=None, pick=F
     tests/kernels/ that call the ops of the changed files are picked. The exit status is the
     tests' (the build's when it fails; 5 when nothing was tested)."""
     from vllm_dev.reporting.recorder import process_started_at
-    from vllm_dev.testloop.cycle import TestOptions, run_test
+    from vllm_dev.testloop.command import run_test
+    from vllm_dev.testloop.cycle import TestOptions
 
     with reported():
         status = run_test(lambda: workspace(c, **settings), TestOptions(

@@ -279,6 +279,7 @@ def _kernels(session: NoxSession, clock: PhaseClock) -> int:
     from vllm_dev.flow import pipeline
     from vllm_dev.process.locking import build_lock
     from vllm_dev.testloop import cycle
+    from vllm_dev.testloop.command import check
 
     posargs = list(session.posargs)
     ours, theirs = ((posargs[:posargs.index("--")], posargs[posargs.index("--") + 1:])
@@ -297,7 +298,7 @@ def _kernels(session: NoxSession, clock: PhaseClock) -> int:
             with clock.phase("setup"):
                 _setup(session, ws, tests=True)
         selection = cycle.choose_selection(ws, options)
-        cycle.check(ws)
+        check(ws)
         request = pipeline.Request(stages=pipeline.BUILD, targets=options.targets,
                                    since=options.since, every=options.every,
                                    editable_check=True, announce_up_to_date=True)

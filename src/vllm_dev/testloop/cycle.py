@@ -1,6 +1,6 @@
-"""``vllm-dev test``: build what the change reaches, install it, run the kernel tests, say what
-happened in one line. One *cycle* is that sequence; ``--watch`` (watch.py) runs one at start and
-one per save.
+"""One cycle of ``vllm-dev test``: build what the change reaches, install it, run the kernel
+tests, say what happened in one line. ``vllm-dev test`` runs one (command.py); ``--watch``
+(watch.py) runs one at start and one per save.
 
 The build is the pipeline every build runs (flow/pipeline.py: configure, compile, install,
 check, under the build dir's lock, with its report); nothing of it is done again here. If it
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,7 +29,6 @@ from vllm_dev.testloop.pytest_run import JUNIT_FILE, NOTHING_TESTED, TestOutcome
 if TYPE_CHECKING:
     from vllm_dev.flow.pipeline import PipelineResult, Request
 
-WorkspaceFactory = Callable[[], Workspace]
 
 
 @dataclass(frozen=True)
@@ -240,48 +239,6 @@ def _figures(build_dir: Path, *, since: float, installed: int) -> BuildFigures |
     return BuildFigures(report.ok, report.exit_code, max(0, report.compile_steps - failed),
                         failed, report.phases.get("compile", 0.0), report.total_seconds,
                         installed)
-
-
-# ----------------------------------------------------------------------------- the command
-
-
-def run_test(make_ws: WorkspaceFactory, options: TestOptions) -> int:
-    """``vllm-dev test`` (and ``--watch``); returns the exit status."""
-    ws = make_ws()
-    selection = choose_selection(ws, options)
-    if not ws.dry:
-        check(ws)
-    if options.watch:
-        from vllm_dev.testloop.watch import watch
-
-        return watch(make_ws, ws, options, selection)
-    request = build_request(options, started_at=options.started_at)
-    result = run_cycle(ws, options, selection, request)
-    ws.say(result.summary())
-    _after(ws, result)
-    return result.status
-
-
-def check(ws: Workspace) -> None:
-    """pytest is there and the tests import this checkout's vllm (pytest_run.check_pytest)."""
-    from vllm_dev.testloop.pytest_run import check_pytest
-
-    check_pytest(ws.interpreter.path, ws.checkout, ws.runner,
-                 device=ws.settings.device or _device_or_cuda(ws))
-
-
-def _device_or_cuda(ws: Workspace) -> str:
-    try:
-        return ws.device
-    except VllmDevError:
-        return "cuda"
-
-
-def _after(ws: Workspace, result: CycleResult) -> None:
-    """A run whose preset is not the release one ends saying what is installed now."""
-    line = installed_preset_line(ws, result)
-    if line:
-        ws.say(line)
 
 
 def installed_preset_line(ws: Workspace, result: CycleResult) -> str | None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,6 @@ from vllm_dev.testloop.cycle import (
     CycleResult,
     Selection,
     TestOptions,
-    WorkspaceFactory,
     build_request,
     installed_preset_line,
     run_cycle,
@@ -44,6 +44,9 @@ STEP_MS = 50
 DEBOUNCE_MS = 1600
 #: How long one wait in the Rust loop lasts before it is simply started again (ms).
 TIMEOUT_MS = 5000
+
+
+WorkspaceFactory = Callable[[], Workspace]
 
 
 class Watcher:
