@@ -237,3 +237,35 @@ def test_watch_two_edits_a_compile_error_a_pause_then_ctrl_c(tmp_path: Path) -> 
     assert not list((project.root / "vllm").glob(".*.tmp"))
     assert mv.import_value(str(project.python), "_C", cwd=project.root) == 42
     assert os.environ.get("VLLM_DEV_BUILD_LOCK") is None
+
+
+def test_nox_kernels_session_runs_the_loop_in_a_fresh_venv(tmp_path: Path) -> None:
+    """`nox -s kernels`: setup with the test requirements in the session's venv, the release
+    preset in its own build dir, the picked tests; no remembered selection written."""
+    from test_affected import commit_all, git
+    from test_nox import run_nox
+
+    root = mv.copy_project(tmp_path / "vllm")
+    (root / ".gitignore").write_text(".venv/\ncmake-build-*/\n*.so\nCMakeUserPresets.json\n"
+                                     "*.egg-info/\n")
+    git(root, "init", "-q", "-b", "main")
+    commit_all(root, "W")
+    edit(root / "csrc" / "ops" / "scale.cpp", "return value * factor;",
+         "return factor * value;")
+    done = run_nox(tmp_path, "-s", "kernels", "--", "--source", str(root), "--since", "HEAD",
+                   "--", "-q")
+    out = done.stdout + done.stderr
+    assert "setup: test requirements from requirements/test.txt" in out
+    assert "tests/kernels/test_ops.py: calls scale" in out
+    assert re.search(r"vllm-dev: test: \d+ object\(s\) compiled in [\d.]+ s, 1 file\(s\) "
+                     r"installed; 2 passed, 0 failed, 0 skipped", out), out
+    assert (root / "cmake-build-nox-release").is_dir()
+    assert not (root / ".vllm-dev" / "test-selection.json").exists()
+
+    edit(root / "csrc" / "ops" / "scale.cpp", "return factor * value;",
+         "return factor + value;")
+    failed = run_nox(tmp_path, "-R", "-s", "kernels", "--", "--source", str(root), "--since",
+                     "HEAD", check=False)
+    assert failed.returncode != 0
+    out = failed.stdout + failed.stderr
+    assert "1 failed" in out and "the kernel tests failed (exit status 1)" in out

@@ -32,6 +32,9 @@ def run_test(make_ws: WorkspaceFactory, options: TestOptions) -> int:
         return watch(make_ws, ws, options, selection)
     request = build_request(options, started_at=options.started_at)
     result = run_cycle(ws, options, selection, request)
+    if ws.dry:
+        ws.say("dry run: nothing was built, installed or tested")
+        return 0
     ws.say(result.summary())
     _after(ws, result)
     return result.status

@@ -165,7 +165,12 @@ def run_cycle(ws: Workspace, options: TestOptions, selection: Selection, request
         from vllm_dev.testloop.picker import Picker
 
         if changed is None:
-            changed, where = changed_since_base(ws, options.since)
+            try:
+                changed, where = changed_since_base(ws, options.since)
+            except VllmDevError as exc:  # W unknown: nothing to pick from
+                ws.say(str(exc))
+                done.status, done.note = NOTHING_TESTED, "no test picked"
+                return done
         pick = Picker(plan.checkout.root, plan.build_dir).pick(changed, where=where)
         for line in pick.lines():
             ws.say(line)

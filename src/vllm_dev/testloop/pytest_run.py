@@ -25,7 +25,8 @@ from vllm_dev.testloop.pytest_args import PytestArgs
 JUNIT_FILE = "vllm-dev-pytest.xml"
 #: pytest's "no tests were collected" status; also vllm-dev's for "every selected test skipped".
 NOTHING_TESTED = 5
-_EXIT_MEANINGS = {2: "interrupted", 3: "internal error", 4: "usage error",
+_EXIT_MEANINGS = {2: "interrupted", 3: "internal error",
+                  4: "usage error, or a conftest.py that does not import",
                   5: "no test collected"}
 
 # Runs in the target interpreter, from the checkout, with sys.path as `python -m pytest` has it

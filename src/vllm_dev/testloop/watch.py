@@ -39,7 +39,7 @@ from vllm_dev.testloop.pause import WholeBuild, pause_lines
 from vllm_dev.testloop.watchset import WatchSet, watch_set
 
 #: How long the watcher waits after the last event of a burst before starting a cycle (ms).
-STEP_MS = 50
+STEP_MS = 30
 #: The longest it groups events of one burst (ms), e.g. a `git checkout` of many files.
 DEBOUNCE_MS = 1600
 #: How long one wait in the Rust loop lasts before it is simply started again (ms).
@@ -65,6 +65,7 @@ class Watcher:
         self._files: frozenset[str] = frozenset()
         self._cycle_started = time.time_ns()  # the last cycle's start (see _watch)
         self._handled: dict[str, int | None] = {}  # file -> its mtime when a cycle took it
+        self._always: list[str] = []  # the targets every cycle builds (see _targets)
 
     def run(self) -> int:
         """Never returns normally: Ctrl-C (KeyboardInterrupt) ends it, exit 130."""
@@ -157,7 +158,7 @@ class Watcher:
                 self.ws.say(line)
             return
         self.ws.say(f"saved: {names}")
-        targets = sorted(set(self.watched.targets) | decision.targets)
+        targets = sorted(set(self._always) | decision.targets)
         self._cycle_started = time.time_ns()
         self._handled.update({p: _mtime(p) for p in saved})  # its events: this cycle's
         ws = self.make_ws()
@@ -166,13 +167,21 @@ class Watcher:
         result = run_cycle(ws, self.options, self.selection,
                            build_request(self.options, targets=tuple(targets)),
                            changed=rel, where="in this save")
-        to_result = time.monotonic() - saved_at
-        self._refresh()
-        self._status(names, result, to_result=to_result)
+        self._status(names, result, to_result=time.monotonic() - saved_at)
+        self._refresh(recompiled=decision.reached)
 
-    def _refresh(self) -> None:
-        """The watched set after a build: new headers, new targets."""
+    def _refresh(self, recompiled: frozenset[str] | None = None) -> None:
+        """The watched set after a build: new headers (of the objects ``recompiled``, when the
+        targets are the same), new targets (everything read again)."""
         built = self._targets()
+        if recompiled is not None and self.watched is not None and \
+                sorted(built) == sorted(self.watched.targets):
+            try:
+                self.watched.update(recompiled)
+            except VllmDevError as exc:
+                self.ws.say(f"watching the same files as before ({exc})")
+            self._files = frozenset(self.watched.files)
+            return
         try:
             self.watched = watch_set(self.root, self.build_dir, built)
         except VllmDevError as exc:
@@ -192,13 +201,19 @@ class Watcher:
 
         known = components(self.build_dir)
         if self.options.targets:
-            return list(self.options.targets)
+            self._always = list(self.options.targets)
+            return self._always
         before = built_before(self.build_dir)
         if before:
-            return [t for t in before if t in known]
-        if before == [] and self.watched is None:
-            self.ws.say("nothing is built in this build dir yet: watching the sources of every "
-                        "target (a save of one builds its target)")
+            self._always = [t for t in before if t in known]
+            return self._always
+        if before == []:  # a save builds the targets it reaches, not all of them
+            if self.watched is None:
+                self.ws.say("nothing is built in this build dir yet: watching the sources of "
+                            "every target (a save of one builds its target)")
+            self._always = []
+        else:  # the build dir builds every target
+            self._always = known
         return known
 
     def _status(self, what: str, result: CycleResult, *, to_result: float | None = None

@@ -36,6 +36,7 @@ class SaveDecision:
     targets: frozenset[str]
     objects: int  # objects the save makes out of date (missing ones of its targets included)
     pause: WholeBuild | None = None
+    reached: frozenset[str] = frozenset()  # the objects the saved files reach
 
 
 @dataclass
@@ -48,6 +49,7 @@ class WatchSet:
     reaches: dict[str, set[str]] = field(default_factory=dict)  # file -> objects
     owners: dict[str, set[str]] = field(default_factory=dict)  # object -> targets linking it
     configure_inputs: set[str] = field(default_factory=set)
+    _units: dict[str, set[str]] = field(default_factory=dict)  # object -> its own source
 
     @property
     def files(self) -> set[str]:
@@ -80,8 +82,26 @@ class WatchSet:
             names = ", ".join(self.relative(p) for p in saved[:3])
             return SaveDecision(targets, len(out_of_date), WholeBuild(
                 f"{names} reaches every object of {', '.join(sorted(targets))}",
-                len(out_of_date), tuple(saved)))
-        return SaveDecision(targets, len(out_of_date))
+                len(out_of_date), tuple(saved)), frozenset(reached))
+        return SaveDecision(targets, len(out_of_date), reached=frozenset(reached))
+
+    def update(self, objects: Iterable[str]) -> None:
+        """After a build that recompiled ``objects``: the headers they read now (an #include
+        added or removed), from ninja's deps log of just those objects."""
+        wanted = sorted(set(objects))
+        if not wanted:
+            return
+        deps = ninja_deps(self.build_dir, [os.path.relpath(o, self.build_dir) for o in wanted])
+        own = _Own(self.root, self.build_dir)
+        for obj in wanted:
+            if obj not in deps:
+                continue
+            for path in [p for p, objs in self.reaches.items() if obj in objs]:
+                self.reaches[path].discard(obj)
+                if not self.reaches[path]:
+                    del self.reaches[path]
+            for path in [*self._units.get(obj, ()), *(d for d in deps[obj] if own(d))]:
+                self.reaches.setdefault(path, set()).add(obj)
 
     def still_pending(self, pause: WholeBuild) -> bool:
         """Whether a paused change is still unbuilt: ninja would still reconfigure (a configure
@@ -118,6 +138,7 @@ def watch_set(root: Path, build_dir: Path, targets: list[str]) -> WatchSet:
         unit = units.get(obj)
         if unit is not None and own(unit.source):
             found.reaches.setdefault(unit.source, set()).add(obj)
+            found._units[obj] = {unit.source}
     for obj, deps in ninja_deps(build_dir).items():
         if obj in graph.objects:
             for dep in deps:
