@@ -191,47 +191,17 @@ def build_session(session: NoxSession, *, preset: str) -> None:
 
 
 def _build(session: NoxSession, *, preset: str, clock: PhaseClock) -> None:
-    from vllm_dev.caching import compiler_cache as cc
     from vllm_dev.checkout.state import ensure_state_dir
-    from vllm_dev.config.settings import Settings
     from vllm_dev.flow import pipeline
-    from vllm_dev.flow.workspace import Workspace
     from vllm_dev.process.locking import build_lock
 
     args = parse_posargs(session.posargs)
-    if args.python:
-        # The user's own interpreter: setup cannot always run in a fresh venv (offline, behind a
-        # PyPI-only mirror, or a torch pin no reachable index has), so the session can prove the
-        # rest of the flow (own preset, own build dir, import check) with a venv already set up.
-        python = Path(args.python).expanduser().absolute()
-        if not python.is_file():
-            raise VllmDevError(f"--python {args.python} does not exist: give the python of a "
-                               "venv that holds vLLM's build requirements")
-    else:
-        try:
-            python = Path(session.bin) / ("python.exe" if os.name == "nt" else "python")
-        except ValueError:
-            raise VllmDevError(f"nox -s {preset} needs a virtualenv of its own: run it without "
-                               "--no-venv / --force-venv-backend none (or pass --python)"
-                               ) from None
-    invoked_from = Path(session.invoked_from)
-    environ = dict(os.environ)
-    flags = {**setting_flags(args), "python": str(python), "preset": preset}
-    settings = Settings.resolve(flags=flags, environ=environ,
-                                config=invoke_config(invoked_from, environ))
     say = clock.say
     # One workspace: setup reads only the checkout and the settings from it (the device it
     # needs after the editable install is probed then, see _setup), so nothing it looked up
     # is stale when the pipeline resolves the build's plan.
-    cache = cc.config_from(settings)
-    environment = cc.command_environment(cache)  # as the Invoke tasks' runner gets it
-    runner = SessionRunner(session, environment=environment, queries=SubprocessRunner(
-        secrets=cache.secrets, environment=environment))
-    ws = Workspace(settings=settings, runner=runner, environ=environ, cwd=invoked_from, say=say,
-                   layer=LAYER)
-    checkout = ws.checkout  # a missing or non-vLLM checkout stops here, before any install
-    say(f"checkout {checkout.root}, target interpreter {python}, build dir "
-        f"{ws.build_dir.relative_to(checkout.root)}")
+    ws, python = _session_workspace(session, args, preset=preset, name=preset, say=say)
+    settings, checkout = ws.settings, ws.checkout
     ensure_state_dir(checkout.state_dir)
     targets = tuple(args.target)
     phases = _stage_phases()
@@ -285,7 +255,8 @@ def _kernels(session: NoxSession, clock: PhaseClock) -> int:
     ours, theirs = ((posargs[:posargs.index("--")], posargs[posargs.index("--") + 1:])
                     if "--" in posargs else ([], posargs))
     args = parse_posargs(ours)
-    ws, python = _session_workspace(session, args, preset="release", say=clock.say)
+    ws, python = _session_workspace(session, args, preset="release", name=KERNELS,
+                                    say=clock.say)
     checkout = ws.checkout
     ensure_state_dir(checkout.state_dir)
     options = cycle.TestOptions(targets=tuple(args.target), since=args.since, every=args.all,
@@ -307,14 +278,19 @@ def _kernels(session: NoxSession, clock: PhaseClock) -> int:
     return result.status
 
 
-def _session_workspace(session: NoxSession, args: Any, *, preset: str,
+def _session_workspace(session: NoxSession, args: Any, *, preset: str, name: str,
                        say: Callable[[str], None]) -> tuple[Workspace, Path]:
-    """The session's workspace (layer ``nox-``), as :func:`_build` makes it."""
+    """A session's workspace (layer ``nox-``, the session's venv or ``--python``, the settings
+    as the tasks resolve them, commands through nox) and its target interpreter; says which
+    checkout, interpreter and build dir. A missing or non-vLLM checkout stops here."""
     from vllm_dev.caching import compiler_cache as cc
     from vllm_dev.config.settings import Settings
     from vllm_dev.flow.workspace import Workspace
 
     if args.python:
+        # The user's own interpreter: setup cannot always run in a fresh venv (offline, behind a
+        # PyPI-only mirror, or a torch pin no reachable index has), so the session can prove the
+        # rest of the flow (own preset, own build dir, import check) with a venv already set up.
         python = Path(args.python).expanduser().absolute()
         if not python.is_file():
             raise VllmDevError(f"--python {args.python} does not exist: give the python of a "
@@ -323,15 +299,16 @@ def _session_workspace(session: NoxSession, args: Any, *, preset: str,
         try:
             python = Path(session.bin) / ("python.exe" if os.name == "nt" else "python")
         except ValueError:
-            raise VllmDevError(f"nox -s {KERNELS} needs a virtualenv of its own: run it "
-                               "without --no-venv (or pass --python)") from None
+            raise VllmDevError(f"nox -s {name} needs a virtualenv of its own: run it without "
+                               "--no-venv / --force-venv-backend none (or pass --python)"
+                               ) from None
     invoked_from = Path(session.invoked_from)
     environ = dict(os.environ)
     flags = {**setting_flags(args), "python": str(python), "preset": preset}
     settings = Settings.resolve(flags=flags, environ=environ,
                                 config=invoke_config(invoked_from, environ))
     cache = cc.config_from(settings)
-    environment = cc.command_environment(cache)
+    environment = cc.command_environment(cache)  # as the Invoke tasks' runner gets it
     runner = SessionRunner(session, environment=environment, queries=SubprocessRunner(
         secrets=cache.secrets, environment=environment))
     ws = Workspace(settings=settings, runner=runner, environ=environ, cwd=invoked_from, say=say,
