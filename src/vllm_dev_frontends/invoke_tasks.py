@@ -225,10 +225,12 @@ def build(c, target=None, install=True, merge=False, verify=True, force=False, p
                    "\"nsys profile\"",
           "pick": "forget the remembered test selection and pick the tests by what changed",
           "plain": "plain output lines instead of the progress bar",
-          "verify": "load the changed extensions before the tests (--no-verify: skip)"},
+          "verify": "also load the changed extensions before the tests, as build does (off: "
+                    "the tests load them, and an undefined symbol fails them with the loader's "
+                    "message)"},
 )
 def test_(c, target=None, since=None, all=False, watch=False, under=None, pick=False,
-          plain=False, verify=True, **settings):
+          plain=False, verify=False, **settings):
     """Build what changed, install it, run the kernel tests; one summary line at the end.
 
     Arguments after `--` go to pytest: the selection among them (paths, -k, -m) is remembered
