@@ -264,8 +264,11 @@ def test_nox_kernels_session_runs_the_loop_in_a_fresh_venv(tmp_path: Path) -> No
 
     edit(root / "csrc" / "ops" / "scale.cpp", "return factor * value;",
          "return factor + value;")
+    mixed = run_nox(tmp_path, "-R", "-s", "kernels", "--", "--source", str(root), check=False)
+    assert mixed.returncode != 0
+    assert "--source is vllm-dev's: its options go before a second --" in mixed.stderr
     failed = run_nox(tmp_path, "-R", "-s", "kernels", "--", "--source", str(root), "--since",
-                     "HEAD", check=False)
+                     "HEAD", "--", check=False)
     assert failed.returncode != 0
     out = failed.stdout + failed.stderr
     assert "1 failed" in out and "the kernel tests failed (exit status 1)" in out

@@ -227,6 +227,8 @@ def _build(session: NoxSession, *, preset: str, clock: PhaseClock) -> None:
 
 
 KERNELS = "kernels"
+# Long options of vllm-dev's that pytest lacks: given without the second -- they are a mistake.
+_KERNELS_OWN = ("--source", "--target", "--since", "--python", "--jobs", "--device", "--cache")
 
 
 def kernels_session(session: NoxSession) -> None:
@@ -254,6 +256,12 @@ def _kernels(session: NoxSession, clock: PhaseClock) -> int:
     posargs = list(session.posargs)
     ours, theirs = ((posargs[:posargs.index("--")], posargs[posargs.index("--") + 1:])
                     if "--" in posargs else ([], posargs))
+    if "--" not in posargs:
+        ours_in_theirs = [a for a in theirs if a.split("=")[0] in _KERNELS_OWN]
+        if ours_in_theirs:
+            raise VllmDevError(f"{ours_in_theirs[0]} is vllm-dev's: its options go before a "
+                               f"second --, pytest's after it (nox -s {KERNELS} -- "
+                               f"{ours_in_theirs[0].split('=')[0]} ... -- -k rms)")
     args = parse_posargs(ours)
     ws, python = _session_workspace(session, args, preset="release", name=KERNELS,
                                     say=clock.say)
