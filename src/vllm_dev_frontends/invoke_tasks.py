@@ -160,8 +160,10 @@ def _remainder(c: Context) -> tuple[str, ...]:
 
 
 @task(klass=VllmDevTask, step="setup",
-      help={"force": "redo the install even when nothing changed"})
-def setup(c, force=False, **settings):
+      help={"force": "redo the install even when nothing changed",
+            "tests": "also install the checkout's test requirements (requirements/test/"
+                     "<device>.txt or requirements/test.txt), for `vllm-dev test`"})
+def setup(c, force=False, tests=False, **settings):
     """Editable install with prebuilt kernels, plus the build requirements, into the target venv.
 
     Arguments after `--` go to `uv pip install` (e.g. `vllm-dev setup -- --offline --find-links
@@ -170,7 +172,7 @@ def setup(c, force=False, **settings):
 
     with reported():
         ws = workspace(c, "setup", **settings)
-        run_setup(ws, force=force, extra_args=_remainder(c))
+        run_setup(ws, force=force, extra_args=_remainder(c), tests=tests)
         ws.remember()  # it reached its install (see config/remember.py)
 
 
@@ -218,6 +220,56 @@ def build(c, target=None, install=True, merge=False, verify=True, force=False, p
             targets=tuple(target or ()), merge=merge, force=force, since=since, every=all,
             plain=plain, json_path=Path(json).expanduser().absolute() if json else None,
             started_at=process_started_at(), undefine=tuple(undefine or ())))
+
+
+@task(
+    klass=VllmDevTask,
+    name="test",
+    step="build",
+    iterable=["target", "undefine"],
+    help={**UNDEFINE_HELP,
+          "target": "build only this target and install only its component (repeatable)",
+          "since": "build the targets affected by changes since this git ref (default: the "
+                   "commit of the prebuilt kernels setup installed); the picker's changes too",
+          "all": "compile every target, not only the affected ones",
+          "watch": "one cycle now, then one per save of a source or header of the built "
+                   "targets, until Ctrl-C",
+          "under": "run the tests under this tool, e.g. \"compute-sanitizer\", \"gdb --args\", "
+                   "\"nsys profile\"",
+          "pick": "forget the remembered test selection and pick the tests by what changed",
+          "plain": "plain output lines instead of the progress bar",
+          "verify": "also load the changed extensions before the tests, as build does (off: "
+                    "the tests load them, and an undefined symbol fails them with the loader's "
+                    "message)"},
+)
+def test_(c, target=None, since=None, all=False, watch=False, under=None, pick=False,
+          plain=False, verify=False, undefine=None, **settings):
+    """Build what changed, install it, run the kernel tests; one summary line at the end.
+
+    Arguments after `--` go to pytest: the selection among them (paths, -k, -m) is remembered
+    for the checkout and reused by a plain `vllm-dev test`; with none, the tests under
+    tests/kernels/ that call the ops of the changed files are picked. The exit status is the
+    tests' (the build's when it fails; 5 when nothing was tested)."""
+    from vllm_dev.reporting.recorder import process_started_at
+    from vllm_dev.testloop.command import run_test
+    from vllm_dev.testloop.cycle import TestOptions
+
+    with reported():
+        opened = [False]
+
+        def open_ws() -> Workspace:  # one per cycle; a watch's later ones say nothing again
+            first, opened[0] = not opened[0], True
+            return workspace(c, "test", undefine=undefine if first else (), announce=first,
+                             **settings)
+
+        status = run_test(open_ws,
+                          TestOptions(targets=tuple(target or ()), since=since, every=all,
+                                      plain=plain, verify=verify, args=_remainder(c),
+                                      under=under, pick=pick, watch=watch,
+                                      started_at=process_started_at(),
+                                      undefine=tuple(undefine or ())))
+    if status:
+        raise Exit(code=status)
 
 
 @task(klass=VllmDevTask, step="report",
@@ -314,7 +366,7 @@ def settings_(c, json=False, forget=None, forget_all=False, **settings):
 
 def namespace() -> Collection:
     """The task collection with every tunable declared, for tasks.py and the console script."""
-    ns = Collection(setup, prime, build, install, clean_, demo, doctor, verify, report,
+    ns = Collection(setup, prime, build, install, clean_, demo, doctor, verify, report, test_,
                     settings_)
     ns.configure({"vllm_dev": config_defaults()})
     return ns
