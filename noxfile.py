@@ -53,6 +53,13 @@ _SERIAL = ({"allow_parallel": False}
            if "allow_parallel" in inspect.signature(nox.session).parameters else {})
 
 
+@nox.session(default=False, **_SERIAL)
+def kernels(session: nox.Session) -> None:
+    """`vllm-dev test` from scratch in its own venv (release preset, test requirements, no
+    remembered settings): `nox -s kernels -- [VLLM-DEV OPTIONS --] PYTEST ARGS`."""
+    nox_flow.kernels_session(session)
+
+
 def _build_session(preset: str, templates: Path) -> None:
     def build(session: nox.Session) -> None:
         nox_flow.build_session(session, preset=preset)
@@ -62,7 +69,7 @@ def _build_session(preset: str, templates: Path) -> None:
 
 
 for _preset, _templates in nox_flow.session_templates(os.environ).items():
-    if _preset in ("tests", "lint"):
+    if _preset in ("tests", "lint", "kernels"):
         print(f"noxfile: preset template {_preset}.json clashes with the {_preset} session; "
               "rename it to get a build session", file=sys.stderr)
         continue

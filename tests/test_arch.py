@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import time
 from collections.abc import Callable
@@ -175,7 +176,10 @@ def test_arch_flag_reaches_the_build_and_a_change_reconfigures(cuda_project: Pro
         assert _cache(cuda_project, "MINIVLLM_CUDA_ARCHS") == "75"
     done = cuda_project.run("prime", "--cache", "none", "--arch", "8.0,9.0")
     assert _arch_env(cuda_project) == "8.0;9.0"
-    assert "arch changed" in done.stderr and "fresh CMake cache" not in done.stderr
+    # the line names the real change, before -> after (issue 19's format), and keeps the cache
+    assert re.search(r"^vllm-dev: reconfiguring release: arch: [^;]+ -> 8\.0;9\.0$",
+                     done.stderr, re.M), done.stderr
+    assert "fresh CMake cache" not in done.stderr
     assert "TORCH_CUDA_ARCH_LIST=8.0;9.0: set by --arch" in done.stderr
     assert _cache(cuda_project, "MINIVLLM_CUDA_ARCHS") == "80;90"
     again = cuda_project.run("prime", "--cache", "none", "--arch", "9.0,8.0")

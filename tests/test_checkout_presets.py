@@ -24,9 +24,11 @@ def cache_lines(build_dir: Path, name: str) -> list[str]:
     return [ln for ln in text.splitlines() if ln.startswith(name + ":")]
 
 
-def test_define_and_a_removed_cache_variable_gets_a_fresh_cache(project: Project,
-                                                                 tmp_path: Path) -> None:
-    # The issue's case: a template sets MINIVLLM_HEAVY, then no longer does.
+def test_define_and_a_removed_cache_variable_is_undefined(project: Project,
+                                                          tmp_path: Path) -> None:
+    # The issue's case: a template sets MINIVLLM_HEAVY, then no longer does. The cache variable
+    # is removed with `cmake -U` on the kept cache (issue 19: never --fresh for that), and the
+    # remembered --define stays until -U drops it.
     templates = tmp_path / "templates"
     templates.mkdir()
     release = templates / "release.json"
@@ -38,8 +40,13 @@ def test_define_and_a_removed_cache_variable_gets_a_fresh_cache(project: Project
     assert cache_lines(project.build_dir, "MINIVLLM_HEAVY_TUS")[0].endswith("=4")
     release.write_text(json.dumps({"buildType": "Release"}))
     done = project.run("prime", env=env)
-    assert "fresh CMake cache; MINIVLLM_HEAVY, MINIVLLM_HEAVY_TUS no longer set" in done.stderr
+    assert ("reconfiguring release: MINIVLLM_HEAVY: ON (BOOL) -> unset (cmake -U MINIVLLM_HEAVY, "
+            "the cache is kept)") in done.stderr
+    assert "--fresh" not in done.stderr
     assert cache_lines(project.build_dir, "MINIVLLM_HEAVY") == ["MINIVLLM_HEAVY:BOOL=OFF"]
+    assert cache_lines(project.build_dir, "MINIVLLM_HEAVY_TUS")[0].endswith("=4")  # remembered
+    done = project.run("prime", "-U", "MINIVLLM_HEAVY_TUS", env=env)
+    assert "cmake --preset release -U MINIVLLM_HEAVY_TUS" in done.stderr
     assert cache_lines(project.build_dir, "MINIVLLM_HEAVY_TUS")[0].endswith("=32")
     # --define NAME:TYPE=VALUE, from the environment too; a bad one is one line
     done = project.run("prime", env={"VLLM_DEV_DEFINES": "MINIVLLM_PRECOMPILED:BOOL=ON"})

@@ -171,19 +171,27 @@ def test_render_puts_correctness_settings_in_presets() -> None:
                                         environment={"CCACHE_NOHASHDIR": "false"})}
     inputs = PresetInputs(
         python="/p", device="cpu", jobs=2, nvcc_threads=1,
-        environment=cc.base_environment(config),
+        build_environment=cc.base_environment(config),
         build_type_environment={bt: cc.preset_environment(config, build_type=bt)
                                 for bt in cc.DEBUG_INFO_BUILD_TYPES})
     doc = render(templates, inputs)
-    presets = {p["name"]: p for p in doc["configurePresets"]}
-    base = presets["vllm-dev-base"]["environment"]
-    assert base["CCACHE_DEPEND"] == "true"
-    assert base["CCACHE_BASEDIR"] == "${sourceDir}"
-    assert base["CCACHE_DIR"] == "/srv/ccache" and base["CCACHE_MAXSIZE"] == "10G"
-    assert base["CCACHE_REMOTE_STORAGE"] == "$penv{VLLM_DEV_CACHE_REMOTE}|read-only"
-    assert "environment" not in presets["release"]
-    assert presets["debug"]["environment"] == {"CCACHE_NOHASHDIR": "true"}
-    assert presets["rwdi"]["environment"] == {"CCACHE_NOHASHDIR": "false"}  # template wins
+    # The cache's settings reach the compiles through the build presets (so changing them
+    # never reconfigures: issue 19); the configure presets hold none of them.
+    configure = {p["name"]: p for p in doc["configurePresets"]}
+    assert "environment" not in configure["vllm-dev-base"]
+    assert "environment" not in configure["release"]
+    assert configure["rwdi"]["environment"] == {"CCACHE_NOHASHDIR": "false"}  # the template's
+    build = {p["name"]: p["environment"] for p in doc["buildPresets"]}
+    for name in ("release", "debug", "rwdi"):
+        env = build[name]
+        assert env["CCACHE_DEPEND"] == "true"
+        assert env["CCACHE_BASEDIR"] == "${sourceDir}"
+        assert env["CCACHE_DIR"] == "/srv/ccache" and env["CCACHE_MAXSIZE"] == "10G"
+        assert env["CCACHE_REMOTE_STORAGE"] == "$penv{VLLM_DEV_CACHE_REMOTE}|read-only"
+    assert "CCACHE_NOHASHDIR" not in build["release"]
+    assert build["debug"]["CCACHE_NOHASHDIR"] == "true"
+    assert "CCACHE_NOHASHDIR" not in build["rwdi"]  # the template's own wins (a build
+    # preset's environment would override the configure preset's)
     assert "tok3n" not in json.dumps(doc)
     plain = cc.CacheConfig(remote="https://cache.example.com/cc", remote_mode="read-write")
     assert cc.base_environment(plain)["CCACHE_REMOTE_STORAGE"] == (
@@ -295,7 +303,7 @@ def test_second_checkout_at_another_path_hits(tmp_path: Path) -> None:
     assert delta.hits == delta.cacheable and delta.misses == 0, delta.counters
     assert second.value("_C") == 42
     presets = json.loads((second.root / "CMakeUserPresets.json").read_text())
-    debug = next(p for p in presets["configurePresets"] if p["name"] == "debug")
+    debug = next(p for p in presets["buildPresets"] if p["name"] == "debug")
     assert debug["environment"]["CCACHE_NOHASHDIR"] == "true"
 
 
@@ -384,9 +392,9 @@ def test_plain_cmake_build_preset_gets_the_same_cache_settings(project: Project,
     assert delta.cacheable >= 4 and delta.hits == delta.cacheable, delta.counters
     assert delta.get("direct_cache_hit") == delta.hits  # depend mode: no preprocessor run
     presets = json.loads((project.root / "CMakeUserPresets.json").read_text())
-    base = next(p for p in presets["configurePresets"] if p["name"] == "vllm-dev-base")
-    assert base["environment"]["CCACHE_MAXSIZE"] == "2G"
-    assert base["environment"]["CCACHE_DIR"] == str(cache_dir)
+    release = next(p for p in presets["buildPresets"] if p["name"] == "release")
+    assert release["environment"]["CCACHE_MAXSIZE"] == "2G"
+    assert release["environment"]["CCACHE_DIR"] == str(cache_dir)
 
 
 def test_missing_compiler_cache_is_one_clear_line(project: Project) -> None:

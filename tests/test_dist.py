@@ -216,3 +216,39 @@ def test_wrong_token_and_stopped_scheduler_build_locally(tmp_path: Path,
     row = {r["name"]: r for r in json.loads(doctor.stdout)["checks"]}["build farm"]
     assert row["status"] == "warn" and "does not answer" in row["detail"], row
 
+
+
+@pytest.mark.services
+def test_dist_given_changed_and_dropped_never_touches_build_ninja(tmp_path: Path,
+                                                                  sccache_bin: Path) -> None:
+    """--dist switches the compiles from ccache to sccache through the build presets'
+    environment (the configure presets name one stable launcher): giving, changing and
+    dropping it never reconfigures. The schedulers here are down (the switch is the point);
+    compiles then run through vllm-dev's local sccache server."""
+    project = make_project(tmp_path)
+    project.run("build")
+    ninja = project.build_dir / "build.ninja"
+    before = (ninja.read_bytes(), ninja.stat().st_mtime_ns)
+    env = {"VLLM_DEV_DIST_TOKEN": "not-a-farm-token",
+           "PATH": f"{BIN_DIR}{os.pathsep}{sccache_bin}{os.pathsep}{os.environ['PATH']}"}
+    edited = project.root / "csrc" / "ops" / "add.cpp"
+    urls = [f"http://127.0.0.1:{dist_farm.free_port()}" for _ in range(2)]
+    for n, step in enumerate([("--dist", urls[0]), ("--dist", urls[1]), ("forget",)]):
+        if step == ("forget",):
+            project.run("settings", "--forget", "dist")
+            step = ()
+        edited.write_text(edited.read_text() + f"\n// edit {n}\n")
+        done = project.run("build", *step, "--json", str(tmp_path / f"r{n}.json"), env=env)
+        assert "cmake --preset" not in done.stderr and "reconfiguring" not in done.stderr
+        assert (ninja.read_bytes(), ninja.stat().st_mtime_ns) == before, step
+        presets = json.loads((project.root / "CMakeUserPresets.json").read_text())
+        release = next(p for p in presets["buildPresets"] if p["name"] == "release")
+        cache = Path(release["environment"]["VLLM_DEV_COMPILER_CACHE"]).name
+        report = json.loads((tmp_path / f"r{n}.json").read_text())
+        if step:
+            assert "does not answer" in done.stderr and cache == "sccache"
+            dist = report["dist"]  # the edited file went through sccache (a comment-only
+            assert dist["hits"] + dist["misses"] >= 1, dist  # edit may be a hit for it)
+        else:
+            assert cache == "ccache" and not report.get("dist")
+        assert project.value("_C") == 42

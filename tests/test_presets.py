@@ -4,6 +4,7 @@ expense of a user's own presets file."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -46,9 +47,12 @@ def test_rendered_presets_validate_and_cmake_lists_them(project: Project) -> Non
     assert "FETCHCONTENT_BASE_DIR" not in cache and "CMAKE_JOB_POOLS" not in cache
     assert "NVCC_THREADS" not in cache  # CPU: vLLM's CUDA part alone reads it
     assert cache["CMAKE_EXPORT_COMPILE_COMMANDS"] == "ON"
-    assert Path(cache["CMAKE_CXX_COMPILER_LAUNCHER"]).is_absolute()
+    # One spelling for every install of vllm-dev; the cache it runs is the build preset's
+    assert cache["CMAKE_CXX_COMPILER_LAUNCHER"] == "${sourceDir}/.vllm-dev/compiler-launcher"
+    assert os.access(project.root / ".vllm-dev" / "compiler-launcher", os.X_OK)
     builds = {b["name"]: b for b in document["buildPresets"]}
     assert builds["release"]["jobs"] >= 1
+    assert Path(builds["release"]["environment"]["VLLM_DEV_COMPILER_CACHE"]).is_absolute()
     assert "vllm-dev" in document["vendor"]
 
 

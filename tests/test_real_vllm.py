@@ -9,6 +9,7 @@ Enable with ``VLLM_DEV_REAL_VLLM`` (see tests/real_vllm.py); every step prints i
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -178,3 +179,84 @@ def test_real_tree_nox_release_session(real_vllm: Project, tmp_path: Path) -> No
     assert "setup: skipped" in out, out
     assert not list(build_dir.glob("**/dnnl*.o")), "a oneDNN object was built"
     assert os.path.isfile(p.python)
+
+
+def test_real_tree_remembers_and_never_throws_the_cache_away(real_vllm: Project,
+                                                             tmp_path: Path) -> None:
+    """Issue 19 on the real tree (CPU): a define and --python given once stay; -U drops the
+    define on the kept cache (objects recompiled: printed, goal 0); a name CMake derives entries
+    from needs a fresh cache (objects recompiled: printed); the remote cache given, changed and
+    dropped, and a second install of vllm-dev, never touch build.ninja."""
+    p = real_vllm
+    p.env.pop("VLLM_DEV_PYTHON")  # --python is given once, below, and then remembered
+    configure = re.compile(r"^vllm-dev: \$ .*cmake --preset ", re.M)
+    _timed("remember: prime --python -D", p.run, "prime", "--python", str(p.python), "-D",
+           "VLLM_DEV_PROBE=1")
+    mark = p.ninja_log_mark()
+    built = _timed("remember: plain build", p.run, "build", *TARGET_ARGS)
+    assert not configure.search(built.stderr), built.stderr
+    assert "VLLM_DEV_PROBE:UNINITIALIZED=1" in (p.build_dir / "CMakeCache.txt").read_text()
+    assert sorted(Path(o).name for o in _objects(p.ninja_log_entries(since=mark))) == [
+        "fs_io.cpp.o", "spinloop.cpp.o"]
+    for command in (("verify",), ("install", *[a for t in TARGETS for a in ("--component", t)])):
+        done = p.run(*command)
+        assert f"--python {p.python}" in done.stderr, done.stderr  # named as remembered
+    settings = json.loads(p.run("settings", "--json").stdout)
+    python = next(r for r in settings["settings"] if r["name"] == "python")
+    assert python["value"] == str(p.python) and python["source"].startswith("given to prime, ")
+
+    ninja = p.build_dir / "build.ninja"
+    mark = p.ninja_log_mark()
+    dropped = _timed("remember: build -U VLLM_DEV_PROBE", p.run, "build", "-U",
+                     "VLLM_DEV_PROBE", *TARGET_ARGS)
+    assert re.search(r"cmake --preset release -U VLLM_DEV_PROBE$", dropped.stderr, re.M)
+    assert "--fresh" not in dropped.stderr
+    assert "VLLM_DEV_PROBE" not in (p.build_dir / "CMakeCache.txt").read_text()
+    recompiled = _objects(p.ninja_log_entries(since=mark))
+    print(f"[real-vllm] objects recompiled after -U of a define no source reads: "
+          f"{len(recompiled)} {recompiled}", file=sys.stderr)
+    assert recompiled == []
+
+    p.run("prime", "-D", "VLLM_DEV_PROBE_DIR=/tmp")
+    mark = p.ninja_log_mark()
+    fresh = _timed("remember: build -U VLLM_DEV_PROBE_DIR (fresh)", p.run, "build", "-U",
+                   "VLLM_DEV_PROBE_DIR", *TARGET_ARGS)
+    line = next(ln for ln in fresh.stderr.splitlines() if "reconfiguring" in ln)
+    assert line.startswith("vllm-dev: reconfiguring release with a fresh CMake cache "
+                           "(VLLM_DEV_PROBE_DIR no longer set, and CMake would keep what it "
+                           "derived from it; the build dir holds 2 built object(s)"), line
+    assert " --fresh" in fresh.stderr
+    recompiled = _objects(p.ninja_log_entries(since=mark))
+    print(f"[real-vllm] objects recompiled after a fresh configure: {len(recompiled)} "
+          f"{recompiled}", file=sys.stderr)
+
+    before = _stat(ninja), ninja.read_bytes()
+    for args in (("--cache-remote", f"file://{tmp_path / 'remote-a'}"),
+                 ("--cache-remote", f"file://{tmp_path / 'remote-b'}", "--cache-remote-mode",
+                  "read-write"), ("--cache", "none")):
+        done = p.run("build", *args, *TARGET_ARGS)
+        assert not configure.search(done.stderr), (args, done.stderr)
+        assert (_stat(ninja), ninja.read_bytes()) == before, args
+    p.run("settings", "--forget", "cache")
+    done = p.run("build", *TARGET_ARGS)
+    assert not configure.search(done.stderr) and (_stat(ninja), ninja.read_bytes()) == before
+
+    # A second install of vllm-dev (its own ccache, its own path): no configure either way.
+    other = _second_install(tmp_path / "other-install")
+    env = clean_env({**p.env, "PATH": f"{other.parent}{os.pathsep}{os.environ['PATH']}"})
+    done = subprocess.run([str(other.parent / "vllm-dev"), "build", *TARGET_ARGS],
+                          cwd=p.root, env=env, text=True, capture_output=True, timeout=600,
+                          stdin=subprocess.DEVNULL, check=False)
+    assert done.returncode == 0 and not configure.search(done.stderr), done.stderr
+    done = p.run("build", *TARGET_ARGS)
+    assert not configure.search(done.stderr) and (_stat(ninja), ninja.read_bytes()) == before
+
+
+def _second_install(venv: Path) -> Path:
+    """Another install of this vllm-dev (an editable one, in a venv of its own)."""
+    import minivllm_tools as mv
+
+    python = mv.make_venv(venv)
+    subprocess.run([mv.find_uv(), "pip", "install", "-q", "-p", str(python), "-e",
+                    str(Path(__file__).resolve().parents[1])], check=True, env=clean_env())
+    return python

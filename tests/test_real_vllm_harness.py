@@ -154,5 +154,5 @@ def test_without_the_variable_the_tier_skips_with_one_line_and_fails_in_ci() -> 
     ci = _pytest_tier({"CI": "true"})
     assert ci.returncode == 1, ci.stdout + ci.stderr
     # a skip in setup (the tier's case) reports as an error, one in the test body as a failure
-    assert ci.stdout.count("skipped in CI (CI is set, a skip is a failure)") == 3, ci.stdout
-    assert "3 errors" in ci.stdout and "skipped" not in ci.stdout.splitlines()[-1], ci.stdout
+    assert ci.stdout.count("skipped in CI (CI is set, a skip is a failure)") == 4, ci.stdout
+    assert "4 errors" in ci.stdout and "skipped" not in ci.stdout.splitlines()[-1], ci.stdout

@@ -117,7 +117,8 @@ def test_a_task_cannot_redeclare_a_setting() -> None:
 
 def test_the_nox_options_are_the_settings_of_the_session_steps() -> None:
     actions = {a.dest: a for a in nox_options.parser()._actions}
-    expected = [s for s in d.for_steps(*nox_options.SESSION_STEPS) if s.name != "preset"]
+    expected = [s for s in d.for_steps(*nox_options.SESSION_STEPS)
+                if s.name not in ("preset", "no_remember")]  # a session remembers nothing
     assert list(nox_options.session_settings()) == expected
     assert "preset" not in actions  # the session's name is the preset
     for s in expected:

@@ -109,9 +109,11 @@ def test_presets_append_to_the_users_flags_and_hash_them() -> None:
     assert "CCACHE_NAMESPACE" not in cc.nvcc_environment(cc.CacheConfig(kind="sccache"))
     doc = render({"release": PresetTemplate("release", "", "Release")},
                  PresetInputs(python="/p", device="cuda", jobs=2, nvcc_threads=1,
-                              environment={**cc.base_environment(cc.CacheConfig()), **env}))
-    base = {p["name"]: p for p in doc["configurePresets"]}["vllm-dev-base"]
-    assert base["environment"]["NVCC_APPEND_FLAGS"] == env["NVCC_APPEND_FLAGS"]
+                              build_environment={**cc.base_environment(cc.CacheConfig()),
+                                                 **env}))
+    build = {p["name"]: p for p in doc["buildPresets"]}["release"]  # builds only: no configure
+    assert build["environment"]["NVCC_APPEND_FLAGS"] == env["NVCC_APPEND_FLAGS"]
+    assert build["environment"]["CCACHE_NAMESPACE"] == env["CCACHE_NAMESPACE"]
 
 
 # ----------------------------------------------------------------------------- real builds

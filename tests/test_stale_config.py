@@ -3,6 +3,7 @@ fresh CMake cache and say what changed (CMake alone would keep the cached interp
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import minivllm_tools as mv
@@ -41,8 +42,11 @@ def test_switching_venv_reconfigures_fresh(project: Project, tmp_path: Path) -> 
     venv_b = mv.make_venv(tmp_path / "venv-b")
     project.run("setup", "--python", str(venv_b))
     done = project.run("build", "--cache", "none", "--python", str(venv_b))
-    assert f"python changed ({venv_a} -> {venv_b})" in done.stderr
-    assert "(fresh CMake cache)" in done.stderr
+    # which change needs the fresh cache and what the build dir holds, before cmake runs
+    # (venv-b has its own cmake and ninja: those changes are named too, each a real one)
+    assert ("reconfiguring release with a fresh CMake cache (a new interpreter; a new cmake; the "
+            "build dir holds 4 built object(s), which may recompile): ") in done.stderr
+    assert f"python, VLLM_PYTHON_EXECUTABLE: {venv_a} -> {venv_b}; " in done.stderr
     assert "--fresh" in done.stderr  # the configure command line that ran
     assert cache_value(project.build_dir, "VLLM_PYTHON_EXECUTABLE") == str(venv_b)
     assert mv.import_value(str(venv_b), "_C", cwd=project.root) == 42
@@ -56,6 +60,27 @@ def test_torch_upgrade_reconfigures_fresh(project: Project) -> None:
     project.run("build", "--cache", "none")
     fake_torch(project.python, "2.14.0")
     done = project.run("build", "--cache", "none")
-    assert "reconfiguring release: torch changed (2.13.0 -> 2.14.0) (fresh CMake cache)" \
-        in done.stderr
+    assert ("reconfiguring release with a fresh CMake cache (a new torch; the build dir holds 4 "
+            "built object(s), which may recompile): torch: 2.13.0 -> 2.14.0") in done.stderr
+    assert project.value("_C") == 42
+
+
+def test_a_new_cmake_reconfigures_fresh_and_says_what_is_at_stake(project: Project) -> None:
+    """A reason per fresh cache, made for real: another cmake installed into the target venv."""
+    import subprocess
+
+    from conftest import clean_env
+
+    project.run("build", "--target", "_C")
+    old = cache_value(project.build_dir, "CMAKE_COMMAND")
+    subprocess.run([mv.find_uv(), "pip", "install", "-q", "-p", str(project.python),
+                    "cmake>=3.26.1,<3.27"], check=True, env=clean_env())
+    done = project.run("build", "--target", "_C")
+    cmake = project.python.parent / "cmake"
+    assert re.search(rf"reconfiguring release with a fresh CMake cache \(a new cmake; the build "
+                     rf"dir holds 3 built object\(s\), which may recompile\): cmake: "
+                     rf"{re.escape(str(cmake))} 4\.\S+ -> {re.escape(str(cmake))} 3\.26\.\d+",
+                     done.stderr), done.stderr
+    assert "--fresh" in done.stderr
+    assert cache_value(project.build_dir, "CMAKE_COMMAND") == old  # the same path, new cmake
     assert project.value("_C") == 42

@@ -15,9 +15,10 @@ from invoke import Argument, Collection, Context, Exit, Task, task
 from vllm_dev.config.declarations import SETTINGS, config_defaults, flags_from_options, for_steps
 from vllm_dev.config.settings import Settings
 from vllm_dev.errors import VllmDevError
-from vllm_dev.flow.workspace import Workspace
+from vllm_dev.flow.workspace import Workspace, open_workspace
 from vllm_dev.process.interrupts import Terminated, sigterm_raises
 from vllm_dev.process.runner import SubprocessRunner
+from vllm_dev_frontends import config_files
 
 # The ``vllm_dev`` configuration section: every setting's default, so that `invoke.yaml` (key
 # vllm_dev) and INVOKE_VLLM_DEV_* variables can set it. Derived from the declarations.
@@ -28,7 +29,7 @@ DEFAULTS: dict[str, Any] = config_defaults()
 # --preset in one task and --python in another, `-h` --cache-dir. The rest are long only: rare, or
 # (--force, --all) better spelled out. No -c: Invoke's zsh completion script reads `-c X` as its
 # --collection and passes it on.
-TASK_SHORT_FLAGS = {"target": "t"}
+TASK_SHORT_FLAGS = {"target": "t", "undefine": "U"}
 SHORT_FLAGS = {**{s.param: s.short for s in SETTINGS if s.param and s.short}, **TASK_SHORT_FLAGS}
 # vllm-dev's own options before the task (program.py); no task option may take these letters.
 CORE_SHORT_FLAGS = {"h": "help", "V": "version", "l": "list", "R": "dry", "f": "config"}
@@ -37,6 +38,9 @@ PRESET_FILE_HELP = {
     "merge": "add vllm-dev's presets beside those of a CMakeUserPresets.json it did not write",
     "force": "replace a CMakeUserPresets.json vllm-dev did not write (a backup is kept)",
 }
+# -U, on every task that takes -D (CMake's own spelling).
+UNDEFINE_HELP = {"undefine": "forget a remembered -D NAME and remove NAME from the CMake cache "
+                             "(cmake -U NAME, the cache is kept; repeatable)"}
 
 
 class VllmDevTask(Task):
@@ -108,19 +112,24 @@ def _echo(line: str) -> None:
     print(f"vllm-dev: $ {line}", file=sys.stderr, flush=True)
 
 
-def workspace(c: Context, **options: Any) -> Workspace:
+def workspace(c: Context, command: str, *, undefine: Any = (), announce: bool = True,
+              **options: Any) -> Workspace:
     """A Workspace from the task's setting options (``**settings``: keyed by parameter name,
-    ``define=[...]``), the environment and the invoke config."""
-    config = dict(c.config.get("vllm_dev", {}) or {})
-    settings = Settings.resolve(flags=flags_from_options(options), environ=os.environ,
-                                config=config)
+    ``define=[...]``), the environment, the invoke config's levels and the checkout's
+    remembered settings (see :func:`vllm_dev.flow.workspace.open_workspace`)."""
     dry = bool(c.config.run.dry)
-    from vllm_dev.caching import compiler_cache as cc
+    levels = config_files.levels(c.config)
 
-    cache = cc.config_from(settings)
-    runner = SubprocessRunner(dry=dry, echo=_echo, secrets=cache.secrets,
-                              environment=cc.command_environment(cache))
-    return Workspace(settings=settings, runner=runner)
+    def runner(settings: Settings) -> SubprocessRunner:
+        from vllm_dev.caching import compiler_cache as cc
+
+        cache = cc.config_from(settings)
+        return SubprocessRunner(dry=dry, echo=_echo, secrets=cache.secrets,
+                                environment=cc.command_environment(cache))
+
+    return open_workspace(command=command, flags=flags_from_options(options), runner=runner,
+                          environ=os.environ, config=levels.files, announce=announce,
+                          undefine=tuple(undefine or ()))
 
 
 @contextlib.contextmanager
@@ -151,8 +160,10 @@ def _remainder(c: Context) -> tuple[str, ...]:
 
 
 @task(klass=VllmDevTask, step="setup",
-      help={"force": "redo the install even when nothing changed"})
-def setup(c, force=False, **settings):
+      help={"force": "redo the install even when nothing changed",
+            "tests": "also install the checkout's test requirements (requirements/test/"
+                     "<device>.txt or requirements/test.txt), for `vllm-dev test`"})
+def setup(c, force=False, tests=False, **settings):
     """Editable install with prebuilt kernels, plus the build requirements, into the target venv.
 
     Arguments after `--` go to `uv pip install` (e.g. `vllm-dev setup -- --offline --find-links
@@ -160,27 +171,30 @@ def setup(c, force=False, **settings):
     from vllm_dev.steps.setup import run_setup
 
     with reported():
-        run_setup(workspace(c, **settings), force=force,
-                  extra_args=_remainder(c))
+        ws = workspace(c, "setup", **settings)
+        run_setup(ws, force=force, extra_args=_remainder(c), tests=tests)
+        ws.remember()  # it reached its install (see config/remember.py)
 
 
-@task(klass=VllmDevTask, step="prime", help={**PRESET_FILE_HELP,
+@task(klass=VllmDevTask, step="prime", iterable=["undefine"], help={
+      **PRESET_FILE_HELP, **UNDEFINE_HELP,
       "reconfigure": "run cmake's configure even if nothing changed"})
-def prime(c, merge=False, force=False, reconfigure=False, **settings):
+def prime(c, merge=False, force=False, reconfigure=False, undefine=None, **settings):
     """Write CMakeUserPresets.json and configure the preset's build dir (only when needed)."""
     from vllm_dev.flow import pipeline
 
     with reported():
-        ws = workspace(c, **settings)
+        ws = workspace(c, "prime", undefine=undefine, **settings)
         pipeline.run(ws, pipeline.Request(stages=pipeline.PRIME, merge=merge, force=force,
-                                          reconfigure=reconfigure))
+                                          reconfigure=reconfigure,
+                                          undefine=tuple(undefine or ())))
 
 
 @task(
     klass=VllmDevTask,
     step="build",
-    iterable=["target"],
-    help=dict(PRESET_FILE_HELP,
+    iterable=["target", "undefine"],
+    help=dict(PRESET_FILE_HELP, **UNDEFINE_HELP,
                target="build only this target and install only its component (repeatable)",
                verify="end by loading the extensions this build changed in the target "
                       "interpreter and looking for stale .so files (--no-verify: skip)",
@@ -196,10 +210,10 @@ def prime(c, merge=False, force=False, reconfigure=False, **settings):
                      "(Perfetto, chrome://tracing) and beside it as SVG"),
 )
 def build(c, target=None, install=True, merge=False, verify=True, force=False, plain=False,
-          json=None, since=None, all=False, trace=None, **settings):
+          json=None, since=None, all=False, undefine=None, trace=None, **settings):
     """Compile incrementally and install into the checkout (primes first when needed)."""
     with reported():
-        ws = workspace(c, **settings)
+        ws = workspace(c, "build", undefine=undefine, **settings)
         from vllm_dev.flow import pipeline
         from vllm_dev.reporting.recorder import process_started_at
 
@@ -208,7 +222,57 @@ def build(c, target=None, install=True, merge=False, verify=True, force=False, p
             targets=tuple(target or ()), merge=merge, force=force, since=since, every=all,
             plain=plain, json_path=Path(json).expanduser().absolute() if json else None,
             trace_path=Path(trace).expanduser().absolute() if trace else None,
-            started_at=process_started_at()))
+            started_at=process_started_at(), undefine=tuple(undefine or ())))
+
+
+@task(
+    klass=VllmDevTask,
+    name="test",
+    step="build",
+    iterable=["target", "undefine"],
+    help={**UNDEFINE_HELP,
+          "target": "build only this target and install only its component (repeatable)",
+          "since": "build the targets affected by changes since this git ref (default: the "
+                   "commit of the prebuilt kernels setup installed); the picker's changes too",
+          "all": "compile every target, not only the affected ones",
+          "watch": "one cycle now, then one per save of a source or header of the built "
+                   "targets, until Ctrl-C",
+          "under": "run the tests under this tool, e.g. \"compute-sanitizer\", \"gdb --args\", "
+                   "\"nsys profile\"",
+          "pick": "forget the remembered test selection and pick the tests by what changed",
+          "plain": "plain output lines instead of the progress bar",
+          "verify": "also load the changed extensions before the tests, as build does (off: "
+                    "the tests load them, and an undefined symbol fails them with the loader's "
+                    "message)"},
+)
+def test_(c, target=None, since=None, all=False, watch=False, under=None, pick=False,
+          plain=False, verify=False, undefine=None, **settings):
+    """Build what changed, install it, run the kernel tests; one summary line at the end.
+
+    Arguments after `--` go to pytest: the selection among them (paths, -k, -m) is remembered
+    for the checkout and reused by a plain `vllm-dev test`; with none, the tests under
+    tests/kernels/ that call the ops of the changed files are picked. The exit status is the
+    tests' (the build's when it fails; 5 when nothing was tested)."""
+    from vllm_dev.reporting.recorder import process_started_at
+    from vllm_dev.testloop.command import run_test
+    from vllm_dev.testloop.cycle import TestOptions
+
+    with reported():
+        opened = [False]
+
+        def open_ws() -> Workspace:  # one per cycle; a watch's later ones say nothing again
+            first, opened[0] = not opened[0], True
+            return workspace(c, "test", undefine=undefine if first else (), announce=first,
+                             **settings)
+
+        status = run_test(open_ws,
+                          TestOptions(targets=tuple(target or ()), since=since, every=all,
+                                      plain=plain, verify=verify, args=_remainder(c),
+                                      under=under, pick=pick, watch=watch,
+                                      started_at=process_started_at(),
+                                      undefine=tuple(undefine or ())))
+    if status:
+        raise Exit(code=status)
 
 
 @task(klass=VllmDevTask, step="report",
@@ -222,7 +286,7 @@ def report(c, slowest=None, json=False, trace=None, **settings):
     from vllm_dev.steps.report import run_report
 
     with reported():
-        ws = workspace(c, **settings)
+        ws = workspace(c, "report", **settings)
         run_report(ws, slowest=slowest, as_json=json,
                    trace=Path(trace).expanduser().absolute() if trace else None)
 
@@ -235,7 +299,7 @@ def verify(c, remove_stale=False, json=False, **settings):
     from vllm_dev.steps.verify import run_verify_task
 
     with reported():
-        ws = workspace(c, **settings)
+        ws = workspace(c, "verify", **settings)
         run_verify_task(ws, remove=remove_stale, as_json=json)
 
 
@@ -245,7 +309,7 @@ def doctor(c, json=False, **settings):
     from vllm_dev.steps.doctor import run_doctor
 
     with reported():
-        ws = workspace(c, **settings)
+        ws = workspace(c, "doctor", **settings)
         run_doctor(ws, as_json=json)
 
 
@@ -256,7 +320,7 @@ def install(c, component=None, **settings):
     from vllm_dev.flow import pipeline
 
     with reported():
-        ws = workspace(c, **settings)
+        ws = workspace(c, "install", **settings)
         pipeline.run(ws, pipeline.Request(stages=pipeline.INSTALL,
                                           targets=tuple(component or ()), install_every=True))
 
@@ -271,7 +335,7 @@ def clean_(c, all=False, installed=False, deps=False, **settings):
     from vllm_dev.steps.clean import run_clean
 
     with reported():
-        ws = workspace(c, **settings)
+        ws = workspace(c, "clean", **settings)
         run_clean(ws, every=all, installed=installed, deps=deps)
 
 
@@ -287,8 +351,28 @@ def demo(c, keep=False, device=None):
         run_demo(runner=SubprocessRunner(dry=dry, echo=_echo), keep=keep, device=device)
 
 
+@task(klass=VllmDevTask, name="settings", step="settings", iterable=["forget"],
+      help={"json": "print them as JSON",
+            "forget": "forget a remembered setting (flag or key spelling: --python, "
+                      "cache_remote) or a remembered define by name (repeatable)",
+            "forget_all": "forget every setting remembered for the preset"})
+def settings_(c, json=False, forget=None, forget_all=False, **settings):
+    """Every setting: its value for this checkout and preset, and where it comes from.
+
+    Given as a flag to setup, prime or build, a setting that shapes the build (interpreter,
+    device, arch, defines, compiler cache, remote cache, farm, nvcc threads) is remembered for
+    the checkout and preset; later commands use it unless a flag or the environment says
+    otherwise. Forget with --forget NAME, -U NAME (a define) or --forget-all."""
+    from vllm_dev.steps.settings import run_settings
+
+    with reported():
+        ws = workspace(c, "settings", announce=False, **settings)
+        run_settings(ws, as_json=json, forget=tuple(forget or ()), forget_all=forget_all)
+
+
 def namespace() -> Collection:
     """The task collection with every tunable declared, for tasks.py and the console script."""
-    ns = Collection(setup, prime, build, install, clean_, demo, doctor, verify, report)
+    ns = Collection(setup, prime, build, install, clean_, demo, doctor, verify, report, test_,
+                    settings_)
     ns.configure({"vllm_dev": config_defaults()})
     return ns

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from vllm_dev.errors import VllmDevError
 from vllm_dev.process.runner import Completed, SubprocessRunner
+from vllm_dev_frontends import config_files
 from vllm_dev_frontends.nox_options import parse_posargs, setting_flags
 
 if TYPE_CHECKING:
@@ -157,9 +158,11 @@ def session_doc(name: str, directory: Path) -> str:
             + (f": {description}" if description else "."))
 
 
-def invoke_config(project_dir: Path, environ: Mapping[str, str]) -> dict[str, Any]:
-    """The ``vllm_dev`` section of the Invoke configuration, read as the ``vllm-dev`` script reads
-    it (system and user files, ``invoke.yaml`` of the invocation directory, ``INVOKE_VLLM_DEV_*``).
+def invoke_config(project_dir: Path, environ: Mapping[str, str]) -> config_files.Levels:
+    """The ``vllm_dev`` configuration, read as the ``vllm-dev`` script reads it (system and user
+    files, ``invoke.yaml`` of the invocation directory and, once the checkout is known, of its
+    root, ``INVOKE_VLLM_DEV_*``), each source kept apart (see config_files.py); its defines
+    included. Not the remembered settings: a session is a clean room.
 
     Invoke is imported lazily: nox's own interpreter may lack it, and then only the environment
     variables and the flags after ``--`` count (install nox beside vllm-dev to get the config).
@@ -169,13 +172,13 @@ def invoke_config(project_dir: Path, environ: Mapping[str, str]) -> dict[str, An
     try:
         from invoke import Config
     except ImportError:
-        return {}
+        return config_files.Levels()
     logging.getLogger("invoke").setLevel(logging.WARNING)  # nox's handler would show its debug
     config = Config(defaults={**Config.global_defaults(), "vllm_dev": config_defaults()},
                     project_location=project_dir)
     config.load_project()
     config.load_shell_env()
-    return dict(config.get("vllm_dev", {}) or {})
+    return config_files.levels(config)
 
 
 def build_session(session: NoxSession, *, preset: str) -> None:
@@ -191,47 +194,17 @@ def build_session(session: NoxSession, *, preset: str) -> None:
 
 
 def _build(session: NoxSession, *, preset: str, clock: PhaseClock) -> None:
-    from vllm_dev.caching import compiler_cache as cc
     from vllm_dev.checkout.state import ensure_state_dir
-    from vllm_dev.config.settings import Settings
     from vllm_dev.flow import pipeline
-    from vllm_dev.flow.workspace import Workspace
     from vllm_dev.process.locking import build_lock
 
     args = parse_posargs(session.posargs)
-    if args.python:
-        # The user's own interpreter: setup cannot always run in a fresh venv (offline, behind a
-        # PyPI-only mirror, or a torch pin no reachable index has), so the session can prove the
-        # rest of the flow (own preset, own build dir, import check) with a venv already set up.
-        python = Path(args.python).expanduser().absolute()
-        if not python.is_file():
-            raise VllmDevError(f"--python {args.python} does not exist: give the python of a "
-                               "venv that holds vLLM's build requirements")
-    else:
-        try:
-            python = Path(session.bin) / ("python.exe" if os.name == "nt" else "python")
-        except ValueError:
-            raise VllmDevError(f"nox -s {preset} needs a virtualenv of its own: run it without "
-                               "--no-venv / --force-venv-backend none (or pass --python)"
-                               ) from None
-    invoked_from = Path(session.invoked_from)
-    environ = dict(os.environ)
-    flags = {**setting_flags(args), "python": str(python), "preset": preset}
-    settings = Settings.resolve(flags=flags, environ=environ,
-                                config=invoke_config(invoked_from, environ))
     say = clock.say
     # One workspace: setup reads only the checkout and the settings from it (the device it
     # needs after the editable install is probed then, see _setup), so nothing it looked up
     # is stale when the pipeline resolves the build's plan.
-    cache = cc.config_from(settings)
-    environment = cc.command_environment(cache)  # as the Invoke tasks' runner gets it
-    runner = SessionRunner(session, environment=environment, queries=SubprocessRunner(
-        secrets=cache.secrets, environment=environment))
-    ws = Workspace(settings=settings, runner=runner, environ=environ, cwd=invoked_from, say=say,
-                   layer=LAYER)
-    checkout = ws.checkout  # a missing or non-vLLM checkout stops here, before any install
-    say(f"checkout {checkout.root}, target interpreter {python}, build dir "
-        f"{ws.build_dir.relative_to(checkout.root)}")
+    ws, python = _session_workspace(session, args, preset=preset, name=preset, say=say)
+    settings, checkout = ws.settings, ws.checkout
     ensure_state_dir(checkout.state_dir)
     targets = tuple(args.target)
     phases = _stage_phases()
@@ -256,6 +229,110 @@ def _build(session: NoxSession, *, preset: str, clock: PhaseClock) -> None:
             f"{checkout.package_dir}")
 
 
+KERNELS = "kernels"
+# Long options of vllm-dev's that pytest lacks: given without the second -- they are a mistake.
+_KERNELS_OWN = ("--source", "--target", "--since", "--python", "--jobs", "--device", "--cache")
+
+
+def kernels_session(session: NoxSession) -> None:
+    """The body of ``nox -s kernels -- [OPTIONS --] PYTEST ARGS``: ``vllm-dev test`` from
+    scratch in the session's venv (release preset, build dir ``cmake-build-nox-release``, the
+    test requirements installed by setup; no remembered settings, no remembered test selection).
+    vllm-dev's options (``--source``, ``--target``, ``--since``, ``--python``...) come before a
+    second ``--``; without one, every argument is pytest's."""
+    clock = PhaseClock(say=lambda m: session.log(f"vllm-dev: {m}"))
+    try:
+        status = _kernels(session, clock)
+    except VllmDevError as exc:
+        session.error(f"vllm-dev: {exc}")
+    if status:
+        session.error(f"vllm-dev: the kernel tests failed (exit status {status})")
+
+
+def _kernels(session: NoxSession, clock: PhaseClock) -> int:
+    from vllm_dev.checkout.state import ensure_state_dir
+    from vllm_dev.flow import pipeline
+    from vllm_dev.process.locking import build_lock
+    from vllm_dev.testloop import cycle
+    from vllm_dev.testloop.command import check
+
+    posargs = list(session.posargs)
+    ours, theirs = ((posargs[:posargs.index("--")], posargs[posargs.index("--") + 1:])
+                    if "--" in posargs else ([], posargs))
+    if "--" not in posargs:
+        ours_in_theirs = [a for a in theirs if a.split("=")[0] in _KERNELS_OWN]
+        if ours_in_theirs:
+            raise VllmDevError(f"{ours_in_theirs[0]} is vllm-dev's: its options go before a "
+                               f"second --, pytest's after it (nox -s {KERNELS} -- "
+                               f"{ours_in_theirs[0].split('=')[0]} ... -- -k rms)")
+    args = parse_posargs(ours)
+    ws, python = _session_workspace(session, args, preset="release", name=KERNELS,
+                                    say=clock.say)
+    checkout = ws.checkout
+    ensure_state_dir(checkout.state_dir)
+    options = cycle.TestOptions(targets=tuple(args.target), since=args.since, every=args.all,
+                                args=tuple(theirs), remember=False)
+    with build_lock(checkout.state_dir, wait=not ws.settings.no_wait, say=clock.say,
+                    command=f"nox -s {KERNELS}"):
+        if args.python:
+            clock.say(f"setup: skipped (--python {python}: the interpreter is yours)")
+        else:
+            with clock.phase("setup"):
+                _setup(session, ws, tests=True)
+        selection = cycle.choose_selection(ws, options)
+        check(ws)
+        request = pipeline.Request(stages=pipeline.BUILD, targets=options.targets,
+                                   since=options.since, every=options.every,
+                                   editable_check=True, announce_up_to_date=True)
+        result = cycle.run_cycle(ws, options, selection, request)
+    clock.say(result.summary())
+    return result.status
+
+
+def _session_workspace(session: NoxSession, args: Any, *, preset: str, name: str,
+                       say: Callable[[str], None]) -> tuple[Workspace, Path]:
+    """A session's workspace (layer ``nox-``, the session's venv or ``--python``, the settings
+    as the tasks resolve them, commands through nox) and its target interpreter; says which
+    checkout, interpreter and build dir. A missing or non-vLLM checkout stops here."""
+    from vllm_dev.caching import compiler_cache as cc
+    from vllm_dev.config.settings import Settings
+    from vllm_dev.flow.workspace import open_workspace
+
+    if args.python:
+        # The user's own interpreter: setup cannot always run in a fresh venv (offline, behind a
+        # PyPI-only mirror, or a torch pin no reachable index has), so the session can prove the
+        # rest of the flow (own preset, own build dir, import check) with a venv already set up.
+        python = Path(args.python).expanduser().absolute()
+        if not python.is_file():
+            raise VllmDevError(f"--python {args.python} does not exist: give the python of a "
+                               "venv that holds vLLM's build requirements")
+    else:
+        try:
+            python = Path(session.bin) / ("python.exe" if os.name == "nt" else "python")
+        except ValueError:
+            raise VllmDevError(f"nox -s {name} needs a virtualenv of its own: run it without "
+                               "--no-venv / --force-venv-backend none (or pass --python)"
+                               ) from None
+    invoked_from = Path(session.invoked_from)
+    environ = dict(os.environ)
+    flags = {**setting_flags(args), "python": str(python), "preset": preset}
+
+    def runner(settings: Settings) -> SessionRunner:
+        cache = cc.config_from(settings)
+        environment = cc.command_environment(cache)  # as the Invoke tasks' runner gets it
+        return SessionRunner(session, environment=environment, queries=SubprocessRunner(
+            secrets=cache.secrets, environment=environment))
+
+    # A session is a clean room: the checkout's remembered settings are neither read nor
+    # written (the configuration files and their defines are read, as the tasks read them).
+    ws = open_workspace(command=f"nox -s {name}", flags=flags, runner=runner, environ=environ,
+                        config=invoke_config(invoked_from, environ).files, cwd=invoked_from,
+                        say=say, layer=LAYER, remember=False)
+    say(f"checkout {ws.checkout.root}, target interpreter {python}, build dir "
+        f"{ws.build_dir.relative_to(ws.checkout.root)}")
+    return ws, python
+
+
 def _stage_phases() -> dict[Stage, str]:
     from vllm_dev.flow.pipeline import Stage
 
@@ -263,7 +340,7 @@ def _stage_phases() -> dict[Stage, str]:
             Stage.CHECK: "import check"}
 
 
-def _setup(session: NoxSession, ws: Workspace) -> None:
+def _setup(session: NoxSession, ws: Workspace, *, tests: bool = False) -> None:
     """Editable install, then the build requirements, into the session's venv. The device that
     picks the requirements is torch's, and torch (if any) arrives with the editable install: the
     interpreter is probed as it is then (the fact cache notices the install; the workspace keeps
@@ -279,3 +356,9 @@ def _setup(session: NoxSession, ws: Workspace) -> None:
     step = requirements_step(ws, ws.checkout.build_requirements(device))
     say(f"setup: {step.message} (skipped under nox -R)")
     session.install(*step.args, *extra)
+    if tests:  # nox -s kernels
+        from vllm_dev.steps.setup import test_requirements_step
+
+        step = test_requirements_step(ws)
+        say(f"setup: {step.message} (skipped under nox -R)")
+        session.install(*step.args, *extra)

@@ -19,8 +19,9 @@ from vllm_dev.errors import VllmDevError
 
 #: The steps a build session runs.
 SESSION_STEPS = ("setup", "prime", "build", "install")
-#: The session's name is its preset.
-_NOT_OPTIONS = frozenset({"preset"})
+#: The session's name is its preset; a session never reads nor writes remembered settings (it is
+#: a clean room), so --no-remember would change nothing.
+_NOT_OPTIONS = frozenset({"preset", "no_remember"})
 #: Where the session's meaning of a setting is not the tasks'.
 SESSION_HELP = {
     "python": "target interpreter of your own (a venv that already holds vLLM's editable "

@@ -10,10 +10,12 @@ Why each setting exists (all verified on the test project, see the README's "Tea
   paths become relative) and, with debug info, ``hash_dir`` is off (``-g`` embeds the cwd).
 - Remote storage (redis, http, file) lets CI fill a cache that every developer reads.
 
-Everything is passed as ``CCACHE_*`` variables in the presets' ``environment`` block, so a plain
-``cmake --build --preset`` typed by the user behaves like vllm-dev's own builds, and the user's
-global ccache configuration is never touched. A remote URL with credentials never goes into a
-file: the preset refers to it as ``$penv{VLLM_DEV_CACHE_REMOTE}``.
+Everything is passed as ``CCACHE_*`` variables in the *build* presets' ``environment`` block, so a
+plain ``cmake --build --preset`` typed by the user behaves like vllm-dev's own builds, the user's
+global ccache configuration is never touched, and changing any of it never reconfigures: the
+configure presets (whose values are the configure fingerprint) name only the stable launcher of
+:mod:`vllm_dev.caching.launcher`, which runs the cache the build preset names. A remote URL with
+credentials never goes into a file: the preset refers to it as ``$penv{VLLM_DEV_CACHE_REMOTE}``.
 
 This module holds the configuration and the environment it becomes; reading ccache's counters is
 :mod:`vllm_dev.caching.cache_stats`, asking whether a remote cache answers is
@@ -144,7 +146,7 @@ def remote_storage_spec(config: CacheConfig) -> str | None:
 
 
 def base_environment(config: CacheConfig) -> dict[str, str]:
-    """Variables every preset gets (the hidden base preset's ``environment``)."""
+    """Variables every build preset gets in its ``environment`` (see the module's doc)."""
     env: dict[str, str] = {}
     if config.kind == "ccache":
         env["CCACHE_DEPEND"] = "true"

@@ -273,10 +273,11 @@ def _identity(path: str) -> list[int] | None:
     return [st.st_mtime_ns, st.st_size]
 
 
-def ninja_deps(build_dir: Path) -> dict[str, list[str]]:
-    """Dependencies ninja recorded when it last compiled each object (VALID records only)."""
+def ninja_deps(build_dir: Path, objects: Iterable[str] = ()) -> dict[str, list[str]]:
+    """Dependencies ninja recorded when it last compiled each object (VALID records only);
+    ``objects`` (paths as ninja names them, relative to the build dir): only those."""
     try:
-        text = _ninja(ninja_of(build_dir), build_dir, "-t", "deps")
+        text = _ninja(ninja_of(build_dir), build_dir, "-t", "deps", *objects)
     except VllmDevError:
         return {}
     found: dict[str, list[str]] = {}

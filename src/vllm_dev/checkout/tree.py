@@ -68,6 +68,17 @@ class Checkout:
         )
 
 
+    def test_requirements(self, device: str) -> Path | None:
+        """The test requirements (``vllm-dev setup --tests``), in either layout:
+        ``requirements/test/<device>.txt`` (vLLM since its requirements moved into folders) or
+        ``requirements/test.txt``; None when the checkout has none."""
+        for path in (self.root / "requirements" / "test" / f"{device}.txt",
+                     self.root / "requirements" / "test.txt"):
+            if path.is_file():
+                return path
+        return None
+
+
 def missing_parts(path: Path) -> list[str]:
     """What keeps ``path`` from being a vLLM checkout (empty when it is one)."""
     missing: list[str] = []

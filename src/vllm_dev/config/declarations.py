@@ -28,16 +28,18 @@ from vllm_dev.checkout.tree import DEVICES
 from vllm_dev.config import values
 from vllm_dev.config.values import Parser
 
-#: The steps of vllm-dev (each has an Invoke task of the same name).
-STEPS = ("setup", "prime", "build", "install", "clean", "doctor", "verify", "report")
+#: The steps of vllm-dev (each has an Invoke task of the same name). ``settings`` shows and
+#: forgets the remembered settings (config/store.py): it reads only which checkout and preset.
+STEPS = ("setup", "prime", "build", "install", "clean", "doctor", "verify", "report", "settings")
 
 
 @dataclass(frozen=True)
 class Setting:
     """One tunable: where it can be given, how it is parsed, what it means.
 
-    Precedence is the same for all: ``flag`` > ``env`` (first one set wins) > the configuration
-    key (``vllm_dev.<name>``) > ``default``.
+    Precedence is the same for all: ``flag`` > ``env`` (first one set wins; a ``-f`` file and
+    ``INVOKE_VLLM_DEV_*`` rank here too) > remembered (a flag given to an earlier command, see
+    :attr:`remember`) > the configuration files' key (``vllm_dev.<name>``) > ``default``.
     """
 
     #: The field of Settings and the key under ``vllm_dev:`` in ``invoke.yaml``.
@@ -63,6 +65,10 @@ class Setting:
     repeatable: bool = False
     #: The steps (:data:`STEPS`) that read it: their tasks offer its flag.
     steps: frozenset[str] = frozenset()
+    #: Given as a flag, it is remembered for the checkout and preset (config/store.py): what
+    #: shapes the configure or the compile. Not the checkout and preset (they pick where memory
+    #: is kept), the job counts (for this run, like ``make -j``) nor what shapes output only.
+    remember: bool = False
 
     @property
     def config_key(self) -> str:
@@ -123,7 +129,7 @@ def _dist_url(text: str, *, origin: str) -> str:
 
 _ALL = frozenset(STEPS)
 _COMPILE = frozenset({"prime", "build"})  # the steps that configure or compile
-_PRESET = _ALL - {"setup"}  # the steps that work in a preset's build dir
+_PRESET = _ALL - {"setup"}  # the steps that work in a preset's build dir (settings: its memory)
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("source", "vLLM checkout", values.text, env=("VLLM_DEV_SOURCE",),
@@ -131,11 +137,11 @@ SETTINGS: tuple[Setting, ...] = (
             default_help="the checkout around the working directory", steps=_ALL),
     Setting("python", "target interpreter or venv", values.text, env=("VLLM_DEV_PYTHON",),
             flag="--python", default_help="the active venv, else <checkout>/.venv",
-            steps=_ALL - {"clean", "report"}),
+            steps=_ALL - {"clean", "report", "settings"}, remember=True),
     Setting("device", "target device", values.text, env=("VLLM_TARGET_DEVICE",),
             flag="--device", short="d", choices=DEVICES,
             default_help="what the target interpreter's torch was built for",
-            steps=frozenset({"setup", "prime", "build", "doctor"})),
+            steps=frozenset({"setup", "prime", "build", "doctor"}), remember=True),
     Setting("preset", "preset name, one per presets/*.json template", values.text,
             env=("VLLM_DEV_PRESET",), flag="--preset", short="p", default="release",
             steps=_PRESET),
@@ -148,7 +154,7 @@ SETTINGS: tuple[Setting, ...] = (
             default_help="computed from CPUs and memory", steps=_COMPILE),
     Setting("nvcc_threads", "nvcc --threads per compile job", values.positive_int,
             env=("NVCC_THREADS",), flag="--nvcc-threads", default_help="computed",
-            steps=_COMPILE),
+            steps=_COMPILE, remember=True),
     Setting("job_memory_gib", "memory one compile job needs, in GiB, to size jobs by the "
             "memory available", values.positive_float, env=("VLLM_DEV_JOB_MEMORY_GIB",),
             flag="--job-memory-gib", default_help="per device, see parallelism.py",
@@ -156,37 +162,44 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("arch", "CUDA arches for TORCH_CUDA_ARCH_LIST, e.g. 8.0,9.0 or all",
             values.checked_text(_arch), env=("VLLM_DEV_ARCH", "TORCH_CUDA_ARCH_LIST"),
             flag="--arch", short="a", default_help="this machine's GPUs",
-            steps=_COMPILE | {"doctor"}),
+            steps=_COMPILE | {"doctor"}, remember=True),
     Setting("cache", "compiler cache", values.text, env=("VLLM_DEV_CACHE",),
-            flag="--cache", default="ccache", choices=KINDS, steps=_COMPILE | {"doctor"}),
+            flag="--cache", default="ccache", choices=KINDS, steps=_COMPILE | {"doctor"},
+            remember=True),
     Setting("cache_dir", "compiler cache directory", values.text, env=("VLLM_DEV_CACHE_DIR",),
             flag="--cache-dir", default_help="the cache's own, e.g. ~/.cache/ccache",
-            steps=_COMPILE),
+            steps=_COMPILE, remember=True),
     Setting("cache_max_size", "compiler cache size limit, e.g. 20G",
             values.checked_text(validate_size), env=("VLLM_DEV_CACHE_MAX_SIZE",),
-            flag="--cache-max-size", default_help="the cache's own", steps=_COMPILE),
+            flag="--cache-max-size", default_help="the cache's own", steps=_COMPILE,
+            remember=True),
     Setting("cache_remote", "shared ccache storage: redis://host:port, http(s)://host/path or "
             "file:///dir; a URL with credentials stays out of files and logs",
             values.checked_text(validate_remote), env=("VLLM_DEV_CACHE_REMOTE",),
-            flag="--cache-remote", default_help="none, local cache only", steps=_COMPILE),
+            flag="--cache-remote", default_help="none, local cache only", steps=_COMPILE,
+            remember=True),
     Setting("cache_remote_mode", "access to the shared cache (developers read, CI fills it)",
             values.text,
             env=("VLLM_DEV_CACHE_REMOTE_MODE",), flag="--cache-remote-mode",
-            default="read-only", choices=REMOTE_MODES, steps=_COMPILE),
+            default="read-only", choices=REMOTE_MODES, steps=_COMPILE, remember=True),
     Setting("dist", "sccache-dist scheduler URL, to compile on the build farm; its token goes "
             "in VLLM_DEV_DIST_TOKEN or the file VLLM_DEV_DIST_TOKEN_FILE names, never in config",
             values.checked_text(_dist_url), env=("VLLM_DEV_DIST",), flag="--dist",
-            default_help="none, compile here", steps=_COMPILE | {"doctor"}),
+            default_help="none, compile here", steps=_COMPILE | {"doctor"}, remember=True),
     Setting("defines", "extra CMake cache variable NAME=VALUE or NAME:TYPE=VALUE for every "
             "preset; env: shell words, config: a list or a NAME: VALUE map",
             values.defines, env=("VLLM_DEV_DEFINES",), flag="--define", short="D",
-            default=(), repeatable=True, steps=_COMPILE),
+            default=(), repeatable=True, steps=_COMPILE, remember=True),
     Setting("presets_dir", "a directory of your preset templates, added to the bundled ones "
             "and <checkout>/.vllm-dev/presets/", values.text, env=("VLLM_DEV_PRESETS_DIR",),
             default_help="none", steps=_PRESET),
     Setting("no_wait", "fail at once if another vllm-dev is building in this build dir, "
             "instead of waiting for it", values.boolean, env=("VLLM_DEV_NO_WAIT",),
             flag="--no-wait", default=False, steps=_COMPILE | {"install", "clean"}),
+    Setting("no_remember", "neither use nor write the settings remembered for this checkout "
+            "(for CI workspaces that are reused)", values.boolean,
+            env=("VLLM_DEV_NO_REMEMBER",), flag="--no-remember", default=False,
+            steps=_ALL - {"settings"}),
     Setting("no_split", "never spread one CUDA unit's compile over idle cores (nvcc "
             "-split-compile, given when fewer CUDA units compile than jobs run)",
             values.boolean, env=("VLLM_DEV_NO_SPLIT",), flag="--no-split", default=False,

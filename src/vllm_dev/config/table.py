@@ -19,7 +19,7 @@ BEGIN = ("<!-- settings table: generated from src/vllm_dev/config/declarations.p
 END = "<!-- end of the settings table -->"
 REGENERATE = "python -m vllm_dev.config.table --write README.md"
 HEADER = ("| config key (`vllm_dev.`) | flag | short | environment (first set wins) | default "
-          "| what it is | read by |")
+          "| what it is | read by | remembered |")
 
 
 def _cell(text: str) -> str:
@@ -34,15 +34,16 @@ def _code(items: Iterable[str]) -> str:
 
 
 def row(s: Setting) -> str:
-    """One setting's row: config key, flag, short flag, variables, default, meaning, and the
-    steps that read it (each step's task takes the flag)."""
+    """One setting's row: config key, flag, short flag, variables, default, meaning, the
+    steps that read it (each step's task takes the flag) and whether a flag is remembered."""
     choices = f" One of {_code(s.choices)}." if s.choices else ""
     flag = f"`{s.flag}`" + (" (repeatable)" if s.repeatable else "") if s.flag else ""
     default = f"`{s.default}`" if s.default not in (None, ()) and not s.switch else s.shown_default
     cells = [f"`{s.config_key}`", flag, f"`-{s.short}`" if s.short else "", _code(s.env),
              default if default.startswith("`") else _cell(default), _cell(s.help) + "." + choices,
              "every step" if s.steps == set(STEPS) else
-             ", ".join(step for step in STEPS if step in s.steps)]
+             ", ".join(step for step in STEPS if step in s.steps),
+             "yes" if s.remember else ""]
     return "| " + " | ".join(cells) + " |"
 
 

@@ -14,10 +14,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from vllm_dev.checkout.tree import DEVICES
-from vllm_dev.config.settings import Settings, choice
+from vllm_dev.config.settings import choice
 from vllm_dev.errors import VllmDevError
 from vllm_dev.flow import pipeline
-from vllm_dev.flow.workspace import Workspace
+from vllm_dev.flow.workspace import Workspace, open_workspace
 from vllm_dev.process.runner import Runner
 from vllm_dev.steps.setup import find_uv, run_setup
 from vllm_dev.toolchain.tools import find_nvcc
@@ -58,9 +58,11 @@ def run_demo(*, runner: Runner, keep: bool = False, device: str | None = None) -
         _step("create the target virtual environment (.venv) with uv")
         runner.run([find_uv(), "venv", "--quiet", "--python", sys.executable,
                     str(project / ".venv")])
-        settings = Settings.resolve(flags={"source": str(project), "device": device,
-                                           "python": str(project / ".venv" / "bin" / "python")},
-                                    environ=os.environ)
+        flags = {"source": str(project), "device": device,
+                 "python": str(project / ".venv" / "bin" / "python")}
+        # The demo's copy is thrown away: nothing to remember in it.
+        settings = open_workspace(command="demo", flags=flags, runner=lambda _: runner,
+                                  cwd=project, remember=False).settings
 
         def workspace() -> Workspace:
             return Workspace(settings=settings, runner=runner, cwd=project)

@@ -80,6 +80,8 @@ class Request:
     # configure that is not needed says so (a session's log shows each stage).
     editable_check: bool = False
     announce_up_to_date: bool = False
+    # -U NAME: removed from the CMake cache (cmake -U) by the configure
+    undefine: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,8 @@ def run(ws: Workspace, request: Request, *, timer: StageTimer = _untimed) -> Pip
     plan = resolve_plan(ws) if request.stages - INSTALL else resolve_build_dir(ws)
     _preflight(plan, request)
     with plan_lock(plan):
+        if Stage.CONFIGURE in request.stages:
+            ws.remember()  # the command reached its configure (config/remember.py)
         return _stages(plan, request, timer, recorder=None, warm=None)
 
 
@@ -149,6 +153,7 @@ def _build(ws: Workspace, request: Request, timer: StageTimer) -> PipelineResult
         _preflight(plan, request)
     recorder.ws = plan  # the report describes the build as planned
     with plan_lock(plan, waiting=lambda: recorder.phase("waiting for lock")):
+        ws.remember()  # the command reached its configure and build (config/remember.py)
         warm = _warm_checker(plan) if Stage.CHECK in request.stages else None
         try:
             with farm_session(plan, recorder):  # no-op without --dist
@@ -206,7 +211,7 @@ def _configure(plan: BuildPlan, request: Request, recorder: Recorder | None) -> 
 
     if recorder is None:
         return configure(plan, merge=request.merge, force=request.force,
-                         reconfigure=request.reconfigure)
+                         reconfigure=request.reconfigure, undefine=request.undefine)
     from vllm_dev.reporting.build_report import (
         CONFIGURE_FAILED,
         CONFIGURE_NOT_NEEDED,
@@ -218,7 +223,8 @@ def _configure(plan: BuildPlan, request: Request, recorder: Recorder | None) -> 
         recorder.configure = CONFIGURE_FAILED  # until configure returns
 
     primed = configure(plan, merge=request.merge, force=request.force,
-                       reconfigure=request.reconfigure, on_configure=configuring)
+                       reconfigure=request.reconfigure, on_configure=configuring,
+                       undefine=request.undefine)
     recorder.configured = primed.configured
     recorder.configure = CONFIGURE_RAN if primed.configured else CONFIGURE_NOT_NEEDED
     return primed

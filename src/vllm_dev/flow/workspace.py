@@ -5,6 +5,10 @@ uses (``clean`` never probes the interpreter, ``verify`` never looks for cmake).
 build (prime, build, install, the Nox sessions) do not work from this lazy view: the pipeline
 resolves it once into a frozen :class:`~vllm_dev.flow.plan.BuildPlan` (an install of what is
 built: its :class:`~vllm_dev.flow.plan.BuildDirPlan` part; see plan.py), which the steps take.
+
+Every door opens its workspace with :func:`open_workspace` (the Invoke tasks, the Nox sessions, the
+demo): settings are resolved in one place, so a source of settings (the remembered ones, the
+checkout root's ``invoke.yaml``) reaches every door at once.
 """
 
 from __future__ import annotations
@@ -12,14 +16,14 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vllm_dev.checkout.tree import Checkout, find_checkout
-from vllm_dev.config.settings import Settings
+from vllm_dev.config.settings import ConfigFile, Settings
 from vllm_dev.errors import VllmDevError
 from vllm_dev.host.parallelism import DEFAULT_ARCH_COUNT, Parallelism, choose
 from vllm_dev.presets import document as presets_doc
@@ -41,6 +45,7 @@ from vllm_dev.toolchain.tools import (
 
 if TYPE_CHECKING:
     from vllm_dev.caching.dist import DistPlan
+    from vllm_dev.config.remember import Pending
     from vllm_dev.toolchain.fact_cache import FactCache
 
 
@@ -61,10 +66,19 @@ class Workspace:
     # Non-empty (the Nox sessions use "nox-"): render only this workspace's preset, named
     # <layer><template>, standalone and beside the presets already in the file (presets.layered).
     layer: str = ""
+    #: What this run leaves in the checkout's memory (see :meth:`remember`); None: nothing.
+    pending: Pending | None = None
 
     @property
     def dry(self) -> bool:
         return self.runner.dry
+
+    def remember(self) -> None:
+        """Write the settings this run remembers (config/remember.py): called once the command
+        reaches its configure or build. Never in a dry run; at most once."""
+        pending, self.pending = self.pending, None
+        if pending is not None and not self.dry:
+            pending.commit(self.say)
 
     @cached_property
     def checkout(self) -> Checkout:
@@ -73,7 +87,14 @@ class Workspace:
 
     @cached_property
     def interpreter(self) -> Interpreter:
-        return find_interpreter(self.settings.python, checkout=self.checkout,
+        python = self.settings.python
+        source = self.settings.source_of("python")
+        if python and source.kind == "remembered" and not os.path.exists(
+                os.path.expanduser(python)):
+            raise VllmDevError(
+                f"the remembered --python {python} ({source.words}) no longer exists: pass "
+                "--python, or forget it with `vllm-dev settings --forget python`")
+        return find_interpreter(python, checkout=self.checkout,
                                 environ=self.environ, origin=self.settings.origin("python"))
 
     @cached_property
@@ -197,3 +218,86 @@ class Workspace:
         gpus = None if self.settings.arch else probe_gpus(runner=self.runner)
         return select_arches(self.settings.arch, origin=self.settings.origin("arch"),
                              device=self.device, gpus=gpus, supported=supported)
+
+
+def open_workspace(
+    *,
+    command: str,
+    flags: Mapping[str, object],
+    runner: Callable[[Settings], Runner],
+    environ: Mapping[str, str] | None = None,
+    config: Callable[[Path | None], Sequence[ConfigFile]] | None = None,
+    cwd: Path | None = None,
+    say: Callable[[str], None] = _stderr,
+    layer: str = "",
+    remember: bool = True,
+    undefine: Sequence[str] = (),
+    announce: bool = True,
+) -> Workspace:
+    """The one way every door resolves a run's settings and opens its workspace.
+
+    ``flags`` are the command line's (``Settings.resolve``'s), ``config(root)`` the configuration
+    sources weakest first, with the checkout root's file once the checkout is known (None before
+    that). ``remember=False`` (a Nox session: a clean room) neither reads nor writes the
+    remembered settings, like ``--no-remember``. ``undefine`` are ``-U`` names: forgotten, and
+    dropped from the run's defines. ``runner(settings)`` makes the runner (it needs the resolved
+    compiler cache's secrets and environment). ``announce=False`` leaves out the line naming the
+    remembered values in use (``vllm-dev settings`` shows them anyway).
+    """
+    environ = dict(os.environ) if environ is None else environ
+    cwd = cwd or Path.cwd()
+    files: Sequence[ConfigFile] = config(None) if config else ()
+    given = Settings.resolve(flags=flags, environ=environ, config=files)
+    _check_undefine(undefine, given)
+    root = _checkout_root(given, cwd)
+    if config is not None and root is not None:
+        files = config(root)
+        given = Settings.resolve(flags=flags, environ=environ, config=files)
+    memory = None
+    pending = None
+    if remember and not given.no_remember and root is not None:
+        from vllm_dev.config import remember as memo
+
+        state_dir = root / ".vllm-dev"
+        memory = memo.usable(memo.read(state_dir, say=say), given.preset, given=given,
+                             environ=environ, undefine=undefine, say=say)
+    settings = Settings.resolve(flags=flags, environ=environ, config=files, remembered=memory)
+    _still_defined(undefine, settings, say)
+    if memory is not None and root is not None:
+        from vllm_dev.config import remember as memo
+
+        if announce and (line := memo.in_use_line(settings, command)):
+            say(line)
+        pending = memo.Pending(root / ".vllm-dev", settings.preset, command, settings,
+                               tuple(undefine))
+    return Workspace(settings=settings, runner=runner(settings), environ=environ, cwd=cwd,
+                     say=say, layer=layer, pending=pending)
+
+
+def _checkout_root(settings: Settings, cwd: Path) -> Path | None:
+    """The checkout's root, when there is one (its absence is reported where it matters)."""
+    try:
+        return find_checkout(settings.source, cwd=cwd, origin=settings.origin("source")).root
+    except VllmDevError:
+        return None
+
+
+def _check_undefine(names: Sequence[str], given: Settings) -> None:
+    """``-U NAME``: a cache variable's name (CMake's ``-U`` takes globs; vllm-dev's takes names
+    only), and not also given with ``-D`` in the same command."""
+    from vllm_dev.presets.render import check_define_name
+
+    flagged = {n for n, s in given.define_sources if s.kind == "flag"}
+    for name in names:
+        check_define_name(name, "-U")
+        if name in flagged:
+            raise VllmDevError(f"-U {name} and -D {name}=... in one command: give one of them")
+
+
+def _still_defined(names: Sequence[str], settings: Settings, say: Callable[[str], None]) -> None:
+    """A ``-U``'s name that another layer still sets stays set: say where."""
+    sources = dict(settings.define_sources)
+    for name in names:
+        if name in sources:
+            say(f"-U {name}: {name} is still set by {sources[name].words}; remove it there to "
+                "drop it")

@@ -72,9 +72,15 @@ class PresetInputs:
     make_program: str | None = None
     nvcc: str | None = None
     launcher: str | None = None
+    # The configure presets' environment: what configure reads (TORCH_CUDA_ARCH_LIST).
     environment: dict[str, str] = field(default_factory=dict)
-    # Extra environment of the presets whose buildType is the key (e.g. ccache's hash_dir off
-    # where -g records the working directory); a template's own environment wins.
+    # The build presets' environment: what reaches the compiles but no compile command (the
+    # compiler cache to run and its settings, the build farm's client). Not part of the
+    # configure fingerprint, so changing it never reconfigures; a plain `cmake --build
+    # --preset` gets it too. A template's own environment wins.
+    build_environment: dict[str, str] = field(default_factory=dict)
+    # Extra build environment of the presets whose buildType is the key (e.g. ccache's hash_dir
+    # off where -g records the working directory); a template's own environment wins.
     build_type_environment: dict[str, dict[str, str]] = field(default_factory=dict)
     # --define NAME[:TYPE]=VALUE: win over vllm-dev's and the templates' cache variables.
     defines: dict[str, Any] = field(default_factory=dict)
@@ -134,6 +140,15 @@ def parse_define(text: str, origin: str) -> tuple[str, Any]:
         raise VllmDevError(f"{origin}: {name} is set by vllm-dev itself; use "
                            f"{_RENDERED_ONLY[name]} instead")
     return name, ({"type": kind.upper(), "value": value} if kind else value)
+
+
+def check_define_name(name: str, origin: str) -> str:
+    """A cache variable's name as ``-U NAME`` takes it: no glob (CMake's ``-U`` would read
+    ``*``, ``?`` and ``[`` as one and drop every match)."""
+    if not _DEFINE_RE.match(name):
+        raise VllmDevError(f"{origin} {name!r}: give a cache variable's name, e.g. -U "
+                           "VLLM_X (no patterns)")
+    return name
 
 
 def _load_template(path: Path, cache: FactCache | None = None) -> PresetTemplate:
@@ -205,7 +220,13 @@ def resolve_binary_dir(template: PresetTemplate, *, source_dir: Path) -> Path:
 
 
 def render(templates: dict[str, PresetTemplate], inputs: PresetInputs) -> dict[str, Any]:
-    """The whole presets document vllm-dev owns, deterministic for identical inputs."""
+    """The whole presets document vllm-dev owns, deterministic for identical inputs.
+
+    What changes a compile command or what configure reads goes into the configure presets
+    (their values are the configure fingerprint, see steps/prime.py); what only reaches the
+    compiles (the compiler cache and its settings, the farm) into the build presets'
+    ``environment``, which CMake gives ``cmake --build --preset`` on top of the configure
+    preset's (``inheritConfigureEnvironment``, on by default)."""
     # No FETCHCONTENT_BASE_DIR: CMake's default, <binaryDir>/_deps, keeps each dependency's
     # -build dir per build dir (one base dir shared by presets made release rebuild oneDNN
     # objects that debug had built). Sources a pip build already fetched are shared instead.
@@ -257,13 +278,20 @@ def render(templates: dict[str, PresetTemplate], inputs: PresetInputs) -> dict[s
         }
         if template.binary_dir != DEFAULT_BINARY_DIR:
             preset["binaryDir"] = template.binary_dir
-        environment = {**inputs.build_type_environment.get(template.build_type, {}),
-                       **template.environment}
-        if environment:
-            preset["environment"] = environment
+        if template.environment:
+            preset["environment"] = dict(template.environment)
         configure.append(preset)
-        build.append({"name": template.name, "configurePreset": template.name,
-                      "jobs": inputs.jobs})
+        build_preset: dict[str, Any] = {"name": template.name, "configurePreset": template.name,
+                                        "jobs": inputs.jobs}
+        # The build preset's environment would win over the configure preset's: a key the
+        # template sets is left to the template.
+        build_environment = {k: v for k, v in {
+            **inputs.build_environment,
+            **inputs.build_type_environment.get(template.build_type, {})}.items()
+            if k not in template.environment}
+        if build_environment:
+            build_preset["environment"] = dict(sorted(build_environment.items()))
+        build.append(build_preset)
     return {
         "version": PRESETS_VERSION,
         "cmakeMinimumRequired": {"major": 3, "minor": 25, "patch": 0},
@@ -321,6 +349,21 @@ def preset_fingerprint(document: dict[str, Any], name: str) -> str:
         parents = preset.get("inherits", [])
         pending += [parents] if isinstance(parents, str) else list(parents)
     return json.dumps(parts, sort_keys=True)
+
+
+def build_environment(document: dict[str, Any], name: str) -> dict[str, str]:
+    """The environment ``cmake --build --preset name`` gives the compiles: the configure
+    preset's (inherited) and the build preset's own on top."""
+    merged = inherited_environment(document, name)
+    for preset in document.get("buildPresets", []):
+        if isinstance(preset, dict) and preset.get("name") == name:
+            configure = preset.get("configurePreset", name)
+            if configure != name:
+                merged = inherited_environment(document, str(configure))
+            for key, value in (preset.get("environment") or {}).items():
+                if value is not None:
+                    merged[str(key)] = str(value)
+    return merged
 
 
 def inherited_environment(document: dict[str, Any], name: str) -> dict[str, str]:

@@ -31,7 +31,7 @@ from typing import Any
 
 from vllm_dev.caching.dist import DistStats
 from vllm_dev.errors import VllmDevError
-from vllm_dev.presets.render import inherited_environment
+from vllm_dev.presets.render import build_environment
 from vllm_dev.reporting.build_report import (
     REPORT_FILE,
     BuildReport,
@@ -195,14 +195,15 @@ class Recorder:
             return None
 
     def _cache_env(self) -> dict[str, str] | None:
-        """CCACHE_DIR/CCACHE_CONFIGPATH from the preset's ``environment``: cmake gives them to the
-        build, so the statistics must be read from the same cache."""
+        """CCACHE_DIR/CCACHE_CONFIGPATH from the build preset's ``environment`` (with the
+        configure preset's): cmake gives them to the build, so the statistics must be read from
+        the same cache."""
         try:
             document = self.ws.document
             root = str(self.ws.checkout.root)
         except VllmDevError:
             return None
-        env = inherited_environment(document, self.ws.template.name)
+        env = build_environment(document, self.ws.template.name)
         wanted = {k: v.replace("${sourceDir}", root) for k, v in env.items()
                   if k in ("CCACHE_DIR", "CCACHE_CONFIGPATH") and "$" not in
                   v.replace("${sourceDir}", "")}

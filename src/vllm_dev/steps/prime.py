@@ -1,12 +1,34 @@
 """Configure: render the presets into the checkout and configure the build dir (when needed).
 
-Configure runs only when needed: no build dir yet, the rendered preset changed, something the
-cache remembers changed (interpreter, cmake), or the last configure did not finish. Each reason is
-a :class:`ReconfigureReason`, computed from the build dir's record before cmake runs; the reasons
-decide whether CMake gets a fresh cache (``cmake --fresh``) and what is said. Changes CMake would
-keep in its cache regardless (``VLLM_PYTHON_EXECUTABLE`` is cached, and so is a cache variable a
-preset no longer sets) need a fresh cache. The job count is not part of it: it reaches the build
-as ``cmake --build -j`` (see build.py), so it never reconfigures.
+Configure runs only when needed: no build dir yet, a value of the rendered configure preset
+changed, something the cache remembers changed (interpreter, cmake, torch, nvcc), ``-U NAME`` of
+a name in the cache, or the last configure did not finish. Each reason is a
+:class:`ReconfigureReason`, computed from the build dir's record before cmake runs; the reasons
+decide how CMake's cache is treated and what is said.
+
+Nothing the user built is thrown away unasked:
+
+- A cache variable the preset no longer sets (a define dropped with ``-U``, a template edited)
+  is removed with ``cmake -U NAME`` on the existing cache, not a fresh one: the configure re-runs
+  and ninja recompiles only what a changed command needs (goal: nothing, for a define no source
+  reads). The exception is a name CMake derives other entries from (a compiler, a ``*_DIR`` or
+  ``*_ROOT`` path, ``FETCHCONTENT_SOURCE_DIR_*``): those entries would stay behind, so the cache
+  is fresh and the line says so first.
+- A fresh cache (``cmake --fresh``) where CMake would keep the old answer regardless: a new
+  interpreter (``VLLM_PYTHON_EXECUTABLE`` and torch's paths are cached), torch, cmake (it may
+  read an old cache differently) or nvcc (CMake keeps the first ``CMAKE_CUDA_COMPILER``). The
+  line names the change that needs it and how many built objects the build dir holds, before
+  CMake runs.
+- A line names only real changes, ``name: before -> after``, compared after normalising paths
+  (``/a/./b`` is ``/a/b``); a preset whose text changed but whose values did not is no reason.
+
+What does not change a compile command does not reconfigure: the job count reaches the build as
+``cmake --build -j`` (see build.py); the compiler cache, its remote, directory and size, and the
+build farm live in the *build* presets' environment, which the fingerprint does not cover (see
+presets/render.py), and the compiler launcher every configure preset names is one stable path
+(caching/launcher.py). A build dir configured by an older vllm-dev (its presets named the compiler
+cache by absolute path and held its variables) reconfigures once, without ``--fresh``: the line
+then names the launcher's old and new path, and each object recompiles once, through the cache.
 
 The step takes a resolved :class:`~vllm_dev.flow.plan.BuildPlan` and runs under the build dir's
 lock, which the pipeline holds (see pipeline.py).
@@ -15,9 +37,13 @@ lock, which the pipeline holds (see pipeline.py).
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+import json
+import os
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from vllm_dev.checkout.compile_db import link_compile_commands, write_clangd_config
 from vllm_dev.checkout.state import BuildRecord
@@ -31,47 +57,74 @@ from vllm_dev.presets.user_presets import (
     write_user_presets,
 )
 
-# Fingerprint keys whose change needs a fresh CMake cache, not just a re-run of configure:
-# VLLM_PYTHON_EXECUTABLE and torch's Torch_DIR/TORCH_LIBRARY are cached paths, CMake keeps the
-# first CMAKE_CUDA_COMPILER it found, and a new cmake may read an old cache differently. The arch
-# list is read from the environment on every configure, so a plain re-run picks it up.
-FRESH_KEYS = ("python", "torch", "cmake", "nvcc")
+# Fingerprint keys whose change needs a fresh CMake cache, not just a re-run of configure, and
+# the change in words: VLLM_PYTHON_EXECUTABLE and torch's Torch_DIR/TORCH_LIBRARY are cached
+# paths, CMake keeps the first CMAKE_CUDA_COMPILER it found, and a new cmake may read an old cache
+# differently. The arch list is read from the environment on every configure, so a plain re-run
+# picks it up.
+FRESH_KEYS = {"python": "a new interpreter", "torch": "a new torch", "cmake": "a new cmake",
+              "nvcc": "a new nvcc"}
+# Cache variables CMake derives other entries from: dropping one with -U leaves those behind.
+_DERIVED_RE = re.compile(r"^(CMAKE_\w+_COMPILER|\w+_DIR|\w+_ROOT|FETCHCONTENT_SOURCE_DIR_\w+)$")
 # Written into the record while cmake configures, replaced on success: a configure that failed
 # (or was interrupted) is redone by the next prime/build, never taken for a configured build dir.
 PENDING_KEY = "configure"
 ATTEMPTED_KEY = "preset attempted"
+UNSET = "unset"
+
+
+def derived(name: str) -> bool:
+    """Whether CMake derives other cache entries from ``name`` (then -U alone is not enough)."""
+    return bool(_DERIVED_RE.match(name))
 
 
 class ReasonKind(enum.Enum):
     """Why a configured build dir is configured again."""
 
     UNFINISHED = "the last configure did not finish"
-    CHANGED = "an input of the configure changed"  # ``key`` names it
-    REMOVED = "cache variables are no longer set"  # ``names`` lists them
+    CHANGED = "an input of the configure changed"  # ``key``: python, cmake, torch, nvcc, arch
+    PRESET = "a value of the configure preset changed"  # ``key``: a cache variable, env NAME
+    REMOVED = "cache variables a failed configure set are no longer set"  # ``names``
+    UNDEFINED = "-U NAME of a name in the cache"  # ``names``
     REQUESTED = "--reconfigure"
 
 
 @dataclass(frozen=True)
 class ReconfigureReason:
     kind: ReasonKind
-    key: str = ""  # CHANGED: the fingerprint key (preset, python, cmake, torch, nvcc, arch)
+    key: str = ""  # CHANGED: the fingerprint key; PRESET: the variable
     before: str | None = None
     after: str | None = None
-    names: tuple[str, ...] = ()  # REMOVED: the cache variables
+    names: tuple[str, ...] = ()  # REMOVED, UNDEFINED: the cache variables
 
     @property
-    def fresh(self) -> bool:
-        """Whether CMake's cache would keep the old value: then configure with ``--fresh``."""
-        return self.kind is ReasonKind.REMOVED or (
-            self.kind is ReasonKind.CHANGED and self.key in FRESH_KEYS)
+    def fresh(self) -> str | None:
+        """Why CMake's cache would keep the old value (then ``--fresh``), or None."""
+        if self.kind is ReasonKind.CHANGED and self.key in FRESH_KEYS:
+            return FRESH_KEYS[self.key]
+        dropped = [n for n in self.removed if derived(n)]
+        if dropped:
+            return (f"{', '.join(dropped)} no longer set, and CMake would keep what it derived "
+                    "from it")
+        return None
+
+    @property
+    def removed(self) -> tuple[str, ...]:
+        """Cache variables this reason drops from the cache."""
+        if self.kind in (ReasonKind.REMOVED, ReasonKind.UNDEFINED):
+            return self.names
+        if self.kind is ReasonKind.PRESET and self.after is None and \
+                not self.key.startswith("environment "):
+            return (self.key,)
+        return ()
 
     def text(self) -> str:
-        if self.kind is ReasonKind.CHANGED:
-            if self.key == "preset" or self.before is None:
-                return f"{self.key} changed"
-            return f"{self.key} changed ({self.before} -> {self.after})"
+        if self.kind in (ReasonKind.CHANGED, ReasonKind.PRESET):
+            return f"{self.key}: {self.before or UNSET} -> {self.after or UNSET}"
         if self.kind is ReasonKind.REMOVED:
-            return f"{', '.join(self.names)} no longer set"
+            return f"{', '.join(self.names)}: set by the configure that did not finish -> {UNSET}"
+        if self.kind is ReasonKind.UNDEFINED:
+            return f"-U {' '.join(self.names)}"
         return self.kind.value
 
 
@@ -87,17 +140,69 @@ class ConfigureDecision:
     def fresh(self) -> bool:
         return any(r.fresh for r in self.reasons)
 
-    def line(self, preset: str) -> str | None:
+    @property
+    def undefine(self) -> tuple[str, ...]:
+        """The names ``cmake -U`` removes from the kept cache (none with a fresh one)."""
+        if self.fresh:
+            return ()
+        return tuple(dict.fromkeys(n for r in self.reasons for n in r.removed))
+
+    def line(self, preset: str, *, built_objects: int | None = None) -> str | None:
         """``reconfiguring <preset>: ...`` when something changed (None: nothing to say; a
-        first configure or a plain --reconfigure speaks through cmake's own output)."""
-        shown = [r.text() for r in self.reasons
-                 if r.kind in (ReasonKind.UNFINISHED, ReasonKind.CHANGED)]
+        first configure or a plain --reconfigure speaks through cmake's own output). With a
+        fresh cache it says why first, and how many built objects may recompile."""
+        shown = _grouped([r for r in self.reasons if r.kind is not ReasonKind.REQUESTED])
         if not shown:
             return None
-        removed = [r.text() for r in self.reasons if r.kind is ReasonKind.REMOVED]
-        why = f"; {'; '.join(removed)}" if removed else ""
-        return (f"reconfiguring {preset}: {'; '.join(shown)}"
-                + (f" (fresh CMake cache{why})" if self.fresh else ""))
+        if self.fresh:
+            why = "; ".join(dict.fromkeys(r.fresh for r in self.reasons if r.fresh))
+            held = (f"; the build dir holds {built_objects} built object(s), which may "
+                    "recompile" if built_objects is not None else "")
+            return f"reconfiguring {preset} with a fresh CMake cache ({why}{held}): {shown}"
+        kept = (f" (cmake -U {' '.join(self.undefine)}, the cache is kept)"
+                if self.undefine else "")
+        return f"reconfiguring {preset}: {shown}{kept}{self._upgrade_note()}"
+
+    def _upgrade_note(self) -> str:
+        """A build dir an older vllm-dev configured names the compiler cache by its absolute
+        path: the one reconfigure after the upgrade says what it costs."""
+        from vllm_dev.caching.launcher import SPELLING
+
+        if any(r.kind is ReasonKind.PRESET and r.key.endswith("_COMPILER_LAUNCHER")
+               and r.after == SPELLING and r.before and r.before != SPELLING
+               for r in self.reasons):
+            return (" (once, after upgrading vllm-dev: the presets now name one compiler "
+                    "launcher for every install and keep the cache's variables in the build "
+                    "presets; each object recompiles once, through the compiler cache)")
+        return ""
+
+
+def _grouped(reasons: list[ReconfigureReason]) -> str:
+    """Each reason's text, with values that changed the same way named together
+    (``CMAKE_C_COMPILER_LAUNCHER, CMAKE_CXX_COMPILER_LAUNCHER: /a/ccache -> ...``)."""
+    groups: dict[tuple[Any, ...], list[str]] = {}
+    texts: list[tuple[Any, ...]] = []
+    for r in reasons:
+        group: tuple[Any, ...] = (r.text(),)
+        name = ""
+        if r.kind in (ReasonKind.CHANGED, ReasonKind.PRESET):
+            group = (r.key.startswith("environment "), r.before, r.after)
+            name = r.key.removeprefix("environment ")
+        if group not in groups:
+            groups[group] = []
+            texts.append(group)
+        if name:
+            groups[group].append(name)
+    parts = []
+    for group in texts:
+        if len(group) == 1:
+            parts.append(str(group[0]))
+        else:
+            env, before, after = group
+            names = ", ".join(groups[group])
+            parts.append(f"{'environment ' if env else ''}{names}: {before or UNSET} -> "
+                         f"{after or UNSET}")
+    return "; ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -119,36 +224,129 @@ def fingerprint(plan: BuildPlan) -> dict[str, str]:
     }
 
 
+def normalised(value: str | None) -> str | None:
+    """A value as compared: a path (``/a/./b/``, ``${sourceDir}/x/..``) normalised, a tool's
+    ``path version`` too; other text stripped."""
+    if value is None:
+        return None
+    text = value.strip()
+    head, sep, tail = text.partition(" ")
+    if head.startswith(("/", "${sourceDir}")):
+        return os.path.normpath(head) + sep + tail
+    return text
+
+
 def changed_inputs(old: dict[str, str], new: dict[str, str]) -> list[ReconfigureReason]:
+    """The fingerprint's keys besides the preset whose values really differ."""
     return [ReconfigureReason(ReasonKind.CHANGED, key, old.get(key), value)
-            for key, value in new.items() if old.get(key) != value]
+            for key, value in new.items()
+            if key != "preset" and normalised(old.get(key)) != normalised(value)]
+
+
+def preset_values(fingerprint_text: str) -> dict[str, str]:
+    """The effective values of a :func:`preset_fingerprint` (its inherits chain merged, the
+    preset's own winning): each cache variable by name, each environment variable as
+    ``environment NAME``, and the other keys that configure reads (generator, binaryDir, ...)."""
+    try:
+        parts = json.loads(fingerprint_text)
+    except ValueError:
+        return {}
+    merged: dict[str, str] = {}
+    for part in parts if isinstance(parts, list) else []:
+        if not isinstance(part, dict):
+            continue
+        for key, value in part.items():
+            if key in ("name", "inherits", "hidden", "description", "displayName", "vendor"):
+                continue
+            if key == "cacheVariables" and isinstance(value, dict):
+                for name, v in value.items():
+                    merged[name] = _cache_text(v)
+            elif key == "environment" and isinstance(value, dict):
+                for name, v in value.items():
+                    if v is None:
+                        merged.pop(f"environment {name}", None)
+                    else:
+                        merged[f"environment {name}"] = str(v)
+            else:
+                merged[key] = json.dumps(value, sort_keys=True) if not isinstance(value, str) \
+                    else value
+    return merged
+
+
+def _cache_text(value: Any) -> str:
+    if isinstance(value, dict):
+        kind, text = value.get("type"), value.get("value")
+        text = ("ON" if text else "OFF") if isinstance(text, bool) else str(text)
+        return f"{text} ({kind})" if kind else text
+    if isinstance(value, bool):
+        return "ON" if value else "OFF"
+    return str(value)
+
+
+def preset_changes(old: str | None, new: str) -> list[ReconfigureReason]:
+    """Every value of the configure preset that really changed (see :func:`normalised`)."""
+    before, after = preset_values(old or "[]"), preset_values(new)
+    return [ReconfigureReason(ReasonKind.PRESET, key, before.get(key), after.get(key))
+            for key in sorted(set(before) | set(after),
+                              key=lambda k: (k.startswith("environment "), k))
+            if normalised(before.get(key)) != normalised(after.get(key))]
 
 
 def removed_cache_variables(old: dict[str, str], new: dict[str, str]) -> list[str]:
-    """Cache variables an earlier (or attempted) configure set that the preset no longer sets:
-    CMake would keep them in CMakeCache.txt, so they need a fresh cache."""
-    before = cache_variable_names(old.get("preset", "[]"))
-    before |= cache_variable_names(old.get(ATTEMPTED_KEY, "[]"))
-    return sorted(before - cache_variable_names(new["preset"]))
+    """Cache variables a configure that did not finish set, which the preset no longer sets
+    (those of the last successful configure are preset changes: :func:`preset_changes`)."""
+    attempted = cache_variable_names(old.get(ATTEMPTED_KEY, "[]"))
+    return sorted(attempted - cache_variable_names(old.get("preset", "[]"))
+                  - cache_variable_names(new["preset"]))
+
+
+def cached_names(build_dir: Path) -> set[str]:
+    """The names in ``CMakeCache.txt`` (``NAME:TYPE=VALUE`` lines)."""
+    try:
+        text = (build_dir / "CMakeCache.txt").read_text(errors="replace")
+    except OSError:
+        return set()
+    return {line.split(":", 1)[0] for line in text.splitlines()
+            if line and not line.startswith(("#", "//")) and ":" in line}
 
 
 def decide(old: dict[str, str], new: dict[str, str], *, configured_before: bool,
-           requested: bool) -> ConfigureDecision:
-    """Compare the build dir's record (``old``) with the plan's fingerprint (``new``)."""
+           requested: bool, undefine: Iterable[str] = ()) -> ConfigureDecision:
+    """Compare the build dir's record (``old``) with the plan's fingerprint (``new``);
+    ``undefine`` are the ``-U`` names found in the cache and not set by the preset."""
     if not configured_before:
         return ConfigureDecision(needed=True, first=True)
     reasons: list[ReconfigureReason] = []
     if PENDING_KEY in old:
         reasons.append(ReconfigureReason(ReasonKind.UNFINISHED))
     reasons += changed_inputs(old, new)
+    # The arch fingerprint is the preset's TORCH_CUDA_ARCH_LIST: one change, said once.
+    said_arch = any(r.key == "arch" for r in reasons)
+    reasons += [r for r in preset_changes(old.get("preset"), new["preset"])
+                if not (said_arch and r.key == "environment TORCH_CUDA_ARCH_LIST")]
     if removed := removed_cache_variables(old, new):
         reasons.append(ReconfigureReason(ReasonKind.REMOVED, names=tuple(removed)))
+    dropped = {n for r in reasons for n in r.removed}
+    if extra := tuple(n for n in undefine if n not in dropped):
+        reasons.append(ReconfigureReason(ReasonKind.UNDEFINED, names=extra))
     if requested:
         reasons.append(ReconfigureReason(ReasonKind.REQUESTED))
-    # Removed variables alone never start a configure (they come with a changed preset); they
-    # only make it fresh.
+    # Names a failed configure set never start a configure alone (one is redone anyway).
     needed = any(r.kind is not ReasonKind.REMOVED for r in reasons)
     return ConfigureDecision(needed=needed, first=False, reasons=tuple(reasons))
+
+
+def built_objects(build_dir: Path) -> int:
+    """How many object files ninja built in ``build_dir`` that are still there (its log's
+    object outputs): what a fresh cache may make recompile."""
+    from vllm_dev.reporting.ninja_log import NINJA_LOG, parse_ninja_log
+
+    try:
+        text = (build_dir / NINJA_LOG).read_text(errors="replace")
+    except OSError:
+        return 0
+    outputs = {e.output for e in parse_ninja_log(text) if e.is_object}
+    return sum(1 for o in outputs if (build_dir / o).is_file())
 
 
 def is_configured(build_dir: Path) -> bool:
@@ -167,11 +365,16 @@ def check_presets_file(plan: BuildPlan, *, merge: bool, force: bool) -> None:
 
 def configure(
     plan: BuildPlan, *, merge: bool = False, force: bool = False, reconfigure: bool = False,
-    on_configure: Callable[[], None] | None = None,
+    on_configure: Callable[[], None] | None = None, undefine: Iterable[str] = (),
 ) -> PrimeResult:
     """Write the presets and configure when :func:`decide` says so (the caller holds the build
     dir's lock). ``on_configure`` is called right before cmake configures (the build's report
-    counts a configure that then fails as a configure)."""
+    counts a configure that then fails as a configure). ``undefine``: ``-U`` names, removed from
+    the cache when it holds them."""
+    if not plan.dry:
+        from vllm_dev.caching.launcher import write_launcher
+
+        write_launcher(plan.checkout.state_dir)
     written = write_user_presets(plan.checkout.user_presets, plan.document, merge=merge,
                                  force=force, dry=plan.dry)
     if written.backup:
@@ -190,13 +393,20 @@ def configure(
     record = BuildRecord.load(build_dir)
     new = fingerprint(plan)
     old = record.fingerprint if record else {}
-    decision = decide(old, new, requested=reconfigure,
-                      configured_before=(build_dir / "CMakeCache.txt").is_file() and bool(old))
+    configured_before = (build_dir / "CMakeCache.txt").is_file() and bool(old)
+    asked = [n for n in undefine if n not in cache_variable_names(new["preset"])]
+    in_cache = cached_names(build_dir) if asked and configured_before else set()
+    decision = decide(old, new, requested=reconfigure, configured_before=configured_before,
+                      undefine=[n for n in asked if n in in_cache])
     if not decision.needed:
         if not plan.dry:
+            if record is not None and old and old != new and PENDING_KEY not in old:
+                record.fingerprint = new  # the same values, spelled differently: keep it current
+                record.save()
             _link(plan)
         return PrimeResult(written, configured=False)
-    if line := decision.line(plan.template.name):
+    if line := decision.line(plan.template.name, built_objects=built_objects(build_dir)
+                             if decision.fresh else None):
         plan.say(line)
     plan.say(plan.parallelism.line())
     if plan.device == "cuda":
@@ -211,6 +421,8 @@ def configure(
     argv = [str(plan.cmake.path), "--preset", plan.template.name]
     if decision.fresh:
         argv.append("--fresh")
+    for name in decision.undefine:
+        argv += ["-U", name]
     if on_configure:
         on_configure()
     plan.runner.run(argv, cwd=plan.checkout.root)

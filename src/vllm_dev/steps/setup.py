@@ -127,11 +127,24 @@ def setup_key(ws: Workspace, requirements: Path) -> dict[str, str]:
     }
 
 
+def test_requirements_step(ws: Workspace) -> InstallStep:
+    """``setup --tests``: the checkout's test requirements (what ``vllm-dev test`` runs with)."""
+    found = ws.checkout.test_requirements(ws.device)
+    if found is None:
+        raise VllmDevError(f"--tests: {ws.checkout.root} has no test requirements (expected "
+                           f"requirements/test/{ws.device}.txt or requirements/test.txt)")
+    return InstallStep(f"test requirements from {found.relative_to(ws.checkout.root)}",
+                       ("-r", str(found)), {})
+
+
 def run_setup(ws: Workspace, *, force: bool = False,
-              extra_args: tuple[str, ...] = ()) -> SetupResult:
+              extra_args: tuple[str, ...] = (), tests: bool = False) -> SetupResult:
     root = ws.checkout.root
     requirements = ws.checkout.build_requirements(ws.device)
+    tests_step = test_requirements_step(ws) if tests else None
     key = {**setup_key(ws, requirements), "installer_args": " ".join(extra_args)}
+    if tests_step is not None:  # a setup without --tests did not install them
+        key["tests"] = _digest([Path(tests_step.args[-1])])
     record_path = ws.checkout.state_dir / SETUP_RECORD
     record = read_json(record_path) or {}
     if not force and record.get(key["interpreter"]) == key:
@@ -141,7 +154,8 @@ def run_setup(ws: Workspace, *, force: bool = False,
     uv = find_uv()
     python = str(ws.interpreter.path)
     editable = editable_step(ws)
-    for step in (editable, requirements_step(ws, requirements)):
+    steps = [editable, requirements_step(ws, requirements), *([tests_step] if tests_step else [])]
+    for step in steps:
         ws.say(f"setup: {step.message} into {python}")
         ws.runner.run([uv, "pip", "install", "--python", python, *step.args,
                        *installer_args(extra_args)], cwd=root, env=step.env or None)

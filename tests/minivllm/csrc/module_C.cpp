@@ -2,8 +2,34 @@
 // Limited API (Py_LIMITED_API is set by CMake), no pybind11, no torch.
 #include <Python.h>
 
+#include <string>
+#include <vector>
+
 #include "common/shared.h"
 #include "ops/ops.h"
+
+namespace {
+
+// Op registrations in the shape of vLLM's csrc/*/torch_bindings.cpp
+// (`ops.impl("rms_norm", torch::kCPU, &rms_norm)`): which C++ function implements which op.
+// `vllm-dev test` reads these calls to pick the tests of a changed file; `_C.op_names()` lists
+// them. No torch here: Library only records the names.
+struct Library {
+  std::vector<std::string> names;
+  void impl(const char* name, long (*)(long, long)) { names.emplace_back(name); }
+};
+
+const Library& registered_ops() {
+  static const Library ops = [] {
+    Library ops;
+    ops.impl("add", &minivllm::add);
+    ops.impl("scale", &minivllm::scale);
+    return ops;
+  }();
+  return ops;
+}
+
+}  // namespace
 
 // A build with -DMINIVLLM_PRECOMPILED=ON stands in for the kernels of a
 // prebuilt vLLM wheel; tests tell the two apart by this value.
@@ -33,11 +59,22 @@ static PyObject* scale(PyObject*, PyObject* args) {
   return PyLong_FromLong(minivllm::scale(value, factor));
 }
 
+static PyObject* op_names(PyObject*, PyObject*) {
+  const auto& names = registered_ops().names;
+  PyObject* list = PyList_New(static_cast<Py_ssize_t>(names.size()));
+  if (list == nullptr) return nullptr;
+  for (size_t i = 0; i < names.size(); ++i) {
+    PyList_SetItem(list, static_cast<Py_ssize_t>(i), PyUnicode_FromString(names[i].c_str()));
+  }
+  return list;
+}
+
 static PyMethodDef methods[] = {
     {"known_value", known_value, METH_NOARGS, "42 (1 in a precompiled-wheel build)."},
     {"shared_value", shared_value, METH_NOARGS, "From common/shared.h (shared with _fast_C)."},
     {"add", add, METH_VARARGS, "add(a, b) -> a + b for ints."},
     {"scale", scale, METH_VARARGS, "scale(value, factor) -> value * factor for ints."},
+    {"op_names", op_names, METH_NOARGS, "The registered ops (see registered_ops)."},
     {nullptr, nullptr, 0, nullptr},
 };
 
