@@ -151,6 +151,9 @@ def test_split_edit_then_clean_rebuild_hits_every_object(cuda_project: Project,
     project.env.update(CUDACXX=str(wrapper), VLLM_DEV_JOBS="2")
     project.run("build", "--plain")
     _add_kernel(project, "vllm_dev_split_probe")
+    dry = project.run("--dry", "build", "--plain")  # --dry says it too (and compiles nothing)
+    assert "split: -split-compile=2 for 1 CUDA unit(s)" in dry.stderr, dry.stderr
+    assert "VLLM_DEV_NVCC_APPEND_FLAGS=-split-compile=2" in dry.stderr
     log.write_text("")
     done = project.run("build", "--plain")
     assert "split: -split-compile=2 for 1 CUDA unit(s)" in done.stderr, done.stderr
@@ -231,6 +234,11 @@ def test_per_object_plan_gives_the_long_objects_the_threads() -> None:
     assert threads["m0.cu.o"] == 2 and threads["m22.cu.o"] == 1
     assert plan_unit_threads(dict.fromkeys(cold), h200) == dict.fromkeys(cold, 1)  # no history
     assert plan_unit_threads({"a.cu.o": 75.0}, par(16, 125, jobs=1)) == {"a.cu.o": 1}
+    # Memory: 16 jobs at 4.5 GiB and the 7.5 GiB reserve leave 3.5 GiB of 83 for extra
+    # threads (0.6 GiB each): 5 of the 8 wanted, the longest objects first.
+    tight = plan_unit_threads(cold, par(16, 83))
+    assert sum(t - 1 for t in tight.values()) == 5
+    assert [tight[f"m{i}.cu.o"] for i in range(8)] == [2, 2, 2, 2, 2, 1, 1, 1]
 
 
 @pytest.mark.unit

@@ -261,7 +261,8 @@ def plan_unit_threads(weights: dict[str, float | None], par: Parallelism) -> dic
     ``T``; the others keep one (as many as fit when every object runs at once, as in the edit
     loop). Unknown times count as the median of the known ones (all 1 when none is known).
     Threads per object never exceed the budget over nvcc's own ``--threads``, nor what memory
-    allows beside the other jobs (:func:`split_threads`' rule)."""
+    allows: one unit's (:func:`split_threads`' rule), and, with every job slot busy, the extra
+    threads (``SPLIT_THREAD_GIB`` each) beside all jobs and the outlier, longest objects first."""
     if not weights or par.thread_budget <= 0:
         return {}
     known = sorted(w for w in weights.values() if w)
@@ -276,5 +277,17 @@ def plan_unit_threads(weights: dict[str, float | None], par: Parallelism) -> dic
         spare = max(0, most - len(filled))  # threads beyond one per object, by weight
         return {obj: max(1, min(cap, 1 + int(spare * w / total))) for obj, w in filled.items()}
     ideal = sum(filled.values()) / par.thread_budget
-    return {obj: max(1, min(cap, math.ceil(w / ideal) if w > ideal else 1))
-            for obj, w in filled.items()}
+    wanted = {obj: max(1, min(cap, math.ceil(w / ideal) if w > ideal else 1))
+              for obj, w in filled.items()}
+    if par.available_gib is None or par.per_job_gib <= 0:
+        return wanted
+    # Every job slot is busy: the extra threads must fit beside all of them and the outlier,
+    # and go to the longest objects first.
+    room = par.available_gib - par.outlier_gib - par.jobs * par.per_job_gib
+    extra = max(0, int(room // (SPLIT_THREAD_GIB * max(1, par.nvcc_threads))))
+    granted = dict.fromkeys(wanted, 1)
+    for obj in sorted(wanted, key=lambda o: -filled[o]):
+        give = min(wanted[obj] - 1, extra)
+        granted[obj] += give
+        extra -= give
+    return granted
