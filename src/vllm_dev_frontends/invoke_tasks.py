@@ -191,10 +191,11 @@ def prime(c, merge=False, force=False, reconfigure=False, **settings):
                json="also write the build report as JSON to this file (for CI)",
                since="compile only the targets affected by changes since this git ref (default: "
                      "the commit of the prebuilt kernels setup installed)",
-               all="compile every target, not only the affected ones"),
+               all="compile every target, not only the affected ones",
+               yes="build without asking, however long the estimate (see --confirm-minutes)"),
 )
 def build(c, target=None, install=True, merge=False, verify=True, force=False, plain=False,
-          json=None, since=None, all=False, **settings):
+          json=None, since=None, all=False, yes=False, **settings):
     """Compile incrementally and install into the checkout (primes first when needed)."""
     with reported():
         ws = workspace(c, **settings)
@@ -205,7 +206,7 @@ def build(c, target=None, install=True, merge=False, verify=True, force=False, p
             stages=pipeline.build_stages(install=install, verify=verify),
             targets=tuple(target or ()), merge=merge, force=force, since=since, every=all,
             plain=plain, json_path=Path(json).expanduser().absolute() if json else None,
-            started_at=process_started_at()))
+            started_at=process_started_at(), yes=yes))
 
 
 @task(klass=VllmDevTask, step="report",

@@ -247,7 +247,7 @@ def _build(session: NoxSession, *, preset: str, clock: PhaseClock) -> None:
         result = pipeline.run(ws, pipeline.Request(
             stages=pipeline.BUILD, targets=targets, merge=args.merge, force=args.force,
             since=args.since, every=not args.since, install_every=True, editable_check=True,
-            announce_up_to_date=True), timer=lambda stage: clock.phase(phases[stage]))
+            announce_up_to_date=True, ask=False), timer=lambda stage: clock.phase(phases[stage]))
     if result.targets == []:
         say("import check: nothing was built, the prebuilt kernels stay as they are")
     elif result.verify is not None:

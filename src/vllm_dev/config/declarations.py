@@ -187,6 +187,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("no_wait", "fail at once if another vllm-dev is building in this build dir, "
             "instead of waiting for it", values.boolean, env=("VLLM_DEV_NO_WAIT",),
             flag="--no-wait", default=False, steps=_COMPILE | {"install", "clean"}),
+    Setting("confirm_minutes", "a build whose targets vllm-dev chose and whose estimated "
+            "compile time is over this many minutes first shows its cost and, in a terminal, "
+            "asks [y/N] (--yes answers for one run); 0: never ask",
+            values.non_negative_float, env=("VLLM_DEV_CONFIRM_MINUTES",),
+            flag="--confirm-minutes", default_help="5", steps=frozenset({"build"})),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}

@@ -61,6 +61,7 @@ class Settings:
     defines: tuple[str, ...]
     presets_dir: str | None
     no_wait: bool
+    confirm_minutes: float | None
     origins: tuple[tuple[str, str], ...] = ()
 
     def origin(self, name: str) -> str:

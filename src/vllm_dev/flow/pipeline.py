@@ -79,6 +79,10 @@ class Request:
     # configure that is not needed says so (a session's log shows each stage).
     editable_check: bool = False
     announce_up_to_date: bool = False
+    # A big build whose targets vllm-dev chose may ask [y/N] first (steps/cost.py): never in a
+    # Nox session, `test` or `--watch` (ask=False); --yes answers for this run.
+    ask: bool = True
+    yes: bool = False
 
 
 @dataclass(frozen=True)
@@ -146,13 +150,23 @@ def _build(ws: Workspace, request: Request, timer: StageTimer) -> PipelineResult
         plan = resolve_plan(ws)
         _preflight(plan, request)
     recorder.ws = plan  # the report describes the build as planned
+    from vllm_dev.reporting.ninja_log import log_size
+    from vllm_dev.steps.cost import remember_timings
+
     with plan_lock(plan, waiting=lambda: recorder.phase("waiting for lock")):
         warm = _warm_checker(plan) if Stage.CHECK in request.stages else None
+        offset = None if plan.dry else log_size(plan.build_dir)  # the steps timed: after it
+        # the build's steps join the timing history, inside the report's time
+        recorder.before_total.append(lambda report: remember_timings(
+            plan, offset, report, wall=recorder.phases.get("compile")))
         try:
             with farm_session(plan, recorder):  # no-op without --dist
                 result = _stages(plan, request, timer, recorder=recorder, warm=warm)
         except VllmDevError as exc:
             recorder.finish_quietly(exit_code=exc.exit_code)
+            raise
+        except KeyboardInterrupt:  # no report then; the steps that finished still count
+            remember_timings(plan, offset, None)
             raise
         finally:
             if warm is not None:
@@ -233,10 +247,16 @@ def _compile(plan: BuildPlan, request: Request, recorder: Recorder,
         check_components(plan.build_dir, targets)
     if not targets:
         with recorder.phase("select"):
-            targets = select_targets(plan, since=request.since, every=request.every,
-                                     recorder=recorder)
+            selection = select_targets(plan, since=request.since, every=request.every,
+                                       recorder=recorder)
+        targets = selection.targets
         if targets == []:
             return []
+        if not request.every:  # a big build vllm-dev chose says its cost first (steps/cost.py)
+            from vllm_dev.steps.cost import confirm_cost
+
+            with recorder.phase("select"):
+                confirm_cost(plan, selection, ask=request.ask, yes=request.yes)
     elif not plan.dry:
         remember_explicit(plan.build_dir, targets)
     compile_targets(plan, targets, install=Stage.INSTALL in request.stages, plain=request.plain,

@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from pathlib import Path
 from typing import Any
@@ -116,6 +116,8 @@ class Recorder:
         self._ccache: str | None = None
         self.selection: list[str] = []
         self.dist: DistStats | None = None  # set by dist.farm_session
+        # called with the report before its total is taken (work that belongs to the build)
+        self.before_total: list[Callable[[BuildReport], None]] = []
         global _active
         _active = self
 
@@ -244,6 +246,8 @@ class Recorder:
         if self.dist is not None:
             report.dist = self.dist
             report.cache = CacheDelta("sccache", self.dist.hits, self.dist.misses)
+        for hook in self.before_total:
+            hook(report)
         # Last, so that the time spent reading the log and the cache is in the total too.
         total = self.elapsed()
         report.phases = timed_phases(self.phases, total)

@@ -16,6 +16,7 @@ from vllm_dev.flow.plan import BuildPlan
 from vllm_dev.host.disk import explain_failure
 
 if TYPE_CHECKING:
+    from vllm_dev.checkout.affected import Selection
     from vllm_dev.process.progress import FailedStep
     from vllm_dev.reporting.recorder import Recorder
     from vllm_dev.steps.verify import WarmChecker
@@ -51,9 +52,10 @@ def compile_targets(plan: BuildPlan, targets: list[str] | None, *, install: bool
 
 
 def select_targets(plan: BuildPlan, *, since: str | None, every: bool, recorder: Recorder
-                   ) -> list[str] | None:
-    """The targets to build (None: all, []: none), said for a fresh build dir, a dry run,
-    ``--since``, and whenever the set of targets grows; the report always has it."""
+                   ) -> Selection:
+    """The targets to build (``.targets``: None all, [] none) and why, said for a fresh build
+    dir, a dry run, ``--since``, whenever the set of targets grows, and when the checkout's base
+    moved past W; the report always has it."""
     from vllm_dev.checkout import affected
 
     before = affected.built_before(plan.build_dir)
@@ -62,14 +64,15 @@ def select_targets(plan: BuildPlan, *, since: str | None, every: bool, recorder:
                               since=since, every=every)
     recorder.selection = selection.lines()
     changed = selection.targets is not None and set(selection.targets) != set(before or [])
-    if plan.dry or before == [] or changed or since:  # not on every build of the same targets
+    # Not on every build of the same targets; a base move until `vllm-dev setup` follows it.
+    if plan.dry or before == [] or changed or since or selection.base_move is not None:
         for line in selection.lines():
             plan.say(line)
     if selection.targets == []:
         plan.say("nothing to compile or install: the prebuilt kernels in vllm/ stay as they are")
     elif not plan.dry:
         affected.remember_built(plan.build_dir, selection.targets)
-    return selection.targets
+    return selection
 
 
 def remember_explicit(build_dir: Path, targets: list[str]) -> None:

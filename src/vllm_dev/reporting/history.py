@@ -1,0 +1,177 @@
+"""How long each build step took here before: the timing history behind a build's cost estimate.
+
+A build dir's ``.ninja_log`` already holds the time of every step it ran, but ``vllm-dev clean``
+removes it with the build dir, and a checkout without W (or after a base move) builds in a fresh
+one. So every build that ran steps adds them to a history kept outside the build dir, in
+``<checkout>/.vllm-dev/history/<preset>-<device>-<arch>.json`` (one file per preset and arch:
+the same object takes minutes for seven CUDA arches and seconds for one).
+
+Per step (a ninja output, relative to the build dir) it keeps:
+
+* ``miss``: the seconds of its last real compile (a compiler-cache miss, or no cache);
+* ``hit``: the seconds of its last compiler-cache hit;
+* ``inputs``: the files the compiler read for it (ninja's deps log, right after the build), as
+  indexes into one shared path table, and ``digest``: their identities (mtime, size) then. An
+  object whose inputs still have those identities, compiled through the same cache directory,
+  is an expected cache hit (ccache's depend mode hashes exactly the source and those files).
+  A file touched without a change makes the estimate say "miss" where ccache hits: the estimate
+  errs on the long side, never the short one.
+
+Which steps of a build were hits: ninja does not say, so the cache's counters do (the build
+report's before/after difference): with no hit every step was a miss; with ``h`` hits the ``h``
+shortest object steps are taken as the hits (a hit takes milliseconds, a miss seconds); with the
+count unknown (a build that failed or was stopped), only steps of a second or more count, as misses.
+
+Per build it keeps the compile phase's wall time, the steps' summed time and the job count: the
+estimate learns this machine's overhead and parallel efficiency from them. Hand-written JSON
+(not sqlite): one small file per preset, read only when a build is big enough to estimate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vllm_dev.reporting.ninja_log import NinjaEntry
+
+KIND = "vllm-dev timing history"
+VERSION = 1
+DIRECTORY = "history"
+BUILDS_KEPT = 20
+# With the hit count unknown (a failed or interrupted build), a compile this long was no hit.
+SURELY_A_MISS = 1.0
+
+
+def history_path(state_dir: Path, *, preset: str, device: str, arch: str | None) -> Path:
+    """The history file of one preset, device and arch list (``.vllm-dev/history/...``)."""
+    key = f"{preset}-{device}-{arch or 'default'}"
+    return state_dir / DIRECTORY / (re.sub(r"[^A-Za-z0-9_.+-]", "_", key) + ".json")
+
+
+def inputs_digest(paths: Iterable[str]) -> str:
+    """The identities (mtime, size) of ``paths`` as one short digest; a missing file counts."""
+    digest = hashlib.sha1(usedforsecurity=False)
+    for path in paths:
+        try:
+            st = os.stat(path)
+            digest.update(f"{path}\0{st.st_mtime_ns}\0{st.st_size}\n".encode())
+        except OSError:
+            digest.update(f"{path}\0-\n".encode())
+    return digest.hexdigest()[:16]
+
+
+@dataclass
+class StepTime:
+    miss: float | None = None
+    hit: float | None = None
+    inputs: list[int] = field(default_factory=list)
+    digest: str = ""
+    cache: str = ""  # the compiler cache (kind and directory) the step went through
+
+
+@dataclass
+class BuildTime:
+    """One build's compile phase: wall seconds, the steps' summed seconds, the job count."""
+
+    wall: float
+    work: float
+    jobs: int
+    steps: int
+
+
+@dataclass
+class History:
+    path: Path
+    paths: list[str] = field(default_factory=list)
+    steps: dict[str, StepTime] = field(default_factory=dict)
+    builds: list[BuildTime] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, path: Path) -> History:
+        """The history in ``path``; an empty one when absent, unreadable or of another kind."""
+        from vllm_dev.checkout.state import read_json
+
+        history = cls(path)
+        try:
+            data = read_json(path) if path.is_file() else None
+        except Exception:  # noqa: BLE001  (a history is a hint: never a reason to fail a build)
+            data = None
+        if not data or data.get("kind") != KIND or data.get("version") != VERSION:
+            return history
+        try:
+            history.paths = [str(p) for p in data.get("paths", [])]
+            for output, entry in dict(data.get("steps", {})).items():
+                miss, hit, digest, cache, inputs = entry
+                history.steps[str(output)] = StepTime(miss, hit, list(inputs), str(digest),
+                                                      str(cache))
+            history.builds = [BuildTime(**b) for b in data.get("builds", [])]
+        except (TypeError, ValueError, KeyError):
+            return cls(path)
+        return history
+
+    def save(self) -> None:
+        from vllm_dev.checkout.state import write_json
+
+        used = sorted({i for s in self.steps.values() for i in s.inputs})
+        renumber = {old: new for new, old in enumerate(used)}
+        write_json(self.path, {
+            "kind": KIND, "version": VERSION,
+            "paths": [self.paths[i] for i in used],
+            "steps": {o: [s.miss, s.hit, s.digest, s.cache, [renumber[i] for i in s.inputs]]
+                      for o, s in sorted(self.steps.items())},
+            "builds": [vars(b) for b in self.builds[-BUILDS_KEPT:]],
+        })
+
+    def inputs_of(self, output: str) -> list[str]:
+        step = self.steps.get(output)
+        return [self.paths[i] for i in step.inputs if i < len(self.paths)] if step else []
+
+    def expected_hit(self, output: str, cache: str) -> bool:
+        """Whether ``output`` compiled through ``cache`` would be a hit: it went through that
+        cache before, and every file it read then is as it was."""
+        step = self.steps.get(output)
+        if step is None or not cache or step.cache != cache or not step.inputs:
+            return False
+        return inputs_digest(self.inputs_of(output)) == step.digest
+
+    def record(self, entries: list[NinjaEntry], *, hits: int | None, cache: str,
+               deps: Mapping[str, list[str]], build_dir: Path, wall: float | None,
+               jobs: int) -> None:
+        """Add one build's steps (``entries``: what ninja ran, as in ``.ninja_log``). ``hits``:
+        the compiler-cache hits of the build (None: unknown, then no step's time is taken as a
+        miss or a hit unless the cache is off); ``deps``: absolute output -> its inputs."""
+        if not entries:
+            return
+        objects = sorted((e for e in entries if e.is_object), key=lambda e: e.seconds)
+        hit_outputs: set[str] = set()
+        if cache and hits:
+            hit_outputs = {e.output for e in objects[:hits]}
+        index = {p: i for i, p in enumerate(self.paths)}
+        for entry in entries:
+            step = self.steps.setdefault(entry.output, StepTime())
+            if not entry.is_object or not cache:
+                step.miss = entry.seconds
+            elif entry.output in hit_outputs:
+                step.hit = entry.seconds
+            elif hits is not None or entry.seconds >= SURELY_A_MISS:
+                step.miss = entry.seconds
+            if entry.is_object:
+                step.cache = cache
+                inputs = deps.get(os.path.normpath(os.path.join(build_dir, entry.output)), [])
+                if inputs:
+                    for path in inputs:
+                        if path not in index:
+                            index[path] = len(self.paths)
+                            self.paths.append(path)
+                    step.inputs = [index[p] for p in inputs]
+                    step.digest = inputs_digest(inputs)
+        if wall is not None:
+            self.builds.append(BuildTime(round(wall, 3),
+                                         round(sum(e.seconds for e in entries), 3), jobs,
+                                         len(entries)))
+            self.builds = self.builds[-BUILDS_KEPT:]
+
