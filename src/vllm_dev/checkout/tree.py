@@ -20,6 +20,7 @@ _MINIMUM_RE = re.compile(
     r"cmake_minimum_required\s*\(\s*VERSION\s+([0-9]+(?:\.[0-9]+)*)", re.IGNORECASE
 )
 DEVICES = ("cuda", "cpu", "rocm")
+_NO_CSRC = "csrc/ (the kernel sources)"
 STATE_DIR_NAME = ".vllm-dev"
 
 
@@ -80,6 +81,8 @@ def missing_parts(path: Path) -> list[str]:
         missing.append("setup.py or pyproject.toml")
     if not (path / "vllm").is_dir():
         missing.append("the vllm/ package")
+    if not (path / "csrc").is_dir():  # the kernels vllm-dev builds
+        missing.append(_NO_CSRC)
     return missing
 
 
@@ -97,8 +100,12 @@ def find_checkout(explicit: Path | str | None, *, cwd: Path, origin: str = "--so
             )
         return Checkout(path.resolve())
     for candidate in (cwd, *cwd.parents):
-        if not missing_parts(candidate):
+        missing = missing_parts(candidate)
+        if not missing:
             return Checkout(candidate.resolve())
+        if missing == [_NO_CSRC]:  # vLLM's tree without its kernels: say so, not "no checkout"
+            raise VllmDevError(f"{candidate} has no csrc/ (the kernel sources vllm-dev builds): "
+                               "use a full source checkout (`git clone` of vLLM, or its sdist)")
     raise VllmDevError(
         f"no vLLM checkout at or above {cwd}: run inside one, pass --source PATH "
         "or set VLLM_DEV_SOURCE"

@@ -69,6 +69,8 @@ JOB_MEMORY: dict[str, JobMemory] = {
 # Arches vLLM builds when TORCH_CUDA_ARCH_LIST is not narrowed (for the thread choice only).
 DEFAULT_ARCH_COUNT = 7
 MAX_THREADS = 4
+# An explicit --jobs above this many per CPU is lowered (with a warning), except under --dist.
+JOBS_PER_CPU = 2
 CPUS_PER_THREAD_STEP = 8
 
 
@@ -94,6 +96,17 @@ def memory_jobs(available_gib: float, *, per_job_gib: float, outlier_gib: float)
     if per_job_gib <= 0:
         return 1 << 30
     return max(0, int((available_gib - outlier_gib) // per_job_gib))
+
+
+def _ceilings(cpus: int, threads: int, available: float | None, per_job: float,
+              outlier: float) -> tuple[int, int | None]:
+    """The most jobs an explicit count may ask for here, by CPUs and by memory (None: memory
+    unknown): more than :data:`JOBS_PER_CPU` per CPU only time-slices the same cores, and more
+    than the memory holds gets a compiler killed."""
+    by_cpu = max(1, cpus * JOBS_PER_CPU // threads)
+    if available is None:
+        return by_cpu, None
+    return by_cpu, max(1, memory_jobs(available, per_job_gib=per_job, outlier_gib=outlier))
 
 
 def _gib(value: float) -> str:
@@ -134,6 +147,14 @@ def choose(
     facts = f"{cpus} CPUs ({machine.cpus.source}), {memory_text}"
 
     if settings.jobs:
+        by_cpu, by_memory = _ceilings(cpus, threads, available, per_job, outlier)
+        ceiling = min(by_cpu, by_memory or by_cpu)
+        if ceiling < settings.jobs and not getattr(settings, "dist", None):  # a farm's are its own
+            room = "" if by_memory is None else f", {memory_text} (room for {by_memory})"
+            return Parallelism(ceiling, threads, f"{settings.origin('jobs')} {settings.jobs} "
+                               f"lowered to {ceiling}: {cpus} CPUs allow {by_cpu} "
+                               f"({JOBS_PER_CPU} per CPU){room}"
+                               + "".join(f"; {n}" for n in notes))
         return Parallelism(settings.jobs, threads,
                            f"jobs set by {settings.origin('jobs')}; {facts}"
                            + "".join(f"; {n}" for n in notes))

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vllm_dev.errors import CommandFailed
+from vllm_dev.errors import CommandFailed, VllmDevError
 from vllm_dev.flow.plan import BuildPlan
 from vllm_dev.host.disk import explain_failure
 
@@ -42,6 +42,7 @@ def compile_targets(plan: BuildPlan, targets: list[str] | None, *, install: bool
         plan.runner.run(argv, cwd=plan.checkout.root, env=display.child_env() or None,
                         stream=_tee(display.line, warm), pseudo_terminal=display.pseudo_terminal)
     except CommandFailed as exc:
+        require_build_dir(plan.build_dir, plan.dry)  # gone: that is the failure to name
         raise explain_failure(name_failed_steps(exc, display.progress.failures),
                               plan.build_dir) from None  # names a full disk
     finally:
@@ -49,6 +50,15 @@ def compile_targets(plan: BuildPlan, targets: list[str] | None, *, install: bool
         recorder.compile_finished(started=started,
                                   install_started=display.progress.install_started_at,
                                   failures=display.progress.failures)
+    require_build_dir(plan.build_dir, plan.dry)
+
+
+def require_build_dir(build_dir: Path, dry: bool = False) -> None:
+    """A build dir removed while the build ran (a `rm -rf`, a `clean` from another shell) fails
+    with that reason, not with whatever step broke first."""
+    if not dry and not build_dir.is_dir():
+        raise VllmDevError(f"{build_dir} was removed while the build ran, so nothing was "
+                           "installed: run `vllm-dev build` again (it configures a new one)")
 
 
 def select_targets(plan: BuildPlan, *, since: str | None, every: bool, recorder: Recorder
