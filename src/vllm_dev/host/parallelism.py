@@ -42,7 +42,9 @@ min(4, arches))``, keeping at least 8 jobs' worth of CPUs for the many objects o
 Overrides (flag > env > config): ``--jobs``/``VLLM_DEV_JOBS`` (compile jobs), ``MAX_JOBS`` (vLLM's
 meaning: the total, divided by ``NVCC_THREADS`` as setup.py does), ``--nvcc-threads``/
 ``NVCC_THREADS``, ``--job-memory-gib``/``VLLM_DEV_JOB_MEMORY_GIB`` (replaces the per-job estimate,
-whatever the threads).
+whatever the threads). An explicit ``--jobs`` over :data:`JOBS_PER_CPU` per CPU is lowered to
+that, in the one parallelism line with the reason; one over the memory's room is kept, with a
+warning in the same line. Under ``--dist`` neither applies: the farm's CPUs size the jobs.
 """
 
 from __future__ import annotations
@@ -100,9 +102,10 @@ def memory_jobs(available_gib: float, *, per_job_gib: float, outlier_gib: float)
 
 def _ceilings(cpus: int, threads: int, available: float | None, per_job: float,
               outlier: float) -> tuple[int, int | None]:
-    """The most jobs an explicit count may ask for here, by CPUs and by memory (None: memory
-    unknown): more than :data:`JOBS_PER_CPU` per CPU only time-slices the same cores, and more
-    than the memory holds gets a compiler killed."""
+    """The most jobs here by CPUs and by memory (None: memory unknown). An explicit count over
+    :data:`JOBS_PER_CPU` per CPU is lowered (more only time-slices the same cores); one over the
+    memory's room is kept with a warning (the per-job figure is an estimate: the user may know
+    their kernels are lighter)."""
     by_cpu = max(1, cpus * JOBS_PER_CPU // threads)
     if available is None:
         return by_cpu, None
@@ -148,13 +151,16 @@ def choose(
 
     if settings.jobs:
         by_cpu, by_memory = _ceilings(cpus, threads, available, per_job, outlier)
-        ceiling = min(by_cpu, by_memory or by_cpu)
-        if ceiling < settings.jobs and not getattr(settings, "dist", None):  # a farm's are its own
-            room = "" if by_memory is None else f", {memory_text} (room for {by_memory})"
-            return Parallelism(ceiling, threads, f"{settings.origin('jobs')} {settings.jobs} "
-                               f"lowered to {ceiling}: {cpus} CPUs allow {by_cpu} "
+        farm = getattr(settings, "dist", None)  # a farm's jobs are the farm's to size
+        room = "" if by_memory is None else f", {memory_text} (room for {by_memory})"
+        if by_cpu < settings.jobs and not farm:
+            return Parallelism(by_cpu, threads, f"{settings.origin('jobs')} {settings.jobs} "
+                               f"lowered to {by_cpu}: {cpus} CPUs allow {by_cpu} "
                                f"({JOBS_PER_CPU} per CPU){room}"
                                + "".join(f"; {n}" for n in notes))
+        if by_memory is not None and by_memory < settings.jobs and not farm:
+            notes.append(f"more jobs than the memory has room for ({by_memory}): expect "
+                         "swapping or a killed compiler, or lower --jobs")
         return Parallelism(settings.jobs, threads,
                            f"jobs set by {settings.origin('jobs')}; {facts}"
                            + "".join(f"; {n}" for n in notes))
