@@ -38,6 +38,7 @@ SAMPLES: dict[str, tuple[Any, Any]] = {
     "defines": ("A=1 'B=x y'", ("A=1", "B=x y")),
     "presets_dir": ("/mine", "/mine"),
     "no_wait": ("yes", True),
+    "confirm_minutes": ("0", 0.0),
 }
 
 
