@@ -224,14 +224,16 @@ def report(c, slowest=None, json=False, **settings):
 
 @task(klass=VllmDevTask, step="verify",
       help={"remove_stale": "move stale .so files out of vllm/ (into .vllm-dev/stale/)",
-            "json": "print the result as JSON"})
-def verify(c, remove_stale=False, json=False, **settings):
-    """Load every installed extension in the target interpreter; find stale .so files."""
+            "json": "print the result as JSON",
+            "strict": "also fail on stale .so files and on prebuilt extensions whose sources "
+                      "changed since W"})
+def verify(c, remove_stale=False, json=False, strict=False, **settings):
+    """List every extension with its state, load the installed ones; find stale .so files."""
     from vllm_dev.steps.verify import run_verify_task
 
     with reported():
         ws = workspace(c, **settings)
-        run_verify_task(ws, remove=remove_stale, as_json=json)
+        run_verify_task(ws, remove=remove_stale, as_json=json, strict=strict)
 
 
 @task(klass=VllmDevTask, step="doctor", help={"json": "print the checks as JSON (for tools)"})
