@@ -151,5 +151,56 @@ def run_setup(ws: Workspace, *, force: bool = False,
         write_json(record_path, record)
         from vllm_dev.checkout.precompiled import remember_setup  # W, while the wheel is at hand
 
-        remember_setup(root, ws.checkout.state_dir, ws.environ)
+        before = recorded_w(ws.checkout.state_dir)
+        base = remember_setup(root, ws.checkout.state_dir, ws.environ)
+        follow_new_w(ws, before, base.commit if base else None)
     return SetupResult(False, requirements)
+
+
+def recorded_w(state_dir: Path) -> str | None:
+    """W as the last setup recorded it (None: no record, or W unknown then)."""
+    from vllm_dev.checkout.precompiled import RECORD
+
+    data = read_json(state_dir / RECORD) if (state_dir / RECORD).is_file() else None
+    commit = (data or {}).get("commit")
+    return str(commit) if commit else None
+
+
+def follow_new_w(ws: Workspace, before: str | None, after: str | None) -> None:
+    """The prebuilt kernels in ``vllm/`` are now another W's (a refresh after a ``git pull`` or
+    a rebase, or a first known W): each vllm-dev build dir of the checkout starts its selection
+    afresh (it builds only what changes since the new W reach, not what it built for the old
+    one) and forgets the installs that setup's kernels replaced, so nothing built for the old
+    base is put back. What the build dirs built stays (ninja reuses it). Without such a refresh
+    while the base moved (a wheel of the old W named again), say so."""
+    from vllm_dev.checkout.precompiled import base_moved
+
+    root = ws.checkout.root
+    if after and after != before:
+        from vllm_dev.checkout.affected import remember_built
+        from vllm_dev.checkout.state import is_marked_build_dir
+        from vllm_dev.installs.install_record import InstallRecord
+
+        for build_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink()
+                                and is_marked_build_dir(p)):
+            record = InstallRecord.load(build_dir)
+            replaced = sorted(name for name, entry in record.components.items()
+                              if record.prefix is not None and any(
+                                  f.installed_changed(record.prefix) for f in entry.files))
+            for name in replaced:
+                del record.components[name]
+            if replaced:
+                record.save()
+            remember_built(build_dir, [])
+            was = f"W {before[:12]}" if before else "an unknown W"
+            ws.say(f"setup: the prebuilt kernels in vllm/ are now W {after[:12]}'s (were "
+                   f"{was}'s): {build_dir.name} builds only what changes since {after[:12]} "
+                   f"reach" + (f"; its installs of {', '.join(replaced)} were replaced and are "
+                               "not put back" if replaced else ""))
+    moved = base_moved(root, after)
+    if moved is not None:
+        ws.say(f"setup: the prebuilt kernels are still W {moved.w[:12]}'s, and the merge-base of "
+               f"HEAD with {moved.upstream} is {moved.base[:12]} ({moved.kernel_files} upstream "
+               f"kernel file(s) later): name a wheel of {moved.base[:12]} in "
+               "VLLM_PRECOMPILED_WHEEL_LOCATION (or unset it and VLLM_PRECOMPILED_WHEEL_COMMIT) "
+               "and run `vllm-dev setup` again")

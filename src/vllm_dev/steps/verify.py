@@ -430,11 +430,17 @@ def extension_states(ws: Resolved, record: InstallRecord, prebuilt: list[Path],
     base = find_base(ws.checkout.root, ws.checkout.state_dir, getattr(ws, "environ", os.environ))
     w = base.commit[:12] if base.commit else ""
     extensions = []
+    from vllm_dev.checkout.affected import built_before
+
+    meant = built_before(build_dir)  # what this build dir builds for vllm/ (None: everything)
     for name in names or sorted(by_name):
         files = record.files([name]) if name in record.components else []
+        # built here, but not one of the targets this build dir builds now (e.g. built for an
+        # older W): the prebuilt file in vllm/ is the one that counts
+        set_aside = name in by_name and meant is not None and name not in meant
         if files and not any(os.path.realpath(f) in older for f in files):
             extensions.append(Extension(name, INSTALLED, files))
-        elif files or name in built:
+        elif (files or name in built) and not set_aside:
             why = ("rebuilt or changed since its install" if files else
                    "vllm/ has another file" if name in by_name else "nothing of it in vllm/")
             extensions.append(Extension(name, BUILT_NOT_INSTALLED, files or by_name.get(name, []),
