@@ -17,6 +17,9 @@ Per step (a ninja output, relative to the build dir) it keeps:
   A file touched without a change makes the estimate say "miss" where ccache hits: the estimate
   errs on the long side, never the short one.
 
+The build dir's own ``.ninja_log`` fills in what the history lacks (:meth:`History.fill_from_log`):
+objects built there before the history existed, or by a plain ``cmake --build``.
+
 Which steps of a build were hits: ninja does not say, so the cache's counters do (the build
 report's before/after difference): with no hit every step was a miss; with ``h`` hits the ``h``
 shortest object steps are taken as the hits (a hit takes milliseconds, a miss seconds); with the
@@ -137,6 +140,27 @@ class History:
         if step is None or not cache or step.cache != cache or not step.inputs:
             return False
         return inputs_digest(self.inputs_of(output)) == step.digest
+
+    def fill_from_log(self, build_dir: Path) -> None:
+        """Steps the build dir's own ``.ninja_log`` timed and this history has no compile time
+        for (built before the history existed, or by a plain ``cmake --build``): their last
+        time there, in memory only. Whether that was a cache hit the log cannot say; a time of
+        :data:`SURELY_A_MISS` or more was not one, and a shorter one is short either way."""
+        from vllm_dev.reporting.ninja_log import NINJA_LOG, parse_ninja_log
+
+        try:
+            text = (build_dir / NINJA_LOG).read_text(errors="replace")
+        except OSError:
+            return
+        last: dict[str, NinjaEntry] = {}
+        for entry in parse_ninja_log(text):
+            last[entry.output] = entry
+        for output, entry in last.items():
+            step = self.steps.get(output)
+            if step is None:
+                self.steps[output] = StepTime(miss=entry.seconds)
+            elif step.miss is None:
+                step.miss = entry.seconds
 
     def record(self, entries: list[NinjaEntry], *, hits: int | None, cache: str,
                deps: Mapping[str, list[str]], build_dir: Path, wall: float | None,

@@ -147,10 +147,14 @@ def estimate_cost(plan: BuildPlan, targets: list[str] | None, *, reasons: Sequen
 
     every = targets is None
     names = components(plan.build_dir) if every else list(targets or [])
-    steps = planned_steps(ninja_of(plan.build_dir), plan.build_dir, names if names else ["all"])
+    # what the build runs: every target is ninja's `all` (steps/build.py)
+    steps = planned_steps(ninja_of(plan.build_dir), plan.build_dir,
+                          ["all"] if every else names)
     farm = plan.dist_plan is not None and plan.dist_plan.status.ok
     arches = plan.arch.archs
-    found = estimate(steps, history_for(plan), device=plan.device,
+    history = history_for(plan)
+    history.fill_from_log(plan.build_dir)
+    found = estimate(steps, history, device=plan.device,
                      arch_count=len(arches) if arches else 1, jobs=plan.parallelism.jobs,
                      cpus=probe_machine().cpus.count, farm=farm, cache=cache_identity(plan))
     return CostBlock(objects=found.objects, steps=found.steps, targets=names, every=every,
