@@ -25,8 +25,9 @@ from pathlib import Path
 import pytest
 
 import fault_tools as ft
-from conftest import Project, make_project
 from test_affected import commit_all, git
+
+from conftest import Project, make_project
 
 Prepare = Callable[[Project, Path], contextlib.AbstractContextManager[None]]
 

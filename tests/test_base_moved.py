@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from test_affected import commit_all, edit, git, targets_of
+
 import minivllm_tools as mv
 from conftest import BIN_DIR, make_project
-from test_affected import commit_all, edit, git, targets_of
 
 pytestmark = pytest.mark.flow
 

@@ -150,6 +150,7 @@ def estimate(steps: list[Step], history: History, *, device: str, arch_count: in
         known = history.steps.get(step.output)
         if step.is_object and cache and history.expected_hit(step.output, cache):
             hits += 1
+            timed += 1
             seconds = known.hit if known and known.hit is not None else HIT_SECONDS
             from_history += seconds
         elif known is not None and known.miss is not None:
