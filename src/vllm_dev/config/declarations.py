@@ -168,11 +168,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("cache_remote", "shared ccache storage: redis://host:port, http(s)://host/path or "
             "file:///dir; a URL with credentials stays out of files and logs",
             values.checked_text(validate_remote), env=("VLLM_DEV_CACHE_REMOTE",),
-            flag="--cache-remote", default_help="none, local cache only", steps=_COMPILE),
+            flag="--cache-remote", default_help="none, local cache only",
+            steps=_COMPILE | {"doctor"}),
     Setting("cache_remote_mode", "access to the shared cache (developers read, CI fills it)",
             values.text,
             env=("VLLM_DEV_CACHE_REMOTE_MODE",), flag="--cache-remote-mode",
-            default="read-only", choices=REMOTE_MODES, steps=_COMPILE),
+            default="read-only", choices=REMOTE_MODES, steps=_COMPILE | {"doctor"}),
     Setting("dist", "sccache-dist scheduler URL, to compile on the build farm; its token goes "
             "in VLLM_DEV_DIST_TOKEN or the file VLLM_DEV_DIST_TOKEN_FILE names, never in config",
             values.checked_text(_dist_url), env=("VLLM_DEV_DIST",), flag="--dist",

@@ -30,6 +30,7 @@ from vllm_dev.installs.components import check_components, components
 # The steps are imported where a stage runs: each command loads only the steps it runs (a
 # vllm-dev start is mostly imports; see bench/).
 if TYPE_CHECKING:
+    from vllm_dev.caching.remote_check import Probe
     from vllm_dev.reporting.recorder import Recorder
     from vllm_dev.steps.install import InstallReport
     from vllm_dev.steps.prime import PrimeResult
@@ -147,8 +148,13 @@ def _build(ws: Workspace, request: Request, timer: StageTimer) -> PipelineResult
 
     recorder = Recorder(ws, json_path=request.json_path, started_at=request.started_at)
     with recorder.phase("checks"):
+        probe = _remote_probe(ws)  # asks while the plan resolves (remote_check.py)
         plan = resolve_plan(ws)
         _preflight(plan, request)
+        if probe is not None:
+            origin = ws.settings.origin("cache_remote")
+            probe.warn(plan.say, check_command="vllm-dev doctor" + (
+                f" --cache-remote {probe.shown}" if origin == "--cache-remote" else ""))
     recorder.ws = plan  # the report describes the build as planned
     from vllm_dev.reporting.ninja_log import log_size
     from vllm_dev.steps.cost import remember_timings
@@ -174,6 +180,15 @@ def _build(ws: Workspace, request: Request, timer: StageTimer) -> PipelineResult
                     warm.close()  # unused (nothing to check, or a failure): never left running
         recorder.finish(exit_code=0)
         return result
+
+
+def _remote_probe(ws: Workspace) -> Probe | None:
+    """A look at the remote cache, started now (None without one, and in dry runs)."""
+    if not ws.settings.cache_remote or ws.dry:
+        return None
+    from vllm_dev.caching.remote_check import start_probe
+
+    return start_probe(ws.settings.cache_remote)
 
 
 def _full(plan: BuildDirPlan) -> BuildPlan:
