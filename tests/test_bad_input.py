@@ -190,3 +190,18 @@ def test_bad_input(checkout: Project, name: str, tmp_path: Path) -> None:
     finally:
         if row.builds:
             checkout.run("build")  # the next row starts from a built checkout again
+
+
+@pytest.mark.flow
+def test_setup_that_cannot_reach_the_index_says_so_with_the_offline_command(
+        checkout: Project) -> None:
+    """uv's own lines pass through; the last line says what could not be reached and how to set
+    up offline (an index on a closed port stands in for no network: no privileges needed)."""
+    done = checkout.run("setup", "--force", "--", "--index-url", "http://127.0.0.1:1/simple",
+                        check=False)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert done.stderr.splitlines()[-1] == (
+        "vllm-dev: setup could not reach 127.0.0.1:1 (Connection refused (os error 111)): "
+        "offline or behind a mirror, give VLLM_PRECOMPILED_WHEEL_LOCATION a local wheel and run "
+        "`vllm-dev setup -- --no-index --find-links DIR` (README: Offline / mirror)"), \
+        done.stderr

@@ -7,13 +7,15 @@ that define the install and the requirements, the interpreter, the precompiled-w
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from vllm_dev.checkout.state import ensure_state_dir, read_json, write_json
-from vllm_dev.errors import VllmDevError
+from vllm_dev.errors import CommandFailed, VllmDevError
 from vllm_dev.flow.workspace import Workspace
 
 PRECOMPILED_VARS = (
@@ -81,6 +83,41 @@ class SetupResult:
     requirements: Path
 
 
+# What uv (and vLLM's setup.py fetching its wheel with urllib) says when the network is not there.
+_NETWORK_RE = re.compile(r"dns error|failed to lookup address|name resolution|Name or service "
+                         r"not known|Network is unreachable|Could not connect|tcp connect error|"
+                         r"error sending request|Connection refused|timed out|Could not resolve",
+                         re.IGNORECASE)
+_URL_RE = re.compile(r"https?://([^/\s`'\"]+)")
+OFFLINE_COMMAND = "vllm-dev setup -- --no-index --find-links DIR"
+
+
+class NetworkWatch:
+    """Passes an installer's output through, line by line, and remembers what it could not reach:
+    a setup that fails for the network then says so in one line with the offline command."""
+
+    def __init__(self) -> None:
+        self.hosts: list[str] = []
+        self.reason = ""
+
+    def line(self, text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+        for host in _URL_RE.findall(text):
+            if host not in self.hosts:
+                self.hosts.append(host)
+        if _NETWORK_RE.search(text):  # the innermost cause is the last one uv prints
+            self.reason = text.strip().removeprefix("cause:").strip()[:120]
+
+    def explain(self, exc: CommandFailed) -> VllmDevError:
+        if not self.reason:
+            return exc
+        where = self.hosts[-1] if self.hosts else "the package index"
+        return VllmDevError(
+            f"setup could not reach {where} ({self.reason}): offline or behind a mirror, give "
+            f"VLLM_PRECOMPILED_WHEEL_LOCATION a local wheel and run `{OFFLINE_COMMAND}` (README: "
+            "Offline / mirror)")
+
+
 def find_uv() -> str:
     """uv from the ``uv`` package (a dependency of vllm-dev), else from PATH."""
     try:
@@ -143,8 +180,13 @@ def run_setup(ws: Workspace, *, force: bool = False,
     editable = editable_step(ws)
     for step in (editable, requirements_step(ws, requirements)):
         ws.say(f"setup: {step.message} into {python}")
-        ws.runner.run([uv, "pip", "install", "--python", python, *step.args,
-                       *installer_args(extra_args)], cwd=root, env=step.env or None)
+        watch = NetworkWatch()
+        try:
+            ws.runner.run([uv, "pip", "install", "--python", python, *step.args,
+                           *installer_args(extra_args)], cwd=root, env=step.env or None,
+                          stream=watch.line)
+        except CommandFailed as exc:
+            raise watch.explain(exc) from None
     if not ws.dry:
         ensure_state_dir(ws.checkout.state_dir)
         record[key["interpreter"]] = key
