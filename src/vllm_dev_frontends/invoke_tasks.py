@@ -8,16 +8,18 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from invoke import Argument, Collection, Context, Exit, Task, task
 
 from vllm_dev.config.declarations import SETTINGS, config_defaults, flags_from_options, for_steps
 from vllm_dev.config.settings import Settings
 from vllm_dev.errors import VllmDevError
-from vllm_dev.flow.workspace import Workspace
 from vllm_dev.process.interrupts import Terminated, sigterm_raises
 from vllm_dev.process.runner import SubprocessRunner
+
+if TYPE_CHECKING:  # imported where a task runs: `invoke --list` needs no more than invoke
+    from vllm_dev.flow.workspace import Workspace
 
 # The ``vllm_dev`` configuration section: every setting's default, so that `invoke.yaml` (key
 # vllm_dev) and INVOKE_VLLM_DEV_* variables can set it. Derived from the declarations.
@@ -116,6 +118,7 @@ def workspace(c: Context, **options: Any) -> Workspace:
                                 config=config)
     dry = bool(c.config.run.dry)
     from vllm_dev.caching import compiler_cache as cc
+    from vllm_dev.flow.workspace import Workspace
 
     cache = cc.config_from(settings)
     runner = SubprocessRunner(dry=dry, echo=_echo, secrets=cache.secrets,

@@ -11,8 +11,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from packaging.version import Version
-
 from vllm_dev.errors import VllmDevError
 
 _PROJECT_RE = re.compile(r"^\s*project\s*\(\s*vllm_extensions\b", re.IGNORECASE | re.MULTILINE)
@@ -45,6 +43,8 @@ class Checkout:
 
     def cmake_minimum(self) -> tuple[int, ...]:
         """The ``cmake_minimum_required`` version of the top-level CMakeLists.txt."""
+        from packaging.version import Version  # here: `invoke --list` needs no packaging
+
         text = (self.root / "CMakeLists.txt").read_text(errors="replace")
         match = _MINIMUM_RE.search(text)
         if not match:
