@@ -169,7 +169,8 @@ def _build(ws: Workspace, request: Request, timer: StageTimer) -> PipelineResult
             with farm_session(plan, recorder):  # no-op without --dist
                 result = _stages(plan, request, timer, recorder=recorder, warm=warm)
         except VllmDevError as exc:
-            recorder.finish_quietly(exit_code=exc.exit_code)
+            if not getattr(exc, "quiet", False):  # a "no" to the cost question: no report
+                recorder.finish_quietly(exit_code=exc.exit_code)
             raise
         except KeyboardInterrupt:  # no report then; the steps that finished still count
             remember_timings(plan, offset, None)

@@ -54,7 +54,9 @@ DEFAULT_MINUTES = 5.0
 
 
 class Declined(VllmDevError):
-    """The user answered no: nothing was compiled."""
+    """The user answered no: nothing was compiled (and no build report says "FAILED")."""
+
+    quiet = True
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,10 @@ def estimate_cost(plan: BuildPlan, targets: list[str] | None, *, reasons: Sequen
     # what the build runs: every target is ninja's `all` (steps/build.py)
     steps = planned_steps(ninja_of(plan.build_dir), plan.build_dir,
                           ["all"] if every else names)
+    if not steps:  # up to date (a no-op build): nothing to time, no history to read
+        return CostBlock(objects=0, steps=0, targets=names, every=every,
+                         estimate=Estimate(0, 0, 0, 0, plan.parallelism.jobs, 0.0, 0.0, 0.0),
+                         reasons=list(reasons), narrow=narrow)
     farm = plan.dist_plan is not None and plan.dist_plan.status.ok
     arches = plan.arch.archs
     history = history_for(plan)
