@@ -15,8 +15,9 @@ Each step's time, in this order:
 
 The wall time is the steps' summed time over the compile slots (the job count, no more than the
 usable CPUs unless a build farm compiles: then the farm's job count), never less than the
-longest step, plus the overhead this machine showed in past builds (``cmake --build`` and ninja
-starting, the tail of a build where fewer steps than slots are left). The range is narrow where
+critical path (the longest compile, then the longest link: a link waits for its objects), plus
+the overhead this machine showed in past builds (``cmake --build`` and ninja starting, the tail
+of a build where fewer steps than slots are left). The range is narrow where
 the history timed the steps and wide where the model did:
 
 =================================  =======  ==================================================
@@ -46,7 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vllm_dev.errors import VllmDevError
-from vllm_dev.reporting.history import History
+from vllm_dev.reporting.history import History, critical_path
 
 HIT_SECONDS = 0.1
 DEFAULT_OVERHEAD = 0.3
@@ -145,7 +146,7 @@ def estimate(steps: list[Step], history: History, *, device: str, arch_count: in
     slots = max(1, jobs if farm else min(jobs, cpus))
     timed = hits = 0
     from_history = from_model = 0.0
-    longest = 0.0
+    timings: list[tuple[bool, float]] = []
     for step in steps:
         known = history.steps.get(step.output)
         if step.is_object and cache and history.expected_hit(step.output, cache):
@@ -160,10 +161,10 @@ def estimate(steps: list[Step], history: History, *, device: str, arch_count: in
         else:
             seconds = model_seconds(step, device=device, arch_count=arch_count)
             from_model += seconds
-        longest = max(longest, seconds)
+        timings.append((step.is_object, seconds))
     overhead = _overhead(history, cpus=cpus, farm=farm)
     work = from_history + from_model
-    point = max(work / slots, longest) + overhead if steps else 0.0
+    point = max(work / slots, critical_path(timings)) + overhead if steps else 0.0
     share = from_history / work if work else 1.0
     low = point * (HISTORY_SPREAD[0] * share + MODEL_SPREAD[0] * (1 - share))
     high = point * (HISTORY_SPREAD[1] * share + MODEL_SPREAD[1] * (1 - share))
@@ -173,6 +174,6 @@ def estimate(steps: list[Step], history: History, *, device: str, arch_count: in
 
 def _overhead(history: History, *, cpus: int, farm: bool) -> float:
     """Seconds a compile phase took beyond its steps' time over its slots, in past builds."""
-    seen = [b.wall - b.work / max(1, b.jobs if farm else min(b.jobs, cpus))
+    seen = [b.wall - max(b.work / max(1, b.jobs if farm else min(b.jobs, cpus)), b.critical)
             for b in history.builds[-10:] if b.steps]
     return min(30.0, max(0.0, statistics.median(seen))) if seen else DEFAULT_OVERHEAD

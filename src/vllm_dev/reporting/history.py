@@ -25,8 +25,9 @@ report's before/after difference): with no hit every step was a miss; with ``h``
 shortest object steps are taken as the hits (a hit takes milliseconds, a miss seconds); with the
 count unknown (a build that failed or was stopped), only steps of a second or more count, as misses.
 
-Per build it keeps the compile phase's wall time, the steps' summed time and the job count: the
-estimate learns this machine's overhead and parallel efficiency from them. Hand-written JSON
+Per build it keeps the compile phase's wall time, the steps' summed time, its critical path (the
+longest compile and then the longest link) and the job count: the estimate learns this machine's
+overhead from them. Hand-written JSON
 (not sqlite): one small file per preset, read only when a build is big enough to estimate.
 """
 
@@ -53,6 +54,14 @@ def history_path(state_dir: Path, *, preset: str, device: str, arch: str | None)
     """The history file of one preset, device and arch list (``.vllm-dev/history/...``)."""
     key = f"{preset}-{device}-{arch or 'default'}"
     return state_dir / DIRECTORY / (re.sub(r"[^A-Za-z0-9_.+-]", "_", key) + ".json")
+
+
+def critical_path(steps: Iterable[tuple[bool, float]]) -> float:
+    """A lower bound of a build's wall time whatever its parallelism: its longest compile, then
+    its longest other step (a link waits for its objects). ``steps``: (is an object, seconds)."""
+    objects = [s for is_object, s in steps if is_object] or [0.0]
+    others = [s for is_object, s in steps if not is_object] or [0.0]
+    return max(objects) + max(others)
 
 
 def inputs_digest(paths: Iterable[str]) -> str:
@@ -84,6 +93,7 @@ class BuildTime:
     work: float
     jobs: int
     steps: int
+    critical: float = 0.0  # the longest compile plus the longest other step (its link)
 
 
 @dataclass
@@ -196,6 +206,7 @@ class History:
         if wall is not None:
             self.builds.append(BuildTime(round(wall, 3),
                                          round(sum(e.seconds for e in entries), 3), jobs,
-                                         len(entries)))
+                                         len(entries), round(critical_path(
+                                             [(e.is_object, e.seconds) for e in entries]), 3)))
             self.builds = self.builds[-BUILDS_KEPT:]
 
