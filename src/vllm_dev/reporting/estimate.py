@@ -18,7 +18,8 @@ usable CPUs unless a build farm compiles: then the farm's job count), never less
 critical path (the longest compile, then the longest link: a link waits for its objects), plus
 the overhead this machine showed in past builds (``cmake --build`` and ninja starting, the tail
 of a build where fewer steps than slots are left). The range is narrow where
-the history timed the steps and wide where the model did:
+the history timed the steps and wide where the model did, and half a second wider either way (a
+step of a second moves that much with the load of a shared machine):
 
 =================================  =======  ==================================================
 kind                               seconds  where from (one compile job, no cache)
@@ -57,6 +58,9 @@ EXTRA_ARCH_FACTOR = 0.6
 # for steps timed by the model.
 HISTORY_SPREAD = (0.8, 1.3)
 MODEL_SPREAD = (0.5, 2.0)
+# ... and half a second either way: a compile phase of a few seconds (one object and its link)
+# moves that much with the machine's load (fs_io_C's link: 0.57 to 1.2 s on the 2-core VM).
+ABSOLUTE_SPREAD = 0.5
 _STATUS = re.compile(r"^\[\d+/\d+\] (.+)$")
 
 
@@ -166,8 +170,9 @@ def estimate(steps: list[Step], history: History, *, device: str, arch_count: in
     work = from_history + from_model
     point = max(work / slots, critical_path(timings)) + overhead if steps else 0.0
     share = from_history / work if work else 1.0
-    low = point * (HISTORY_SPREAD[0] * share + MODEL_SPREAD[0] * (1 - share))
-    high = point * (HISTORY_SPREAD[1] * share + MODEL_SPREAD[1] * (1 - share))
+    margin = ABSOLUTE_SPREAD if steps else 0.0
+    low = max(0.0, point * (HISTORY_SPREAD[0] * share + MODEL_SPREAD[0] * (1 - share)) - margin)
+    high = point * (HISTORY_SPREAD[1] * share + MODEL_SPREAD[1] * (1 - share)) + margin
     return Estimate(steps=len(steps), objects=sum(s.is_object for s in steps), hits=hits,
                     timed=timed, slots=slots, seconds=point, low=low, high=high)
 
