@@ -103,17 +103,18 @@ def import_log(root: Path, env: dict[str, str], hits: int) -> int:
     from vllm_dev.flow.plan import resolve_plan
     from vllm_dev.flow.workspace import Workspace
     from vllm_dev.process.runner import SubprocessRunner
-    from vllm_dev.reporting.ninja_log import NINJA_LOG, latest_run, parse_ninja_log
+    from vllm_dev.reporting.ninja_log import NINJA_LOG, parse_ninja_log
     from vllm_dev.steps.cost import cache_identity, history_for
 
     settings = Settings.resolve(flags={"source": str(root)}, environ=env)
     plan = resolve_plan(Workspace(settings=settings, runner=SubprocessRunner(), environ=env,
                                   cwd=root))
-    entries = latest_run(parse_ninja_log((plan.build_dir / NINJA_LOG).read_text()))
-    wall = max(e.end_ms for e in entries) / 1000 - min(e.start_ms for e in entries) / 1000
+    last = {e.output: e for e in parse_ninja_log((plan.build_dir / NINJA_LOG).read_text())}
+    entries = list(last.values())  # every step's last run (a build may have taken several)
     history = history_for(plan)
+    # no build record (wall=None): the runs of a log are not one build's compile phase
     history.record(entries, hits=hits, cache=cache_identity(plan), deps=ninja_deps(plan.build_dir),
-                   build_dir=plan.build_dir, wall=wall, jobs=plan.parallelism.jobs)
+                   build_dir=plan.build_dir, wall=None, jobs=plan.parallelism.jobs)
     history.save()
     return len(entries)
 

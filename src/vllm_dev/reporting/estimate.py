@@ -24,16 +24,19 @@ step of a second moves that much with the load of a shared machine):
 =================================  =======  ==================================================
 kind                               seconds  where from (one compile job, no cache)
 =================================  =======  ==================================================
-CPU device, a dependency's C++     4.7      real vLLM 0.33.0 CPU tree, 2-core EPYC VM, 2 jobs:
-object (``_deps/``: oneDNN)                 mean of oneDNN's objects in a cold ``_C`` build
-                                            (bench/results/, 2026-11-30)
-CPU device, vLLM's own C++ object  16.0     the same build, vLLM's ``csrc/cpu`` objects
+CPU device, a dependency's C++     14.7     real vLLM 0.33.0 CPU tree, 2-core EPYC VM, 2 jobs,
+object (``_deps/``: oneDNN)                 a cold ``_C`` build (2026-12-03, load average 4 to 6:
+                                            other builds shared the cores): mean of oneDNN's 427
+                                            objects (median 9.6 s)
+CPU device, vLLM's own C++ object  82.5     the same build, vLLM's ``csrc/cpu`` objects (mean of
+                                            14; median 61 s, slowest 232 s)
 CUDA ``.cu`` object, one arch      60.6     H200, real vLLM 0.33.0, arch 9.0: 7,029
                                             compiler-seconds for 116 objects (testbeds README)
 each further CUDA arch             +60 %    vllm-build-facts.md: a job's time grows 1.6 to 2x
                                             with several arches; 0.6 per arch added
-CUDA build, C++ object             16.0     assumed as heavy as the CPU backend's objects
-link, archive or other step        2.0      the CPU ``_C`` build above (links of ``_C``)
+CUDA build, C++ object             16.0     assumed, not measured (host code and bindings)
+link, archive or other step        2.0      assumed (the links of the one-file targets above take
+                                            0.6 to 1.2 s; ``_C``'s more)
 =================================  =======  ==================================================
 """
 
@@ -52,7 +55,7 @@ from vllm_dev.reporting.history import History, critical_path
 
 HIT_SECONDS = 0.1
 DEFAULT_OVERHEAD = 0.3
-MODEL_SECONDS = {"cpu-dep": 4.7, "cpu-own": 16.0, "cu": 60.6, "cuda-cpp": 16.0, "other": 2.0}
+MODEL_SECONDS = {"cpu-dep": 14.7, "cpu-own": 82.5, "cu": 60.6, "cuda-cpp": 16.0, "other": 2.0}
 EXTRA_ARCH_FACTOR = 0.6
 # The range around the point estimate: (low, high) factors for steps timed from the history and
 # for steps timed by the model.
