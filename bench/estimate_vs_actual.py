@@ -16,6 +16,11 @@ For each ``--target T``, in one checkout (a fresh clone of the real-vLLM tier's 
 3. ``warm``: ``vllm-dev clean`` again, the cache of step 2 kept: the estimate now expects
    compiler-cache hits; then the build.
 
+With ``--objects N`` a case times N of the target's objects (chosen at random among those the
+history timed) instead of the whole target: the estimate of building those outputs, then
+``cmake --build --preset P --target <outputs>`` (the compile command vllm-dev runs), its wall
+time the actual. For ``_C`` on 2 cores, where a cold build takes well over an hour.
+
 It prints a table (estimate low / point / high, actual, inside the range or not) and writes JSON.
 Not a test: the figures depend on the machine and its load (recorded at each step).
 
@@ -73,9 +78,11 @@ def run(argv: list[str], *, cwd: Path, env: dict[str, str]) -> subprocess.Comple
     return done
 
 
-def estimate(root: Path, env: dict[str, str], target: str) -> tuple[object, float]:
-    """The cost block's estimate for ``--target target``, from the plan a build would resolve
-    (in this process, with the build's environment)."""
+def estimate(root: Path, env: dict[str, str], targets: list[str]
+             ) -> tuple[object, object, float]:
+    """The cost block's estimate for building ``targets`` (targets, or ninja outputs), from the
+    plan a build would resolve (in this process, with the build's environment): (block, plan,
+    seconds the estimate took)."""
     from vllm_dev.config.settings import Settings
     from vllm_dev.flow.plan import resolve_plan
     from vllm_dev.flow.workspace import Workspace
@@ -89,11 +96,38 @@ def estimate(root: Path, env: dict[str, str], target: str) -> tuple[object, floa
     os.environ.update(env)  # CCACHE_DIR and the rest, as the build sees them
     try:
         ws = Workspace(settings=settings, runner=SubprocessRunner(), environ=env, cwd=root)
-        block = estimate_cost(resolve_plan(ws), [target])
+        plan = resolve_plan(ws)
+        block = estimate_cost(plan, targets)
     finally:
         os.environ.clear()
         os.environ.update(saved)
-    return block, time.monotonic() - started
+    return block, plan, time.monotonic() - started
+
+
+def sample_objects(plan: object, target: str, count: int, seed: int) -> list[str]:
+    """``count`` of ``target``'s objects that the history timed, chosen at random (``seed``)."""
+    import random
+
+    from vllm_dev.checkout.affected import ninja_of
+    from vllm_dev.steps.cost import history_for
+
+    build_dir = plan.build_dir  # type: ignore[attr-defined]
+    listed = subprocess.run([ninja_of(build_dir), "-C", str(build_dir), "-t", "inputs", target],
+                            capture_output=True, text=True, check=True).stdout.split()
+    timed = history_for(plan).steps  # type: ignore[arg-type]
+    objects = sorted(o for o in listed if o.endswith(".o") and o in timed
+                     and timed[o].miss is not None)
+    return sorted(random.Random(seed).sample(objects, min(count, len(objects))))
+
+
+def build_objects(plan: object, env: dict[str, str], objects: list[str], root: Path) -> float:
+    """Wall seconds of ``cmake --build --preset P --target <objects>`` (vllm-dev's compile
+    command, for outputs instead of targets)."""
+    argv = [str(plan.cmake.path), "--build", "--preset", plan.preset,  # type: ignore[attr-defined]
+            "--target", *objects, "--parallel", str(plan.parallelism.jobs)]  # type: ignore
+    started = time.monotonic()
+    run(argv, cwd=root, env=env)
+    return time.monotonic() - started
 
 
 def import_log(root: Path, env: dict[str, str], hits: int) -> int:
@@ -138,6 +172,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reuse-history", action="store_true")
     parser.add_argument("--import-log", action="store_true")
     parser.add_argument("--import-hits", type=int, default=0)
+    parser.add_argument("--objects", type=int, default=0, metavar="N",
+                        help="time N of the target's objects (the history timed them), chosen "
+                             "at random, instead of the whole target (`cmake --build --target "
+                             "<objects>`): a cold _C takes an hour and more on 2 cores")
+    parser.add_argument("--seed", type=int, default=20)
+    parser.add_argument("--cache", type=Path, help="the compiler cache of the cases (default: a "
+                        "new empty one per target; e.g. a full one for a warm case alone)")
     parser.add_argument("--work", type=Path)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
@@ -169,16 +210,24 @@ def main(argv: list[str] | None = None) -> int:
             run([vllm_dev, "clean"], cwd=root, env=env)
             seconds, _ = build(root, env, target, work)
             print(f"bench: {target}: history build {seconds:.1f} s", file=sys.stderr)
-        cold = work / f"ccache-{target}-cold"
+        cold = args.cache or work / f"ccache-{target}-cold"
         for case in cases:
             env = clean_env({**base, "CCACHE_DIR": str(cold)})
             run([vllm_dev, "clean"], cwd=root, env=env)
             run([vllm_dev, "prime"], cwd=root, env=env)
-            block, took = estimate(root, env, target)
+            objects: list[str] = []
+            if args.objects:  # a sample of the target's objects instead of the whole target
+                _, plan, _ = estimate(root, env, [target])
+                objects = sample_objects(plan, target, args.objects, args.seed)
+            block, plan, took = estimate(root, env, objects or [target])
             est = block.estimate  # type: ignore[attr-defined]
             load = os.getloadavg()[0]
-            actual, compiled = build(root, env, target, work)
-            row = Row(target, case, est.objects, est.hits, est.timed, round(est.low, 2),
+            if objects:
+                actual, compiled = build_objects(plan, env, objects, root), len(objects)
+            else:
+                actual, compiled = build(root, env, target, work)
+            row = Row(target + (f" ({len(objects)} objects)" if objects else ""), case,
+                      est.objects, est.hits, est.timed, round(est.low, 2),
                       round(est.seconds, 2), round(est.high, 2), round(actual, 2), compiled,
                       round(load, 2), round(os.getloadavg()[0], 2), round(took, 3))
             rows.append(row)
