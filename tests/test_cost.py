@@ -123,7 +123,7 @@ def test_estimate_from_history_model_and_hits(tmp_path: Path) -> None:
     unknown = [Step(f"_deps/x/{i}.cpp.o", True) for i in range(10)]
     model = estimate(unknown, history, device="cpu", arch_count=1, jobs=2, cpus=2, farm=False,
                      cache="")
-    assert model.timed == 0 and model.high == pytest.approx(model.seconds * 2.0 + 0.5)
+    assert model.timed == 0 and model.high == pytest.approx(model.seconds * 1.6 + 0.5)
     assert model_seconds(Step("k.cu.o", True), device="cuda", arch_count=3) == \
         pytest.approx(model_seconds(Step("k.cu.o", True), device="cuda", arch_count=1) * 2.2)
 
