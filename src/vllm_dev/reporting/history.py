@@ -15,7 +15,9 @@ Per step (a ninja output, relative to the build dir) it keeps:
   object whose inputs still have those identities, compiled through the same cache directory,
   is an expected cache hit (ccache's depend mode hashes exactly the source and those files).
   A file touched without a change makes the estimate say "miss" where ccache hits: the estimate
-  errs on the long side, never the short one.
+  errs on the long side, never the short one. Files inside the build dir (headers configure
+  generates, rewritten with the same bytes by the configure after every ``clean``) count by their
+  content instead.
 
 The build dir's own ``.ninja_log`` fills in what the history lacks (:meth:`History.fill_from_log`):
 objects built there before the history existed, or by a plain ``cmake --build``.
@@ -64,13 +66,21 @@ def critical_path(steps: Iterable[tuple[bool, float]]) -> float:
     return max(objects) + max(others)
 
 
-def inputs_digest(paths: Iterable[str]) -> str:
-    """The identities (mtime, size) of ``paths`` as one short digest; a missing file counts."""
+def inputs_digest(paths: Iterable[str], *, generated: str = "") -> str:
+    """The identities (mtime, size) of ``paths`` as one short digest; a missing file counts.
+    Files under ``generated`` (the build dir: headers configure writes again, same bytes, new
+    mtime, after every ``clean``) count by their content instead."""
     digest = hashlib.sha1(usedforsecurity=False)
+    prefix = generated.rstrip("/") + "/" if generated else None
     for path in paths:
         try:
-            st = os.stat(path)
-            digest.update(f"{path}\0{st.st_mtime_ns}\0{st.st_size}\n".encode())
+            if prefix and path.startswith(prefix):
+                with open(path, "rb") as handle:
+                    mark = hashlib.sha1(handle.read(), usedforsecurity=False).hexdigest()
+            else:
+                st = os.stat(path)
+                mark = f"{st.st_mtime_ns}\0{st.st_size}"
+            digest.update(f"{path}\0{mark}\n".encode())
         except OSError:
             digest.update(f"{path}\0-\n".encode())
     return digest.hexdigest()[:16]
@@ -99,6 +109,7 @@ class BuildTime:
 @dataclass
 class History:
     path: Path
+    build_dir: str = ""  # where the steps ran: its own (generated) inputs count by content
     paths: list[str] = field(default_factory=list)
     steps: dict[str, StepTime] = field(default_factory=dict)
     builds: list[BuildTime] = field(default_factory=list)
@@ -117,6 +128,7 @@ class History:
             return history
         try:
             history.paths = [str(p) for p in data.get("paths", [])]
+            history.build_dir = str(data.get("build_dir") or "")
             for output, entry in dict(data.get("steps", {})).items():
                 miss, hit, digest, cache, inputs = entry
                 history.steps[str(output)] = StepTime(miss, hit, list(inputs), str(digest),
@@ -132,7 +144,7 @@ class History:
         used = sorted({i for s in self.steps.values() for i in s.inputs})
         renumber = {old: new for new, old in enumerate(used)}
         write_json(self.path, {
-            "kind": KIND, "version": VERSION,
+            "kind": KIND, "version": VERSION, "build_dir": self.build_dir,
             "paths": [self.paths[i] for i in used],
             "steps": {o: [s.miss, s.hit, s.digest, s.cache, [renumber[i] for i in s.inputs]]
                       for o, s in sorted(self.steps.items())},
@@ -149,7 +161,7 @@ class History:
         step = self.steps.get(output)
         if step is None or not cache or step.cache != cache or not step.inputs:
             return False
-        return inputs_digest(self.inputs_of(output)) == step.digest
+        return inputs_digest(self.inputs_of(output), generated=self.build_dir) == step.digest
 
     def fill_from_log(self, build_dir: Path) -> None:
         """Steps the build dir's own ``.ninja_log`` timed and this history has no compile time
@@ -184,6 +196,10 @@ class History:
         hit_outputs: set[str] = set()
         if cache and hits:
             hit_outputs = {e.output for e in objects[:hits]}
+        if str(build_dir) != self.build_dir:  # another binaryDir: the digests are its own
+            self.build_dir = str(build_dir)
+            for step in self.steps.values():
+                step.digest = ""
         index = {p: i for i, p in enumerate(self.paths)}
         for entry in entries:
             step = self.steps.setdefault(entry.output, StepTime())
@@ -202,7 +218,7 @@ class History:
                             index[path] = len(self.paths)
                             self.paths.append(path)
                     step.inputs = [index[p] for p in inputs]
-                    step.digest = inputs_digest(inputs)
+                    step.digest = inputs_digest(inputs, generated=self.build_dir)
         if wall is not None:
             self.builds.append(BuildTime(round(wall, 3),
                                          round(sum(e.seconds for e in entries), 3), jobs,
