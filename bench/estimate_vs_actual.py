@@ -172,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reuse-history", action="store_true")
     parser.add_argument("--import-log", action="store_true")
     parser.add_argument("--import-hits", type=int, default=0)
+    parser.add_argument("--import-cache", type=Path, help="the compiler cache the imported "
+                        "log's build went through (its objects are expected hits there)")
     parser.add_argument("--objects", type=int, default=0, metavar="N",
                         help="time N of the target's objects (the history timed them), chosen "
                              "at random, instead of the whole target (`cmake --build --target "
@@ -204,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
         cache = work / f"ccache-{target}-history"
         env = clean_env({**base, "CCACHE_DIR": str(cache)})
         if args.import_log:
-            print(f"bench: {target}: {import_log(root, env, args.import_hits)} steps of the "
+            logged = clean_env({**base, "CCACHE_DIR": str(args.import_cache or cache)})
+            print(f"bench: {target}: {import_log(root, logged, args.import_hits)} steps of the "
                   ".ninja_log into the history", file=sys.stderr)
         elif not args.reuse_history:
             run([vllm_dev, "clean"], cwd=root, env=env)
