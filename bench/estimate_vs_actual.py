@@ -179,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
                              "at random, instead of the whole target (`cmake --build --target "
                              "<objects>`): a cold _C takes an hour and more on 2 cores")
     parser.add_argument("--seed", type=int, default=20)
+    parser.add_argument("--history-objects", action="store_true",
+                        help="with --objects: the history step builds the sample (cold, "
+                             "`cmake --build`) and takes its steps into the history")
     parser.add_argument("--cache", type=Path, help="the compiler cache of the cases (default: a "
                         "new empty one per target; e.g. a full one for a warm case alone)")
     parser.add_argument("--work", type=Path)
@@ -205,7 +208,16 @@ def main(argv: list[str] | None = None) -> int:
     for target in args.target:
         cache = work / f"ccache-{target}-history"
         env = clean_env({**base, "CCACHE_DIR": str(cache)})
-        if args.import_log:
+        if args.objects and args.history_objects:  # the sample's own history, made now
+            env = clean_env({**base, "CCACHE_DIR": str(cache)})
+            run([vllm_dev, "clean"], cwd=root, env=env)
+            run([vllm_dev, "prime"], cwd=root, env=env)
+            _, plan, _ = estimate(root, env, [target])
+            sample = sample_objects(plan, target, args.objects, args.seed)
+            seconds = build_objects(plan, env, sample, root)
+            print(f"bench: {target}: history build of {len(sample)} objects {seconds:.1f} s; "
+                  f"{import_log(root, env, 0)} steps into the history", file=sys.stderr)
+        elif args.import_log:
             logged = clean_env({**base, "CCACHE_DIR": str(args.import_cache or cache)})
             print(f"bench: {target}: {import_log(root, logged, args.import_hits)} steps of the "
                   ".ninja_log into the history", file=sys.stderr)

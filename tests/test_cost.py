@@ -236,3 +236,19 @@ def test_a_terminal_is_asked(unknown_w: Project) -> None:
     p.env["CI"] = "1"
     code, err = _in_a_terminal(p, "build", "--confirm-minutes", "0.0001", answer=b"n\n")
     assert code == 0 and "this build compiles" in err and "[y/N]" not in err, err
+
+
+@pytest.mark.unit
+def test_overhead_of_a_long_build_grows_with_the_build_not_a_short_one(tmp_path: Path) -> None:
+    """A 25-minute build's 30-second tail is a fraction of it, not a fixed cost: a one-object
+    build after it is not estimated 30 seconds longer."""
+    from vllm_dev.reporting.history import BuildTime
+
+    history = History(tmp_path / "h.json")
+    history.steps["a.o"] = StepTime(miss=2.0)
+    history.steps["a.so"] = StepTime(miss=1.0)
+    history.builds = [BuildTime(wall=1537.7, work=3012.5, jobs=2, steps=38, critical=808.8),
+                      BuildTime(wall=3.2, work=3.0, jobs=2, steps=2, critical=3.0)]
+    small = estimate([Step("a.o", True), Step("a.so", False)], history, device="cpu",
+                     arch_count=1, jobs=2, cpus=2, farm=False, cache="")
+    assert small.seconds == pytest.approx(3.0 * (1 + 31.45 / 1506.25) + 0.2, rel=1e-3)

@@ -55,6 +55,7 @@ from vllm_dev.reporting.history import History, critical_path
 
 HIT_SECONDS = 0.1
 DEFAULT_OVERHEAD = 0.3
+LARGE_BUILD_SECONDS = 60.0  # past builds longer than this teach the overhead as a fraction
 MODEL_SECONDS = {"cpu-dep": 14.7, "cpu-own": 82.5, "cu": 60.6, "cuda-cpp": 16.0, "other": 2.0}
 EXTRA_ARCH_FACTOR = 0.6
 # The range around the point estimate: (low, high) factors for steps timed from the history and
@@ -172,9 +173,9 @@ def estimate(steps: list[Step], history: History, *, device: str, arch_count: in
             seconds = model_seconds(step, device=device, arch_count=arch_count)
             from_model += seconds
         timings.append((step.is_object, seconds))
-    overhead = _overhead(history, cpus=cpus, farm=farm)
+    fixed, share = _overhead(history, cpus=cpus, farm=farm)
     work = from_history + from_model
-    point = max(work / slots, critical_path(timings)) + overhead if steps else 0.0
+    point = max(work / slots, critical_path(timings)) * (1 + share) + fixed if steps else 0.0
     share = from_history / work if work else 1.0
     margin = ABSOLUTE_SPREAD if steps else 0.0
     low = max(0.0, point * (HISTORY_SPREAD[0] * share + MODEL_SPREAD[0] * (1 - share)) - margin)
@@ -183,8 +184,21 @@ def estimate(steps: list[Step], history: History, *, device: str, arch_count: in
                     timed=timed, slots=slots, seconds=point, low=low, high=high)
 
 
-def _overhead(history: History, *, cpus: int, farm: bool) -> float:
-    """Seconds a compile phase took beyond its steps' time over its slots, in past builds."""
-    seen = [b.wall - max(b.work / max(1, b.jobs if farm else min(b.jobs, cpus)), b.critical)
-            for b in history.builds[-10:] if b.steps]
-    return min(30.0, max(0.0, statistics.median(seen))) if seen else DEFAULT_OVERHEAD
+def _overhead(history: History, *, cpus: int, farm: bool) -> tuple[float, float]:
+    """What past compile phases took beyond their steps' time over their slots (or their
+    critical path): (seconds, fraction). A build of seconds shows the fixed part (``cmake
+    --build`` and ninja starting, the install target's check); a build of minutes the part that
+    grows with it (the tail where fewer steps than slots are left): a 30-second excess of a
+    25-minute build is no reason to add 30 seconds to a build of one object."""
+    fixed: list[float] = []
+    share: list[float] = []
+    for b in history.builds[-10:]:
+        if not b.steps:
+            continue
+        base = max(b.work / max(1, b.jobs if farm else min(b.jobs, cpus)), b.critical)
+        if b.wall < LARGE_BUILD_SECONDS:
+            fixed.append(b.wall - base)
+        elif base > 0:
+            share.append((b.wall - base) / base)
+    return (min(30.0, max(0.0, statistics.median(fixed))) if fixed else DEFAULT_OVERHEAD,
+            min(0.5, max(0.0, statistics.median(share))) if share else 0.0)
