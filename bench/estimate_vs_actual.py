@@ -227,7 +227,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bench: {target}: history build {seconds:.1f} s", file=sys.stderr)
         cold = args.cache or work / f"ccache-{target}-cold"
         for case in cases:
-            env = clean_env({**base, "CCACHE_DIR": str(cold)})
+            # warm after --history-objects: the history's cache (the cold case's builds are not
+            # vllm-dev builds, so the history does not know they filled theirs)
+            warm_cache = cache if (case == "warm" and args.history_objects) else cold
+            env = clean_env({**base, "CCACHE_DIR": str(warm_cache)})
             run([vllm_dev, "clean"], cwd=root, env=env)
             run([vllm_dev, "prime"], cwd=root, env=env)
             objects: list[str] = []
