@@ -74,7 +74,7 @@ def _entry(output: str, seconds: float) -> NinjaEntry:
 def test_history_takes_the_shortest_steps_as_the_hits(tmp_path: Path) -> None:
     header = tmp_path / "a.h"
     header.write_text("x")
-    history = History(tmp_path / "h.json")
+    history = History(tmp_path / ".vllm-dev" / "history" / "h.json")  # the checkout: tmp_path
     entries = [_entry("a.o", 30.0), _entry("b.o", 0.05), _entry("lib.so", 2.0)]
     deps = {str(tmp_path / "build" / "a.o"): [str(header)]}
     history.record(entries, hits=1, cache="ccache:/c", deps=deps, build_dir=tmp_path / "build",
@@ -83,14 +83,16 @@ def test_history_takes_the_shortest_steps_as_the_hits(tmp_path: Path) -> None:
     assert history.steps["b.o"].hit == 0.05 and history.steps["b.o"].miss is None
     assert history.steps["lib.so"].miss == 2.0  # a link is never a cache hit
     history.save()
-    again = History.load(tmp_path / "h.json")
+    again = History.load(tmp_path / ".vllm-dev" / "history" / "h.json")
     assert again.inputs_of("a.o") == [str(header)] and again.builds[0].jobs == 2
     # a hit is expected while the files it read are as they were, through the same cache
     assert again.expected_hit("a.o", "ccache:/c")
     assert not again.expected_hit("a.o", "ccache:/elsewhere")
-    os.utime(header, ns=(1, 1))
-    assert not again.expected_hit("a.o", "ccache:/c")
-    assert inputs_digest([str(header)]) != again.steps["a.o"].digest
+    os.utime(header, ns=(1, 1))  # the checkout's files count by content: touched, still a hit
+    assert History.load(again.path).expected_hit("a.o", "ccache:/c")
+    header.write_text("y")
+    assert not History.load(again.path).expected_hit("a.o", "ccache:/c")
+    assert inputs_digest([str(header)], by_content=str(tmp_path)) != again.steps["a.o"].digest
 
 
 @pytest.mark.unit

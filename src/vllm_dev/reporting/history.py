@@ -14,10 +14,11 @@ Per step (a ninja output, relative to the build dir) it keeps:
   indexes into one shared path table, and ``digest``: their identities (mtime, size) then. An
   object whose inputs still have those identities, compiled through the same cache directory,
   is an expected cache hit (ccache's depend mode hashes exactly the source and those files).
-  A file touched without a change makes the estimate say "miss" where ccache hits: the estimate
-  errs on the long side, never the short one. Files inside the build dir (headers configure
-  generates, rewritten with the same bytes by the configure after every ``clean``) count by their
-  content instead.
+  The checkout's own files count by content (a configure writes its generated headers again,
+  same bytes, new mtime, after every ``clean``: in ``csrc/`` too, e.g. vLLM's
+  ``cpu_attn_dispatch_generated.h``); files outside it (torch's, the system's) by mtime and
+  size: one touched without a change makes the estimate say "miss" where ccache hits, so the
+  estimate errs on the long side, never the short one.
 
 The build dir's own ``.ninja_log`` fills in what the history lacks (:meth:`History.fill_from_log`):
 objects built there before the history existed, or by a plain ``cmake --build``.
@@ -66,23 +67,29 @@ def critical_path(steps: Iterable[tuple[bool, float]]) -> float:
     return max(objects) + max(others)
 
 
-def inputs_digest(paths: Iterable[str], *, generated: str = "") -> str:
-    """The identities (mtime, size) of ``paths`` as one short digest; a missing file counts.
-    Files under ``generated`` (the build dir: headers configure writes again, same bytes, new
-    mtime, after every ``clean``) count by their content instead."""
+def inputs_digest(paths: Iterable[str], *, by_content: str = "",
+                  marks: dict[str, str] | None = None) -> str:
+    """What ``paths`` are now, as one short digest; a missing file counts. Files under
+    ``by_content`` (the checkout: its headers, and those its configure generates into the source
+    tree and the build dir, written again with the same bytes after every ``clean``) count by
+    their content, the others (torch's, the system's) by mtime and size. ``marks`` remembers
+    each file's mark across calls (one estimate reads a header once, however many units use it)."""
     digest = hashlib.sha1(usedforsecurity=False)
-    prefix = generated.rstrip("/") + "/" if generated else None
+    prefix = by_content.rstrip("/") + "/" if by_content else None
+    marks = {} if marks is None else marks
     for path in paths:
-        try:
-            if prefix and path.startswith(prefix):
-                with open(path, "rb") as handle:
-                    mark = hashlib.sha1(handle.read(), usedforsecurity=False).hexdigest()
-            else:
-                st = os.stat(path)
-                mark = f"{st.st_mtime_ns}\0{st.st_size}"
-            digest.update(f"{path}\0{mark}\n".encode())
-        except OSError:
-            digest.update(f"{path}\0-\n".encode())
+        if path not in marks:
+            try:
+                if prefix and path.startswith(prefix):
+                    with open(path, "rb") as handle:
+                        marks[path] = hashlib.sha1(handle.read(),
+                                                   usedforsecurity=False).hexdigest()
+                else:
+                    st = os.stat(path)
+                    marks[path] = f"{st.st_mtime_ns}\0{st.st_size}"
+            except OSError:
+                marks[path] = "-"
+        digest.update(f"{path}\0{marks[path]}\n".encode())
     return digest.hexdigest()[:16]
 
 
@@ -109,10 +116,21 @@ class BuildTime:
 @dataclass
 class History:
     path: Path
-    build_dir: str = ""  # where the steps ran: its own (generated) inputs count by content
+    build_dir: str = ""  # where the steps ran
     paths: list[str] = field(default_factory=list)
     steps: dict[str, StepTime] = field(default_factory=dict)
     builds: list[BuildTime] = field(default_factory=list)
+    _marks: dict[str, str] = field(default_factory=dict, repr=False)
+
+    @property
+    def checkout(self) -> str:
+        """The checkout the history belongs to (``<checkout>/.vllm-dev/history/<file>``): its
+        files count by content in the digests."""
+        parents = self.path.parents
+        return str(parents[2]) if len(parents) > 2 else ""
+
+    def digest(self, inputs: list[str]) -> str:
+        return inputs_digest(inputs, by_content=self.checkout, marks=self._marks)
 
     @classmethod
     def load(cls, path: Path) -> History:
@@ -161,7 +179,7 @@ class History:
         step = self.steps.get(output)
         if step is None or not cache or step.cache != cache or not step.inputs:
             return False
-        return inputs_digest(self.inputs_of(output), generated=self.build_dir) == step.digest
+        return self.digest(self.inputs_of(output)) == step.digest
 
     def fill_from_log(self, build_dir: Path) -> None:
         """Steps the build dir's own ``.ninja_log`` timed and this history has no compile time
@@ -192,6 +210,7 @@ class History:
         miss or a hit unless the cache is off); ``deps``: absolute output -> its inputs."""
         if not entries:
             return
+        self._marks.clear()  # the build may have written files an estimate read before
         objects = sorted((e for e in entries if e.is_object), key=lambda e: e.seconds)
         hit_outputs: set[str] = set()
         if cache and hits:
@@ -218,7 +237,7 @@ class History:
                             index[path] = len(self.paths)
                             self.paths.append(path)
                     step.inputs = [index[p] for p in inputs]
-                    step.digest = inputs_digest(inputs, generated=self.build_dir)
+                    step.digest = self.digest(inputs)
         if wall is not None:
             self.builds.append(BuildTime(round(wall, 3),
                                          round(sum(e.seconds for e in entries), 3), jobs,
