@@ -18,6 +18,7 @@ import hashlib
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -153,7 +154,11 @@ def _run_removing_build_dir(project: Project, args: tuple[str, ...], env: dict[s
     log = tmp / "slow.log"
     bg = ft.spawn(project, *args, env={**env, "VD_LOG": str(log)})
     ft.wait_for(lambda: log.is_file() and "start" in log.read_text(), what="the slow step")
-    shutil.rmtree(project.build_dir)
+    for _ in range(100):  # the build writes and removes files meanwhile: remove until gone
+        shutil.rmtree(project.build_dir, ignore_errors=True)
+        if not project.build_dir.exists():
+            break
+        time.sleep(0.02)
     code, out, err = bg.finish()
     return subprocess.CompletedProcess(bg.proc.args, code, out, err)
 
