@@ -282,10 +282,11 @@ def _identity(path: str) -> list[int] | None:
     return [st.st_mtime_ns, st.st_size]
 
 
-def ninja_deps(build_dir: Path) -> dict[str, list[str]]:
-    """Dependencies ninja recorded when it last compiled each object (VALID records only)."""
+def ninja_deps(build_dir: Path, outputs: Iterable[str] = ()) -> dict[str, list[str]]:
+    """Dependencies ninja recorded when it last compiled each object (VALID records only); of
+    ``outputs`` alone when given (a whole vLLM tree's log is millions of lines)."""
     try:
-        text = _ninja(ninja_of(build_dir), build_dir, "-t", "deps")
+        text = _ninja(ninja_of(build_dir), build_dir, "-t", "deps", *outputs)
     except VllmDevError:
         return {}
     found: dict[str, list[str]] = {}

@@ -157,17 +157,22 @@ class History:
         return history
 
     def save(self) -> None:
-        from vllm_dev.checkout.state import write_json
+        """Compact JSON (a whole vLLM tree's history holds millions of input indexes: indented,
+        writing it took 0.14 s of every build that compiled something; compact, a third)."""
+        import json
+
+        from vllm_dev.process.files import atomic_write_bytes
 
         used = sorted({i for s in self.steps.values() for i in s.inputs})
         renumber = {old: new for new, old in enumerate(used)}
-        write_json(self.path, {
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(self.path, json.dumps({
             "kind": KIND, "version": VERSION, "build_dir": self.build_dir,
             "paths": [self.paths[i] for i in used],
             "steps": {o: [s.miss, s.hit, s.digest, s.cache, [renumber[i] for i in s.inputs]]
                       for o, s in sorted(self.steps.items())},
             "builds": [vars(b) for b in self.builds[-BUILDS_KEPT:]],
-        })
+        }, separators=(",", ":")).encode())
 
     def inputs_of(self, output: str) -> list[str]:
         step = self.steps.get(output)

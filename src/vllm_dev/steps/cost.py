@@ -234,7 +234,9 @@ def remember_timings(plan: BuildPlan, offset: int | None, report: BuildReport | 
             hits = 0
         elif report is not None and report.cache is not None:
             hits = report.cache.hits
-        history.record(entries, hits=hits, cache=cache, deps=ninja_deps(plan.build_dir),
+        objects = [e.output for e in entries if e.is_object]
+        deps = ninja_deps(plan.build_dir, objects) if objects else {}
+        history.record(entries, hits=hits, cache=cache, deps=deps,
                        build_dir=plan.build_dir, wall=wall, jobs=plan.parallelism.jobs)
         history.save()
     except (OSError, VllmDevError) as exc:
