@@ -148,8 +148,14 @@ def test_unsupported_gpu_or_arch_is_an_error() -> None:
 
 @pytest.mark.unit
 def test_cpu_device_sets_no_arch() -> None:
-    sel = select_arches("9.0", origin="--arch", device="cpu", gpus=None, supported=None)
+    """An arch list from the environment (an image's TORCH_CUDA_ARCH_LIST) is ignored on a CPU
+    build, as vLLM does; one given as --arch is a mistake, said in one line."""
+    sel = select_arches("9.0", origin="TORCH_CUDA_ARCH_LIST", device="cpu", gpus=None,
+                        supported=None)
     assert sel.archs is None
+    with pytest.raises(VllmDevError, match=r"^--arch 9.0 is a CUDA arch list, and this is a "
+                                           r"cpu build.*drop --arch"):
+        select_arches("9.0", origin="--arch", device="cpu", gpus=None, supported=None)
 
 
 def _arch_env(project: Project) -> str | None:

@@ -267,3 +267,35 @@ def test_clangd_checks_a_cuda_file(cuda_project: Project) -> None:
     mine.write_text("CompileFlags:\n  Add: [-DMINE]\n")
     cuda_project.run("prime", "--reconfigure")
     assert mine.read_text() == "CompileFlags:\n  Add: [-DMINE]\n"
+
+
+def test_root_files_are_excluded_from_git_never_gitignored(project: Project,
+                                                           tmp_path: Path) -> None:
+    """CMakeUserPresets.json and the compile_commands.json link go into the exclude file git
+    names (`git rev-parse --git-path info/exclude`), so `git status` stays clean; the tracked
+    .gitignore is never touched. In a worktree the file is the repository's shared one."""
+    from test_affected import commit_all, git
+
+    root = project.root
+    (root / ".gitignore").write_text(".venv/\ncmake-build-*/\n*.so\n*.egg-info/\n")
+    git(root, "init", "-q", "-b", "main")
+    commit_all(root, "W")
+    ignore = (root / ".gitignore").read_bytes()
+    project.run("build")
+    assert (root / "compile_commands.json").is_symlink()
+    status = git(root, "status", "--porcelain", "--untracked-files=all")
+    assert status == "", status
+    assert (root / ".gitignore").read_bytes() == ignore
+    exclude = (root / ".git" / "info" / "exclude").read_text().splitlines()
+    assert {"/CMakeUserPresets.json", "/compile_commands.json", "/.clangd"} <= set(exclude)
+    project.run("build", "--preset", "debug")  # a new link target: nothing added twice
+    assert (root / ".git" / "info" / "exclude").read_text().splitlines() == exclude
+    # a worktree of the checkout: its git names the shared exclude file
+    tree = tmp_path / "wt"
+    git(root, "worktree", "add", "-q", str(tree))
+    (root / ".git" / "info" / "exclude").write_text("")
+    worktree = Project(root=tree, python=project.python,
+                       env={**project.env, "VLLM_DEV_PYTHON": str(project.python)})
+    worktree.run("prime")
+    assert git(tree, "status", "--porcelain", "--untracked-files=all") == ""
+    assert "/compile_commands.json" in (root / ".git" / "info" / "exclude").read_text()

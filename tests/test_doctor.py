@@ -89,3 +89,21 @@ def test_hung_nvidia_smi_does_not_hang_doctor(project: Project, tmp_path: Path,
     assert time.monotonic() - start < 30
     gpu = next(c for c in checks if c.name == "GPUs")
     assert "did not answer within 1 s" in gpu.detail
+
+
+def test_no_interpreter_is_one_row_with_its_fix(project: Project) -> None:
+    """Outside any venv: one row for the interpreter, with the fix, then only the checks that
+    need none (not one failing row per check that would ask it)."""
+    (project.root / ".venv").rename(project.root / "venv-aside")
+    try:
+        done = project.run("doctor", "--json", check=False)
+    finally:
+        (project.root / "venv-aside").rename(project.root / ".venv")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    data = json.loads(done.stdout)
+    rows = {c["name"]: c for c in data["checks"]}
+    assert list(rows) == ["checkout", "python", "GPUs", "CPUs", "memory", "disk"], list(rows)
+    assert data["blockers"] == ["python"]
+    assert rows["python"]["detail"] == "no target interpreter"
+    assert "uv venv --python 3.12" in rows["python"]["fix"] and "--python" in rows["python"]["fix"]
+    assert rows["GPUs"]["status"] in ("ok", "info")

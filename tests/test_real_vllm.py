@@ -98,6 +98,23 @@ def test_real_tree_flow(real_vllm: Project, cmake: str) -> None:
     if onednn:  # vLLM took the local sources instead of cloning
         assert f"FETCHCONTENT_SOURCE_DIR_ONEDNN:PATH={onednn}\n" in cache
 
+    # A checkout without W (no wheel recorded, no upstream branch): before compiling the whole
+    # tree, the cost block with ninja's exact object count, an estimate, why, how to narrow.
+    dry = _timed(f"{cmake}: --dry build (the cost block)", p.run, "--dry", "build")
+    block = [ln for ln in dry.stderr.splitlines() if "this build compiles" in ln]
+    assert len(block) == 1, dry.stderr
+    ninja = subprocess.run([str(p.python.parent / "ninja"), "-C", str(p.build_dir), "-n", "all"],
+                           capture_output=True, text=True, check=True).stdout
+    objects = len(re.findall(r"^\[\d+/\d+\] Building \w+ object ", ninja, re.M))
+    assert objects > 400, ninja[-2000:]  # oneDNN's 427 and vLLM's CPU kernels
+    assert f"compiles {objects} object(s)" in block[0], (block, objects)
+    assert re.search(r"for every target \(5: _C, _C_AVX2, _C_AVX512, fs_io_C, spinloop\): "
+                     r"about \d+ to \d+ min at \d job\(s\)", block[0]), block[0]
+    print(f"[real-vllm] {cmake}: {block[0]}", file=sys.stderr)
+    assert "vllm-dev:   why: W (the commit of the prebuilt kernels) is unknown" in dry.stderr
+    assert "vllm-dev:   to narrow it: `vllm-dev setup` with VLLM_PRECOMPILED_WHEEL_LOCATION" \
+        in dry.stderr
+
     # build the two one-file targets: their two objects only (no oneDNN object), installed.
     mark = p.ninja_log_mark()
     _timed(f"{cmake}: build {' '.join(TARGETS)}", p.run, "build", *TARGET_ARGS)
@@ -105,8 +122,15 @@ def test_real_tree_flow(real_vllm: Project, cmake: str) -> None:
     assert sorted(Path(o).name for o in objects) == ["fs_io.cpp.o", "spinloop.cpp.o"], objects
     installed = _installed(p)
 
-    # verify: the installed extensions load in the target interpreter (after torch).
-    _timed(f"{cmake}: verify", p.run, "verify")
+    # verify: the installed extensions load in the target interpreter (after torch), and every
+    # extension of the checkout is listed with its state.
+    verified = _timed(f"{cmake}: verify", p.run, "verify").stdout.splitlines()
+    for target in TARGETS:
+        assert f"vllm.{target}: ok (built here and installed)" in verified, verified
+    for target in ("_C", "_C_AVX2", "_C_AVX512"):
+        assert f"{target}: not built and not installed" in verified, verified
+    assert verified[-1] == ("verify ok: 5 extension(s): 2 built here and installed, 3 not built "
+                            "and not installed; 2 of 2 load"), verified
 
     # One new function in csrc/fs_io.cpp: exactly one object recompiled, the new symbol in the
     # INSTALLED .so (what the user imports), not only in the build dir's.

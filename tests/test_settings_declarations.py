@@ -40,6 +40,7 @@ SAMPLES: dict[str, tuple[Any, Any]] = {
     "no_wait": ("yes", True),
     "no_remember": ("1", True),
     "no_split": ("1", True),
+    "confirm_minutes": ("0", 0.0),
 }
 
 

@@ -120,3 +120,35 @@ def test_every_task_argument_has_help() -> None:
     for name in ns.task_names:
         for argument in ns[name].get_arguments():
             assert argument.help, f"{name} --{argument.name} has no help text"
+
+
+def test_invoke_list_from_a_fresh_clone(tmp_path: Any) -> None:
+    """`invoke --list` in a clone of this repository with only invoke installed (no `pip install
+    -e .`): the tasks are listed; running one says in one line what to install."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from vllm_dev.steps.setup import find_uv
+
+    repo = Path(__file__).resolve().parent.parent
+    clone = tmp_path / "clone"
+    shutil.copytree(repo, clone, ignore=shutil.ignore_patterns(".venv", ".git", "*.egg-info",
+                                                               "__pycache__", ".nox"))
+    venv = tmp_path / "bare"
+    subprocess.run([find_uv(), "venv", "-q", "--python", sys.executable, str(venv)], check=True)
+    subprocess.run([find_uv(), "pip", "install", "-q", "-p", str(venv / "bin" / "python"),
+                    "invoke"], check=True)
+    invoke = str(venv / "bin" / "invoke")
+    listed = subprocess.run([invoke, "--list"], cwd=clone, capture_output=True, text=True,
+                            check=False)
+    assert listed.returncode == 0 and "Traceback" not in listed.stderr, listed.stderr
+    for name in ("build", "setup", "doctor", "verify"):
+        assert f"  {name} " in listed.stdout, listed.stdout
+    ran = subprocess.run([invoke, "doctor"], cwd=clone, capture_output=True, text=True,
+                         check=False)
+    assert ran.returncode == 1 and "Traceback" not in ran.stderr, ran.stderr
+    assert ran.stderr.strip().splitlines() == [
+        "vllm-dev: its dependency 'packaging' is not installed here: run `pip install -e .   "
+        "(or: uv pip install -e .)` in this clone"], ran.stderr

@@ -78,9 +78,20 @@ def test_build_output_newer_than_the_install_is_reported(project: Project) -> No
     source = project.root / "csrc" / "fast" / "module_fast.cpp"
     source.write_text(source.read_text().replace("FromLong(7)", "FromLong(8)"))
     project.run("build", "--cache", "none", "--no-install")
-    done = project.run("verify")
+    done = project.run("verify", check=False)  # not ok: an extension built here is not installed
+    assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "vllm/_fast_C.abi3.so is not what the build dir would install" in done.stdout
     assert "vllm/_C.abi3.so is not" not in done.stdout
+    assert ("vllm._fast_C: ok (built here, not installed (rebuilt or changed since its install): "
+            "run `vllm-dev install`)") in done.stdout, done.stdout
+    assert "vllm._C: ok (built here and installed)" in done.stdout, done.stdout
+    assert done.stdout.splitlines()[-1].startswith(
+        "verify NOT ok: 2 extension(s): 1 built here and installed, 1 built here, not "
+        "installed; 2 of 2 load"), done.stdout
+    assert done.stderr.splitlines()[-1] == ("vllm-dev: _fast_C built here but not installed: run "
+                                            "`vllm-dev install` (or `vllm-dev build`)")
+    project.run("install")
+    assert project.run("verify").stdout.splitlines()[-1].startswith("verify ok: 2 extension(s)")
 
 
 def test_no_verify_skips_it(project: Project) -> None:
@@ -93,3 +104,32 @@ def test_verify_before_any_build_is_one_line(project: Project) -> None:
     done = project.run("verify", check=False)
     assert done.returncode != 0 and "run `vllm-dev build` first" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.flow
+def test_verify_lists_every_extension_with_its_state(tmp_path: Path) -> None:
+    """Prebuilt kernels from a wheel at W, one kernel edited since W: verify says which is which
+    (exit 0: nothing built here is left uninstalled); --strict fails on the changed prebuilt
+    one and the wheel's leftover; after a build the edited one is built here and installed."""
+    from test_affected import checkout_at_w, edit
+
+    project, wheel, w = checkout_at_w(tmp_path)
+    project.run("setup", env={"VLLM_PRECOMPILED_WHEEL_LOCATION": str(wheel)})
+    project.run("prime")
+    edit(project.root / "csrc/fast/module_fast.cpp", "PyLong_FromLong(7)", "PyLong_FromLong(8)")
+    done = project.run("verify")
+    lines = done.stdout.splitlines()
+    assert f"vllm._C: ok (prebuilt from the wheel at W {w[:12]})" in lines, done.stdout
+    assert (f"vllm._fast_C: ok (prebuilt at W {w[:12]}, but its sources changed since W "
+            "(csrc/fast/module_fast.cpp): rebuild it with `vllm-dev build`)") in lines, done.stdout
+    assert lines[-1] == ("verify ok: 2 extension(s): 1 prebuilt from the wheel at W, 1 prebuilt "
+                         "at W, but its sources changed since W; 2 of 2 load; 1 stale file(s)")
+    strict = project.run("verify", "--strict", check=False)
+    assert strict.returncode == 1 and "Traceback" not in strict.stderr
+    assert strict.stderr.splitlines()[-1] == (
+        "vllm-dev: --strict: 1 stale file(s) (`vllm-dev verify --remove-stale`) and prebuilt "
+        "_fast_C with sources changed since W (`vllm-dev build`)"), strict.stderr
+    project.run("build")
+    after = project.run("verify").stdout.splitlines()
+    assert "vllm._fast_C: ok (built here and installed)" in after, after
+    assert f"vllm._C: ok (prebuilt from the wheel at W {w[:12]})" in after, after

@@ -8,17 +8,19 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from invoke import Argument, Collection, Context, Exit, Task, task
 
 from vllm_dev.config.declarations import SETTINGS, config_defaults, flags_from_options, for_steps
 from vllm_dev.config.settings import Settings
 from vllm_dev.errors import VllmDevError
-from vllm_dev.flow.workspace import Workspace, open_workspace
 from vllm_dev.process.interrupts import Terminated, sigterm_raises
 from vllm_dev.process.runner import SubprocessRunner
 from vllm_dev_frontends import config_files
+
+if TYPE_CHECKING:  # imported where a task runs: `invoke --list` needs no more than invoke
+    from vllm_dev.flow.workspace import Workspace
 
 # The ``vllm_dev`` configuration section: every setting's default, so that `invoke.yaml` (key
 # vllm_dev) and INVOKE_VLLM_DEV_* variables can set it. Derived from the declarations.
@@ -118,6 +120,8 @@ def workspace(c: Context, command: str, *, undefine: Any = (), announce: bool = 
     ``define=[...]``), the environment, the invoke config's levels and the checkout's
     remembered settings (see :func:`vllm_dev.flow.workspace.open_workspace`)."""
     dry = bool(c.config.run.dry)
+    from vllm_dev.flow.workspace import open_workspace
+
     levels = config_files.levels(c.config)
 
     def runner(settings: Settings) -> SubprocessRunner:
@@ -207,10 +211,12 @@ def prime(c, merge=False, force=False, reconfigure=False, undefine=None, **setti
                      "the commit of the prebuilt kernels setup installed)",
                all="compile every target, not only the affected ones",
                trace="also write the build's timeline to this file as Chrome trace JSON "
-                     "(Perfetto, chrome://tracing) and beside it as SVG"),
+                     "(Perfetto, chrome://tracing) and beside it as SVG",
+               yes="build without asking, however long the estimate (see --confirm-minutes)"),
 )
 def build(c, target=None, install=True, merge=False, verify=True, force=False, plain=False,
-          json=None, since=None, all=False, undefine=None, trace=None, **settings):
+          json=None, since=None, all=False, undefine=None, trace=None, yes=False,
+          **settings):
     """Compile incrementally and install into the checkout (primes first when needed)."""
     with reported():
         ws = workspace(c, "build", undefine=undefine, **settings)
@@ -222,7 +228,7 @@ def build(c, target=None, install=True, merge=False, verify=True, force=False, p
             targets=tuple(target or ()), merge=merge, force=force, since=since, every=all,
             plain=plain, json_path=Path(json).expanduser().absolute() if json else None,
             trace_path=Path(trace).expanduser().absolute() if trace else None,
-            started_at=process_started_at(), undefine=tuple(undefine or ())))
+            started_at=process_started_at(), undefine=tuple(undefine or ()), yes=yes))
 
 
 @task(
@@ -293,14 +299,16 @@ def report(c, slowest=None, json=False, trace=None, **settings):
 
 @task(klass=VllmDevTask, step="verify",
       help={"remove_stale": "move stale .so files out of vllm/ (into .vllm-dev/stale/)",
-            "json": "print the result as JSON"})
-def verify(c, remove_stale=False, json=False, **settings):
-    """Load every installed extension in the target interpreter; find stale .so files."""
+            "json": "print the result as JSON",
+            "strict": "also fail on stale .so files and on prebuilt extensions whose sources "
+                      "changed since W"})
+def verify(c, remove_stale=False, json=False, strict=False, **settings):
+    """List every extension with its state, load the installed ones; find stale .so files."""
     from vllm_dev.steps.verify import run_verify_task
 
     with reported():
         ws = workspace(c, "verify", **settings)
-        run_verify_task(ws, remove=remove_stale, as_json=json)
+        run_verify_task(ws, remove=remove_stale, as_json=json, strict=strict)
 
 
 @task(klass=VllmDevTask, step="doctor", help={"json": "print the checks as JSON (for tools)"})

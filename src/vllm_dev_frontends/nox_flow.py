@@ -220,7 +220,7 @@ def _build(session: NoxSession, *, preset: str, clock: PhaseClock) -> None:
         result = pipeline.run(ws, pipeline.Request(
             stages=pipeline.BUILD, targets=targets, merge=args.merge, force=args.force,
             since=args.since, every=not args.since, install_every=True, editable_check=True,
-            announce_up_to_date=True), timer=lambda stage: clock.phase(phases[stage]))
+            announce_up_to_date=True, ask=False), timer=lambda stage: clock.phase(phases[stage]))
     if result.targets == []:
         say("import check: nothing was built, the prebuilt kernels stay as they are")
     elif result.verify is not None:
@@ -283,7 +283,7 @@ def _kernels(session: NoxSession, clock: PhaseClock) -> int:
         check(ws)
         request = pipeline.Request(stages=pipeline.BUILD, targets=options.targets,
                                    since=options.since, every=options.every,
-                                   editable_check=True, announce_up_to_date=True)
+                                   editable_check=True, announce_up_to_date=True, ask=False)
         result = cycle.run_cycle(ws, options, selection, request)
     clock.say(result.summary())
     return result.status

@@ -31,6 +31,86 @@ def _suggest(word: str, candidates: Iterable[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
+_VALUE_WORDS = {"positive_int": "INT", "positive_float": "NUMBER", "non_negative_float": "NUMBER"}
+# Flags whose values vllm-dev can list for shell completion (the rest: the shell's own, files).
+_PRESET_FLAGS = ("--preset", "-p")
+_TARGET_FLAGS = ("--target", "-t", "--component")
+
+
+def value_candidates(remainder: str, binaries: Iterable[str]) -> list[str] | None:
+    """What completes the value of the flag before the cursor: preset names for ``--preset``,
+    the build dir's targets for ``--target``/``--component``, the choices of a setting that has
+    them; None when the word is not such a value (Invoke completes it: flags, task names)."""
+    import shlex
+
+    try:
+        words = shlex.split(remainder)
+    except ValueError:
+        return None
+    if words and words[0] in set(binaries) | {os.path.basename(b) for b in binaries}:
+        words = words[1:]
+    if not words:
+        return None
+    flag = words[-1] if words[-1].startswith("-") else (words[-2] if len(words) > 1 else "")
+    if flag in _PRESET_FLAGS:
+        return _preset_names()
+    if flag in _TARGET_FLAGS:
+        return _target_names(words)
+    from vllm_dev.config.declarations import SETTINGS
+
+    for declared in SETTINGS:
+        if declared.choices and flag in (declared.flag, f"-{declared.short}"):
+            return list(declared.choices)
+    return None
+
+
+def _checkout_state() -> tuple[os.PathLike[str] | None, list[str]]:
+    from pathlib import Path
+
+    from vllm_dev.checkout.tree import find_checkout
+    from vllm_dev.errors import VllmDevError
+
+    try:
+        root = find_checkout(os.environ.get("VLLM_DEV_SOURCE"), cwd=Path.cwd()).root
+    except VllmDevError:
+        return None, []
+    return root, [str(root / ".vllm-dev" / "presets"), os.environ.get("VLLM_DEV_PRESETS_DIR", "")]
+
+
+def _templates() -> tuple[os.PathLike[str] | None, dict[str, object]]:
+    from pathlib import Path
+
+    from vllm_dev.presets.render import bundled_presets_dir, load_template_set
+
+    root, extra = _checkout_state()
+    dirs = [bundled_presets_dir(), *(Path(d) for d in extra if d and Path(d).is_dir())]
+    return root, dict(load_template_set(dirs).templates)
+
+
+def _preset_names() -> list[str]:
+    return sorted(_templates()[1])
+
+
+def _target_names(words: list[str]) -> list[str]:
+    """The targets of the preset's build dir (``--preset`` on the line, else the setting's)."""
+    from pathlib import Path
+
+    from vllm_dev.errors import VllmDevError
+    from vllm_dev.installs.components import components
+    from vllm_dev.presets.render import resolve_binary_dir
+
+    root, templates = _templates()
+    preset = next((words[i + 1] for i, w in enumerate(words[:-1]) if w in _PRESET_FLAGS),
+                  os.environ.get("VLLM_DEV_PRESET") or "release")
+    template = templates.get(preset)
+    if root is None or template is None:
+        return []
+    try:
+        return components(resolve_binary_dir(template, source_dir=Path(root)))  # type: ignore[arg-type]
+    except VllmDevError:
+        return []
+
+
 class VllmDevProgram(Program):
     """Also reads ``./invoke.yaml`` of the working directory, as ``invoke`` does beside tasks.py."""
 
@@ -95,6 +175,11 @@ class VllmDevProgram(Program):
             self.list_tasks()
             raise Exit
         if self.args.complete.value:
+            values = value_candidates(self.core.remainder, self.binary_names)
+            if values is not None:  # a value of a flag vllm-dev can name (presets, targets...)
+                for value in values:
+                    print(value)
+                raise Exit
             complete(names=self.binary_names, core=self.core,
                      initial_context=self.initial_context, collection=self.collection,
                      parser=self._make_parser())
@@ -126,13 +211,18 @@ class VllmDevProgram(Program):
         context = self.parser.contexts[name]
         repeatable = {f"--{a.name.replace('_', '-')}" for a in context.args.values()
                       if a.kind is list}
+        # Invoke calls every value a STRING; a number setting says what it takes
+        words = {f"--{param.replace('_', '-')}": word
+                 for param, declared in getattr(self.collection[name], "settings", {}).items()
+                 if (word := _VALUE_WORDS.get(getattr(declared.parse, "__name__", "")))}
         tuples = []
         for spec, text in context.help_tuples():
             names = spec.split(", ")
             if names[-1] in repeatable:  # Invoke shows a repeatable option as an on/off switch
                 spec = ", ".join(n if n.startswith("--") else f"{n} STRING" for n in names[:-1])
                 spec = f"{spec}, {names[-1]}=STRING" if spec else f"{names[-1]}=STRING"
-            tuples.append((spec, text))
+            word = words.get(names[-1].split("=", 1)[0])
+            tuples.append((spec.replace("STRING", word) if word else spec, text))
         self.print_columns(tuples)
 
     def update_config(self, merge: bool = True) -> None:

@@ -30,7 +30,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vllm_dev.checkout.precompiled import Base, git
+from vllm_dev.checkout.precompiled import Base, BaseMove, git
 from vllm_dev.checkout.state import read_json, write_json
 from vllm_dev.checkout.tree import Checkout
 from vllm_dev.errors import VllmDevError
@@ -70,7 +70,11 @@ class Hit:
 
 @dataclass
 class Selection:
-    """What to build: ``targets`` (None = every target) and why, in lines a user can check."""
+    """What to build: ``targets`` (None = every target) and why, in lines a user can check.
+
+    ``why`` and ``narrow`` are for the cost of a big build (steps/cost.py): why the selection
+    could not be narrowed (empty when it was), and the command that narrows it. ``base_move``:
+    the checkout's base moved past W (upstream's kernel changes count as changed)."""
 
     targets: list[str] | None
     reason: str  # one line
@@ -78,9 +82,14 @@ class Selection:
     kept: list[str] = field(default_factory=list)  # built here before, still built
     changed: int = 0
     scanned: int = 0
+    why: str = ""
+    narrow: str = ""
+    base_move: BaseMove | None = None
 
     def lines(self) -> list[str]:
         out = [self.reason]
+        if self.base_move is not None:
+            out.append(self.base_move.line())
         by_target: dict[str, list[Hit]] = {}
         for hit in self.hits:
             by_target.setdefault(hit.target, []).append(hit)
@@ -395,12 +404,17 @@ def select(root: Path, build_dir: Path, base: Base, *, targets: list[str], jobs:
            torch_version: str | None, remember: bool = True) -> Selection:
     """The affected targets of ``targets`` (the build's extensions) since ``base``."""
     if base.commit is None:
-        return Selection(None, f"building every target: W is unknown ({base.problem})")
+        return Selection(None, f"building every target: W is unknown ({base.problem})",
+                         why=f"W (the commit of the prebuilt kernels) is unknown: {base.problem}",
+                         narrow=NARROW_UNKNOWN_W)
     if base.torch and not (torch_version and meets(base.torch, torch_version)):
         have = f"torch {torch_version}" if torch_version else "no torch"
         return Selection(None, f"building every target: the prebuilt kernels were built for "
                                f"torch{base.torch} and the target venv has {have} (a mix would "
-                               "fail at import)")
+                               "fail at import)",
+                         why=f"the prebuilt kernels need torch{base.torch}, the venv has {have}",
+                         narrow="`vllm-dev setup` (installs the torch the kernels were built "
+                                "for), or `vllm-dev build --target T` for one extension")
     started = time.monotonic()
     changed = changed_files(root, base.commit, skip=[build_dir])
     where = f"since {base.commit[:12]} ({base.origin})"
@@ -411,7 +425,9 @@ def select(root: Path, build_dir: Path, base: Base, *, targets: list[str], jobs:
     if whole:
         more = f" and {len(whole) - 1} more" if len(whole) > 1 else ""
         return Selection(None, f"building every target: {whole[0]}{more} changed {where} and "
-                               "decides the whole build", changed=len(changed))
+                               "decides the whole build", changed=len(changed),
+                         why=f"{whole[0]}{more} changed since W and decides the whole build",
+                         narrow=NARROW_TARGET)
     hits = [Hit(t, absolute[s]) for t in targets for s in sorted(graph.sources[t])
             if s in absolute]
     all_sources = set().union(*graph.sources.values()) if graph.sources else set()
@@ -426,7 +442,8 @@ def select(root: Path, build_dir: Path, base: Base, *, targets: list[str], jobs:
         try:
             found = scanner.find(owners, candidates, set(reached))
         except VllmDevError as exc:  # a unit the compiler cannot scan: no guessing
-            return Selection(None, f"building every target: {exc}", changed=len(changed))
+            return Selection(None, f"building every target: {exc}", changed=len(changed),
+                             why=str(exc), narrow=NARROW_TARGET)
         for obj, header in found:
             via = os.path.relpath(units[obj].source, root)
             hits += [Hit(t, absolute[header], via) for t in sorted(owners[obj] - reached)]
@@ -485,6 +502,14 @@ def remember_built(build_dir: Path, targets: list[str] | None) -> None:
 # ----------------------------------------------------------------------------- the build's plan
 
 
+# The commands that narrow a build that could not be narrowed (steps/cost.py shows them).
+NARROW_TARGET = "`vllm-dev build --target T` builds one extension"
+NARROW_UNKNOWN_W = ("`vllm-dev setup` with VLLM_PRECOMPILED_WHEEL_LOCATION naming the wheel of "
+                    "your prebuilt kernels (it records W), or `vllm-dev build --target T`")
+NARROW_BASE_MOVED = ("`vllm-dev setup` (prebuilt kernels for the new base; then only your own "
+                     "changes compile)")
+
+
 def check_since(root: Path, since: str | None) -> str | None:
     """``--since REF`` as a full sha, or a one-line error (checked before anything is written)."""
     if not since:
@@ -510,20 +535,33 @@ def plan(build_dir: Path, checkout: Checkout, *, environ: Mapping[str, str], tor
         return Selection(None, "building every target (--all)")
     if before is None:
         return Selection(None, "building every target, as this build dir did before "
-                               "(`vllm-dev clean` then build: only affected targets)")
+                               "(`vllm-dev clean` then build: only affected targets)",
+                         why=f"{build_dir.name} built every target before, so it still does",
+                         narrow="`vllm-dev clean`, then `vllm-dev build` (only the affected "
+                                "targets)")
     if not (build_dir / "build.ninja").is_file():
         return Selection(None, f"building every target: {build_dir.name} is not configured yet, "
-                               "so the affected targets are unknown (`vllm-dev prime` first)")
+                               "so the affected targets are unknown (`vllm-dev prime` first)",
+                         why=f"{build_dir.name} is not configured yet",
+                         narrow="`vllm-dev prime`, then `vllm-dev build`")
     root = checkout.root
     if git(root, "rev-parse", "--is-inside-work-tree").stdout.strip() != "true":
         return Selection(None, f"building every target: W is unknown ({root} is not a git "
-                               "checkout)")
+                               "checkout)",
+                         why=f"W is unknown: {root} is not a git checkout",
+                         narrow=NARROW_TARGET)
     sha = check_since(root, since)
     base = (Base(sha, f"--since {since}") if sha else
             find_base(root, checkout.state_dir, environ))
     torch_version = torch if base.torch else None
     selection = select(root, build_dir, base, targets=components(build_dir),
                        jobs=jobs, torch_version=torch_version, remember=not dry)
+    if not sha:  # --since names its own base: no move to speak of
+        from vllm_dev.checkout.precompiled import base_moved
+
+        selection.base_move = base_moved(root, base.commit)
+        if selection.base_move is not None:
+            selection.narrow = NARROW_BASE_MOVED
     if selection.targets is None:
         return selection
     known = components(build_dir)

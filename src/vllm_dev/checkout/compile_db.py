@@ -4,12 +4,15 @@ CMake writes the compilation database into the build dir (``CMAKE_EXPORT_COMPILE
 clangd looks for it in the source file's parent directories (and their ``build/``), so kernel
 sources under ``csrc/`` only find it through the checkout root. After each configure vllm-dev
 links ``<checkout>/compile_commands.json`` to the build dir of the preset in use. A file or link
-that vllm-dev did not make is the user's: it is never replaced.
+that vllm-dev did not make is the user's: it is never replaced. The files vllm-dev writes at the
+root go into git's exclude file (:func:`exclude_from_git`), so the checkout's ``git status`` does
+not list them.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 from vllm_dev.checkout.state import is_marked_build_dir
@@ -61,9 +64,47 @@ def link_compile_commands(root: Path, build_dir: Path, *, announce_user_file: bo
             return None
         link.unlink()
         os.symlink(relative, link)
+        exclude_from_git(root)
         return f"compile_commands.json now follows {relative.parent} (for clangd)"
     os.symlink(relative, link)
+    exclude_from_git(root)
     return f"linked compile_commands.json -> {relative} (for clangd)"
+
+
+# What vllm-dev writes at the checkout root (its own state is in .vllm-dev/, which ignores itself).
+OWN_ROOT_FILES = ("CMakeUserPresets.json", DATABASE, CLANGD_CONFIG)
+_EXCLUDE_NOTE = "# vllm-dev's own files at the checkout root (vllm-dev adds these lines)"
+
+
+def exclude_from_git(root: Path) -> Path | None:
+    """Keep vllm-dev's root files out of the checkout's ``git status``: they go into the exclude
+    file git names (``git rev-parse --git-path info/exclude``: the repository's own, shared by
+    its worktrees), never into the tracked ``.gitignore``. Lines already there are left alone;
+    returns the exclude file when it was written (None: nothing to add, or no git checkout)."""
+    try:
+        done = subprocess.run(["git", "-C", str(root), "rev-parse", "--git-path",
+                               "info/exclude"], capture_output=True, text=True, timeout=10,
+                              check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if done.returncode != 0 or not done.stdout.strip():
+        return None
+    path = root / done.stdout.strip()  # relative to root unless git printed an absolute path
+    try:
+        text = path.read_text() if path.is_file() else ""
+        have = {line.strip() for line in text.splitlines()}
+        missing = [f"/{name}" for name in OWN_ROOT_FILES
+                   if f"/{name}" not in have and name not in have]
+        if not missing:
+            return None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as handle:
+            prefix = "" if not text or text.endswith("\n") else "\n"
+            note = "" if _EXCLUDE_NOTE in have else f"{_EXCLUDE_NOTE}\n"
+            handle.write(prefix + note + "".join(f"{m}\n" for m in missing))
+    except OSError:
+        return None  # a read-only .git: git status shows them, nothing else is affected
+    return path
 
 
 def unlink_into(root: Path, build_dir: Path) -> bool:

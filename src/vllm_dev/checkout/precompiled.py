@@ -139,18 +139,65 @@ def _torch_pin(requires_dist: list[str]) -> str:
     return ""
 
 
-def upstream_merge_base(root: Path) -> tuple[str | None, str]:
-    """vLLM setup.py's fallback: merge-base of HEAD with upstream main (from a local remote)."""
+def upstream_main(root: Path) -> str | None:
+    """``<remote>/main`` of the first local remote of vllm-project/vllm that has one."""
     remotes = git(root, "remote", "-v").stdout.splitlines()
     for line in remotes:
         parts = line.split()
-        if len(parts) >= 2 and _UPSTREAM_URL_RE.search(parts[1]):
-            ref = f"refs/remotes/{parts[0]}/main"
-            if resolve_commit(root, ref):
-                done = git(root, "merge-base", ref, "HEAD")
-                if done.returncode == 0 and done.stdout.strip():
-                    return done.stdout.strip(), f"merge-base of HEAD with {parts[0]}/main"
+        if (len(parts) >= 2 and _UPSTREAM_URL_RE.search(parts[1])
+                and resolve_commit(root, f"refs/remotes/{parts[0]}/main")):
+            return f"{parts[0]}/main"
+    return None
+
+
+def upstream_merge_base(root: Path) -> tuple[str | None, str]:
+    """vLLM setup.py's fallback: merge-base of HEAD with upstream main (from a local remote)."""
+    upstream = upstream_main(root)
+    if upstream:
+        done = git(root, "merge-base", f"refs/remotes/{upstream}", "HEAD")
+        if done.returncode == 0 and done.stdout.strip():
+            return done.stdout.strip(), f"merge-base of HEAD with {upstream}"
     return None, ""
+
+
+# What decides the kernels: a change of these between two commits changes the prebuilt .so files.
+KERNEL_PATHS = ("csrc", "cmake", "CMakeLists.txt")
+
+
+@dataclass(frozen=True)
+class BaseMove:
+    """The checkout's base (its merge-base with upstream main) is past W: a ``git pull`` or a
+    rebase brought upstream's kernel changes since W, which are not the user's own. The way out is
+    new prebuilt kernels for the new base (``vllm-dev setup``), never ``--since``: that would keep
+    W's kernels beside the new base's Python."""
+
+    w: str
+    base: str
+    upstream: str  # "upstream/main"
+    kernel_files: int  # files under KERNEL_PATHS that differ between W and the base
+
+    def line(self) -> str:
+        return (f"the checkout's base moved since W: W is {self.w[:12]}, the merge-base of HEAD "
+                f"with {self.upstream} is {self.base[:12]}, and {self.kernel_files} upstream "
+                f"kernel file(s) changed between them; `vllm-dev setup` refreshes the prebuilt "
+                f"kernels for {self.base[:12]}")
+
+
+def base_moved(root: Path, w: str | None) -> BaseMove | None:
+    """A :class:`BaseMove` when HEAD's merge-base with upstream main descends from W (and is
+    not W); None otherwise, or when there is no local upstream branch to tell."""
+    upstream = upstream_main(root) if w else None
+    if not w or not upstream:
+        return None
+    done = git(root, "merge-base", f"refs/remotes/{upstream}", "HEAD")
+    base = done.stdout.strip()
+    if done.returncode != 0 or not base or base == w:
+        return None
+    if git(root, "merge-base", "--is-ancestor", w, base).returncode != 0:
+        return None
+    diff = git(root, "diff", "--name-only", "--no-renames", "-z", w, base, "--", *KERNEL_PATHS)
+    count = len([p for p in diff.stdout.split("\0") if p])
+    return BaseMove(w, base, upstream, count)
 
 
 def from_environment(root: Path, environ: Mapping[str, str]) -> Base | None:

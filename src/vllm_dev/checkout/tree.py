@@ -11,8 +11,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from packaging.version import Version
-
 from vllm_dev.errors import VllmDevError
 
 _PROJECT_RE = re.compile(r"^\s*project\s*\(\s*vllm_extensions\b", re.IGNORECASE | re.MULTILINE)
@@ -20,6 +18,7 @@ _MINIMUM_RE = re.compile(
     r"cmake_minimum_required\s*\(\s*VERSION\s+([0-9]+(?:\.[0-9]+)*)", re.IGNORECASE
 )
 DEVICES = ("cuda", "cpu", "rocm")
+_NO_CSRC = "csrc/ (the kernel sources)"
 STATE_DIR_NAME = ".vllm-dev"
 
 
@@ -44,6 +43,8 @@ class Checkout:
 
     def cmake_minimum(self) -> tuple[int, ...]:
         """The ``cmake_minimum_required`` version of the top-level CMakeLists.txt."""
+        from packaging.version import Version  # here: `invoke --list` needs no packaging
+
         text = (self.root / "CMakeLists.txt").read_text(errors="replace")
         match = _MINIMUM_RE.search(text)
         if not match:
@@ -91,6 +92,8 @@ def missing_parts(path: Path) -> list[str]:
         missing.append("setup.py or pyproject.toml")
     if not (path / "vllm").is_dir():
         missing.append("the vllm/ package")
+    if not (path / "csrc").is_dir():  # the kernels vllm-dev builds
+        missing.append(_NO_CSRC)
     return missing
 
 
@@ -108,8 +111,12 @@ def find_checkout(explicit: Path | str | None, *, cwd: Path, origin: str = "--so
             )
         return Checkout(path.resolve())
     for candidate in (cwd, *cwd.parents):
-        if not missing_parts(candidate):
+        missing = missing_parts(candidate)
+        if not missing:
             return Checkout(candidate.resolve())
+        if missing == [_NO_CSRC]:  # vLLM's tree without its kernels: say so, not "no checkout"
+            raise VllmDevError(f"{candidate} has no csrc/ (the kernel sources vllm-dev builds): "
+                               "use a full source checkout (`git clone` of vLLM, or its sdist)")
     raise VllmDevError(
         f"no vLLM checkout at or above {cwd}: run inside one, pass --source PATH "
         "or set VLLM_DEV_SOURCE"

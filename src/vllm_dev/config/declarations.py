@@ -176,12 +176,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("cache_remote", "shared ccache storage: redis://host:port, http(s)://host/path or "
             "file:///dir; a URL with credentials stays out of files and logs",
             values.checked_text(validate_remote), env=("VLLM_DEV_CACHE_REMOTE",),
-            flag="--cache-remote", default_help="none, local cache only", steps=_COMPILE,
-            remember=True),
+            flag="--cache-remote", default_help="none, local cache only",
+            steps=_COMPILE | {"doctor"}, remember=True),
     Setting("cache_remote_mode", "access to the shared cache (developers read, CI fills it)",
             values.text,
             env=("VLLM_DEV_CACHE_REMOTE_MODE",), flag="--cache-remote-mode",
-            default="read-only", choices=REMOTE_MODES, steps=_COMPILE, remember=True),
+            default="read-only", choices=REMOTE_MODES, steps=_COMPILE | {"doctor"},
+            remember=True),
     Setting("dist", "sccache-dist scheduler URL, to compile on the build farm; its token goes "
             "in VLLM_DEV_DIST_TOKEN or the file VLLM_DEV_DIST_TOKEN_FILE names, never in config",
             values.checked_text(_dist_url), env=("VLLM_DEV_DIST",), flag="--dist",
@@ -204,6 +205,11 @@ SETTINGS: tuple[Setting, ...] = (
             "-split-compile, given when fewer CUDA units compile than jobs run)",
             values.boolean, env=("VLLM_DEV_NO_SPLIT",), flag="--no-split", default=False,
             steps=frozenset({"build"})),
+    Setting("confirm_minutes", "a build whose targets vllm-dev chose and whose estimated "
+            "compile time is over this many minutes first shows its cost and, in a terminal, "
+            "asks [y/N] (--yes answers for one run); 0: never ask",
+            values.non_negative_float, env=("VLLM_DEV_CONFIRM_MINUTES",),
+            flag="--confirm-minutes", default_help="5", steps=frozenset({"build"})),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}

@@ -103,6 +103,7 @@ class Settings:
     no_wait: bool
     no_remember: bool
     no_split: bool
+    confirm_minutes: float | None
     origins: tuple[tuple[str, str], ...] = ()
     #: Each value's source (only those not left to their default).
     sources: tuple[tuple[str, Source], ...] = ()

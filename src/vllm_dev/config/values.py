@@ -47,6 +47,17 @@ def positive_float(value: Any, origin: str) -> float:
     return number
 
 
+def non_negative_float(value: Any, origin: str) -> float:
+    """A number >= 0 (0 often means "never"), or a one-line error naming the origin."""
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        raise VllmDevError(f"{origin} must be a number >= 0, got {value!r}") from None
+    if not number >= 0 or number == float("inf"):
+        raise VllmDevError(f"{origin} must be a number >= 0, got {value!r}")
+    return number
+
+
 def boolean(value: Any, origin: str) -> bool:
     """true/false, yes/no, on/off, 1/0 (any case), or a one-line error naming the origin."""
     if isinstance(value, bool):

@@ -44,6 +44,13 @@ def _step(title: str) -> None:
     print(f"\n==> {title}", file=sys.stderr, flush=True)
 
 
+def _call_add(runner: Runner, python: str, project: Path) -> str:
+    """``vllm._C.add(2, 3)`` as the target interpreter answers it (the installed extension)."""
+    done = runner.run([python, "-c", "import vllm._C as m; print(m.add(2, 3))"], cwd=project,
+                      capture=True, check=False, mutates=False)
+    return (done.stdout.strip().splitlines() or ["?"])[-1] if done.ok else "?"
+
+
 def run_demo(*, runner: Runner, keep: bool = False, device: str | None = None) -> Path:
     import os
 
@@ -82,17 +89,30 @@ def run_demo(*, runner: Runner, keep: bool = False, device: str | None = None) -
         start = time.monotonic()
         pipeline.run(workspace(), pipeline.Request())
         print(f"    first build: {time.monotonic() - start:.1f} s", file=sys.stderr)
-        _step("edit one kernel source (csrc/ops/add.cpp) and build again: one file recompiles")
+        _step("edit one kernel (csrc/ops/add.cpp: add() returns a + b + 1) and build again: "
+              "one object recompiles, one file is installed")
+        python = str(project / ".venv" / "bin" / "python")
+        before = _call_add(runner, python, project)
         edited = project / "csrc" / "ops" / "add.cpp"
         if not runner.dry:
-            edited.write_text(edited.read_text() + "\n// edited by vllm-dev demo\n")
+            edited.write_text(edited.read_text().replace("return a + b;", "return a + b + 1;"))
+        from vllm_dev.reporting.ninja_log import entries_since, log_size
+
+        build_dir = workspace().build_dir
+        mark = log_size(build_dir)
         start = time.monotonic()
-        pipeline.run(workspace(), pipeline.Request())
+        result = pipeline.run(workspace(), pipeline.Request())
         print(f"    incremental build: {time.monotonic() - start:.1f} s", file=sys.stderr)
-        _step("import the installed extension from the target interpreter")
-        runner.run([str(project / ".venv" / "bin" / "python"), "-c",
-                    "import vllm._C as m; print('vllm._C.known_value() =', m.known_value())"],
-                   cwd=project, mutates=False)
+        objects = [e.output for e in entries_since(build_dir, mark) if e.is_object]
+        written = [str(p.relative_to(project)) for p in (result.install.written
+                                                          if result.install else [])]
+        print(f"    recompiled: {', '.join(objects) or 'nothing'} ({len(objects)} object(s)); "
+              f"installed: {', '.join(written) or 'nothing'} ({len(written)} file(s))",
+              file=sys.stderr)
+        _step("call the changed function from Python, in the target interpreter")
+        after = _call_add(runner, python, project)
+        print(f"    vllm._C.add(2, 3): {before} before the edit, {after} after it",
+              file=sys.stderr)
         _step("done: inside a real vLLM checkout, `vllm-dev setup` once, then `vllm-dev build`")
     except VllmDevError:
         keep = True

@@ -30,6 +30,7 @@ from vllm_dev.installs.components import check_components, components
 # The steps are imported where a stage runs: each command loads only the steps it runs (a
 # vllm-dev start is mostly imports; see bench/).
 if TYPE_CHECKING:
+    from vllm_dev.caching.remote_check import Probe
     from vllm_dev.reporting.recorder import Recorder
     from vllm_dev.steps.install import InstallReport
     from vllm_dev.steps.prime import PrimeResult
@@ -82,6 +83,10 @@ class Request:
     announce_up_to_date: bool = False
     # -U NAME: removed from the CMake cache (cmake -U) by the configure
     undefine: tuple[str, ...] = ()
+    # A big build whose targets vllm-dev chose may ask [y/N] first (steps/cost.py): never in a
+    # Nox session, `test` or `--watch` (ask=False); --yes answers for this run.
+    ask: bool = True
+    yes: bool = False
 
 
 @dataclass(frozen=True)
@@ -149,17 +154,33 @@ def _build(ws: Workspace, request: Request, timer: StageTimer) -> PipelineResult
     recorder = Recorder(ws, json_path=request.json_path, started_at=request.started_at,
                         trace_path=request.trace_path)
     with recorder.phase("checks"):
+        probe = _remote_probe(ws)  # asks while the plan resolves (remote_check.py)
         plan = resolve_plan(ws)
         _preflight(plan, request)
+        if probe is not None:
+            origin = ws.settings.origin("cache_remote")
+            probe.warn(plan.say, check_command="vllm-dev doctor" + (
+                f" --cache-remote {probe.shown}" if origin == "--cache-remote" else ""))
     recorder.ws = plan  # the report describes the build as planned
+    from vllm_dev.reporting.ninja_log import log_size
+    from vllm_dev.steps.cost import remember_timings
+
     with plan_lock(plan, waiting=lambda: recorder.phase("waiting for lock")):
         ws.remember()  # the command reached its configure and build (config/remember.py)
         warm = _warm_checker(plan) if Stage.CHECK in request.stages else None
+        offset = None if plan.dry else log_size(plan.build_dir)  # the steps timed: after it
+        # the build's steps join the timing history, inside the report's time
+        recorder.before_total.append(lambda report: remember_timings(
+            plan, offset, report, wall=recorder.phases.get("compile")))
         try:
             with farm_session(plan, recorder):  # no-op without --dist
                 result = _stages(plan, request, timer, recorder=recorder, warm=warm)
         except VllmDevError as exc:
-            recorder.finish_quietly(exit_code=exc.exit_code)
+            if not getattr(exc, "quiet", False):  # a "no" to the cost question: no report
+                recorder.finish_quietly(exit_code=exc.exit_code)
+            raise
+        except KeyboardInterrupt:  # no report then; the steps that finished still count
+            remember_timings(plan, offset, None)
             raise
         finally:
             if warm is not None:
@@ -167,6 +188,15 @@ def _build(ws: Workspace, request: Request, timer: StageTimer) -> PipelineResult
                     warm.close()  # unused (nothing to check, or a failure): never left running
         recorder.finish(exit_code=0)
         return result
+
+
+def _remote_probe(ws: Workspace) -> Probe | None:
+    """A look at the remote cache, started now (None without one, and in dry runs)."""
+    if not ws.settings.cache_remote or ws.dry:
+        return None
+    from vllm_dev.caching.remote_check import start_probe
+
+    return start_probe(ws.settings.cache_remote)
 
 
 def _full(plan: BuildDirPlan) -> BuildPlan:
@@ -241,10 +271,16 @@ def _compile(plan: BuildPlan, request: Request, recorder: Recorder,
         check_components(plan.build_dir, targets)
     if not targets:
         with recorder.phase("select"):
-            targets = select_targets(plan, since=request.since, every=request.every,
-                                     recorder=recorder)
+            selection = select_targets(plan, since=request.since, every=request.every,
+                                       recorder=recorder)
+        targets = selection.targets
         if targets == []:
             return []
+        if not request.every:  # a big build vllm-dev chose says its cost first (steps/cost.py)
+            from vllm_dev.steps.cost import confirm_cost
+
+            with recorder.phase("select"):
+                confirm_cost(plan, selection, ask=request.ask, yes=request.yes)
     elif not plan.dry:
         remember_explicit(plan.build_dir, targets)
     compile_targets(plan, targets, install=Stage.INSTALL in request.stages, plain=request.plain,

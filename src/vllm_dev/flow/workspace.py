@@ -206,9 +206,9 @@ class Workspace:
     @cached_property
     def arch(self) -> ArchSelection:
         """TORCH_CUDA_ARCH_LIST for the preset: --arch, else this machine's GPUs (see arch.py)."""
-        if self.device != "cuda":
-            return select_arches(None, origin="--arch", device=self.device, gpus=None,
-                                 supported=None)
+        if self.device != "cuda":  # an --arch given for it is refused there
+            return select_arches(self.settings.arch, origin=self.settings.origin("arch"),
+                                 device=self.device, gpus=None, supported=None)
         nvcc = self.nvcc
         supported = self.fact_cache.memo(
             f"nvcc-arches {nvcc.path}", [nvcc.path],

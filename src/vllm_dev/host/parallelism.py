@@ -42,7 +42,9 @@ min(4, arches))``, keeping at least 8 jobs' worth of CPUs for the many objects o
 Overrides (flag > env > config): ``--jobs``/``VLLM_DEV_JOBS`` (compile jobs), ``MAX_JOBS`` (vLLM's
 meaning: the total, divided by ``NVCC_THREADS`` as setup.py does), ``--nvcc-threads``/
 ``NVCC_THREADS``, ``--job-memory-gib``/``VLLM_DEV_JOB_MEMORY_GIB`` (replaces the per-job estimate,
-whatever the threads).
+whatever the threads). An explicit ``--jobs`` over :data:`JOBS_PER_CPU` per CPU is lowered to
+that, in the one parallelism line with the reason; one over the memory's room is kept, with a
+warning in the same line. Under ``--dist`` neither applies: the farm's CPUs size the jobs.
 
 Splitting one unit (``-split-compile``)
 ---------------------------------------
@@ -91,6 +93,8 @@ JOB_MEMORY: dict[str, JobMemory] = {
 # Arches vLLM builds when TORCH_CUDA_ARCH_LIST is not narrowed (for the thread choice only).
 DEFAULT_ARCH_COUNT = 7
 MAX_THREADS = 4
+# An explicit --jobs above this many per CPU is lowered (with a warning), except under --dist.
+JOBS_PER_CPU = 2
 CPUS_PER_THREAD_STEP = 8
 #: GiB charged per extra ``-split-compile`` thread (see "Splitting one unit" above).
 SPLIT_THREAD_GIB = 0.6
@@ -186,6 +190,18 @@ def memory_jobs(available_gib: float, *, per_job_gib: float, outlier_gib: float)
     return max(0, int((available_gib - outlier_gib) // per_job_gib))
 
 
+def _ceilings(cpus: int, threads: int, available: float | None, per_job: float,
+              outlier: float) -> tuple[int, int | None]:
+    """The most jobs here by CPUs and by memory (None: memory unknown). An explicit count over
+    :data:`JOBS_PER_CPU` per CPU is lowered (more only time-slices the same cores); one over the
+    memory's room is kept with a warning (the per-job figure is an estimate: the user may know
+    their kernels are lighter)."""
+    by_cpu = max(1, cpus * JOBS_PER_CPU // threads)
+    if available is None:
+        return by_cpu, None
+    return by_cpu, max(1, memory_jobs(available, per_job_gib=per_job, outlier_gib=outlier))
+
+
 def _gib(value: float) -> str:
     return f"{value:.0f}" if value >= 10 else f"{value:.1f}"
 
@@ -228,6 +244,17 @@ def choose(
                            per_job_gib=per_job, outlier_gib=outlier)
 
     if settings.jobs:
+        by_cpu, by_memory = _ceilings(cpus, threads, available, per_job, outlier)
+        farm = getattr(settings, "dist", None)  # a farm's jobs are the farm's to size
+        room = "" if by_memory is None else f", {memory_text} (room for {by_memory})"
+        if by_cpu < settings.jobs and not farm:
+            return sized(by_cpu, f"{settings.origin('jobs')} {settings.jobs} "
+                         f"lowered to {by_cpu}: {cpus} CPUs allow {by_cpu} "
+                         f"({JOBS_PER_CPU} per CPU){room}" + "".join(f"; {n}" for n in notes),
+                         min(cpus, by_cpu * threads))
+        if by_memory is not None and by_memory < settings.jobs and not farm:
+            notes.append(f"more jobs than the memory has room for ({by_memory}): expect "
+                         "swapping or a killed compiler, or lower --jobs")
         return sized(settings.jobs, f"jobs set by {settings.origin('jobs')}; {facts}"
                      + "".join(f"; {n}" for n in notes), min(cpus, settings.jobs * threads))
     if settings.max_jobs:

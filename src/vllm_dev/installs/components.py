@@ -32,8 +32,12 @@ def check_components(build_dir: Path, wanted: list[str] | None) -> None:
     known = components(build_dir)
     unknown = [w for w in wanted if w not in known]
     if unknown:
+        import difflib  # only on a mistake
+
+        close = difflib.get_close_matches(unknown[0], known, n=2, cutoff=0.6)
+        hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
         raise VllmDevError(
-            f"unknown target {unknown[0]!r}; this build has: {', '.join(known) or 'none'}"
+            f"unknown target {unknown[0]!r}{hint}; this build has: {', '.join(known) or 'none'}"
         )
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from pathlib import Path
 from typing import Any
@@ -118,6 +118,8 @@ class Recorder:
         self.selection: list[str] = []
         self.dist: DistStats | None = None  # set by dist.farm_session
         self.split: Any = None  # host.parallelism.Split, set by the compile step (CUDA builds)
+        # called with the report before its total is taken (work that belongs to the build)
+        self.before_total: list[Callable[[BuildReport], None]] = []
         global _active
         _active = self
 
@@ -257,6 +259,8 @@ class Recorder:
         if self.dist is not None:
             report.dist = self.dist
             report.cache = CacheDelta("sccache", self.dist.hits, self.dist.misses)
+        for hook in self.before_total:
+            hook(report)
         # Last, so that the time spent reading the log and the cache is in the total too.
         total = self.elapsed()
         report.phases = timed_phases(self.phases, total)

@@ -12,11 +12,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vllm_dev.errors import CommandFailed
+from vllm_dev.errors import CommandFailed, VllmDevError
 from vllm_dev.flow.plan import BuildPlan
 from vllm_dev.host.disk import explain_failure
 
 if TYPE_CHECKING:
+    from vllm_dev.checkout.affected import Selection
     from vllm_dev.checkout.pending import Pending
     from vllm_dev.host.parallelism import Split
     from vllm_dev.process.progress import FailedStep
@@ -64,6 +65,7 @@ def compile_targets(plan: BuildPlan, targets: list[str] | None, *, install: bool
         plan.runner.run(argv, cwd=plan.checkout.root, env={**env, **display.child_env()} or None,
                         stream=_tee(display.line, warm), pseudo_terminal=display.pseudo_terminal)
     except CommandFailed as exc:
+        require_build_dir(plan.build_dir, plan.dry)  # gone: that is the failure to name
         raise explain_failure(name_failed_steps(exc, display.progress.failures),
                               plan.build_dir) from None  # names a full disk
     finally:
@@ -71,6 +73,15 @@ def compile_targets(plan: BuildPlan, targets: list[str] | None, *, install: bool
         recorder.compile_finished(started=started,
                                   install_started=display.progress.install_started_at,
                                   failures=display.progress.failures)
+    require_build_dir(plan.build_dir, plan.dry)
+
+
+def require_build_dir(build_dir: Path, dry: bool = False) -> None:
+    """A build dir removed while the build ran (a `rm -rf`, a `clean` from another shell) fails
+    with that reason, not with whatever step broke first."""
+    if not dry and not build_dir.is_dir():
+        raise VllmDevError(f"{build_dir} was removed while the build ran, so nothing was "
+                           "installed: run `vllm-dev build` again (it configures a new one)")
 
 
 def pending_units(plan: BuildPlan, targets: list[str]) -> Pending | None:
@@ -176,9 +187,10 @@ def cache_log_environment(plan: BuildPlan) -> dict[str, str]:
 
 
 def select_targets(plan: BuildPlan, *, since: str | None, every: bool, recorder: Recorder
-                   ) -> list[str] | None:
-    """The targets to build (None: all, []: none), said for a fresh build dir, a dry run,
-    ``--since``, and whenever the set of targets grows; the report always has it."""
+                   ) -> Selection:
+    """The targets to build (``.targets``: None all, [] none) and why, said for a fresh build
+    dir, a dry run, ``--since``, whenever the set of targets grows, and when the checkout's base
+    moved past W; the report always has it."""
     from vllm_dev.checkout import affected
 
     before = affected.built_before(plan.build_dir)
@@ -187,14 +199,15 @@ def select_targets(plan: BuildPlan, *, since: str | None, every: bool, recorder:
                               since=since, every=every)
     recorder.selection = selection.lines()
     changed = selection.targets is not None and set(selection.targets) != set(before or [])
-    if plan.dry or before == [] or changed or since:  # not on every build of the same targets
+    # Not on every build of the same targets; a base move until `vllm-dev setup` follows it.
+    if plan.dry or before == [] or changed or since or selection.base_move is not None:
         for line in selection.lines():
             plan.say(line)
     if selection.targets == []:
         plan.say("nothing to compile or install: the prebuilt kernels in vllm/ stay as they are")
     elif not plan.dry:
         affected.remember_built(plan.build_dir, selection.targets)
-    return selection.targets
+    return selection
 
 
 def remember_explicit(build_dir: Path, targets: list[str]) -> None:

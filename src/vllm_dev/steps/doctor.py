@@ -63,6 +63,7 @@ class Doctor:
         self.ws = ws
         self.checks: list[Check] = []
         self._facts: InterpreterFacts | None = None
+        self.no_interpreter = False
 
     @property
     def runner(self) -> Runner:
@@ -87,7 +88,15 @@ class Doctor:
 
     def interpreter(self) -> None:
         ws = self.ws
-        path = ws.interpreter.path
+        try:
+            path = ws.interpreter.path
+        except VllmDevError as exc:  # none to find: one row, its fix, then what needs none
+            self.no_interpreter = True
+            root = ws.checkout.root
+            self.add("python", "fail", str(exc).split(":", 1)[0],
+                     f"`uv venv --python 3.12 {root / '.venv'}` then `vllm-dev setup`, or "
+                     "pass --python PATH (a venv or its python)")
+            return
         names: list[str] = []
         with contextlib.suppress(VllmDevError):
             names = requirement_names(ws.checkout.build_requirements(ws.settings.device
@@ -231,10 +240,11 @@ class Doctor:
         if details := describe_settings(config):
             self.add("cache settings", "info", details)
         if config.remote:
-            answer = check_remote(config.remote, timeout=3.0)
+            answer = check_remote(config.remote, timeout=3.0, mode=config.remote_mode)
             self.add("remote cache", "ok" if answer.ok else "warn", answer.detail,
                      "" if answer.ok else "builds still work (compiling locally): check the "
-                     "host, port and credentials of --cache-remote / VLLM_DEV_CACHE_REMOTE")
+                     "host, port, credentials and rights of --cache-remote / "
+                     "VLLM_DEV_CACHE_REMOTE")
 
     def nvcc(self) -> None:
         if self.ws.device != "cuda":
@@ -290,7 +300,9 @@ class Doctor:
 
         found = probe_gpus(runner=self.runner)
         if not found.capabilities:
-            status = "warn" if self.ws.device == "cuda" else "info"
+            # the device comes from the interpreter's torch, unless given
+            device = self.ws.settings.device if self.no_interpreter else self.ws.device
+            status = "warn" if device == "cuda" else "info"
             self.add("GPUs", status, f"none visible ({found.problem})",
                      "fine for building; pass --arch to narrow the arch list"
                      if status == "warn" else "")
@@ -342,6 +354,11 @@ class Doctor:
             self.guarded("CPUs", self._machine_only)
             return self.checks
         self.guarded("python", self.interpreter)
+        if self.no_interpreter:  # every other check but these asks the interpreter
+            for name, check in (("GPUs", self.gpus), ("machine", self.cpus_memory_disk),
+                                ("remote cache", self._remote_only)):
+                self.guarded(name, check)
+            return self.checks
         for name, check in (("torch", self.torch), ("vllm install", self.vllm_install),
                             ("build requirements", self.build_requirements),
                             ("cmake", self.cmake), ("ninja", self.ninja),
@@ -354,6 +371,16 @@ class Doctor:
                 continue
             self.guarded(name, check)
         return self.checks
+
+    def _remote_only(self) -> None:
+        """The remote cache's row, when there is one to check (it needs no interpreter)."""
+        from vllm_dev.caching.compiler_cache import config_from
+        from vllm_dev.caching.remote_check import check_remote
+
+        config = config_from(self.ws.settings)
+        if config.remote:
+            answer = check_remote(config.remote, timeout=3.0, mode=config.remote_mode)
+            self.add("remote cache", "ok" if answer.ok else "warn", answer.detail)
 
     def _machine_only(self) -> None:
         machine = probe_machine()

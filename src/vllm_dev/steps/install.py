@@ -48,6 +48,9 @@ def install_components(plan: BuildDirPlan, wanted: list[str] | None, *,
     from vllm_dev.installs.install_state import components_to_install
 
     build_dir = plan.build_dir
+    from vllm_dev.steps.build import require_build_dir
+
+    require_build_dir(build_dir, plan.dry)
     every = list(wanted) if wanted else components(build_dir)
     if not every and not plan.dry:
         raise VllmDevError(f"{build_dir} installs nothing (no install component in "

@@ -7,13 +7,15 @@ that define the install and the requirements, the interpreter, the precompiled-w
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from vllm_dev.checkout.state import ensure_state_dir, read_json, write_json
-from vllm_dev.errors import VllmDevError
+from vllm_dev.errors import CommandFailed, VllmDevError
 from vllm_dev.flow.workspace import Workspace
 
 PRECOMPILED_VARS = (
@@ -79,6 +81,41 @@ def requirements_step(ws: Workspace, requirements: Path) -> InstallStep:
 class SetupResult:
     skipped: bool
     requirements: Path
+
+
+# What uv (and vLLM's setup.py fetching its wheel with urllib) says when the network is not there.
+_NETWORK_RE = re.compile(r"dns error|failed to lookup address|name resolution|Name or service "
+                         r"not known|Network is unreachable|Could not connect|tcp connect error|"
+                         r"error sending request|Connection refused|timed out|Could not resolve",
+                         re.IGNORECASE)
+_URL_RE = re.compile(r"https?://([^/\s`'\"]+)")
+OFFLINE_COMMAND = "vllm-dev setup -- --no-index --find-links DIR"
+
+
+class NetworkWatch:
+    """Passes an installer's output through, line by line, and remembers what it could not reach:
+    a setup that fails for the network then says so in one line with the offline command."""
+
+    def __init__(self) -> None:
+        self.hosts: list[str] = []
+        self.reason = ""
+
+    def line(self, text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+        for host in _URL_RE.findall(text):
+            if host not in self.hosts:
+                self.hosts.append(host)
+        if _NETWORK_RE.search(text):  # the innermost cause is the last one uv prints
+            self.reason = text.strip().removeprefix("cause:").strip()[:120]
+
+    def explain(self, exc: CommandFailed) -> VllmDevError:
+        if not self.reason:
+            return exc
+        where = self.hosts[-1] if self.hosts else "the package index"
+        return VllmDevError(
+            f"setup could not reach {where} ({self.reason}): offline or behind a mirror, give "
+            f"VLLM_PRECOMPILED_WHEEL_LOCATION a local wheel and run `{OFFLINE_COMMAND}` (README: "
+            "Offline / mirror)")
 
 
 def find_uv() -> str:
@@ -157,13 +194,69 @@ def run_setup(ws: Workspace, *, force: bool = False,
     steps = [editable, requirements_step(ws, requirements), *([tests_step] if tests_step else [])]
     for step in steps:
         ws.say(f"setup: {step.message} into {python}")
-        ws.runner.run([uv, "pip", "install", "--python", python, *step.args,
-                       *installer_args(extra_args)], cwd=root, env=step.env or None)
+        watch = NetworkWatch()
+        try:
+            ws.runner.run([uv, "pip", "install", "--python", python, *step.args,
+                           *installer_args(extra_args)], cwd=root, env=step.env or None,
+                          stream=watch.line)
+        except CommandFailed as exc:
+            raise watch.explain(exc) from None
     if not ws.dry:
         ensure_state_dir(ws.checkout.state_dir)
         record[key["interpreter"]] = key
         write_json(record_path, record)
         from vllm_dev.checkout.precompiled import remember_setup  # W, while the wheel is at hand
 
-        remember_setup(root, ws.checkout.state_dir, ws.environ)
+        before = recorded_w(ws.checkout.state_dir)
+        base = remember_setup(root, ws.checkout.state_dir, ws.environ)
+        follow_new_w(ws, before, base.commit if base else None)
     return SetupResult(False, requirements)
+
+
+def recorded_w(state_dir: Path) -> str | None:
+    """W as the last setup recorded it (None: no record, or W unknown then)."""
+    from vllm_dev.checkout.precompiled import RECORD
+
+    data = read_json(state_dir / RECORD) if (state_dir / RECORD).is_file() else None
+    commit = (data or {}).get("commit")
+    return str(commit) if commit else None
+
+
+def follow_new_w(ws: Workspace, before: str | None, after: str | None) -> None:
+    """The prebuilt kernels in ``vllm/`` are now another W's (a refresh after a ``git pull`` or
+    a rebase, or a first known W): each vllm-dev build dir of the checkout starts its selection
+    afresh (it builds only what changes since the new W reach, not what it built for the old
+    one) and forgets the installs that setup's kernels replaced, so nothing built for the old
+    base is put back. What the build dirs built stays (ninja reuses it). Without such a refresh
+    while the base moved (a wheel of the old W named again), say so."""
+    from vllm_dev.checkout.precompiled import base_moved
+
+    root = ws.checkout.root
+    if after and after != before:
+        from vllm_dev.checkout.affected import remember_built
+        from vllm_dev.checkout.state import is_marked_build_dir
+        from vllm_dev.installs.install_record import InstallRecord
+
+        for build_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink()
+                                and is_marked_build_dir(p)):
+            record = InstallRecord.load(build_dir)
+            replaced = sorted(name for name, entry in record.components.items()
+                              if record.prefix is not None and any(
+                                  f.installed_changed(record.prefix) for f in entry.files))
+            for name in replaced:
+                del record.components[name]
+            if replaced:
+                record.save()
+            remember_built(build_dir, [])
+            was = f"W {before[:12]}" if before else "an unknown W"
+            ws.say(f"setup: the prebuilt kernels in vllm/ are now W {after[:12]}'s (were "
+                   f"{was}'s): {build_dir.name} builds only what changes since {after[:12]} "
+                   f"reach" + (f"; its installs of {', '.join(replaced)} were replaced and are "
+                               "not put back" if replaced else ""))
+    moved = base_moved(root, after)
+    if moved is not None:
+        ws.say(f"setup: the prebuilt kernels are still W {moved.w[:12]}'s, and the merge-base of "
+               f"HEAD with {moved.upstream} is {moved.base[:12]} ({moved.kernel_files} upstream "
+               f"kernel file(s) later): name a wheel of {moved.base[:12]} in "
+               "VLLM_PRECOMPILED_WHEEL_LOCATION (or unset it and VLLM_PRECOMPILED_WHEEL_COMMIT) "
+               "and run `vllm-dev setup` again")

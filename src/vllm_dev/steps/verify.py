@@ -121,12 +121,75 @@ class ImportResult:
         return self.error is None
 
 
+# The state of each extension of the checkout (``vllm-dev verify`` lists every one with one).
+INSTALLED = "built here and installed"
+PREBUILT = "prebuilt from the wheel at W"
+PREBUILT_CHANGED = "prebuilt at W, but its sources changed since W"
+BUILT_NOT_INSTALLED = "built here, not installed"
+ABSENT = "not built and not installed"
+STATES = (INSTALLED, PREBUILT, PREBUILT_CHANGED, BUILT_NOT_INSTALLED, ABSENT)
+
+
+@dataclass
+class Extension:
+    """One extension of the checkout (a build dir's install component, or a prebuilt one when
+    the build dir knows none), its state, its files in ``vllm/`` and whether they load."""
+
+    name: str
+    state: str
+    files: list[Path] = field(default_factory=list)
+    w: str = ""  # W, shortened ("" when unknown)
+    cause: str = ""  # why: what changed since W, why W is unknown, why it is not installed
+    results: list[ImportResult] = field(default_factory=list)
+
+    @property
+    def detail(self) -> str:
+        """The state in words, with W, the cause and the fix."""
+        if self.state == PREBUILT:
+            return (f"prebuilt from the wheel at W {self.w}" if self.w
+                    else f"prebuilt from a wheel (W unknown: {self.cause})")
+        if self.state == PREBUILT_CHANGED:
+            return (f"prebuilt at W {self.w}, but its sources changed since W ({self.cause}): "
+                    "rebuild it with `vllm-dev build`")
+        if self.state == BUILT_NOT_INSTALLED:
+            return f"built here, not installed ({self.cause}): run `vllm-dev install`"
+        return self.state
+
+    @property
+    def failed(self) -> list[ImportResult]:
+        return [r for r in self.results if not r.ok]
+
+    def label(self, root: Path) -> str:
+        modules = [f for f in self.files if _shared(f)]
+        try:
+            return module_name(modules[0], root=root) if modules else self.name
+        except ValueError:
+            return self.name
+
+
 @dataclass
 class VerifyReport:
     imports: list[ImportResult] = field(default_factory=list)
     stale: list[Path] = field(default_factory=list)
     older: list[Path] = field(default_factory=list)
     removed_to: Path | None = None
+    extensions: list[Extension] = field(default_factory=list)  # ``vllm-dev verify`` only
+
+    def count(self, state: str) -> int:
+        return sum(e.state == state for e in self.extensions)
+
+    @property
+    def ok(self) -> bool:
+        """Every extension built here is installed, and everything installed loads."""
+        return not self.failed and not self.count(BUILT_NOT_INSTALLED)
+
+    def summary(self) -> str:
+        counts = ", ".join(f"{self.count(s)} {s}" for s in STATES if self.count(s))
+        stale = f"; {len(self.stale)} stale file(s)" if self.stale else ""
+        loads = f"{len(self.modules) - len(self.failed)} of {len(self.modules)} load"
+        verdict = "verify ok" if self.ok else "verify NOT ok"
+        return (f"{verdict}: {len(self.extensions)} extension(s): {counts or 'none'}; "
+                f"{loads}{stale}")
 
     @property
     def failed(self) -> list[ImportResult]:
@@ -345,15 +408,99 @@ def run_verify(ws: Resolved, *, remove: bool = False, components: list[str] | No
     report.imports = import_all(ws, modules, warm=warm)
     report.stale = find_stale(package, installed=everything, build_dir=build_dir)
     report.older = find_older(record)
+    if components is None:  # `vllm-dev verify`: every extension of the checkout, in one state
+        report.extensions = extension_states(ws, record, prebuilt, report)
     if remove and report.stale and not ws.dry:
         report.removed_to = remove_stale(ws, report.stale)
     return report
 
 
+def extension_states(ws: Resolved, record: InstallRecord, prebuilt: list[Path],
+                     report: VerifyReport) -> list[Extension]:
+    """Each extension of the checkout with its state (see :data:`STATES`)."""
+    from vllm_dev.checkout.precompiled import find_base
+
+    build_dir = ws.build_dir
+    names = components(build_dir)
+    built = {name.split(".", 1)[0] for name in build_outputs(build_dir)} if names else set()
+    by_name: dict[str, list[Path]] = {}
+    for path in prebuilt:
+        by_name.setdefault(path.name.split(".", 1)[0], []).append(path)
+    older = {os.path.realpath(p) for p in report.older}
+    base = find_base(ws.checkout.root, ws.checkout.state_dir, getattr(ws, "environ", os.environ))
+    w = base.commit[:12] if base.commit else ""
+    extensions = []
+    from vllm_dev.checkout.affected import built_before
+
+    meant = built_before(build_dir)  # what this build dir builds for vllm/ (None: everything)
+    for name in names or sorted(by_name):
+        files = record.files([name]) if name in record.components else []
+        # built here, but not one of the targets this build dir builds now (e.g. built for an
+        # older W): the prebuilt file in vllm/ is the one that counts
+        set_aside = name in by_name and meant is not None and name not in meant
+        if files and not any(os.path.realpath(f) in older for f in files):
+            extensions.append(Extension(name, INSTALLED, files))
+        elif (files or name in built) and not set_aside:
+            why = ("rebuilt or changed since its install" if files else
+                   "vllm/ has another file" if name in by_name else "nothing of it in vllm/")
+            extensions.append(Extension(name, BUILT_NOT_INSTALLED, files or by_name.get(name, []),
+                                        cause=why))
+        elif name in by_name:
+            extensions.append(Extension(name, PREBUILT, by_name[name], w=w, cause=base.problem))
+        else:
+            extensions.append(Extension(name, ABSENT))
+    _mark_changed_since_w(ws, base, [e for e in extensions if e.state == PREBUILT])
+    results = {os.path.realpath(r.path): r for r in report.imports}
+    for extension in extensions:
+        extension.results = [results[os.path.realpath(f)] for f in extension.files
+                             if os.path.realpath(f) in results]
+    return extensions
+
+
+def _mark_changed_since_w(ws: Resolved, base: Any, prebuilt: list[Extension]) -> None:
+    """Prebuilt extensions whose sources (or headers) changed since W: rebuild them. Asked of
+    the build dir's graph, as a build's selection is (checkout/affected.py)."""
+    if not prebuilt or base.commit is None or not (ws.build_dir / "build.ninja").is_file():
+        return
+    from vllm_dev.checkout import affected
+
+    try:
+        selection = affected.select(ws.checkout.root, ws.build_dir, base,
+                                    targets=components(ws.build_dir), jobs=os.cpu_count() or 1,
+                                    torch_version=ws.facts.torch if base.torch else None,
+                                    remember=not ws.dry)
+    except VllmDevError:  # cannot tell: they stay "prebuilt"; a build would say why
+        return
+    reached: dict[str, list[str]] = {}
+    for hit in selection.hits:
+        reached.setdefault(hit.target, []).append(hit.changed)
+    for extension in prebuilt:
+        if selection.targets is None or extension.name in (selection.targets or []):
+            extension.state = PREBUILT_CHANGED
+            changed = reached.get(extension.name, [])
+            extension.cause = (", ".join(changed[:3]) + (f" and {len(changed) - 3} more"
+                                                         if len(changed) > 3 else "")
+                               if changed else selection.reason)
+
+
 def describe(report: VerifyReport, *, root: Path) -> list[str]:
-    """Human lines: one per extension, then stale and older files with their fix."""
+    """Human lines: one per extension (with its state, for ``vllm-dev verify``) or per loaded
+    file, then stale and older files with their fix."""
     lines = []
+    shown: set[Path] = set()
+    for extension in report.extensions:
+        state = extension.detail
+        if extension.failed:
+            first = extension.failed[0]
+            lines.append(f"{extension.label(root)}: FAILED: {first.error} ({state})")
+        elif extension.results:
+            lines.append(f"{extension.label(root)}: ok ({state})")
+        else:
+            lines.append(f"{extension.label(root)}: {state}")
+        shown.update(r.path for r in extension.results if r.kind == "module")
     for result in report.imports:
+        if result.path in shown:
+            continue
         what = "ok" if result.kind == "module" else "ok (shared library: loads, not a module)"
         lines.append(f"{result.module}: " + (what if result.ok else f"FAILED: {result.error}"))
     for path in report.stale:
@@ -423,8 +570,12 @@ def check_editable_install(ws: Resolved) -> None:
                            f"{ws.interpreter.path}")
 
 
-def run_verify_task(ws: Resolved, *, remove: bool = False, as_json: bool = False) -> VerifyReport:
-    """``vllm-dev verify``: one line per extension on stdout (or JSON); non-zero on a failure."""
+def run_verify_task(ws: Resolved, *, remove: bool = False, as_json: bool = False,
+                    strict: bool = False) -> VerifyReport:
+    """``vllm-dev verify``: every extension with its state, one line each, and a summary line
+    on stdout (or JSON); non-zero when an installed file does not load or an extension built
+    here is not installed, and with ``strict`` also on stale files and on prebuilt extensions
+    whose sources changed since W."""
     report = run_verify(ws, remove=remove)
     root = ws.checkout.root
     if as_json:
@@ -432,18 +583,36 @@ def run_verify_task(ws: Resolved, *, remove: bool = False, as_json: bool = False
             "imports": [{"module": r.module, "path": str(r.path), "ok": r.ok, "error": r.error,
                          "kind": r.kind}
                         for r in report.imports],
+            "extensions": [{"name": e.name, "module": e.label(root), "state": e.state,
+                            "detail": e.detail, "files": [str(f) for f in e.files],
+                            "loads": bool(e.results) and not e.failed}
+                           for e in report.extensions],
             "stale": [str(p) for p in report.stale],
             "moved_to": str(report.removed_to) if report.removed_to else None,
             "older_than_build": [str(p) for p in report.older],
+            "ok": report.ok,
+            "summary": report.summary(),
         }, indent=2))
     else:
         for line in describe(report, root=root):
             print(line)
+        print(report.summary())
     from vllm_dev.installs import install_state
 
     if report.failed and not ws.dry:  # the next build checks them all again
         install_state.mark_unverified(ws.build_dir)
     check(ws, report)
+    unbuilt = [e.name for e in report.extensions if e.state == BUILT_NOT_INSTALLED]
+    if unbuilt:
+        raise VllmDevError(f"{', '.join(unbuilt)} built here but not installed: run "
+                           "`vllm-dev install` (or `vllm-dev build`)")
+    changed = [e.name for e in report.extensions if e.state == PREBUILT_CHANGED]
+    if strict and (report.stale or changed):
+        what = ([f"{len(report.stale)} stale file(s) (`vllm-dev verify --remove-stale`)"]
+                if report.stale else []) + ([f"prebuilt {', '.join(changed)} with sources "
+                                             "changed since W (`vllm-dev build`)"]
+                                            if changed else [])
+        raise VllmDevError(f"--strict: {' and '.join(what)}")
     if not ws.dry:  # every installed extension loaded: the next build need not check them
         install_state.mark_verified(ws.build_dir, list(InstallRecord.load(ws.build_dir).components))
     return report

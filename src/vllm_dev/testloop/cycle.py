@@ -138,7 +138,7 @@ def build_request(options: TestOptions, *, targets: tuple[str, ...] | None = Non
         stages=pipeline.build_stages(install=True, verify=options.verify),
         targets=options.targets if targets is None else targets, since=options.since,
         every=options.every and targets is None, plain=options.plain, started_at=started_at,
-        undefine=options.undefine)
+        undefine=options.undefine, ask=False)  # test and --watch never ask [y/N]
 
 
 def run_cycle(ws: Workspace, options: TestOptions, selection: Selection, request: Request, *,

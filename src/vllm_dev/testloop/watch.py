@@ -22,7 +22,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vllm_dev.errors import VllmDevError
 from vllm_dev.flow.workspace import Workspace
@@ -36,7 +36,10 @@ from vllm_dev.testloop.cycle import (
     run_cycle,
 )
 from vllm_dev.testloop.pause import WholeBuild, pause_lines
-from vllm_dev.testloop.watchset import WatchSet, watch_set
+from vllm_dev.testloop.watchset import SaveDecision, WatchSet, watch_set
+
+if TYPE_CHECKING:
+    from vllm_dev.steps.cost import CostBlock
 
 #: How long the watcher waits after the last event of a burst before starting a cycle (ms).
 STEP_MS = 30
@@ -140,6 +143,20 @@ class Watcher:
                 continue
         return found
 
+    def _cost(self, decision: SaveDecision) -> CostBlock | None:
+        """The cost block of the build a paused save would start, when its targets are known
+        (not for a configure input: the graph changes with the configure)."""
+        if not decision.targets or decision.pause is None:  # a configure input: no targets
+            return None
+        from vllm_dev.flow.plan import resolve_plan
+        from vllm_dev.steps.cost import estimate_cost
+
+        try:
+            plan = resolve_plan(self.make_ws())
+            return estimate_cost(plan, sorted(decision.targets))
+        except VllmDevError:  # the pause line alone still says what matters
+            return None
+
     def _saved(self, saved: list[str], saved_at: float) -> None:
         assert self.watched is not None
         names = ", ".join(self.watched.relative(p) for p in saved[:3]) + (
@@ -154,7 +171,7 @@ class Watcher:
         decision = self.watched.decide(saved)
         if decision.pause is not None:
             self.paused = decision.pause
-            for line in pause_lines(decision.pause):
+            for line in pause_lines(decision.pause, self._cost(decision)):
                 self.ws.say(line)
             return
         self.ws.say(f"saved: {names}")

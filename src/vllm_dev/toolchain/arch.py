@@ -131,8 +131,14 @@ def select_arches(
     gpus: GpuProbe | None,
     supported: tuple[str, ...] | None,
 ) -> ArchSelection:
-    """The arch list for the preset, and a one-line reason."""
+    """The arch list for the preset, and a one-line reason. An arch list given on the command
+    line for a build that compiles no CUDA is a mistake (one from the environment, such as an
+    image's TORCH_CUDA_ARCH_LIST, is not: vLLM ignores it there, and so does vllm-dev)."""
     if device != "cuda":
+        if setting and origin.startswith("--"):
+            raise VllmDevError(f"{origin} {setting} is a CUDA arch list, and this is a {device} "
+                               f"build, which compiles no CUDA code: drop {origin} (or build "
+                               "with --device cuda)")
         return ArchSelection(None, f"not a CUDA build (device {device})")
     if setting:
         archs = parse_arch_setting(setting, origin=origin)

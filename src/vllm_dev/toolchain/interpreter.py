@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,6 +117,11 @@ def find_interpreter(
         # interpreter (no reconfigure), and a venv's python stays the venv's, not its base's.
         path = Path(os.path.abspath(Path(explicit).expanduser()))
         if path.is_dir():
+            if not _venv_python(path).exists():
+                raise VllmDevError(
+                    f"{origin} {explicit} is a directory but not a virtual environment (no "
+                    f"{_venv_python(Path('.'))} in it): give a venv or its python (create one "
+                    f"with `uv venv {explicit}`)")
             path = _venv_python(path)
         if not path.exists():
             raise VllmDevError(
@@ -153,15 +159,20 @@ def probe(
         mutates=False,
         timeout=PROBE_TIMEOUT_S,
     )
+    not_python = VllmDevError(
+        f"{interpreter.origin} {interpreter.path} is not a Python interpreter (it did not answer "
+        "vllm-dev's probe): give the python of a venv, e.g. .venv/bin/python")
     if not done.ok:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise VllmDevError(f"target interpreter {interpreter.path} does not run: {last}")
+        if not re.match(r"^[A-Za-z_.]*(Error|Exception|Exit)\b", last):  # not Python's words
+            raise not_python
+        raise VllmDevError(f"target interpreter {interpreter.path} does not run: {last[:200]}")
     try:
         data = json.loads(done.stdout.strip().splitlines()[-1])
+        if not isinstance(data, dict) or "version" not in data:
+            raise ValueError("not the probe's answer")
     except (ValueError, IndexError):
-        raise VllmDevError(
-            f"target interpreter {interpreter.path} gave no answer to vllm-dev's probe"
-        ) from None
+        raise not_python from None
     return InterpreterFacts(
         version=tuple(data["version"]),  # type: ignore[arg-type]
         prefix=data["prefix"],

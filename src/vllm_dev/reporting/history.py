@@ -1,0 +1,252 @@
+"""How long each build step took here before: the timing history behind a build's cost estimate.
+
+A build dir's ``.ninja_log`` already holds the time of every step it ran, but ``vllm-dev clean``
+removes it with the build dir, and a checkout without W (or after a base move) builds in a fresh
+one. So every build that ran steps adds them to a history kept outside the build dir, in
+``<checkout>/.vllm-dev/history/<preset>-<device>-<arch>.json`` (one file per preset and arch:
+the same object takes minutes for seven CUDA arches and seconds for one).
+
+Per step (a ninja output, relative to the build dir) it keeps:
+
+* ``miss``: the seconds of its last real compile (a compiler-cache miss, or no cache);
+* ``hit``: the seconds of its last compiler-cache hit;
+* ``inputs``: the files the compiler read for it (ninja's deps log, right after the build), as
+  indexes into one shared path table, and ``digest``: their identities (mtime, size) then. An
+  object whose inputs still have those identities, compiled through the same cache directory,
+  is an expected cache hit (ccache's depend mode hashes exactly the source and those files).
+  The checkout's own files count by content (a configure writes its generated headers again,
+  same bytes, new mtime, after every ``clean``: in ``csrc/`` too, e.g. vLLM's
+  ``cpu_attn_dispatch_generated.h``); files outside it (torch's, the system's) by mtime and
+  size: one touched without a change makes the estimate say "miss" where ccache hits, so the
+  estimate errs on the long side, never the short one.
+
+The build dir's own ``.ninja_log`` fills in what the history lacks (:meth:`History.fill_from_log`):
+objects built there before the history existed, or by a plain ``cmake --build``.
+
+Which steps of a build were hits: ninja does not say, so the cache's counters do (the build
+report's before/after difference): with no hit every step was a miss; with ``h`` hits the ``h``
+shortest object steps are taken as the hits (a hit takes milliseconds, a miss seconds); with the
+count unknown (a build that failed or was stopped), only steps of a second or more count, as misses.
+
+Per build it keeps the compile phase's wall time, the steps' summed time, its critical path (the
+longest compile and then the longest link) and the job count: the estimate learns this machine's
+overhead from them. Hand-written JSON
+(not sqlite): one small file per preset, read only when a build is big enough to estimate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vllm_dev.reporting.ninja_log import NinjaEntry
+
+KIND = "vllm-dev timing history"
+VERSION = 1
+DIRECTORY = "history"
+BUILDS_KEPT = 20
+# With the hit count unknown (a failed or interrupted build), a compile this long was no hit.
+SURELY_A_MISS = 1.0
+
+
+def history_path(state_dir: Path, *, preset: str, device: str, arch: str | None) -> Path:
+    """The history file of one preset, device and arch list (``.vllm-dev/history/...``)."""
+    key = f"{preset}-{device}-{arch or 'default'}"
+    return state_dir / DIRECTORY / (re.sub(r"[^A-Za-z0-9_.+-]", "_", key) + ".json")
+
+
+def critical_path(steps: Iterable[tuple[bool, float]]) -> float:
+    """A lower bound of a build's wall time whatever its parallelism: its longest compile, then
+    its longest other step (a link waits for its objects). ``steps``: (is an object, seconds)."""
+    objects = [s for is_object, s in steps if is_object] or [0.0]
+    others = [s for is_object, s in steps if not is_object] or [0.0]
+    return max(objects) + max(others)
+
+
+def inputs_digest(paths: Iterable[str], *, by_content: str = "",
+                  marks: dict[str, str] | None = None) -> str:
+    """What ``paths`` are now, as one short digest; a missing file counts. Files under
+    ``by_content`` (the checkout: its headers, and those its configure generates into the source
+    tree and the build dir, written again with the same bytes after every ``clean``) count by
+    their content, the others (torch's, the system's) by mtime and size. ``marks`` remembers
+    each file's mark across calls (one estimate reads a header once, however many units use it)."""
+    digest = hashlib.sha1(usedforsecurity=False)
+    prefix = by_content.rstrip("/") + "/" if by_content else None
+    marks = {} if marks is None else marks
+    for path in paths:
+        if path not in marks:
+            try:
+                if prefix and path.startswith(prefix):
+                    with open(path, "rb") as handle:
+                        marks[path] = hashlib.sha1(handle.read(),
+                                                   usedforsecurity=False).hexdigest()
+                else:
+                    st = os.stat(path)
+                    marks[path] = f"{st.st_mtime_ns}\0{st.st_size}"
+            except OSError:
+                marks[path] = "-"
+        digest.update(f"{path}\0{marks[path]}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+@dataclass
+class StepTime:
+    miss: float | None = None
+    hit: float | None = None
+    inputs: list[int] = field(default_factory=list)
+    digest: str = ""
+    cache: str = ""  # the compiler cache (kind and directory) the step went through
+
+
+@dataclass
+class BuildTime:
+    """One build's compile phase: wall seconds, the steps' summed seconds, the job count."""
+
+    wall: float
+    work: float
+    jobs: int
+    steps: int
+    critical: float = 0.0  # the longest compile plus the longest other step (its link)
+
+
+@dataclass
+class History:
+    path: Path
+    build_dir: str = ""  # where the steps ran
+    paths: list[str] = field(default_factory=list)
+    steps: dict[str, StepTime] = field(default_factory=dict)
+    builds: list[BuildTime] = field(default_factory=list)
+    _marks: dict[str, str] = field(default_factory=dict, repr=False)
+
+    @property
+    def checkout(self) -> str:
+        """The checkout the history belongs to (``<checkout>/.vllm-dev/history/<file>``): its
+        files count by content in the digests."""
+        parents = self.path.parents
+        return str(parents[2]) if len(parents) > 2 else ""
+
+    def digest(self, inputs: list[str]) -> str:
+        return inputs_digest(inputs, by_content=self.checkout, marks=self._marks)
+
+    @classmethod
+    def load(cls, path: Path) -> History:
+        """The history in ``path``; an empty one when absent, unreadable or of another kind."""
+        from vllm_dev.checkout.state import read_json
+
+        history = cls(path)
+        try:
+            data = read_json(path) if path.is_file() else None
+        except Exception:  # noqa: BLE001  (a history is a hint: never a reason to fail a build)
+            data = None
+        if not data or data.get("kind") != KIND or data.get("version") != VERSION:
+            return history
+        try:
+            history.paths = [str(p) for p in data.get("paths", [])]
+            history.build_dir = str(data.get("build_dir") or "")
+            for output, entry in dict(data.get("steps", {})).items():
+                miss, hit, digest, cache, inputs = entry
+                history.steps[str(output)] = StepTime(miss, hit, list(inputs), str(digest),
+                                                      str(cache))
+            history.builds = [BuildTime(**b) for b in data.get("builds", [])]
+        except (TypeError, ValueError, KeyError):
+            return cls(path)
+        return history
+
+    def save(self) -> None:
+        """Compact JSON (a whole vLLM tree's history holds millions of input indexes: indented,
+        writing it took 0.14 s of every build that compiled something; compact, a third)."""
+        import json
+
+        from vllm_dev.process.files import atomic_write_bytes
+
+        used = sorted({i for s in self.steps.values() for i in s.inputs})
+        renumber = {old: new for new, old in enumerate(used)}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(self.path, json.dumps({
+            "kind": KIND, "version": VERSION, "build_dir": self.build_dir,
+            "paths": [self.paths[i] for i in used],
+            "steps": {o: [s.miss, s.hit, s.digest, s.cache, [renumber[i] for i in s.inputs]]
+                      for o, s in sorted(self.steps.items())},
+            "builds": [vars(b) for b in self.builds[-BUILDS_KEPT:]],
+        }, separators=(",", ":")).encode())
+
+    def inputs_of(self, output: str) -> list[str]:
+        step = self.steps.get(output)
+        return [self.paths[i] for i in step.inputs if i < len(self.paths)] if step else []
+
+    def expected_hit(self, output: str, cache: str) -> bool:
+        """Whether ``output`` compiled through ``cache`` would be a hit: it went through that
+        cache before, and every file it read then is as it was."""
+        step = self.steps.get(output)
+        if step is None or not cache or step.cache != cache or not step.inputs:
+            return False
+        return self.digest(self.inputs_of(output)) == step.digest
+
+    def fill_from_log(self, build_dir: Path) -> None:
+        """Steps the build dir's own ``.ninja_log`` timed and this history has no compile time
+        for (built before the history existed, or by a plain ``cmake --build``): their last
+        time there, in memory only. Whether that was a cache hit the log cannot say; a time of
+        :data:`SURELY_A_MISS` or more was not one, and a shorter one is short either way."""
+        from vllm_dev.reporting.ninja_log import NINJA_LOG, parse_ninja_log
+
+        try:
+            text = (build_dir / NINJA_LOG).read_text(errors="replace")
+        except OSError:
+            return
+        last: dict[str, NinjaEntry] = {}
+        for entry in parse_ninja_log(text):
+            last[entry.output] = entry
+        for output, entry in last.items():
+            step = self.steps.get(output)
+            if step is None:
+                self.steps[output] = StepTime(miss=entry.seconds)
+            elif step.miss is None:
+                step.miss = entry.seconds
+
+    def record(self, entries: list[NinjaEntry], *, hits: int | None, cache: str,
+               deps: Mapping[str, list[str]], build_dir: Path, wall: float | None,
+               jobs: int) -> None:
+        """Add one build's steps (``entries``: what ninja ran, as in ``.ninja_log``). ``hits``:
+        the compiler-cache hits of the build (None: unknown, then no step's time is taken as a
+        miss or a hit unless the cache is off); ``deps``: absolute output -> its inputs."""
+        if not entries:
+            return
+        self._marks.clear()  # the build may have written files an estimate read before
+        objects = sorted((e for e in entries if e.is_object), key=lambda e: e.seconds)
+        hit_outputs: set[str] = set()
+        if cache and hits:
+            hit_outputs = {e.output for e in objects[:hits]}
+        if str(build_dir) != self.build_dir:  # another binaryDir: the digests are its own
+            self.build_dir = str(build_dir)
+            for step in self.steps.values():
+                step.digest = ""
+        index = {p: i for i, p in enumerate(self.paths)}
+        for entry in entries:
+            step = self.steps.setdefault(entry.output, StepTime())
+            if not entry.is_object or not cache:
+                step.miss = entry.seconds
+            elif entry.output in hit_outputs:
+                step.hit = entry.seconds
+            elif hits is not None or entry.seconds >= SURELY_A_MISS:
+                step.miss = entry.seconds
+            if entry.is_object:
+                step.cache = cache
+                inputs = deps.get(os.path.normpath(os.path.join(build_dir, entry.output)), [])
+                if inputs:
+                    for path in inputs:
+                        if path not in index:
+                            index[path] = len(self.paths)
+                            self.paths.append(path)
+                    step.inputs = [index[p] for p in inputs]
+                    step.digest = self.digest(inputs)
+        if wall is not None:
+            self.builds.append(BuildTime(round(wall, 3),
+                                         round(sum(e.seconds for e in entries), 3), jobs,
+                                         len(entries), round(critical_path(
+                                             [(e.is_object, e.seconds) for e in entries]), 3)))
+            self.builds = self.builds[-BUILDS_KEPT:]
+
