@@ -23,7 +23,7 @@ FENCE = re.compile(r"^\s*(```|~~~)")
 HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
 # [text](target) and ![alt](target); the text may hold code spans, not nested brackets.
 LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
-CODE_SPAN = re.compile(r"(`+).*?\1")
+CODE_SPAN = re.compile(r"(`+).+?\1", re.S)
 
 
 def pages(root: Path = REPO) -> list[Path]:
@@ -72,10 +72,8 @@ def anchors(page: Path) -> set[str]:
 
 def links(page: Path) -> list[str]:
     """The link targets of ``page``'s prose (not those in code blocks or code spans)."""
-    targets = []
-    for line in prose_lines(page.read_text()):
-        targets += LINK.findall(CODE_SPAN.sub("", line))
-    return targets
+    prose = "\n".join(prose_lines(page.read_text()))  # a link's text may wrap
+    return LINK.findall(CODE_SPAN.sub("", prose))
 
 
 def broken(page: Path, root: Path = REPO) -> list[str]:
@@ -128,8 +126,10 @@ def test_the_check_fails_on_a_broken_file_or_anchor(tmp_path: Path) -> None:
     (tmp_path / "docs").mkdir()
     (tmp_path / "README.md").write_text(
         "# Top\n\n## Same\n\n## Same\n\n```bash\n# not a heading\n```\n\n"
-        "[ok](docs/a.md#a-page) [ok](#same-1) [ok](#top) `[code](gone.md)`\n"
-        "[gone](docs/gone.md) [bad anchor](docs/a.md#not-there) [shell](#not-a-heading)\n"
+        "[ok](docs/a.md#a-page) [ok](#same-1) [ok](#top) `[code](gone.md)` [wrapped\n"
+        "text](#same) ``a `[span](gone.md)` too``\n"
+        "[gone](docs/gone.md) [bad anchor](docs/a.md#not-there) [shell](#not-a-heading) [a\n"
+        "wrapped one](#gone)\n"
         "[web](https://example.com/x.md#y) ![pic](docs/pic.svg)\n")
     (tmp_path / "docs" / "a.md").write_text("# A page\n\n[back](../README.md#same)\n")
     (tmp_path / "docs" / "pic.svg").write_text("<svg/>")
@@ -138,4 +138,5 @@ def test_the_check_fails_on_a_broken_file_or_anchor(tmp_path: Path) -> None:
         "README.md: docs/gone.md: no such file",
         "README.md: docs/a.md#not-there: no heading with anchor #not-there in docs/a.md",
         "README.md: #not-a-heading: no heading with anchor #not-a-heading in README.md",
+        "README.md: #gone: no heading with anchor #gone in README.md",
     ]
