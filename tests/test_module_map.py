@@ -1,5 +1,5 @@
-"""The README's "Where the code lives" table names every module of the two packages, and only
-modules that exist, so a newcomer's map never goes stale."""
+"""The code map's table (docs/code-map.md, "Where the code lives") names every module of the two
+packages, and only modules that exist, so a newcomer's map never goes stale."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parent.parent
 SRC = REPO / "src"
+MAP = REPO / "docs" / "code-map.md"
 
 
 def modules_on_disk() -> set[str]:
@@ -25,19 +26,19 @@ def modules_on_disk() -> set[str]:
     return found
 
 
-def modules_in_readme(readme: str) -> set[str]:
-    section = readme.split("## Where the code lives", 1)[1].split("\n## ", 1)[0]
-    return set(re.findall(r"^\| `([\w/]+\.py)` \|", section, re.M))
+def modules_in_map(page: str) -> set[str]:
+    """The modules the page's table names: a row's first cell, ``| `steps/build.py` |``."""
+    return set(re.findall(r"^\| `([\w/]+\.py)` \|", page, re.M))
 
 
-def test_the_readme_map_names_every_module_and_nothing_else() -> None:
+def test_the_code_map_names_every_module_and_nothing_else() -> None:
     on_disk = modules_on_disk()
-    listed = modules_in_readme((REPO / "README.md").read_text())
-    assert on_disk - listed == set(), "modules missing from README's 'Where the code lives'"
-    assert listed - on_disk == set(), "README's 'Where the code lives' names modules that are gone"
+    listed = modules_in_map(MAP.read_text())
+    assert on_disk - listed == set(), "modules missing from docs/code-map.md"
+    assert listed - on_disk == set(), "docs/code-map.md names modules that are gone"
 
 
 def test_the_map_check_notices_a_missing_row() -> None:
-    readme = (REPO / "README.md").read_text()
-    cut = readme.replace("| `flow/plan.py` |", "| plan |", 1)
-    assert "flow/plan.py" in modules_on_disk() - modules_in_readme(cut)
+    page = MAP.read_text()
+    cut = page.replace("| `flow/plan.py` |", "| plan |", 1)
+    assert "flow/plan.py" in modules_on_disk() - modules_in_map(cut)
