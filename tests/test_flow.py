@@ -30,7 +30,7 @@ def ccache_stats(project: Project) -> dict[str, int]:
 
 
 @pytest.mark.flow
-# The "new" layout is the fast lane's one real cmake + ninja build (README: -m "unit or fast").
+# The "new" layout is the fast lane's one real cmake + ninja build (CONTRIBUTING.md: the fast lane).
 @pytest.mark.parametrize("layout", [pytest.param("new", marks=pytest.mark.fast), "old"])
 def test_setup_build_import(tmp_path: Path, layout: str) -> None:
     project = make_project(tmp_path, layout=layout)

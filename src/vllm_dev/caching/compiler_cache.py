@@ -1,6 +1,6 @@
 """The compiler cache (ccache by default) set up so that it is correct for CUDA and shareable.
 
-Why each setting exists (all verified on the test project, see the README's "Team cache"):
+Why each setting exists (all verified on the test project, see docs/team-cache.md):
 
 - ccache's default (preprocessor) mode hashes ``nvcc -E`` output, which is the *device* pass: an
   edit to host-only code of a ``.cu`` file (``#ifndef __CUDA_ARCH__``) leaves that output

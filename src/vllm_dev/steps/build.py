@@ -52,7 +52,8 @@ def compile_targets(plan: BuildPlan, targets: list[str] | None, *, install: bool
             plan.say(split.line())
     if pending is not None and pending.steps == 0 and not plan.dry:
         # ninja itself said it has nothing to do: `cmake --build` would only start cmake and
-        # ninja again to say so (a no-op build's largest cost; see README "no-op build").
+        # ninja again to say so (a no-op build's largest cost; see docs/benchmarks.md,
+        # "What a no-op build costs").
         recorder.build_dir = plan.build_dir
         if announce_up_to_date:
             plan.say(f"compile: nothing to do in {plan.build_dir.name} (ninja -n)")
