@@ -190,11 +190,14 @@ def test_block_in_a_script_goes_on_and_history_outlives_clean(unknown_w: Project
 
 
 def _in_a_terminal(project: Project, *args: str, answer: bytes) -> tuple[int, str]:
-    """vllm-dev with stdin and stdout on a pseudo-terminal, answering the question."""
+    """vllm-dev with stdin and stdout on a pseudo-terminal, answering the question (the
+    environment's ``CI``, which .ci/run sets and under which vllm-dev never asks, is left out
+    unless the project's own environment sets it)."""
     leader, follower = pty.openpty()
     proc = subprocess.Popen([VLLM_DEV, *args], cwd=project.root, stdin=follower,
                             stdout=follower, stderr=subprocess.PIPE,
-                            env=clean_env(project.env))
+                            env={**{k: v for k, v in clean_env().items() if k != "CI"},
+                                 **project.env})
     os.close(follower)
     err = b""
     deadline = time.monotonic() + 300

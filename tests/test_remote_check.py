@@ -83,5 +83,8 @@ def test_build_with_an_unreachable_remote_warns_once_and_builds(project: Project
                       "Connection refused; this build uses the local cache only (check it "
                       f"with `vllm-dev doctor --cache-remote {url}`)"], done.stderr
     assert project.value("_C") == 42
+    remembered = project.run("build")  # the flag was remembered (issue 19): warned again
+    assert [ln for ln in remembered.stderr.splitlines() if "remote cache unused" in ln]
+    project.run("settings", "--forget", "cache_remote")
     quiet = project.run("build")  # no remote: no probe, no line
     assert "remote cache" not in quiet.stderr
