@@ -84,8 +84,8 @@ def estimate(root: Path, env: dict[str, str], targets: list[str]
     plan a build would resolve (in this process, with the build's environment): (block, plan,
     seconds the estimate took)."""
     from vllm_dev.config.settings import Settings
-    from vllm_dev.flow.plan import resolve_plan
-    from vllm_dev.flow.workspace import Workspace
+    from vllm_dev.planning.plan import resolve_plan
+    from vllm_dev.planning.workspace import Workspace
     from vllm_dev.process.runner import SubprocessRunner
     from vllm_dev.steps.cost import estimate_cost
 
@@ -134,8 +134,8 @@ def import_log(root: Path, env: dict[str, str], hits: int) -> int:
     """The build dir's ``.ninja_log`` into the history, as a build records its own steps."""
     from vllm_dev.checkout.affected import ninja_deps
     from vllm_dev.config.settings import Settings
-    from vllm_dev.flow.plan import resolve_plan
-    from vllm_dev.flow.workspace import Workspace
+    from vllm_dev.planning.plan import resolve_plan
+    from vllm_dev.planning.workspace import Workspace
     from vllm_dev.process.runner import SubprocessRunner
     from vllm_dev.reporting.ninja_log import NINJA_LOG, parse_ninja_log
     from vllm_dev.steps.cost import cache_identity, history_for

@@ -16,7 +16,7 @@ from invoke import Config
 from vllm_dev.config import remember, store
 from vllm_dev.config.settings import ConfigFile, Remembered, Settings
 from vllm_dev.errors import VllmDevError
-from vllm_dev.flow.workspace import open_workspace
+from vllm_dev.planning.workspace import open_workspace
 from vllm_dev.process.runner import SubprocessRunner
 from vllm_dev_frontends import config_files
 from vllm_dev_frontends import invoke_tasks as t

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from invoke import Config, MockContext, task
 
+from vllm_dev.commands import pipeline
 from vllm_dev.config import declarations as d
 from vllm_dev.config import table
 from vllm_dev.errors import VllmDevError
-from vllm_dev.flow import pipeline
 from vllm_dev_frontends import invoke_tasks as t
 from vllm_dev_frontends import nox_flow, nox_options
 from vllm_dev_frontends.invoke_tasks import DEFAULTS, namespace

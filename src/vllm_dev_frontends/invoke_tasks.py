@@ -20,7 +20,7 @@ from vllm_dev.process.runner import SubprocessRunner
 from vllm_dev_frontends import config_files
 
 if TYPE_CHECKING:  # imported where a task runs: `invoke --list` needs no more than invoke
-    from vllm_dev.flow.workspace import Workspace
+    from vllm_dev.planning.workspace import Workspace
 
 # The ``vllm_dev`` configuration section: every setting's default, so that `invoke.yaml` (key
 # vllm_dev) and INVOKE_VLLM_DEV_* variables can set it. Derived from the declarations.
@@ -118,9 +118,9 @@ def workspace(c: Context, command: str, *, undefine: Any = (), announce: bool = 
               **options: Any) -> Workspace:
     """A Workspace from the task's setting options (``**settings``: keyed by parameter name,
     ``define=[...]``), the environment, the invoke config's levels and the checkout's
-    remembered settings (see :func:`vllm_dev.flow.workspace.open_workspace`)."""
+    remembered settings (see :func:`vllm_dev.planning.workspace.open_workspace`)."""
     dry = bool(c.config.run.dry)
-    from vllm_dev.flow.workspace import open_workspace
+    from vllm_dev.planning.workspace import open_workspace
 
     levels = config_files.levels(c.config)
 
@@ -185,7 +185,7 @@ def setup(c, force=False, tests=False, **settings):
       "reconfigure": "run cmake's configure even if nothing changed"})
 def prime(c, merge=False, force=False, reconfigure=False, undefine=None, **settings):
     """Write CMakeUserPresets.json and configure the preset's build dir (only when needed)."""
-    from vllm_dev.flow import pipeline
+    from vllm_dev.commands import pipeline
 
     with reported():
         ws = workspace(c, "prime", undefine=undefine, **settings)
@@ -220,7 +220,7 @@ def build(c, target=None, install=True, merge=False, verify=True, force=False, p
     """Compile incrementally and install into the checkout (primes first when needed)."""
     with reported():
         ws = workspace(c, "build", undefine=undefine, **settings)
-        from vllm_dev.flow import pipeline
+        from vllm_dev.commands import pipeline
         from vllm_dev.reporting.recorder import process_started_at
 
         pipeline.run(ws, pipeline.Request(
@@ -259,9 +259,9 @@ def test_(c, target=None, since=None, all=False, watch=False, under=None, pick=F
     for the checkout and reused by a plain `vllm-dev test`; with none, the tests under
     tests/kernels/ that call the ops of the changed files are picked. The exit status is the
     tests' (the build's when it fails; 5 when nothing was tested)."""
+    from vllm_dev.commands.testloop.command import run_test
+    from vllm_dev.commands.testloop.cycle import TestOptions
     from vllm_dev.reporting.recorder import process_started_at
-    from vllm_dev.testloop.command import run_test
-    from vllm_dev.testloop.cycle import TestOptions
 
     with reported():
         opened = [False]
@@ -325,7 +325,7 @@ def doctor(c, json=False, **settings):
       help={"component": "install only this component (= target name; repeatable)"})
 def install(c, component=None, **settings):
     """Install what was built, without compiling, and check every installed file."""
-    from vllm_dev.flow import pipeline
+    from vllm_dev.commands import pipeline
 
     with reported():
         ws = workspace(c, "install", **settings)
@@ -352,7 +352,7 @@ def clean_(c, all=False, installed=False, deps=False, **settings):
             "device": "cuda or cpu (default: cuda when nvcc is found, else cpu)"})
 def demo(c, keep=False, device=None):
     """Run setup, prime, build and a one-file rebuild on a copy of the bundled example project."""
-    from vllm_dev.flow.demo import run_demo
+    from vllm_dev.commands.demo import run_demo
 
     with reported():
         dry = bool(c.config.run.dry)

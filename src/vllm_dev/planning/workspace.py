@@ -3,8 +3,8 @@
 Every fact is looked up at most once and only when asked for, so a task only pays for what it
 uses (``clean`` never probes the interpreter, ``verify`` never looks for cmake). The commands that
 build (prime, build, install, the Nox sessions) do not work from this lazy view: the pipeline
-resolves it once into a frozen :class:`~vllm_dev.flow.plan.BuildPlan` (an install of what is
-built: its :class:`~vllm_dev.flow.plan.BuildDirPlan` part; see plan.py), which the steps take.
+resolves it once into a frozen :class:`~vllm_dev.planning.plan.BuildPlan` (an install of what is
+built: its :class:`~vllm_dev.planning.plan.BuildDirPlan` part; see plan.py), which the steps take.
 
 Every door opens its workspace with :func:`open_workspace` (the Invoke tasks, the Nox sessions, the
 demo): settings are resolved in one place, so a source of settings (the remembered ones, the
@@ -56,7 +56,7 @@ def _stderr(message: str) -> None:
 @dataclass
 class Workspace:
     """Lazily resolved context: what setup, clean, verify, report and doctor read directly, and
-    what :func:`vllm_dev.flow.plan.resolve_plan` turns into a build's plan."""
+    what :func:`vllm_dev.planning.plan.resolve_plan` turns into a build's plan."""
 
     settings: Settings
     runner: Runner

@@ -14,10 +14,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from vllm_dev.checkout.tree import DEVICES
+from vllm_dev.commands import pipeline
 from vllm_dev.config.settings import choice
 from vllm_dev.errors import VllmDevError
-from vllm_dev.flow import pipeline
-from vllm_dev.flow.workspace import Workspace, open_workspace
+from vllm_dev.planning.workspace import Workspace, open_workspace
 from vllm_dev.process.runner import Runner
 from vllm_dev.steps.setup import find_uv, run_setup
 from vllm_dev.toolchain.tools import find_nvcc
