@@ -170,3 +170,37 @@ def test_the_nox_side_loads_without_invoke_and_the_workflow_without_either() -> 
     done = subprocess.run([sys.executable, "-c", probe, str(SRC)], capture_output=True, text=True,
                           check=True)
     assert done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
+def hand_built_runs(path: Path) -> list[str]:
+    """Where a file builds a Workspace or resolves Settings itself (``Workspace(...)``,
+    ``Settings(...)``, ``Settings.resolve(...)``, ``dataclasses.replace(settings, ...)``)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        name = (func.id if isinstance(func, ast.Name) else
+                f"{getattr(func.value, 'id', '?')}.{func.attr}"
+                if isinstance(func, ast.Attribute) else "")
+        if name in ("Workspace", "Settings", "Settings.resolve") or (
+                name == "replace" and node.args and getattr(node.args[0], "id", "") in (
+                    "settings", "ws")):
+            found.append(f"{path.relative_to(REPO)}:{node.lineno} {name}(...)")
+    return found
+
+
+REPO = SRC.parent
+#: The one way in (planning/workspace.py's open_workspace) and what it is built on.
+WAY_IN = ("src/vllm_dev/planning/workspace.py", "src/vllm_dev/config/settings.py")
+
+
+def test_every_door_opens_its_run_through_open_workspace() -> None:
+    """The Invoke tasks, the Nox sessions, the demo and the benchmarks resolve settings and build
+    their workspace through open_workspace only (tests may build one by hand)."""
+    files = [*SRC.rglob("*.py"), *(REPO / "bench").glob("*.py"), REPO / "tasks.py",
+             REPO / "noxfile.py"]
+    by_hand = [hit for path in sorted(files) if str(path.relative_to(REPO)) not in WAY_IN
+               for hit in hand_built_runs(path)]
+    assert by_hand == []
+    assert hand_built_runs(SRC / "vllm_dev" / "planning" / "workspace.py")  # the check sees them

@@ -6,21 +6,20 @@ import contextlib
 import inspect
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from invoke import Argument, Collection, Context, Exit, Task, task
 
 from vllm_dev.config.declarations import SETTINGS, config_defaults, flags_from_options, for_steps
-from vllm_dev.config.settings import Settings
 from vllm_dev.errors import VllmDevError
 from vllm_dev.process.interrupts import Terminated, sigterm_raises
 from vllm_dev.process.runner import SubprocessRunner
 from vllm_dev_frontends import config_files
 
 if TYPE_CHECKING:  # imported where a task runs: `invoke --list` needs no more than invoke
-    from vllm_dev.planning.workspace import Workspace
+    from vllm_dev.planning.workspace import RunnerSetup, Workspace
 
 # The ``vllm_dev`` configuration section: every setting's default, so that `invoke.yaml` (key
 # vllm_dev) and INVOKE_VLLM_DEV_* variables can set it. Derived from the declarations.
@@ -114,24 +113,28 @@ def _echo(line: str) -> None:
     print(f"vllm-dev: $ {line}", file=sys.stderr, flush=True)
 
 
+def runner(c: Context) -> Callable[[RunnerSetup], SubprocessRunner]:
+    """The tasks' runner: every command that changes something printed as it runs (``--dry``:
+    printed only), with what :func:`~vllm_dev.planning.workspace.open_workspace` says every
+    runner carries."""
+    dry = bool(c.config.run.dry)
+
+    def make(setup: RunnerSetup) -> SubprocessRunner:
+        return SubprocessRunner(dry=dry, echo=_echo, secrets=setup.secrets,
+                                environment=setup.environment)
+
+    return make
+
+
 def workspace(c: Context, command: str, *, undefine: Any = (), announce: bool = True,
               **options: Any) -> Workspace:
     """A Workspace from the task's setting options (``**settings``: keyed by parameter name,
     ``define=[...]``), the environment, the invoke config's levels and the checkout's
     remembered settings (see :func:`vllm_dev.planning.workspace.open_workspace`)."""
-    dry = bool(c.config.run.dry)
     from vllm_dev.planning.workspace import open_workspace
 
     levels = config_files.levels(c.config)
-
-    def runner(settings: Settings) -> SubprocessRunner:
-        from vllm_dev.caching import compiler_cache as cc
-
-        cache = cc.config_from(settings)
-        return SubprocessRunner(dry=dry, echo=_echo, secrets=cache.secrets,
-                                environment=cc.command_environment(cache))
-
-    return open_workspace(command=command, flags=flags_from_options(options), runner=runner,
+    return open_workspace(command=command, flags=flags_from_options(options), runner=runner(c),
                           environ=os.environ, config=levels.files, announce=announce,
                           undefine=tuple(undefine or ()))
 
@@ -355,8 +358,7 @@ def demo(c, keep=False, device=None):
     from vllm_dev.commands.demo import run_demo
 
     with reported():
-        dry = bool(c.config.run.dry)
-        run_demo(runner=SubprocessRunner(dry=dry, echo=_echo), keep=keep, device=device)
+        run_demo(runner=runner(c), keep=keep, device=device)
 
 
 @task(klass=VllmDevTask, name="settings", step="settings", iterable=["forget"],

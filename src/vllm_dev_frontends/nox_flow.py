@@ -294,9 +294,7 @@ def _session_workspace(session: NoxSession, args: Any, *, preset: str, name: str
     """A session's workspace (layer ``nox-``, the session's venv or ``--python``, the settings
     as the tasks resolve them, commands through nox) and its target interpreter; says which
     checkout, interpreter and build dir. A missing or non-vLLM checkout stops here."""
-    from vllm_dev.caching import compiler_cache as cc
-    from vllm_dev.config.settings import Settings
-    from vllm_dev.planning.workspace import open_workspace
+    from vllm_dev.planning.workspace import RunnerSetup, open_workspace
 
     if args.python:
         # The user's own interpreter: setup cannot always run in a fresh venv (offline, behind a
@@ -317,11 +315,9 @@ def _session_workspace(session: NoxSession, args: Any, *, preset: str, name: str
     environ = dict(os.environ)
     flags = {**setting_flags(args), "python": str(python), "preset": preset}
 
-    def runner(settings: Settings) -> SessionRunner:
-        cache = cc.config_from(settings)
-        environment = cc.command_environment(cache)  # as the Invoke tasks' runner gets it
-        return SessionRunner(session, environment=environment, queries=SubprocessRunner(
-            secrets=cache.secrets, environment=environment))
+    def runner(setup: RunnerSetup) -> SessionRunner:
+        return SessionRunner(session, environment=setup.environment, queries=SubprocessRunner(
+            secrets=setup.secrets, environment=setup.environment))
 
     # A session is a clean room: the checkout's remembered settings are neither read nor
     # written (the configuration files and their defines are read, as the tasks read them).
