@@ -95,7 +95,7 @@ def test_top_level_help_shows_vllm_devs_options_and_tasks_only(tmp_path: Path) -
     (["bulid"], "vllm-dev: unknown task 'bulid' (did you mean 'build'?)"),
     (["-h", "bulid"], "vllm-dev: unknown task 'bulid' (did you mean 'build'?)"),
     (["xyzzy"], "vllm-dev: unknown task 'xyzzy' (tasks: build, clean, demo, doctor, install, "
-                "prime, report, settings, setup, verify)"),
+                "prime, report, settings, setup, test, verify)"),
     (["build", "--jbos", "4"], "vllm-dev: unknown option '--jbos' for build (did you mean "
                                "'--jobs'?); see vllm-dev build --help"),
     (["prime", "--presett", "debug"], "vllm-dev: unknown option '--presett' for prime (did you "
