@@ -27,14 +27,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from vllm_dev.config.declarations import STEPS
+
 #: The kinds of option: an on/off switch, one value, a value that may be given more than once.
 SWITCH, VALUE, REPEATABLE = "switch", "value", "repeatable"
 #: The Nox build and kernels sessions (``nox -s release -- --target _C``), taking options as a
 #: task does.
 NOX = "nox"
-#: Every task (the steps' tasks, ``test`` and ``demo``), then the Nox sessions.
-TASKS = ("setup", "prime", "build", "install", "clean", "doctor", "verify", "report", "settings",
-         "test", "demo", NOX)
+#: Every task (each step's, of the same name; ``test``; ``demo``), then the Nox sessions.
+TASKS = (*STEPS, "test", "demo", NOX)
 #: What the shell completes a value with: the preset's build dir's target names.
 TARGETS = "targets"
 
