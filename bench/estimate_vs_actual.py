@@ -41,11 +41,15 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 from bench import clean_env, machine, real_vllm_checkout  # noqa: E402
+
+if TYPE_CHECKING:
+    from vllm_dev.planning.workspace import Workspace
 
 CASES = ("cold", "warm")
 
@@ -78,25 +82,32 @@ def run(argv: list[str], *, cwd: Path, env: dict[str, str]) -> subprocess.Comple
     return done
 
 
+def workspace(root: Path, env: dict[str, str]) -> Workspace:
+    """The checkout's workspace as a build opens it, from ``env`` alone (no configuration file,
+    no remembered settings: the benchmark's runs must not depend on the machine's)."""
+    from vllm_dev.planning.workspace import open_workspace
+    from vllm_dev.process.runner import SubprocessRunner
+
+    return open_workspace(command="bench", flags={"source": str(root)}, environ=env, cwd=root,
+                          remember=False,
+                          runner=lambda setup: SubprocessRunner(secrets=setup.secrets,
+                                                                environment=setup.environment))
+
+
 def estimate(root: Path, env: dict[str, str], targets: list[str]
              ) -> tuple[object, object, float]:
     """The cost block's estimate for building ``targets`` (targets, or ninja outputs), from the
     plan a build would resolve (in this process, with the build's environment): (block, plan,
     seconds the estimate took)."""
-    from vllm_dev.config.settings import Settings
-    from vllm_dev.flow.plan import resolve_plan
-    from vllm_dev.flow.workspace import Workspace
-    from vllm_dev.process.runner import SubprocessRunner
+    from vllm_dev.planning.plan import resolve_plan
     from vllm_dev.steps.cost import estimate_cost
 
     started = time.monotonic()
-    settings = Settings.resolve(flags={"source": str(root)}, environ=env)
     saved = dict(os.environ)
     os.environ.clear()
     os.environ.update(env)  # CCACHE_DIR and the rest, as the build sees them
     try:
-        ws = Workspace(settings=settings, runner=SubprocessRunner(), environ=env, cwd=root)
-        plan = resolve_plan(ws)
+        plan = resolve_plan(workspace(root, env))
         block = estimate_cost(plan, targets)
     finally:
         os.environ.clear()
@@ -133,16 +144,11 @@ def build_objects(plan: object, env: dict[str, str], objects: list[str], root: P
 def import_log(root: Path, env: dict[str, str], hits: int) -> int:
     """The build dir's ``.ninja_log`` into the history, as a build records its own steps."""
     from vllm_dev.checkout.affected import ninja_deps
-    from vllm_dev.config.settings import Settings
-    from vllm_dev.flow.plan import resolve_plan
-    from vllm_dev.flow.workspace import Workspace
-    from vllm_dev.process.runner import SubprocessRunner
+    from vllm_dev.planning.plan import resolve_plan
     from vllm_dev.reporting.ninja_log import NINJA_LOG, parse_ninja_log
     from vllm_dev.steps.cost import cache_identity, history_for
 
-    settings = Settings.resolve(flags={"source": str(root)}, environ=env)
-    plan = resolve_plan(Workspace(settings=settings, runner=SubprocessRunner(), environ=env,
-                                  cwd=root))
+    plan = resolve_plan(workspace(root, env))
     last = {e.output: e for e in parse_ninja_log((plan.build_dir / NINJA_LOG).read_text())}
     entries = list(last.values())  # every step's last run (a build may have taken several)
     history = history_for(plan)

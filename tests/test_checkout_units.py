@@ -11,7 +11,7 @@ import pytest
 
 from vllm_dev.config.settings import Settings
 from vllm_dev.errors import VllmDevError
-from vllm_dev.flow.workspace import Workspace
+from vllm_dev.planning.workspace import Workspace
 from vllm_dev.presets.render import PresetInputs, load_template_set, render
 from vllm_dev.process.runner import SubprocessRunner
 from vllm_dev.steps.setup import editable_step, installer_args

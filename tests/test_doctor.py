@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from vllm_dev.config.settings import Settings
-from vllm_dev.flow.workspace import Workspace
+from vllm_dev.planning.workspace import Workspace
 from vllm_dev.process.runner import SubprocessRunner
 from vllm_dev.steps.doctor import Doctor
 

@@ -225,7 +225,7 @@ def test_a_session_runs_the_one_pipeline_once(tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """Prime once, compile, install and check through the pipeline the tasks use, each stage a
     session phase (the flow itself, with real tools, is proven below)."""
-    from vllm_dev.flow import pipeline
+    from vllm_dev.commands import pipeline
 
     root = mv.copy_project(tmp_path / "vllm")
     calls: list[tuple[Any, pipeline.Request]] = []

@@ -16,7 +16,7 @@ from invoke import Config
 from vllm_dev.config import remember, store
 from vllm_dev.config.settings import ConfigFile, Remembered, Settings
 from vllm_dev.errors import VllmDevError
-from vllm_dev.flow.workspace import open_workspace
+from vllm_dev.planning.workspace import open_workspace
 from vllm_dev.process.runner import SubprocessRunner
 from vllm_dev_frontends import config_files
 from vllm_dev_frontends import invoke_tasks as t
@@ -362,3 +362,33 @@ def test_nox_sessions_read_the_checkout_files_and_defines_but_no_memory(tmp_path
     assert dict(ws.settings.define_sources)["FROM_YAML"].words == (
         f"invoke.yaml at {root}/invoke.yaml")
     assert ws.pending is None
+
+
+def test_open_workspace_hands_every_runner_the_cache_environment_and_secrets(
+        tmp_path: Path) -> None:
+    """The one place a runner's environment is assembled: a credentialed remote-cache URL
+    reaches every door's runner by variable and is never echoed (the Nox sessions once lacked
+    it)."""
+    root = mv.copy_project(tmp_path / "vllm")
+    given: list[Any] = []
+    url = "redis://user:s3cret@cache.example:6379"
+    open_workspace(command="build", flags={"cache_remote": url}, environ={}, cwd=root,
+                   say=Said(), remember=False,
+                   runner=lambda setup: given.append(setup) or SubprocessRunner())
+    assert dict(given[0].environment) == {"VLLM_DEV_CACHE_REMOTE": url}
+    assert url in given[0].secrets and "s3cret" in given[0].secrets
+    open_workspace(command="build", flags={}, environ={}, cwd=root, say=Said(),
+                   remember=False, runner=lambda setup: given.append(setup) or SubprocessRunner())
+    assert (dict(given[1].environment), given[1].secrets) == ({}, ())
+
+
+def test_a_value_the_command_chose_ranks_as_a_flag_and_says_why(tmp_path: Path) -> None:
+    """The demo's example arch: checked like a flag, and named by why, never as ``--arch``."""
+    root = mv.copy_project(tmp_path / "vllm")
+    why = "the demo (the example project's default arch)"
+    ws = open_in(root, {}, remember=False, chosen={"arch": ("7.5", why)})
+    assert (ws.settings.arch, ws.settings.origin("arch")) == ("7.5", why)
+    assert ws.settings.source_of("arch").words == why
+    assert open_in(root, {}, remember=False).settings.origin("arch") == "--arch"
+    with pytest.raises(VllmDevError, match=r"^the demo .* is not a list of CUDA arches"):
+        open_in(root, {}, remember=False, chosen={"arch": ("sm_75", why)})

@@ -12,10 +12,11 @@ from typing import Any
 import pytest
 from invoke import Config, MockContext, task
 
+from vllm_dev.commands import pipeline
 from vllm_dev.config import declarations as d
 from vllm_dev.config import table
+from vllm_dev.config import task_options as to
 from vllm_dev.errors import VllmDevError
-from vllm_dev.flow import pipeline
 from vllm_dev_frontends import invoke_tasks as t
 from vllm_dev_frontends import nox_flow, nox_options
 from vllm_dev_frontends.invoke_tasks import DEFAULTS, namespace
@@ -105,12 +106,94 @@ def test_the_invoke_config_defaults_are_the_declared_ones() -> None:
 
 def test_a_task_cannot_redeclare_a_setting() -> None:
     with pytest.raises(ValueError, match="comes from the settings' declarations"):
-        task(klass=t.VllmDevTask, step="report", help={"preset": "mine"})(
+        task(klass=t.VllmDevTask, name="report", step="report", help={"preset": "mine"})(
             lambda c, **settings: None)
     with pytest.raises(TypeError, match=r"\['preset'\] are settings"):
-        task(klass=t.VllmDevTask, step="report")(lambda c, preset=None, **settings: None)
+        task(klass=t.VllmDevTask, name="report", step="report")(
+            lambda c, preset=None, **settings: None)
     with pytest.raises(TypeError, match=r"needs \*\*settings"):
-        task(klass=t.VllmDevTask, step="report")(lambda c, json=False: None)
+        task(klass=t.VllmDevTask, name="report", step="report")(lambda c, json=False: None)
+
+
+# --- task-only options (config/task_options.py) -----------------------------------------------
+
+INVOKE_TASKS = [name for name in to.TASKS if name != to.NOX]
+
+
+@pytest.mark.parametrize("task_name", INVOKE_TASKS)
+def test_each_task_takes_exactly_its_declared_task_options(task_name: str) -> None:
+    """Kind, default, help and short flag of every task-only option come from its one
+    declaration; the task takes nothing else of its own."""
+    task_obj = namespace()[task_name]
+    arguments = options(task_name)
+    declared = to.for_task(task_name)
+    assert {n for n in arguments if n not in task_obj.settings} == {o.name for o in declared}
+    for o in declared:
+        argument = arguments[o.name]
+        assert argument.help == o.help_for(task_name)
+        assert set(argument.names) == {o.flag_name, *([o.short] if o.short else [])}
+        if o.kind == to.REPEATABLE:
+            assert (argument.kind, argument.default) == (list, [])
+        elif o.kind == to.SWITCH:
+            assert argument.kind is bool and argument.default is o.default
+        else:
+            assert argument.kind is str and argument.default is None
+
+
+def test_every_declared_task_option_is_taken_and_every_task_is_one() -> None:
+    ns = namespace()
+    assert set(INVOKE_TASKS) == set(ns.task_names)
+    for o in to.TASK_OPTIONS:
+        for task_name in o.tasks - {to.NOX}:
+            assert o.name in options(task_name), (task_name, o.name)
+        assert set(o.help_in) <= o.tasks, o.name  # words for a task that does not take it
+
+
+def test_a_letter_means_one_option_across_settings_and_task_options() -> None:
+    letters: dict[str, str] = {}
+    for name, letter in [*((str(s.param), s.short) for s in d.SETTINGS if s.short),
+                         *to.short_flags().items()]:
+        assert letters.setdefault(letter, name) == name, (letter, letters[letter], name)
+    assert to.short_flags() == {"target": "t", "undefine": "U", "device": "d"}
+
+
+def test_a_task_body_only_names_its_declared_options() -> None:
+    """A missing or unknown option, a default in the body, a help or kind at the decorator: each
+    would be a second declaration, and is refused when the task is defined."""
+    with pytest.raises(TypeError, match=r"names \['json'\]; the options declared for report .* "
+                                        r"\['json', 'slowest', 'trace'\]"):
+        task(klass=t.VllmDevTask, name="report", step="report")(
+            lambda c, *, json, **settings: None)
+    with pytest.raises(TypeError, match=r"the defaults of \['json'\] come from"):
+        task(klass=t.VllmDevTask, name="report", step="report")(
+            lambda c, *, slowest, json=True, trace, **settings: None)
+    with pytest.raises(ValueError, match=r"help and kind of \['json'\] come from the task "
+                                         "options' declarations"):
+        task(klass=t.VllmDevTask, name="report", step="report", help={"json": "mine"})(
+            lambda c, *, slowest, json, trace, **settings: None)
+    with pytest.raises(ValueError, match="not a task: 'nonsense'"):
+        task(klass=t.VllmDevTask, name="nonsense")(lambda c: None)
+
+
+def test_a_task_called_from_python_gets_the_declared_defaults(monkeypatch: pytest.MonkeyPatch
+                                                              ) -> None:
+    seen: list[Any] = []
+    monkeypatch.setattr(pipeline, "run", lambda ws, request, **kwargs: seen.append(request))
+    context = MockContext(config=Config(overrides={"vllm_dev": dict(DEFAULTS)}))
+    t.build(context, since="main")
+    assert seen[-1].stages == pipeline.BUILD and seen[-1].since == "main"
+    assert (seen[-1].targets, seen[-1].every, seen[-1].yes) == ((), False, False)
+
+
+def test_the_declarations_refuse_what_no_door_could_parse() -> None:
+    with pytest.raises(ValueError, match="a switch, and only a switch, has a default"):
+        to.TaskOption("x", "x", frozenset({"build"}), to.VALUE, default=False)
+    with pytest.raises(ValueError, match="kind 'int' is none of"):
+        to.TaskOption("x", "x", frozenset({"build"}), "int")
+    with pytest.raises(ValueError, match=r"not tasks: \['bulid'\]"):
+        to.TaskOption("x", "x", frozenset({"bulid"}), default=False)
+    for task_name in to.TASKS:  # no task takes one name twice
+        to.for_task(task_name)
 
 
 # --- Nox ---------------------------------------------------------------------------------------
@@ -125,9 +208,19 @@ def test_the_nox_options_are_the_settings_of_the_session_steps() -> None:
         action = actions[str(s.param)]
         assert set(action.option_strings) == {s.flag, *([f"-{s.short}"] if s.short else [])}
         assert action.help == nox_options.SESSION_HELP.get(s.name, s.describe())
-    # The task-only arguments, and nothing else.
+    # The task-only arguments declared for the sessions, in their words, and nothing else.
     assert set(actions) - {str(s.param) for s in expected} == {
         "target", "merge", "force", "since", "all"}
+    for o in to.for_task(to.NOX):
+        assert set(actions[o.name].option_strings) == set(o.flags())
+        assert actions[o.name].help == o.help_for(to.NOX)
+    assert actions["target"].default == [] and actions["all"].default is False
+
+
+def test_the_kernels_sessions_own_options_are_session_options() -> None:
+    """The long options ``nox -s kernels`` tells apart from pytest's are its parser's."""
+    known = {f for a in nox_options.parser()._actions for f in a.option_strings}
+    assert set(nox_flow._KERNELS_OWN) <= known
 
 
 def test_the_nox_options_that_had_drifted_reach_the_settings() -> None:

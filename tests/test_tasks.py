@@ -9,8 +9,8 @@ import pytest
 from invoke import Config, Exit, MockContext
 
 import vllm_dev.steps.clean
+from vllm_dev.commands import pipeline
 from vllm_dev.errors import CommandFailed, VllmDevError
-from vllm_dev.flow import pipeline
 from vllm_dev_frontends import invoke_tasks as t
 from vllm_dev_frontends.invoke_tasks import DEFAULTS, namespace
 

@@ -82,7 +82,7 @@ def kernel_tests() -> Path:
 
 
 def test_the_picker_on_vllms_own_kernel_tests(real_vllm: Project) -> None:
-    from vllm_dev.testloop.picker import Picker, test_files
+    from vllm_dev.kerneltests.picker import Picker, test_files
 
     p = real_vllm
     with tarfile.open(kernel_tests()) as archive:

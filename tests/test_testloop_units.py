@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 
 from vllm_dev.checkout.tree import Checkout
-from vllm_dev.testloop import pytest_args, remembered
-from vllm_dev.testloop.pause import WholeBuild, pause_lines
-from vllm_dev.testloop.picker import (
+from vllm_dev.commands.testloop.pause import WholeBuild, pause_lines
+from vllm_dev.commands.testloop.watchset import WatchSet
+from vllm_dev.kerneltests import pytest_args, remembered
+from vllm_dev.kerneltests.picker import (
     Picker,
     calls_in,
     defined_functions,
@@ -27,8 +28,7 @@ from vllm_dev.testloop.picker import (
     matches,
     registrations,
 )
-from vllm_dev.testloop.pytest_run import NOTHING_TESTED, TestOutcome, pytest_argv, read_junit
-from vllm_dev.testloop.watchset import WatchSet
+from vllm_dev.kerneltests.pytest_run import NOTHING_TESTED, TestOutcome, pytest_argv, read_junit
 
 pytestmark = pytest.mark.unit
 
@@ -369,7 +369,7 @@ def test_a_foreground_run_gives_the_commands_status(tmp_path: Path) -> None:
 def test_the_watched_set_follows_a_new_include_of_a_recompiled_object(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """After a save, only the recompiled objects' deps are read again (ninja -t deps OBJ)."""
-    from vllm_dev.testloop import watchset
+    from vllm_dev.commands.testloop import watchset
 
     root, build = tmp_path, tmp_path / "build"
     build.mkdir()

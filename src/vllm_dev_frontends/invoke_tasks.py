@@ -6,69 +6,71 @@ import contextlib
 import inspect
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from invoke import Argument, Collection, Context, Exit, Task, task
 
+from vllm_dev.config import task_options
 from vllm_dev.config.declarations import SETTINGS, config_defaults, flags_from_options, for_steps
-from vllm_dev.config.settings import Settings
 from vllm_dev.errors import VllmDevError
 from vllm_dev.process.interrupts import Terminated, sigterm_raises
 from vllm_dev.process.runner import SubprocessRunner
 from vllm_dev_frontends import config_files
 
 if TYPE_CHECKING:  # imported where a task runs: `invoke --list` needs no more than invoke
-    from vllm_dev.flow.workspace import Workspace
+    from vllm_dev.planning.workspace import RunnerSetup, Workspace
 
 # The ``vllm_dev`` configuration section: every setting's default, so that `invoke.yaml` (key
 # vllm_dev) and INVOKE_VLLM_DEV_* variables can set it. Derived from the declarations.
 DEFAULTS: dict[str, Any] = config_defaults()
 
-# Short flags of task-only arguments (a setting's short flag is in its declaration). One letter
-# means one option in every task: Invoke would take each option's first free letter, so `-p` was
-# --preset in one task and --python in another, `-h` --cache-dir. The rest are long only: rare, or
-# (--force, --all) better spelled out. No -c: Invoke's zsh completion script reads `-c X` as its
-# --collection and passes it on.
-TASK_SHORT_FLAGS = {"target": "t", "undefine": "U"}
+# One letter means one option in every task: Invoke would take each option's first free letter,
+# so `-p` was --preset in one task and --python in another, `-h` --cache-dir. A setting's letter is
+# in its declaration, a task-only option's in its own (config/task_options.py); the rest are long
+# only: rare, or (--force, --all) better spelled out. No -c: Invoke's zsh completion script reads
+# `-c X` as its --collection and passes it on.
+TASK_SHORT_FLAGS = task_options.short_flags()
 SHORT_FLAGS = {**{s.param: s.short for s in SETTINGS if s.param and s.short}, **TASK_SHORT_FLAGS}
 # vllm-dev's own options before the task (program.py); no task option may take these letters.
 CORE_SHORT_FLAGS = {"h": "help", "V": "version", "l": "list", "R": "dry", "f": "config"}
-# Task-only arguments of the tasks that write CMakeUserPresets.json.
-PRESET_FILE_HELP = {
-    "merge": "add vllm-dev's presets beside those of a CMakeUserPresets.json it did not write",
-    "force": "replace a CMakeUserPresets.json vllm-dev did not write (a backup is kept)",
-}
-# -U, on every task that takes -D (CMake's own spelling).
-UNDEFINE_HELP = {"undefine": "forget a remembered -D NAME and remove NAME from the CMake cache "
-                             "(cmake -U NAME, the cache is kept; repeatable)"}
 
 
 class VllmDevTask(Task):
-    """A task whose setting options come from the declarations of its step's settings.
+    """A task whose options all come from declarations: its task-only options from
+    :data:`~vllm_dev.config.task_options.TASK_OPTIONS`, its settings from those of its step.
 
-    ``@task(klass=VllmDevTask, step="build")`` on ``def build(c, target=None, ..., **settings)``:
-    the task's command line is its own arguments plus one option per setting the step reads
-    (:func:`~vllm_dev.config.declarations.for_steps`), each with the declared flag, short flag
-    and help, identical in every task; the body gets them in ``**settings`` for
-    :func:`workspace`. Invoke reads a task's options from :meth:`argspec` (the body's signature),
-    so the settings are added there rather than written into every signature. Short flags never
-    come by chance (``auto_shortflags`` is off): a setting's is declared, a task-only argument's
-    is in :data:`TASK_SHORT_FLAGS`, or is the setting's of the same name (demo's ``-d``).
+    ``@task(klass=VllmDevTask, step="build")`` on ``def build(c, *, target, install, ...,
+    **settings)``: the body names the task-only options it takes, and exactly those declared for
+    the task (:func:`~vllm_dev.config.task_options.for_task`); their kind, default, help and
+    short flag come from the declarations, as do one option per setting the step reads
+    (:func:`~vllm_dev.config.declarations.for_steps`), identical in every task, which the body
+    gets in ``**settings`` for :func:`workspace`. Invoke reads a task's options from
+    :meth:`argspec` (the body's signature), so the declarations are applied there rather than
+    written into every signature. Short flags never come by chance (``auto_shortflags`` is off).
+    Called from Python (tests), a task gets the declared default of each option left out.
     """
 
     def __init__(self, body: Any, *args: Any, step: str | None = None, **kwargs: Any) -> None:
         self.step = step
         #: The options of the step's settings, by parameter name (``define``, ``no_wait``).
         self.settings = {str(s.param): s for s in (for_steps(step) if step else ())}
-        given_help = set(kwargs.get("help") or {}) & set(self.settings)
-        if given_help:
-            raise ValueError(f"{body.__name__}: the help of {sorted(given_help)} comes from the "
-                             "settings' declarations")
+        given = set(kwargs.get("help") or {}) | set(kwargs.get("iterable") or ())
+        if given & set(self.settings):
+            raise ValueError(f"{body.__name__}: the help of {sorted(given & set(self.settings))} "
+                             "comes from the settings' declarations")
+        if given:
+            raise ValueError(f"{body.__name__}: the help and kind of {sorted(given)} come from "
+                             "the task options' declarations (vllm_dev/config/task_options.py)")
+        #: The task's name (``test`` for the body ``test_``), as the declarations name it.
+        self.task_name = str(kwargs.get("name") or body.__name__)
+        #: The task-only options, by parameter name (``remove_stale``).
+        self.options = {o.name: o for o in task_options.for_task(self.task_name)}
         kwargs["auto_shortflags"] = False
-        kwargs["iterable"] = [*(kwargs.get("iterable") or ()),
-                              *(p for p, s in self.settings.items() if s.repeatable)]
+        kwargs["iterable"] = [*(p for p, s in self.settings.items() if s.repeatable),
+                              *(n for n, o in self.options.items()
+                                if o.kind == task_options.REPEATABLE)]
         super().__init__(body, *args, **kwargs)
         # What Invoke parses, also for inspect.signature(task) (help(), tests, completion).
         context = next(iter(inspect.signature(body).parameters.values()))
@@ -77,8 +79,8 @@ class VllmDevTask(Task):
             parameters=[context, *options.parameters.values()])
 
     def argspec(self, body: Any) -> inspect.Signature:
-        """The body's own parameters, then one keyword parameter per setting of the step (in
-        place of the body's ``**settings``, which receives them)."""
+        """The body's own parameters with their declared defaults, then one keyword parameter
+        per setting of the step (in place of the body's ``**settings``, which receives them)."""
         signature = super().argspec(body)
         own = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
         if self.settings and len(own) == len(signature.parameters):
@@ -87,10 +89,26 @@ class VllmDevTask(Task):
         if clash:
             raise TypeError(f"task {body.__name__}: {sorted(clash)} are settings, declared in "
                             "vllm_dev/config/declarations.py")
-        return signature.replace(parameters=[*own, *(
-            inspect.Parameter(param, inspect.Parameter.KEYWORD_ONLY,
-                              default=s.default if s.switch else None)
-            for param, s in self.settings.items())])
+        named = [p.name for p in own]
+        if sorted(named) != sorted(self.options):
+            raise TypeError(
+                f"task {body.__name__} names {sorted(named)}; the options declared for "
+                f"{self.task_name} in vllm_dev/config/task_options.py are "
+                f"{sorted(self.options)}")
+        with_default = [p.name for p in own if p.default is not p.empty]
+        if with_default:
+            raise TypeError(f"task {body.__name__}: the defaults of {with_default} come from "
+                            "their declarations (vllm_dev/config/task_options.py)")
+        return signature.replace(parameters=[
+            *(p.replace(kind=p.KEYWORD_ONLY, default=self.options[p.name].default)
+              for p in own),
+            *(inspect.Parameter(param, inspect.Parameter.KEYWORD_ONLY,
+                                default=s.default if s.switch else None)
+              for param, s in self.settings.items())])
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return super().__call__(*args, **{**{n: o.default for n, o in self.options.items()},
+                                          **kwargs})
 
     def get_arguments(self, ignore_unknown_help: bool | None = None) -> list[Argument]:
         # Invoke's arg_opts pops each help text out of self.help, so a second call (the parser,
@@ -103,7 +121,10 @@ class VllmDevTask(Task):
 
     def arg_opts(self, name: str, default: str, taken_names: set[str]) -> dict[str, Any]:
         opts: dict[str, Any] = super().arg_opts(name, default, taken_names)
-        if name in self.settings:
+        declared = self.options.get(name)
+        if declared is not None:
+            opts["help"] = declared.help_for(self.task_name)
+        elif name in self.settings:
             opts["help"] = self.settings[name].describe()
         if SHORT_FLAGS.get(name):
             opts["names"] = [*opts["names"], SHORT_FLAGS[name]]
@@ -114,24 +135,28 @@ def _echo(line: str) -> None:
     print(f"vllm-dev: $ {line}", file=sys.stderr, flush=True)
 
 
+def runner(c: Context) -> Callable[[RunnerSetup], SubprocessRunner]:
+    """The tasks' runner: every command that changes something printed as it runs (``--dry``:
+    printed only), with what :func:`~vllm_dev.planning.workspace.open_workspace` says every
+    runner carries."""
+    dry = bool(c.config.run.dry)
+
+    def make(setup: RunnerSetup) -> SubprocessRunner:
+        return SubprocessRunner(dry=dry, echo=_echo, secrets=setup.secrets,
+                                environment=setup.environment)
+
+    return make
+
+
 def workspace(c: Context, command: str, *, undefine: Any = (), announce: bool = True,
               **options: Any) -> Workspace:
     """A Workspace from the task's setting options (``**settings``: keyed by parameter name,
     ``define=[...]``), the environment, the invoke config's levels and the checkout's
-    remembered settings (see :func:`vllm_dev.flow.workspace.open_workspace`)."""
-    dry = bool(c.config.run.dry)
-    from vllm_dev.flow.workspace import open_workspace
+    remembered settings (see :func:`vllm_dev.planning.workspace.open_workspace`)."""
+    from vllm_dev.planning.workspace import open_workspace
 
     levels = config_files.levels(c.config)
-
-    def runner(settings: Settings) -> SubprocessRunner:
-        from vllm_dev.caching import compiler_cache as cc
-
-        cache = cc.config_from(settings)
-        return SubprocessRunner(dry=dry, echo=_echo, secrets=cache.secrets,
-                                environment=cc.command_environment(cache))
-
-    return open_workspace(command=command, flags=flags_from_options(options), runner=runner,
+    return open_workspace(command=command, flags=flags_from_options(options), runner=runner(c),
                           environ=os.environ, config=levels.files, announce=announce,
                           undefine=tuple(undefine or ()))
 
@@ -163,11 +188,8 @@ def _remainder(c: Context) -> tuple[str, ...]:
     return tuple(shlex.split(c.remainder))
 
 
-@task(klass=VllmDevTask, step="setup",
-      help={"force": "redo the install even when nothing changed",
-            "tests": "also install the checkout's test requirements (requirements/test/"
-                     "<device>.txt or requirements/test.txt), for `vllm-dev test`"})
-def setup(c, force=False, tests=False, **settings):
+@task(klass=VllmDevTask, step="setup")
+def setup(c, *, force, tests, **settings):
     """Editable install with prebuilt kernels, plus the build requirements, into the target venv.
 
     Arguments after `--` go to `uv pip install` (e.g. `vllm-dev setup -- --offline --find-links
@@ -180,12 +202,10 @@ def setup(c, force=False, tests=False, **settings):
         ws.remember()  # it reached its install (see config/remember.py)
 
 
-@task(klass=VllmDevTask, step="prime", iterable=["undefine"], help={
-      **PRESET_FILE_HELP, **UNDEFINE_HELP,
-      "reconfigure": "run cmake's configure even if nothing changed"})
-def prime(c, merge=False, force=False, reconfigure=False, undefine=None, **settings):
+@task(klass=VllmDevTask, step="prime")
+def prime(c, *, merge, force, reconfigure, undefine, **settings):
     """Write CMakeUserPresets.json and configure the preset's build dir (only when needed)."""
-    from vllm_dev.flow import pipeline
+    from vllm_dev.commands import pipeline
 
     with reported():
         ws = workspace(c, "prime", undefine=undefine, **settings)
@@ -194,33 +214,13 @@ def prime(c, merge=False, force=False, reconfigure=False, undefine=None, **setti
                                           undefine=tuple(undefine or ())))
 
 
-@task(
-    klass=VllmDevTask,
-    step="build",
-    iterable=["target", "undefine"],
-    help=dict(PRESET_FILE_HELP, **UNDEFINE_HELP,
-               target="build only this target and install only its component (repeatable)",
-               verify="end by loading the extensions this build changed in the target "
-                      "interpreter and looking for stale .so files (--no-verify: skip)",
-               install="install into the checkout's vllm/ after compiling (--no-install: "
-                       "compile only)",
-               plain="plain output lines instead of the progress bar (automatic when stderr "
-                     "is not a terminal)",
-               json="also write the build report as JSON to this file (for CI)",
-               since="compile only the targets affected by changes since this git ref (default: "
-                     "the commit of the prebuilt kernels setup installed)",
-               all="compile every target, not only the affected ones",
-               trace="also write the build's timeline to this file as Chrome trace JSON "
-                     "(Perfetto, chrome://tracing) and beside it as SVG",
-               yes="build without asking, however long the estimate (see --confirm-minutes)"),
-)
-def build(c, target=None, install=True, merge=False, verify=True, force=False, plain=False,
-          json=None, since=None, all=False, undefine=None, trace=None, yes=False,
-          **settings):
+@task(klass=VllmDevTask, step="build")
+def build(c, *, target, install, merge, verify, force, plain, json, since, all, undefine, trace,
+          yes, **settings):
     """Compile incrementally and install into the checkout (primes first when needed)."""
     with reported():
         ws = workspace(c, "build", undefine=undefine, **settings)
-        from vllm_dev.flow import pipeline
+        from vllm_dev.commands import pipeline
         from vllm_dev.reporting.recorder import process_started_at
 
         pipeline.run(ws, pipeline.Request(
@@ -231,37 +231,17 @@ def build(c, target=None, install=True, merge=False, verify=True, force=False, p
             started_at=process_started_at(), undefine=tuple(undefine or ()), yes=yes))
 
 
-@task(
-    klass=VllmDevTask,
-    name="test",
-    step="build",
-    iterable=["target", "undefine"],
-    help={**UNDEFINE_HELP,
-          "target": "build only this target and install only its component (repeatable)",
-          "since": "build the targets affected by changes since this git ref (default: the "
-                   "commit of the prebuilt kernels setup installed); the picker's changes too",
-          "all": "compile every target, not only the affected ones",
-          "watch": "one cycle now, then one per save of a source or header of the built "
-                   "targets, until Ctrl-C",
-          "under": "run the tests under this tool, e.g. \"compute-sanitizer\", \"gdb --args\", "
-                   "\"nsys profile\"",
-          "pick": "forget the remembered test selection and pick the tests by what changed",
-          "plain": "plain output lines instead of the progress bar",
-          "verify": "also load the changed extensions before the tests, as build does (off: "
-                    "the tests load them, and an undefined symbol fails them with the loader's "
-                    "message)"},
-)
-def test_(c, target=None, since=None, all=False, watch=False, under=None, pick=False,
-          plain=False, verify=False, undefine=None, **settings):
+@task(klass=VllmDevTask, name="test", step="build")
+def test_(c, *, target, since, all, watch, under, pick, plain, verify, undefine, **settings):
     """Build what changed, install it, run the kernel tests; one summary line at the end.
 
     Arguments after `--` go to pytest: the selection among them (paths, -k, -m) is remembered
     for the checkout and reused by a plain `vllm-dev test`; with none, the tests under
     tests/kernels/ that call the ops of the changed files are picked. The exit status is the
     tests' (the build's when it fails; 5 when nothing was tested)."""
+    from vllm_dev.commands.testloop.command import run_test
+    from vllm_dev.commands.testloop.cycle import TestOptions
     from vllm_dev.reporting.recorder import process_started_at
-    from vllm_dev.testloop.command import run_test
-    from vllm_dev.testloop.cycle import TestOptions
 
     with reported():
         opened = [False]
@@ -281,13 +261,8 @@ def test_(c, target=None, since=None, all=False, watch=False, under=None, pick=F
         raise Exit(code=status)
 
 
-@task(klass=VllmDevTask, step="report",
-      help={"slowest": "rank the N slowest translation units of the build dir (from "
-                       ".ninja_log) instead of showing the last report",
-            "json": "print the last report as JSON",
-            "trace": "write the last build's timeline to this file as Chrome trace JSON "
-                     "(Perfetto, chrome://tracing) and beside it as SVG"})
-def report(c, slowest=None, json=False, trace=None, **settings):
+@task(klass=VllmDevTask, step="report")
+def report(c, *, slowest, json, trace, **settings):
     """Show the last build's report again (time per phase, cache hits, slowest files)."""
     from vllm_dev.steps.report import run_report
 
@@ -297,12 +272,8 @@ def report(c, slowest=None, json=False, trace=None, **settings):
                    trace=Path(trace).expanduser().absolute() if trace else None)
 
 
-@task(klass=VllmDevTask, step="verify",
-      help={"remove_stale": "move stale .so files out of vllm/ (into .vllm-dev/stale/)",
-            "json": "print the result as JSON",
-            "strict": "also fail on stale .so files and on prebuilt extensions whose sources "
-                      "changed since W"})
-def verify(c, remove_stale=False, json=False, strict=False, **settings):
+@task(klass=VllmDevTask, step="verify")
+def verify(c, *, remove_stale, json, strict, **settings):
     """List every extension with its state, load the installed ones; find stale .so files."""
     from vllm_dev.steps.verify import run_verify_task
 
@@ -311,8 +282,8 @@ def verify(c, remove_stale=False, json=False, strict=False, **settings):
         run_verify_task(ws, remove=remove_stale, as_json=json, strict=strict)
 
 
-@task(klass=VllmDevTask, step="doctor", help={"json": "print the checks as JSON (for tools)"})
-def doctor(c, json=False, **settings):
+@task(klass=VllmDevTask, step="doctor")
+def doctor(c, *, json, **settings):
     """Check every prerequisite of a build: status and the fix for each; non-zero on blockers."""
     from vllm_dev.steps.doctor import run_doctor
 
@@ -321,11 +292,10 @@ def doctor(c, json=False, **settings):
         run_doctor(ws, as_json=json)
 
 
-@task(klass=VllmDevTask, step="install", iterable=["component"],
-      help={"component": "install only this component (= target name; repeatable)"})
-def install(c, component=None, **settings):
+@task(klass=VllmDevTask, step="install")
+def install(c, *, component, **settings):
     """Install what was built, without compiling, and check every installed file."""
-    from vllm_dev.flow import pipeline
+    from vllm_dev.commands import pipeline
 
     with reported():
         ws = workspace(c, "install", **settings)
@@ -333,12 +303,8 @@ def install(c, component=None, **settings):
                                           targets=tuple(component or ()), install_every=True))
 
 
-@task(klass=VllmDevTask, name="clean", step="clean",
-      help={"all": "remove every build dir vllm-dev created in the checkout",
-            "installed": "also remove the files the last install wrote into vllm/",
-            "deps": "with --all: also remove the dependency sources shared with pip builds "
-                    "(<checkout>/.deps: fetched again next configure)"})
-def clean_(c, all=False, installed=False, deps=False, **settings):
+@task(klass=VllmDevTask, name="clean", step="clean")
+def clean_(c, *, all, installed, deps, **settings):
     """Remove the preset's build dir (only dirs vllm-dev created, only inside the checkout)."""
     from vllm_dev.steps.clean import run_clean
 
@@ -347,24 +313,17 @@ def clean_(c, all=False, installed=False, deps=False, **settings):
         run_clean(ws, every=all, installed=installed, deps=deps)
 
 
-@task(klass=VllmDevTask,
-      help={"keep": "keep the temporary copy of the example project and print its path",
-            "device": "cuda or cpu (default: cuda when nvcc is found, else cpu)"})
-def demo(c, keep=False, device=None):
+@task(klass=VllmDevTask)
+def demo(c, *, keep, device):
     """Run setup, prime, build and a one-file rebuild on a copy of the bundled example project."""
-    from vllm_dev.flow.demo import run_demo
+    from vllm_dev.commands.demo import run_demo
 
     with reported():
-        dry = bool(c.config.run.dry)
-        run_demo(runner=SubprocessRunner(dry=dry, echo=_echo), keep=keep, device=device)
+        run_demo(runner=runner(c), keep=keep, device=device)
 
 
-@task(klass=VllmDevTask, name="settings", step="settings", iterable=["forget"],
-      help={"json": "print them as JSON",
-            "forget": "forget a remembered setting (flag or key spelling: --python, "
-                      "cache_remote) or a remembered define by name (repeatable)",
-            "forget_all": "forget every setting remembered for the preset"})
-def settings_(c, json=False, forget=None, forget_all=False, **settings):
+@task(klass=VllmDevTask, name="settings", step="settings")
+def settings_(c, *, json, forget, forget_all, **settings):
     """Every setting: its value for this checkout and preset, and where it comes from.
 
     Given as a flag to setup, prime or build, a setting that shapes the build (interpreter,

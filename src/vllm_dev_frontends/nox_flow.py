@@ -2,10 +2,10 @@
 
 A session proves from scratch that a checkout builds: its own virtual environment is the target
 interpreter; setup installs into it through ``session.install`` (so ``nox -R`` skips it); then the
-same pipeline as the Invoke tasks (:func:`vllm_dev.flow.pipeline.run`: configure, compile, install,
-check), called once, every stage timed as a session phase; the check also proves the venv's vllm
-is this checkout's. Nothing here imports nox: the noxfile hands in its session object, which only
-needs the few methods of :class:`NoxSession`.
+same pipeline as the Invoke tasks (:func:`vllm_dev.commands.pipeline.run`: configure, compile,
+install, check), called once, every stage timed as a session phase; the check also proves the
+venv's vllm is this checkout's. Nothing here imports nox: the noxfile hands in its session object,
+which only needs the few methods of :class:`NoxSession`.
 
 Isolation from the developer's own build: a session renders one standalone preset ``nox-<template>``
 (binary dir ``cmake-build-nox-<template>``) with its venv's interpreter and adds it beside the
@@ -35,8 +35,8 @@ from vllm_dev_frontends import config_files
 from vllm_dev_frontends.nox_options import parse_posargs, setting_flags
 
 if TYPE_CHECKING:
-    from vllm_dev.flow.pipeline import Stage
-    from vllm_dev.flow.workspace import Workspace
+    from vllm_dev.commands.pipeline import Stage
+    from vllm_dev.planning.workspace import Workspace
 
 LAYER = "nox-"
 PHASES = ("setup", "configure", "compile", "install", "import check")
@@ -195,7 +195,7 @@ def build_session(session: NoxSession, *, preset: str) -> None:
 
 def _build(session: NoxSession, *, preset: str, clock: PhaseClock) -> None:
     from vllm_dev.checkout.state import ensure_state_dir
-    from vllm_dev.flow import pipeline
+    from vllm_dev.commands import pipeline
     from vllm_dev.process.locking import build_lock
 
     args = parse_posargs(session.posargs)
@@ -251,10 +251,10 @@ def kernels_session(session: NoxSession) -> None:
 
 def _kernels(session: NoxSession, clock: PhaseClock) -> int:
     from vllm_dev.checkout.state import ensure_state_dir
-    from vllm_dev.flow import pipeline
+    from vllm_dev.commands import pipeline
+    from vllm_dev.commands.testloop import cycle
+    from vllm_dev.commands.testloop.command import check
     from vllm_dev.process.locking import build_lock
-    from vllm_dev.testloop import cycle
-    from vllm_dev.testloop.command import check
 
     posargs = list(session.posargs)
     ours, theirs = ((posargs[:posargs.index("--")], posargs[posargs.index("--") + 1:])
@@ -294,9 +294,7 @@ def _session_workspace(session: NoxSession, args: Any, *, preset: str, name: str
     """A session's workspace (layer ``nox-``, the session's venv or ``--python``, the settings
     as the tasks resolve them, commands through nox) and its target interpreter; says which
     checkout, interpreter and build dir. A missing or non-vLLM checkout stops here."""
-    from vllm_dev.caching import compiler_cache as cc
-    from vllm_dev.config.settings import Settings
-    from vllm_dev.flow.workspace import open_workspace
+    from vllm_dev.planning.workspace import RunnerSetup, open_workspace
 
     if args.python:
         # The user's own interpreter: setup cannot always run in a fresh venv (offline, behind a
@@ -317,11 +315,9 @@ def _session_workspace(session: NoxSession, args: Any, *, preset: str, name: str
     environ = dict(os.environ)
     flags = {**setting_flags(args), "python": str(python), "preset": preset}
 
-    def runner(settings: Settings) -> SessionRunner:
-        cache = cc.config_from(settings)
-        environment = cc.command_environment(cache)  # as the Invoke tasks' runner gets it
-        return SessionRunner(session, environment=environment, queries=SubprocessRunner(
-            secrets=cache.secrets, environment=environment))
+    def runner(setup: RunnerSetup) -> SessionRunner:
+        return SessionRunner(session, environment=setup.environment, queries=SubprocessRunner(
+            secrets=setup.secrets, environment=setup.environment))
 
     # A session is a clean room: the checkout's remembered settings are neither read nor
     # written (the configuration files and their defines are read, as the tasks read them).
@@ -334,7 +330,7 @@ def _session_workspace(session: NoxSession, args: Any, *, preset: str, name: str
 
 
 def _stage_phases() -> dict[Stage, str]:
-    from vllm_dev.flow.pipeline import Stage
+    from vllm_dev.commands.pipeline import Stage
 
     return {Stage.CONFIGURE: "configure", Stage.COMPILE: "compile", Stage.INSTALL: "install",
             Stage.CHECK: "import check"}

@@ -4,7 +4,9 @@ A session runs the steps setup, prime, build and install, so it takes the option
 those steps read, derived from the declarations (:mod:`vllm_dev.config.declarations`): the same
 flags, short flags and help as the Invoke tasks. Two differ by nature: the session's name is the
 preset (no ``--preset``), and ``--python`` replaces the session's own venv. The session-only
-arguments (``--target``, ``--merge``, ...) are declared here. Values are checked once, by
+arguments (``--target``, ``--merge``, ...) are the task-only options declared for the sessions
+(:mod:`vllm_dev.config.task_options`, ``NOX``): the same flags and short flags as the tasks', in
+the sessions' words. Values are checked once, by
 :meth:`~vllm_dev.config.settings.Settings.resolve`, with the messages the tasks give.
 """
 
@@ -14,6 +16,7 @@ import argparse
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
+from vllm_dev.config import task_options
 from vllm_dev.config.declarations import Setting, flags_from_options, for_steps
 from vllm_dev.errors import VllmDevError
 
@@ -54,15 +57,14 @@ def parser() -> argparse.ArgumentParser:
             parser.add_argument(*names, dest=s.param, action="append", help=help)
         else:
             parser.add_argument(*names, dest=s.param, help=help)
-    parser.add_argument("--target", "-t", action="append", default=[],
-                        help="build only this target and install only its component (repeatable)")
-    parser.add_argument("--merge", action="store_true",
-                        help="add the session's preset to a CMakeUserPresets.json of your own")
-    parser.add_argument("--force", action="store_true",
-                        help="replace a CMakeUserPresets.json of your own (a backup is kept)")
-    parser.add_argument("--since", help="compile only the targets affected by changes since "
-                                        "this git ref (default: every target)")
-    parser.add_argument("--all", action="store_true", help="compile every target (the default)")
+    for o in task_options.for_task(task_options.NOX):
+        help = o.help_for(task_options.NOX)
+        if o.kind == task_options.SWITCH:
+            parser.add_argument(*o.flags(), dest=o.name, action="store_true", help=help)
+        elif o.kind == task_options.REPEATABLE:
+            parser.add_argument(*o.flags(), dest=o.name, action="append", default=[], help=help)
+        else:
+            parser.add_argument(*o.flags(), dest=o.name, help=help)
     return parser
 
 

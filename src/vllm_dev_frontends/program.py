@@ -19,6 +19,8 @@ from invoke.completion.complete import complete, print_completion_script
 from invoke.parser import ParserContext
 
 from vllm_dev import __version__
+from vllm_dev.config import task_options
+from vllm_dev.config.declarations import setting
 from vllm_dev_frontends.invoke_tasks import CORE_SHORT_FLAGS, namespace
 
 USAGE_ERROR = 2  # the exit status of a command line that cannot be parsed, as argparse's
@@ -33,8 +35,8 @@ def _suggest(word: str, candidates: Iterable[str]) -> str:
 
 _VALUE_WORDS = {"positive_int": "INT", "positive_float": "NUMBER", "non_negative_float": "NUMBER"}
 # Flags whose values vllm-dev can list for shell completion (the rest: the shell's own, files).
-_PRESET_FLAGS = ("--preset", "-p")
-_TARGET_FLAGS = ("--target", "-t", "--component")
+_PRESET_FLAGS = (str(setting("preset").flag), f"-{setting('preset').short}")
+_TARGET_FLAGS = task_options.completed_with(task_options.TARGETS)
 
 
 def value_candidates(remainder: str, binaries: Iterable[str]) -> list[str] | None:

@@ -4,6 +4,8 @@ Why sccache-dist: it is the one maintained engine that distributes both C++ and 
 (since 0.10 it splits nvcc into ``cudafe++``/``cicc``/``ptxas``/host steps, packages each
 toolchain itself and runs the steps in a bubblewrap sandbox on the servers). vllm-dev only points
 a private sccache client at the farm, sizes the build for it and says where compiles ran.
+The session around one build (start the client, count where compiles ran, stop it) is a
+command's, above the steps: commands/farm.py.
 
 How the client token stays out of every file
 --------------------------------------------
@@ -28,15 +30,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import ExitStack, contextmanager, suppress
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from vllm_dev.errors import VllmDevError
@@ -390,97 +390,3 @@ def plan(url: str, *, state_dir: Path, sccache: Path | None, cache_dir: str | No
                         else None)
     status = check_farm(url, token) if check else FarmStatus(url, problem="not checked (dry run)")
     return DistPlan(client, status)
-
-
-@contextmanager
-def farm_session(ws: Any, recorder: Any) -> Iterator[None]:
-    """Around one build with ``--dist``: say up front what the farm is, start this checkout's
-    sccache server (with the farm when it is usable, local-only otherwise), and afterwards hand
-    the recorder where the compiles ran, then stop the server (the token leaves with it)."""
-    farm: DistPlan | None = ws.dist_plan
-    if farm is None:
-        yield
-        return
-    ws.say(farm.status.line())
-    client = farm.client
-    if ws.dry:
-        ws.say(f"would start sccache on port {client.port} with {client.config_path}"
-               + (" and the build farm" if farm.status.ok else ""))
-        yield
-        return
-    with ExitStack() as stack:
-        with recorder.phase("configure"):  # a wait for the lock still adds up in the report
-            stack.enter_context(_client_lock(client, ws))
-        stack.enter_context(_running(client, farm, ws, recorder))
-        yield
-
-
-@contextmanager
-def _client_lock(client: DistClient, ws: Any) -> Iterator[None]:
-    """One farm build at a time per checkout: builds of two presets of one checkout share its
-    sccache server (one port, named in the presets), and each build restarts it. (Not
-    locking.build_lock: that one marks child processes for its own build dir.)"""
-    from filelock import FileLock, Timeout
-
-    from vllm_dev.checkout.state import ensure_state_dir
-
-    ensure_state_dir(client.state_dir)
-    client.directory.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(client.directory / "client.lock"))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        if getattr(ws.settings, "no_wait", False):
-            raise VllmDevError("another vllm-dev build of this checkout is using its sccache "
-                               "client for the build farm; wait for it or run without --no-wait"
-                               ) from None
-        ws.say("waiting for another build of this checkout that uses its sccache client")
-        lock.acquire()
-    try:
-        yield
-    finally:
-        lock.release()
-
-
-@contextmanager
-def _running(client: DistClient, farm: DistPlan, ws: Any, recorder: Any) -> Iterator[None]:
-    from vllm_dev.caching import compiler_cache as cc
-
-    # The server's start counts as configure time and reading/stopping it as compile time, so
-    # the report's phases still add up to the wall clock.
-    with recorder.phase("configure"):
-        toolchains = farm_compilers(client, ws) if farm.status.ok else []
-        client.start(farm=farm.status.ok,
-                     extra_env=cc.base_environment(cc.config_from(ws.settings)),
-                     toolchains=toolchains)
-    try:
-        yield
-    finally:
-        with recorder.phase("compile"):
-            recorder.dist = client.stats()
-            with suppress(VllmDevError):
-                client.stop()
-
-
-def farm_compilers(client: DistClient, ws: Any) -> list[Override]:
-    """The compilers this build may send to the farm, said at its start; wrapper scripts
-    resolved to their real compilers and packaged (caching/farm_toolchains.py)."""
-    from vllm_dev.caching import farm_toolchains as ft
-
-    cache = Path(ws.build_dir) / "CMakeCache.txt"
-    configured: list[str | None] = []
-    if cache.is_file():
-        text = cache.read_text(errors="replace")
-        for name in ("CMAKE_CXX_COMPILER", "CMAKE_C_COMPILER", "CMAKE_CUDA_HOST_COMPILER"):
-            found = re.search(rf"^{name}:[A-Z]+=(.+)$", text, re.MULTILINE)
-            configured.append(found.group(1).strip() if found else None)
-    compilers = ft.candidates(os.environ, configured)
-    results = ft.overrides(compilers, directory=client.directory / "toolchains" / "wrapped",
-                           sccache=client.sccache, env=os.environ)
-    wrapped = {r.wrapper for r in results}
-    plain = [str(c) for c in compilers if str(c) not in wrapped]
-    ws.say("build farm: compilers for the servers: " + ", ".join(
-        plain + [r.line() for r in results if isinstance(r, ft.Override)]))
-    for refused in (r for r in results if isinstance(r, ft.Refused)):
-        ws.say(f"build farm: {refused.line()}")
-    return [r for r in results if isinstance(r, ft.Override)]

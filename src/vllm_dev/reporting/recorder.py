@@ -87,11 +87,11 @@ class Recorder:
     counted twice). The total runs from ``started_at`` (default: now) to :meth:`finish`; time
     before the recorder existed is ``start-up``, time in no phase is ``other``.
 
-    ``ws`` describes the build: the :class:`~vllm_dev.flow.workspace.Workspace` while the plan is
-    being resolved, then the :class:`~vllm_dev.flow.plan.BuildPlan` (the pipeline swaps it in).
-    It is typed loosely because the recorder only reads what both answer: ``dry``, ``settings``,
-    ``interpreter``, ``runner``, ``checkout``, ``build_dir``, ``say`` and, once planned,
-    ``document`` and ``template``.
+    ``ws`` describes the build: the :class:`~vllm_dev.planning.workspace.Workspace` while the plan
+    is being resolved, then the :class:`~vllm_dev.planning.plan.BuildPlan` (the pipeline swaps it
+    in). It is typed loosely because the recorder only reads what both answer: ``dry``,
+    ``settings``, ``interpreter``, ``runner``, ``checkout``, ``build_dir``, ``say`` and, once
+    planned, ``document`` and ``template``.
     """
 
     def __init__(self, ws: Any, *, json_path: Path | None = None,
@@ -116,7 +116,7 @@ class Recorder:
         self._cache_note = ""
         self._ccache: str | None = None
         self.selection: list[str] = []
-        self.dist: DistStats | None = None  # set by dist.farm_session
+        self.dist: DistStats | None = None  # set by commands/farm.py's farm_session
         self.split: Any = None  # host.parallelism.Split, set by the compile step (CUDA builds)
         # called with the report before its total is taken (work that belongs to the build)
         self.before_total: list[Callable[[BuildReport], None]] = []

@@ -1,6 +1,6 @@
 """Compile: pick the targets to build and run ``cmake --build`` on them, with progress.
 
-The step takes a resolved :class:`~vllm_dev.flow.plan.BuildPlan`; the pipeline (pipeline.py)
+The step takes a resolved :class:`~vllm_dev.planning.plan.BuildPlan`; the pipeline (pipeline.py)
 runs it between configure and install, under the build dir's lock, inside the build's report.
 """
 
@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vllm_dev.errors import CommandFailed, VllmDevError
-from vllm_dev.flow.plan import BuildPlan
 from vllm_dev.host.disk import explain_failure
+from vllm_dev.planning.plan import BuildPlan
 
 if TYPE_CHECKING:
     from vllm_dev.checkout.affected import Selection

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from vllm_dev.checkout.state import BUILD_RECORD, is_marked_build_dir
 from vllm_dev.errors import VllmDevError
-from vllm_dev.flow.workspace import Workspace
 from vllm_dev.installs.install_record import InstallRecord
+from vllm_dev.planning.workspace import Workspace
 from vllm_dev.presets.render import resolve_binary_dir
 from vllm_dev.process.locking import build_lock, current_command
 

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from vllm_dev.errors import VllmDevError
-from vllm_dev.flow.plan import BuildPlan
+from vllm_dev.planning.plan import BuildPlan
 from vllm_dev.reporting.estimate import Estimate
 
 if TYPE_CHECKING:

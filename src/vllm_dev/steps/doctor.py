@@ -25,8 +25,8 @@ from packaging.requirements import Requirement
 from packaging.version import InvalidVersion, Version
 
 from vllm_dev.errors import VllmDevError
-from vllm_dev.flow.workspace import Workspace
 from vllm_dev.host.machine import GIB, probe_machine
+from vllm_dev.planning.workspace import Workspace
 from vllm_dev.process.runner import Runner
 from vllm_dev.toolchain.compiler_minimums import gcc_minimum
 from vllm_dev.toolchain.interpreter import (

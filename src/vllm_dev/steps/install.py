@@ -5,7 +5,7 @@ is recorded in vllm-dev's install record (install_record.py); CMake's install ma
 read (their names and existence depend on the CMake version). ``build`` installs only the
 components whose files may have changed (install_state.py); ``vllm-dev install`` stages every
 component asked for and still rewrites only files whose bytes differ. The step takes a resolved
-:class:`~vllm_dev.flow.plan.BuildDirPlan` (a build's whole plan is one); the pipeline holds the
+:class:`~vllm_dev.planning.plan.BuildDirPlan` (a build's whole plan is one); the pipeline holds the
 build dir's lock around it.
 """
 
@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vllm_dev.errors import VllmDevError
-from vllm_dev.flow.plan import BuildDirPlan
 from vllm_dev.installs.components import components
 from vllm_dev.installs.install_record import installed_files
+from vllm_dev.planning.plan import BuildDirPlan
 
 if TYPE_CHECKING:
     from vllm_dev.installs.staged_install import CommitResult

@@ -30,7 +30,7 @@ presets/render.py), and the compiler launcher every configure preset names is on
 cache by absolute path and held its variables) reconfigures once, without ``--fresh``: the line
 then names the launcher's old and new path, and each object recompiles once, through the cache.
 
-The step takes a resolved :class:`~vllm_dev.flow.plan.BuildPlan` and runs under the build dir's
+The step takes a resolved :class:`~vllm_dev.planning.plan.BuildPlan` and runs under the build dir's
 lock, which the pipeline holds (see pipeline.py).
 """
 
@@ -48,7 +48,7 @@ from typing import Any
 from vllm_dev.checkout.compile_db import link_compile_commands, write_clangd_config
 from vllm_dev.checkout.state import BuildRecord
 from vllm_dev.errors import VllmDevError
-from vllm_dev.flow.plan import BuildPlan
+from vllm_dev.planning.plan import BuildPlan
 from vllm_dev.presets.render import cache_variable_names, preset_fingerprint
 from vllm_dev.presets.user_presets import (
     PresetsWrite,

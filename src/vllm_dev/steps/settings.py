@@ -22,7 +22,7 @@ from typing import Any
 from vllm_dev.config import remember, store
 from vllm_dev.config.declarations import SETTINGS, Setting
 from vllm_dev.errors import VllmDevError
-from vllm_dev.flow.workspace import Workspace
+from vllm_dev.planning.workspace import Workspace
 
 
 def _computed(ws: Workspace, name: str) -> tuple[Any, str] | None:

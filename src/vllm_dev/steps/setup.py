@@ -16,7 +16,7 @@ from pathlib import Path
 
 from vllm_dev.checkout.state import ensure_state_dir, read_json, write_json
 from vllm_dev.errors import CommandFailed, VllmDevError
-from vllm_dev.flow.workspace import Workspace
+from vllm_dev.planning.workspace import Workspace
 
 PRECOMPILED_VARS = (
     "VLLM_PRECOMPILED_WHEEL_LOCATION",

@@ -39,10 +39,10 @@ from typing import Any
 
 from vllm_dev.checkout.state import ensure_state_dir
 from vllm_dev.errors import VllmDevError
-from vllm_dev.flow.plan import Resolved
 from vllm_dev.installs.components import components
 from vllm_dev.installs.install_record import InstallRecord
 from vllm_dev.installs.staged_install import build_outputs
+from vllm_dev.planning.plan import Resolved
 from vllm_dev.process.interrupts import signal_for, stop_session
 
 IMPORT_TIMEOUT_S = 300.0

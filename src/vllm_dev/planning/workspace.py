@@ -3,12 +3,14 @@
 Every fact is looked up at most once and only when asked for, so a task only pays for what it
 uses (``clean`` never probes the interpreter, ``verify`` never looks for cmake). The commands that
 build (prime, build, install, the Nox sessions) do not work from this lazy view: the pipeline
-resolves it once into a frozen :class:`~vllm_dev.flow.plan.BuildPlan` (an install of what is
-built: its :class:`~vllm_dev.flow.plan.BuildDirPlan` part; see plan.py), which the steps take.
+resolves it once into a frozen :class:`~vllm_dev.planning.plan.BuildPlan` (an install of what is
+built: its :class:`~vllm_dev.planning.plan.BuildDirPlan` part; see plan.py), which the steps take.
 
 Every door opens its workspace with :func:`open_workspace` (the Invoke tasks, the Nox sessions, the
-demo): settings are resolved in one place, so a source of settings (the remembered ones, the
-checkout root's ``invoke.yaml``) reaches every door at once.
+demo): settings are resolved and the runner's environment assembled in one place, so a source of
+settings (the remembered ones, the checkout root's ``invoke.yaml``) or a variable every command
+needs (the compiler cache's) reaches every door at once. A door only says which kind of runner it
+wants (:data:`RunnerFactory`).
 """
 
 from __future__ import annotations
@@ -17,13 +19,15 @@ import contextlib
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from vllm_dev.caching import compiler_cache as cc
 from vllm_dev.checkout.tree import Checkout, find_checkout
-from vllm_dev.config.settings import ConfigFile, Settings
+from vllm_dev.config.declarations import setting
+from vllm_dev.config.settings import ConfigFile, Settings, Source
 from vllm_dev.errors import VllmDevError
 from vllm_dev.host.parallelism import DEFAULT_ARCH_COUNT, Parallelism, choose
 from vllm_dev.presets import document as presets_doc
@@ -53,10 +57,26 @@ def _stderr(message: str) -> None:
     print(f"vllm-dev: {message}", file=sys.stderr, flush=True)
 
 
+@dataclass(frozen=True)
+class RunnerSetup:
+    """What every door's runner carries, taken from the resolved settings by
+    :func:`open_workspace`: variables added to every command's environment without being echoed
+    (a credentialed remote-cache URL the presets name by variable), and the secrets a printed
+    command line never shows."""
+
+    environment: Mapping[str, str]
+    secrets: tuple[str, ...]
+
+
+#: How a door makes its runner (real commands printed as they run, a Nox session's, a dry one)
+#: from what every runner carries.
+RunnerFactory = Callable[[RunnerSetup], Runner]
+
+
 @dataclass
 class Workspace:
     """Lazily resolved context: what setup, clean, verify, report and doctor read directly, and
-    what :func:`vllm_dev.flow.plan.resolve_plan` turns into a build's plan."""
+    what :func:`vllm_dev.planning.plan.resolve_plan` turns into a build's plan."""
 
     settings: Settings
     runner: Runner
@@ -224,7 +244,7 @@ def open_workspace(
     *,
     command: str,
     flags: Mapping[str, object],
-    runner: Callable[[Settings], Runner],
+    runner: RunnerFactory,
     environ: Mapping[str, str] | None = None,
     config: Callable[[Path | None], Sequence[ConfigFile]] | None = None,
     cwd: Path | None = None,
@@ -233,6 +253,7 @@ def open_workspace(
     remember: bool = True,
     undefine: Sequence[str] = (),
     announce: bool = True,
+    chosen: Mapping[str, tuple[object, str]] | None = None,
 ) -> Workspace:
     """The one way every door resolves a run's settings and opens its workspace.
 
@@ -240,9 +261,12 @@ def open_workspace(
     sources weakest first, with the checkout root's file once the checkout is known (None before
     that). ``remember=False`` (a Nox session: a clean room) neither reads nor writes the
     remembered settings, like ``--no-remember``. ``undefine`` are ``-U`` names: forgotten, and
-    dropped from the run's defines. ``runner(settings)`` makes the runner (it needs the resolved
-    compiler cache's secrets and environment). ``announce=False`` leaves out the line naming the
-    remembered values in use (``vllm-dev settings`` shows them anyway).
+    dropped from the run's defines. ``runner(setup)`` makes the runner from what every runner
+    carries (:class:`RunnerSetup`: the resolved compiler cache's environment and secrets).
+    ``announce=False`` leaves out the line naming the remembered values in use (``vllm-dev
+    settings`` shows them anyway). ``chosen`` are values the command itself picked for this run,
+    by setting name, each with why in words (the demo's example arch when no GPU narrows it):
+    they rank as flags, are checked as flags are, and every message names the why as their origin.
     """
     environ = dict(os.environ) if environ is None else environ
     cwd = cwd or Path.cwd()
@@ -262,6 +286,8 @@ def open_workspace(
         memory = memo.usable(memo.read(state_dir, say=say), given.preset, given=given,
                              environ=environ, undefine=undefine, say=say)
     settings = Settings.resolve(flags=flags, environ=environ, config=files, remembered=memory)
+    if chosen:
+        settings = _with_chosen(settings, chosen)
     _still_defined(undefine, settings, say)
     if memory is not None and root is not None:
         from vllm_dev.config import remember as memo
@@ -270,8 +296,22 @@ def open_workspace(
             say(line)
         pending = memo.Pending(root / ".vllm-dev", settings.preset, command, settings,
                                tuple(undefine))
-    return Workspace(settings=settings, runner=runner(settings), environ=environ, cwd=cwd,
+    cache = cc.config_from(settings)
+    setup = RunnerSetup(environment=cc.command_environment(cache), secrets=cache.secrets)
+    return Workspace(settings=settings, runner=runner(setup), environ=environ, cwd=cwd,
                      say=say, layer=layer, pending=pending)
+
+
+def _with_chosen(settings: Settings, chosen: Mapping[str, tuple[object, str]]) -> Settings:
+    """``settings`` with the values a command chose itself (see :func:`open_workspace`)."""
+    values = {name: setting(name).convert(value, why) for name, (value, why) in chosen.items()}
+    why = {name: reason for name, (_, reason) in chosen.items()}
+    return replace(
+        settings, **values,
+        origins=tuple(sorted({**dict(settings.origins), **why}.items())),
+        sources=tuple(sorted({**dict(settings.sources),
+                              **{name: Source("flag", reason) for name, reason in why.items()}
+                              }.items())))
 
 
 def _checkout_root(settings: Settings, cwd: Path) -> Path | None:

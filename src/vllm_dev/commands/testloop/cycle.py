@@ -2,13 +2,13 @@
 tests, say what happened in one line. ``vllm-dev test`` runs one (command.py); ``--watch``
 (watch.py) runs one at start and one per save.
 
-The build is the pipeline every build runs (flow/pipeline.py: configure, compile, install,
+The build is the pipeline every build runs (commands/pipeline.py: configure, compile, install,
 check, under the build dir's lock, with its report); nothing of it is done again here. If it
 fails, the compiler's error has been shown in full by the build and no test runs; the exit
 status is then the build's. Otherwise the tests run in the target interpreter from the checkout
-(pytest_run.py), on the selection given after ``--``, else the one remembered for the checkout
-(remembered.py), else the tests the picker finds for what changed (picker.py); the exit status
-is the tests'.
+(kerneltests/pytest_run.py), on the selection given after ``--``, else the one remembered for
+the checkout (kerneltests/remembered.py), else the tests the picker finds for what changed
+(kerneltests/picker.py); the exit status is the tests'.
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vllm_dev.errors import CommandFailed, VllmDevError
-from vllm_dev.flow.workspace import Workspace
-from vllm_dev.testloop import pytest_args, remembered
-from vllm_dev.testloop.pytest_args import PytestArgs
-from vllm_dev.testloop.pytest_run import JUNIT_FILE, NOTHING_TESTED, TestOutcome
+from vllm_dev.kerneltests import pytest_args, remembered
+from vllm_dev.kerneltests.pytest_args import PytestArgs
+from vllm_dev.kerneltests.pytest_run import JUNIT_FILE, NOTHING_TESTED, TestOutcome
+from vllm_dev.planning.workspace import Workspace
 
 if TYPE_CHECKING:
-    from vllm_dev.flow.pipeline import PipelineResult, Request
+    from vllm_dev.commands.pipeline import PipelineResult, Request
 
 
 
@@ -132,7 +132,7 @@ def choose_selection(ws: Workspace, options: TestOptions) -> Selection:
 def build_request(options: TestOptions, *, targets: tuple[str, ...] | None = None,
                   started_at: float | None = None) -> Request:
     """The pipeline request of a cycle (``targets``: a later watch cycle's explicit ones)."""
-    from vllm_dev.flow import pipeline
+    from vllm_dev.commands import pipeline
 
     return pipeline.Request(
         stages=pipeline.build_stages(install=True, verify=options.verify),
@@ -145,7 +145,7 @@ def run_cycle(ws: Workspace, options: TestOptions, selection: Selection, request
               changed: Iterable[str] | None = None, where: str = "") -> CycleResult:
     """Build, install, pick (if asked), test. ``changed``: the files this cycle is for (a
     watch save); None: what changed since the prebuilt kernels' commit, as the build selects."""
-    from vllm_dev.flow import pipeline
+    from vllm_dev.commands import pipeline
 
     started, wall = time.monotonic(), time.time()
     result: PipelineResult | None = None
@@ -166,7 +166,7 @@ def run_cycle(ws: Workspace, options: TestOptions, selection: Selection, request
             ws.say("the tests would be picked from the objects of this build (nothing is run "
                    "in a dry run)")
             return done
-        from vllm_dev.testloop.picker import Picker
+        from vllm_dev.kerneltests.picker import Picker
 
         if changed is None:
             try:
@@ -196,8 +196,8 @@ def run_cycle(ws: Workspace, options: TestOptions, selection: Selection, request
 
 def _test(ws: Workspace, build_dir: Path, args: PytestArgs, *, under: str | None
           ) -> TestOutcome | None:
+    from vllm_dev.kerneltests.pytest_run import pytest_argv, run_tests
     from vllm_dev.process.runner import format_command
-    from vllm_dev.testloop.pytest_run import pytest_argv, run_tests
 
     root = ws.checkout.root
     junit = build_dir / JUNIT_FILE

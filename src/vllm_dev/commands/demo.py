@@ -10,14 +10,13 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from vllm_dev.checkout.tree import DEVICES
+from vllm_dev.commands import pipeline
 from vllm_dev.config.settings import choice
 from vllm_dev.errors import VllmDevError
-from vllm_dev.flow import pipeline
-from vllm_dev.flow.workspace import Workspace, open_workspace
+from vllm_dev.planning.workspace import RunnerFactory, Workspace, open_workspace
 from vllm_dev.process.runner import Runner
 from vllm_dev.steps.setup import find_uv, run_setup
 from vllm_dev.toolchain.tools import find_nvcc
@@ -51,7 +50,9 @@ def _call_add(runner: Runner, python: str, project: Path) -> str:
     return (done.stdout.strip().splitlines() or ["?"])[-1] if done.ok else "?"
 
 
-def run_demo(*, runner: Runner, keep: bool = False, device: str | None = None) -> Path:
+def run_demo(*, runner: RunnerFactory, keep: bool = False, device: str | None = None) -> Path:
+    """The demo, its commands run by the door's kind of runner (see
+    :func:`~vllm_dev.planning.workspace.open_workspace`); returns the example project's copy."""
     import os
 
     # Checked before the temporary copy exists: a bad --device leaves nothing behind.
@@ -62,23 +63,24 @@ def run_demo(*, runner: Runner, keep: bool = False, device: str | None = None) -
     try:
         _step(f"copy the example project to {project} (device: {device})")
         shutil.copytree(example_project_dir(), project, ignore=_IGNORE)
-        _step("create the target virtual environment (.venv) with uv")
-        runner.run([find_uv(), "venv", "--quiet", "--python", sys.executable,
-                    str(project / ".venv")])
         flags = {"source": str(project), "device": device,
                  "python": str(project / ".venv" / "bin" / "python")}
-        # The demo's copy is thrown away: nothing to remember in it.
-        settings = open_workspace(command="demo", flags=flags, runner=lambda _: runner,
-                                  cwd=project, remember=False).settings
+        chosen: dict[str, tuple[object, str]] = {}
 
         def workspace() -> Workspace:
-            return Workspace(settings=settings, runner=runner, cwd=project)
+            """A fresh view for each step (setup changes the interpreter). The demo's copy is
+            thrown away: nothing to remember in it."""
+            return open_workspace(command="demo", flags=flags, runner=runner, cwd=project,
+                                  remember=False, chosen=chosen)
 
+        ws = workspace()
+        _step("create the target virtual environment (.venv) with uv")
+        ws.runner.run([find_uv(), "venv", "--quiet", "--python", sys.executable,
+                       str(project / ".venv")])
         if device == "cuda" and workspace().arch.archs is None:
             # No GPU to narrow to: "vLLM's default arch list" is, for the example project, its
             # own default (7.5, CMakeLists.txt), so say that, and CMake's arch line agrees.
-            settings = replace(settings, arch=EXAMPLE_ARCH, origins=(
-                *settings.origins, ("arch", "the demo (the example project's default arch)")))
+            chosen["arch"] = (EXAMPLE_ARCH, "the demo (the example project's default arch)")
         _step("setup: editable install + build requirements (the example has no published "
               "wheel, so no prebuilt kernels are copied)")
         run_setup(workspace())
@@ -92,9 +94,9 @@ def run_demo(*, runner: Runner, keep: bool = False, device: str | None = None) -
         _step("edit one kernel (csrc/ops/add.cpp: add() returns a + b + 1) and build again: "
               "one object recompiles, one file is installed")
         python = str(project / ".venv" / "bin" / "python")
-        before = _call_add(runner, python, project)
+        before = _call_add(ws.runner, python, project)
         edited = project / "csrc" / "ops" / "add.cpp"
-        if not runner.dry:
+        if not ws.dry:
             edited.write_text(edited.read_text().replace("return a + b;", "return a + b + 1;"))
         from vllm_dev.reporting.ninja_log import entries_since, log_size
 
@@ -110,7 +112,7 @@ def run_demo(*, runner: Runner, keep: bool = False, device: str | None = None) -
               f"installed: {', '.join(written) or 'nothing'} ({len(written)} file(s))",
               file=sys.stderr)
         _step("call the changed function from Python, in the target interpreter")
-        after = _call_add(runner, python, project)
+        after = _call_add(ws.runner, python, project)
         print(f"    vllm._C.add(2, 3): {before} before the edit, {after} after it",
               file=sys.stderr)
         _step("done: inside a real vLLM checkout, `vllm-dev setup` once, then `vllm-dev build`")

@@ -3,13 +3,13 @@
 Both front ends call :func:`run` once per command: the Invoke tasks ``prime`` (configure),
 ``build`` (all four stages, or fewer with ``--no-install``/``--no-verify``) and ``install``
 (install only), and each Nox build session (all four, every stage timed as a session phase).
-:func:`run` resolves the workspace into a :class:`~vllm_dev.flow.plan.BuildPlan` once, checks the
-request against it before anything is written, takes the build dir's lock once, and runs the
+:func:`run` resolves the workspace into a :class:`~vllm_dev.planning.plan.BuildPlan` once, checks
+the request against it before anything is written, takes the build dir's lock once, and runs the
 stages asked for; each stage is a function of ``steps/`` taking the plan.
 
 A request that compiles is a *build*: it writes a report (time per phase, cache hits; see
 reporting/), starts the checking interpreter while ninja runs (verify.WarmChecker), and, with
-``--dist``, runs the build farm's client around it (caching/dist.py).
+``--dist``, runs the build farm's client around it (farm.py).
 """
 
 from __future__ import annotations
@@ -23,9 +23,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vllm_dev.errors import VllmDevError
-from vllm_dev.flow.plan import BuildDirPlan, BuildPlan, plan_lock, resolve_build_dir, resolve_plan
-from vllm_dev.flow.workspace import Workspace
 from vllm_dev.installs.components import check_components, components
+from vllm_dev.planning.plan import (
+    BuildDirPlan,
+    BuildPlan,
+    plan_lock,
+    resolve_build_dir,
+    resolve_plan,
+)
+from vllm_dev.planning.workspace import Workspace
 
 # The steps are imported where a stage runs: each command loads only the steps it runs (a
 # vllm-dev start is mostly imports; see bench/).
@@ -148,7 +154,7 @@ def _preflight(plan: BuildDirPlan, request: Request) -> None:
 
 def _build(ws: Workspace, request: Request, timer: StageTimer) -> PipelineResult:
     """A request that compiles, inside its report: one ninja per build dir (the lock)."""
-    from vllm_dev.caching.dist import farm_session
+    from vllm_dev.commands.farm import farm_session
     from vllm_dev.reporting.recorder import Recorder
 
     recorder = Recorder(ws, json_path=request.json_path, started_at=request.started_at,

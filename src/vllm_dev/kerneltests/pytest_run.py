@@ -19,8 +19,8 @@ from pathlib import Path
 
 from vllm_dev.checkout.tree import Checkout
 from vllm_dev.errors import VllmDevError
+from vllm_dev.kerneltests.pytest_args import PytestArgs
 from vllm_dev.process.runner import Runner
-from vllm_dev.testloop.pytest_args import PytestArgs
 
 JUNIT_FILE = "vllm-dev-pytest.xml"
 #: pytest's "no tests were collected" status; also vllm-dev's for "every selected test skipped".

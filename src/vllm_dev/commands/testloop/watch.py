@@ -24,10 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vllm_dev.errors import VllmDevError
-from vllm_dev.flow.workspace import Workspace
-from vllm_dev.installs.components import components
-from vllm_dev.testloop.cycle import (
+from vllm_dev.commands.testloop.cycle import (
     CycleResult,
     Selection,
     TestOptions,
@@ -35,8 +32,11 @@ from vllm_dev.testloop.cycle import (
     installed_preset_line,
     run_cycle,
 )
-from vllm_dev.testloop.pause import WholeBuild, pause_lines
-from vllm_dev.testloop.watchset import SaveDecision, WatchSet, watch_set
+from vllm_dev.commands.testloop.pause import WholeBuild, pause_lines
+from vllm_dev.commands.testloop.watchset import SaveDecision, WatchSet, watch_set
+from vllm_dev.errors import VllmDevError
+from vllm_dev.installs.components import components
+from vllm_dev.planning.workspace import Workspace
 
 if TYPE_CHECKING:
     from vllm_dev.steps.cost import CostBlock
@@ -148,7 +148,7 @@ class Watcher:
         (not for a configure input: the graph changes with the configure)."""
         if not decision.targets or decision.pause is None:  # a configure input: no targets
             return None
-        from vllm_dev.flow.plan import resolve_plan
+        from vllm_dev.planning.plan import resolve_plan
         from vllm_dev.steps.cost import estimate_cost
 
         try:

@@ -1,7 +1,7 @@
 """A build's plan: every input of configure, compile, install and check, resolved once and frozen.
 
-The lazy :class:`~vllm_dev.flow.workspace.Workspace` answers questions one at a time, which suits
-``clean`` or ``verify``. A build needs all the answers, and needs them to stay the same from
+The lazy :class:`~vllm_dev.planning.workspace.Workspace` answers questions one at a time, which
+suits ``clean`` or ``verify``. A build needs all the answers, and needs them to stay the same from
 configure to check: an interpreter probed again after the install, or presets rendered twice,
 could disagree with what configure used. :func:`resolve_plan` asks every question once, in the
 order in which bad input should be reported (preset, interpreter and its packages, cmake, nvcc,
@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from vllm_dev.checkout.tree import Checkout
 from vllm_dev.config.settings import Settings
 from vllm_dev.errors import VllmDevError
-from vllm_dev.flow.workspace import Workspace
 from vllm_dev.host.parallelism import Parallelism
+from vllm_dev.planning.workspace import Workspace
 from vllm_dev.presets import document as presets_doc
 from vllm_dev.presets.render import PresetInputs, PresetTemplate, parse_define
 from vllm_dev.process.runner import Runner

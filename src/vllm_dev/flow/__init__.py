@@ -1,1 +1,0 @@
-"""One build, from resolved settings to the plan the steps share."""

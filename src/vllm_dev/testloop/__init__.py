@@ -1,1 +1,0 @@
-"""The edit-build-test loop: ``vllm-dev test`` and ``vllm-dev test --watch`` (see cycle.py)."""
