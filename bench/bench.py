@@ -166,13 +166,13 @@ class Bench:
         self.samples.append(sample)
         return sample
 
-    def run_case(self, case: str, repeat: int) -> None:
+    def run_case(self, case: str, repeat: int, first_round: int = 0) -> None:
         if case == "warm":  # fill the cache once for this tree
             self.prepare("cold", "fill", 0)
             self.vllm_dev_build("fill")
         elif case in ("noop", "onefile", "jobs"):
             self.vllm_dev_build("warmup")  # build dir configured and up to date
-        for index in range(repeat):
+        for index in range(first_round, first_round + repeat):
             order = TOOLS if index % 2 == 0 else tuple(reversed(TOOLS))
             for tool in order:
                 sample = self.measure(case, tool, index)
@@ -330,8 +330,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vllm-dev", default=str(Path(sys.executable).parent / "vllm-dev"),
                         help="the vllm-dev executable (default: beside this Python)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument("--first-round", type=int, default=0, metavar="K",
+                        help="number the rounds from K (which tool goes first alternates with "
+                             "the round's number): the rest of a series whose first K rounds "
+                             "ran in an earlier call (the device machine's per-call limit); "
+                             "then fewer than 3 rounds are allowed, the medians are the "
+                             "series' merged JSONs'")
     args = parser.parse_args(argv)
-    if args.repeat < 3:
+    if args.repeat < 3 and not (args.first_round and args.repeat >= 1):
         parser.error("--repeat must be at least 3 (medians of fewer runs are noise)")
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
     unknown = [c for c in cases if c not in CASES]
@@ -385,11 +391,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: {root} ({bench.device}), {args.repeat} rounds; {info['cpu']}, "
               f"{info['usable_cpus']} CPUs, {info['memory']}", file=sys.stderr)
         for case in cases:
-            bench.run_case(case, args.repeat)
+            bench.run_case(case, args.repeat, args.first_round)
         results = summarize(bench, cases, args.repeat, info)
         results["heavy_tus"] = args.heavy if device == "cuda" and not args.source else 0
         results["touch"] = str(bench.touch.relative_to(root))
         results["build_targets"] = args.target
+        results["first_round"] = args.first_round
         print(render_table(results))
         args.json.write_text(json.dumps(results, indent=2) + "\n")
         print(f"\nwrote {args.json}", file=sys.stderr)

@@ -22,6 +22,17 @@ test: it prints a table and writes JSON (``--json``).
 
     VLLM_DEV_REAL_VLLM=../shared/testbeds/vllm-0.33.0-src.tar.xz python bench/test_loop.py \\
         --repeat 7 --idle 60 --json bench/results/test-loop.json
+
+``--tree`` takes any git checkout instead (cloned twice; its configure environment is this
+process's, minus vllm-dev's and ccache's own variables), with ``--python`` its target
+interpreter (which must have pytest), ``--device``, ``--test-file`` (copied into each clone as
+``tests/kernels/<its name>``) and ``--shared-cache`` (one compiler cache for both clones, so
+the second clone's first build is served from the first's; the timed edits still miss). The
+CUDA figure on the GPU machine (bench/gpu_s2.sh loop):
+
+    python bench/test_loop.py --tree /tmp/gpusplit/vllm-0.33.0 --python $VENV/bin/python \\
+        --device cuda --target _moe_C_stable_libtorch --touch csrc/moe/moe_align_sum_kernels.cu \\
+        --test-file bench/cuda_moe_test.py --shared-cache --repeat 5 --idle 60 --json loop.json
 """
 
 from __future__ import annotations
@@ -46,17 +57,13 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "src"))
 
-from test_testloop_real import FS_IO_TEST  # noqa: E402
-
-import real_vllm as rv  # noqa: E402
-
 VLLM_DEV = str(Path(sys.executable).parent / "vllm-dev")
 
 
-def env_for(root: Path, python: Path, onednn: Path | None, cache: Path) -> dict[str, str]:
+def env_for(python: Path, onednn: Path | None, cache: Path, device: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("VLLM_DEV_", "CCACHE_", "INVOKE_")) and k != "VIRTUAL_ENV"}
-    env.update({"VLLM_TARGET_DEVICE": "cpu", "CCACHE_DIR": str(cache),
+    env.update({"VLLM_TARGET_DEVICE": device, "CCACHE_DIR": str(cache),
                 "VLLM_DEV_PYTHON": str(python), "NO_COLOR": "1",
                 "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"})
     if onednn is not None:
@@ -65,16 +72,18 @@ def env_for(root: Path, python: Path, onednn: Path | None, cache: Path) -> dict[
 
 
 class Edits:
-    """A new edit of the touched file each time (never seen by the compiler cache)."""
+    """A new edit of the touched file each time (never seen by the compiler cache, also when
+    both sides share one: the side's name is part of the text)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, side: str) -> None:
         self.path = path
+        self.side = side
         self.original = path.read_text()
         self.count = int(time.time() * 1000) % 10_000_000
 
     def next(self) -> None:
         self.count += 1
-        self.path.write_text(self.original + f"\n// vllm-dev bench edit {self.count}\n")
+        self.path.write_text(self.original + f"\n// vllm-dev bench edit {self.side} {self.count}\n")
 
 
 def run(argv: list[str], *, cwd: Path, env: dict[str, str]) -> None:
@@ -96,24 +105,63 @@ def main() -> int:
     parser.add_argument("--target", default="fs_io_C")
     parser.add_argument("--touch", default="csrc/fs_io.cpp")
     parser.add_argument("--json")
+    parser.add_argument("--tree", type=Path, help="a git checkout to clone for both sides "
+                        "(default: the real-vLLM tier's tree, CPU)")
+    parser.add_argument("--python", type=Path, help="the target interpreter for --tree (with "
+                        "pytest in it)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--test-file", type=Path, help="the test, copied into each clone as "
+                        "tests/kernels/<its name> (default: the fs_io_C test)")
+    parser.add_argument("--shared-cache", action="store_true",
+                        help="one compiler cache for both clones (the second's first build "
+                             "is served from the first's)")
+    parser.add_argument("--work", type=Path, help="where the clones go (default: a new "
+                        "temporary directory)")
+    parser.add_argument("--timeout", type=float, default=300.0,
+                        help="the longest wait for one watch cycle's status line (s)")
     args = parser.parse_args()
-    source = rv.RealSource.from_env()
-    if source is None:
-        raise SystemExit(rv.SKIP_REASON)
-    work = Path(tempfile.mkdtemp(prefix="vllm-dev-bench-loop-"))
-    repo = rv.adapted_repo(source)
-    onednn = rv.onednn_dir(source)
-    python = rv.make_target_venv(work / "venv", repo)
-    subprocess.run([rv._uv(), "pip", "install", "-q", "-p", str(python), "pytest"], check=True)
-    test = "tests/kernels/test_fs_io.py"
+    work = args.work or Path(tempfile.mkdtemp(prefix="vllm-dev-bench-loop-"))
+    work.mkdir(parents=True, exist_ok=True)
+    if args.tree is not None:
+        if args.python is None:
+            parser.error("--tree needs --python (its target interpreter)")
+        repo, python, onednn, tree_name = args.tree.resolve(), args.python.absolute(), None, \
+            args.tree.resolve().name
+    else:
+        sys.path.insert(0, str(REPO / "tests"))
+        import real_vllm as rv  # noqa: PLC0415 - only the default tree needs the test tier
+
+        source = rv.RealSource.from_env()
+        if source is None:
+            raise SystemExit(rv.SKIP_REASON)
+        repo = rv.adapted_repo(source)
+        onednn = rv.onednn_dir(source)
+        python = rv.make_target_venv(work / "venv", repo)
+        subprocess.run([rv._uv(), "pip", "install", "-q", "-p", str(python), "pytest"],
+                       check=True)
+        tree_name = source.vllm.name
+    if args.test_file is not None:
+        test = f"tests/kernels/{args.test_file.name}"
+        test_text = args.test_file.read_text()
+    else:
+        from test_testloop_real import FS_IO_TEST  # noqa: PLC0415
+
+        test, test_text = "tests/kernels/test_fs_io.py", FS_IO_TEST
     sides = {}
+    setup_seconds = {}
     for name in ("watch", "hand"):
-        root = rv.fresh_clone(repo, work / name)
-        (root / "tests" / "kernels").mkdir(parents=True)
-        (root / test).write_text(FS_IO_TEST)
-        env = env_for(root, python, onednn, work / f"ccache-{name}")
+        root = work / name
+        subprocess.run(["git", "clone", "-q", "--no-hardlinks", str(repo), str(root)],
+                       check=True, capture_output=True)
+        (root / "tests" / "kernels").mkdir(parents=True, exist_ok=True)
+        (root / test).write_text(test_text)
+        cache = work / ("ccache" if args.shared_cache else f"ccache-{name}")
+        env = env_for(python, onednn, cache, args.device)
         # configure, build, install and test once (also remembers the selection)
+        t0 = time.monotonic()
         run([VLLM_DEV, "test", "--target", args.target, "--plain", "--", test], cwd=root, env=env)
+        setup_seconds[name] = round(time.monotonic() - t0, 1)
+        print(f"{name} clone ready: first `vllm-dev test` {setup_seconds[name]} s", flush=True)
         sides[name] = (root, env)
     hand_root, hand_env = sides["hand"]
     build_dir = hand_root / "cmake-build-release"
@@ -132,7 +180,7 @@ def main() -> int:
     stream = proc.stdout
     threading.Thread(target=lambda: [lines.put(ln) for ln in stream], daemon=True).start()
 
-    def wait_for(pattern: str, timeout: float = 300) -> str:
+    def wait_for(pattern: str, timeout: float = args.timeout) -> str:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
@@ -145,7 +193,8 @@ def main() -> int:
 
     wait_for(r"\] start: test: ")
     touched = Path(args.touch).name
-    watch_edits, hand_edits = Edits(watch_root / args.touch), Edits(hand_root / args.touch)
+    watch_edits, hand_edits = (Edits(watch_root / args.touch, "watch"),
+                               Edits(hand_root / args.touch, "hand"))
     samples: dict[str, list[float]] = {"watch": [], "hand": []}
     status: list[str] = []
     hand_steps: list[list[float]] = []
@@ -158,7 +207,8 @@ def main() -> int:
                     line = wait_for(rf"\] \S*{re.escape(touched)}: test: ")
                     samples["watch"].append(time.monotonic() - start)
                     status.append(line.strip())
-                    if "1 passed" not in line:
+                    if not re.search(r"\b[1-9]\d* passed", line) or re.search(
+                            r"\b[1-9]\d* (failed|error)", line):
                         raise SystemExit(f"the watch cycle did not pass: {line}")
                 else:
                     start = time.monotonic()
@@ -190,8 +240,9 @@ def main() -> int:
     result = {
         "date": time.strftime("%Y-%m-%d %H:%M"), "machine": platform.node(),
         "cpus": os.cpu_count(), "load_average": os.getloadavg(),
-        "tree": str(source.vllm.name), "target": args.target, "touch": args.touch,
-        "test": test, "repeat": args.repeat,
+        "tree": str(tree_name), "device": args.device, "target": args.target,
+        "touch": args.touch, "test": test, "repeat": args.repeat,
+        "shared_cache": args.shared_cache, "first_test_run_s": setup_seconds,
         "watch_save_to_result_s": samples["watch"], "by_hand_s": samples["hand"],
         "median_watch_s": round(watch, 3), "median_by_hand_s": round(hand, 3),
         "difference_s": round(watch - hand, 3), "goal": "watch <= by hand + 0.3 s",
