@@ -102,6 +102,6 @@ def start_child(
                                  errors="replace", start_new_session=True)
     except OSError as exc:
         detail = mask(str(exc), secrets)
-        raise CannotRun(f"cannot run {args[0]}: {mask(exc.strerror or detail, secrets)}",
+        raise CannotRun(mask(f"cannot run {args[0]}: {exc.strerror or exc}", secrets),
                         argv=args, detail=detail) from None
     return Child(args, popen, grace=grace, secrets=secrets)

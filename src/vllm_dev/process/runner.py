@@ -28,7 +28,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol, TypeVar
+from typing import ParamSpec, Protocol, TypeVar
 
 from vllm_dev.errors import CannotRun, CommandFailed, VllmDevError
 from vllm_dev.process.children import Child, mask, start_child
@@ -40,6 +40,7 @@ from vllm_dev.process.interrupts import (
 )
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 @dataclass(frozen=True)
@@ -235,7 +236,7 @@ def query(
                               pass_fds=pass_fds)
     except OSError as exc:
         detail = mask(str(exc), secrets)
-        raise CannotRun(f"cannot run {args[0]}: {mask(exc.strerror or detail, secrets)}",
+        raise CannotRun(mask(f"cannot run {args[0]}: {exc.strerror or exc}", secrets),
                         argv=args, detail=detail) from None
     except subprocess.TimeoutExpired as exc:
         raise CannotRun(f"`{mask(shlex.join(args[:2]), secrets)}` did not answer within "
@@ -257,10 +258,10 @@ class QueryPool:
         self._pool = ThreadPoolExecutor(max_workers=max(1, jobs))
         self._group = SessionGroup()
 
-    def submit(self, fn: Callable[..., T], *args: object) -> Future[T]:
+    def submit(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> Future[T]:
         def joined() -> T:
             with self._group.joined():
-                return fn(*args)
+                return fn(*args, **kwargs)
 
         return self._pool.submit(joined)
 
@@ -269,6 +270,7 @@ class QueryPool:
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        if exc is not None:
+        if exc is not None:  # what has not started never will; what runs is stopped
+            self._pool.shutdown(wait=False, cancel_futures=True)
             self._group.stop(signal.SIGTERM if isinstance(exc, Exception) else signal_for(exc))
-        self._pool.shutdown(wait=True, cancel_futures=exc is not None)
+        self._pool.shutdown(wait=True)

@@ -29,7 +29,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vllm_dev.checkout.affected import cache_value, compile_units, ninja_deps
+from vllm_dev.checkout.build_graph import cache_value, ninja_deps
+from vllm_dev.checkout.header_scan import compile_units
 from vllm_dev.errors import CannotRun, VllmDevError
 from vllm_dev.process.runner import query
 
