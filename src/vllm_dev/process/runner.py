@@ -1,6 +1,6 @@
 """The one place where vllm-dev starts external programs.
 
-Workflow code never calls :mod:`subprocess` itself (tests/test_one_way_to_spawn.py checks it): it
+Workflow code never calls :mod:`subprocess` itself (tests/test_spawning.py checks it): it
 asks a :class:`Runner`. That keeps dry runs honest (commands that change something are only
 printed), lets tests substitute a fake runner for argument plumbing, and gives one spot for
 timeouts, live output, secrets masking and signal handling. Three shapes:
@@ -61,7 +61,8 @@ class Completed:
 class Runner(Protocol):
     """Runs commands for the workflow; ``dry`` runners only print commands that change things.
 
-    ``stream``, when given, receives the command's output (stdout and stderr merged) line by line
+    A command that only answers is a :meth:`query` (``run(..., mutates=False)`` is the older
+    spelling of one, still honoured). ``stream``, when given, receives the command's output (stdout and stderr merged) line by line
     as it appears instead of it going to the terminal; ``pseudo_terminal`` makes the command see a
     terminal (ninja then also reports steps as they start)."""
 
@@ -85,7 +86,7 @@ class Runner(Protocol):
         self,
         argv: Sequence[str | os.PathLike[str]],
         *,
-        timeout: float,
+        timeout: float | None,
         cwd: Path | None = None,
         env: Mapping[str, str] | None = None,
     ) -> Completed:
@@ -179,7 +180,7 @@ class SubprocessRunner:
         self,
         argv: Sequence[str | os.PathLike[str]],
         *,
-        timeout: float,
+        timeout: float | None,
         cwd: Path | None = None,
         env: Mapping[str, str] | None = None,
     ) -> Completed:
@@ -204,7 +205,7 @@ class SubprocessRunner:
 def query(
     argv: Sequence[str | os.PathLike[str]],
     *,
-    timeout: float,
+    timeout: float | None,
     cwd: Path | str | None = None,
     env: Mapping[str, str] | None = None,
     environ: Mapping[str, str] | None = None,

@@ -346,10 +346,9 @@ def _run_checker(ws: Resolved, modules: dict[str, Path], *, mode: str,
     answered = warm.check(modules) if warm is not None else None
     if answered is None:
         items = [[name, str(path)] for name, path in modules.items()]
-        done = ws.runner.run(
+        done = ws.runner.query(
             [ws.interpreter.path, "-c", _CHECKER, json.dumps(items), mode],
-            cwd=ws.checkout.root, capture=True, check=False, mutates=False,
-            timeout=IMPORT_TIMEOUT_S)
+            cwd=ws.checkout.root, timeout=IMPORT_TIMEOUT_S)
         answered = (done.returncode, done.stdout, done.stderr)
     code, stdout, stderr = answered
     for line in reversed(stdout.splitlines()):
@@ -550,9 +549,8 @@ def check_editable_install(ws: Resolved) -> None:
     """The target interpreter's ``vllm`` is this checkout's (a Nox session's fresh venv could
     hold another one); run from the venv's directory so that the checkout is not on the path."""
     package_dir = ws.checkout.package_dir
-    done = ws.runner.run([ws.interpreter.path, "-I", "-c", _EDITABLE_CHECK, str(package_dir)],
-                         cwd=ws.interpreter.path.parent.parent, capture=True, check=False,
-                         mutates=False, timeout=IMPORT_TIMEOUT_S)
+    done = ws.runner.query([ws.interpreter.path, "-I", "-c", _EDITABLE_CHECK, str(package_dir)],
+                           cwd=ws.interpreter.path.parent.parent, timeout=IMPORT_TIMEOUT_S)
     if not done.ok:
         problem = (done.stdout.strip().splitlines() or done.stderr.strip().splitlines()
                    or ["no output"])[-1]
