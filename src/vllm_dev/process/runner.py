@@ -62,9 +62,10 @@ class Runner(Protocol):
     """Runs commands for the workflow; ``dry`` runners only print commands that change things.
 
     A command that only answers is a :meth:`query` (``run(..., mutates=False)`` is the older
-    spelling of one, still honoured). ``stream``, when given, receives the command's output (stdout and stderr merged) line by line
-    as it appears instead of it going to the terminal; ``pseudo_terminal`` makes the command see a
-    terminal (ninja then also reports steps as they start)."""
+    spelling of one, still honoured). ``stream``, when given, receives the command's output
+    (stdout and stderr merged) line by line as it appears instead of it going to the terminal;
+    ``pseudo_terminal`` makes the command see a terminal (ninja then also reports steps as they
+    start)."""
 
     dry: bool
 
