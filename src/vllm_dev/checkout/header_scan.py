@@ -32,7 +32,6 @@ _DROP = {"-c", "-MD", "-MMD", "--generate-dependencies-with-compile",
          "--generate-nonsystem-dependencies-with-compile", "-dc", "--device-c"}
 
 
-
 @dataclass(frozen=True)
 class Unit:
     obj: str
