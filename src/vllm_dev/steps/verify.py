@@ -250,8 +250,8 @@ class WarmChecker:
     """The checking interpreter, started while ninja compiles so that its start-up and
     ``import torch`` (1-3 s; the bulk of a check) overlap the compile instead of following the
     install. It then waits for the list of files on stdin. Started on ninja's first status line
-    only: a no-op build starts no interpreter at all. Its own session, so an interrupt stops it
-    with the rest (see interrupts.py)."""
+    only: a no-op build starts no interpreter at all. A long-lived child of the runner
+    (``runner.start``, process/children.py): an interrupt stops it with the rest."""
 
     def __init__(self, ws: Resolved) -> None:
         self.ws = ws
