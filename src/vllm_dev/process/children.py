@@ -94,14 +94,26 @@ def start_child(
     """Start ``argv`` in a session of its own with pipes to it; :class:`CannotRun` when it
     cannot start. ``env`` is added to ``environ`` (None: this process's environment)."""
     args = [os.fspath(a) for a in argv]
-    full_env = {**(os.environ if environ is None else environ), **(env or {})} if (
-        env or environ is not None) else None
     try:
-        popen = subprocess.Popen(args, cwd=cwd, env=full_env, stdin=subprocess.PIPE,
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                 errors="replace", start_new_session=True)
+        popen = subprocess.Popen(args, cwd=cwd, env=environment(env, environ),
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True, errors="replace",
+                                 start_new_session=True)
     except OSError as exc:
-        detail = mask(str(exc), secrets)
-        raise CannotRun(mask(f"cannot run {args[0]}: {exc.strerror or exc}", secrets),
-                        argv=args, detail=detail) from None
+        raise cannot_start(args, exc, secrets) from None
     return Child(args, popen, grace=grace, secrets=secrets)
+
+
+def environment(env: Mapping[str, str] | None,
+                environ: Mapping[str, str] | None) -> dict[str, str] | None:
+    """A command's whole environment: ``env`` added to ``environ`` (None: this process's);
+    None when that is just this process's own (the child then inherits it)."""
+    if not env and environ is None:
+        return None
+    return {**(os.environ if environ is None else environ), **(env or {})}
+
+
+def cannot_start(args: list[str], exc: OSError, secrets: Sequence[str]) -> CannotRun:
+    """The one line for a command the system would not start, secrets masked."""
+    return CannotRun(mask(f"cannot run {args[0]}: {exc.strerror or exc}", secrets), argv=args,
+                     detail=mask(str(exc), secrets))

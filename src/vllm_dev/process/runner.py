@@ -31,7 +31,7 @@ from types import TracebackType
 from typing import ParamSpec, Protocol, TypeVar
 
 from vllm_dev.errors import CannotRun, CommandFailed, VllmDevError
-from vllm_dev.process.children import Child, mask, start_child
+from vllm_dev.process.children import Child, cannot_start, environment, mask, start_child
 from vllm_dev.process.interrupts import (
     GRACE_SECONDS,
     SessionGroup,
@@ -230,16 +230,12 @@ def query(
     and take none in; :meth:`SubprocessRunner.query` is the same with the run's environment and
     secrets, for code that has a runner."""
     args = [os.fspath(a) for a in argv]
-    full_env = {**(os.environ if environ is None else environ), **(env or {})} if (
-        env or environ is not None) else None
     start = time.monotonic()
     try:
-        proc = run_in_session(args, cwd=cwd, env=full_env, capture=True, timeout=timeout,
-                              pass_fds=pass_fds)
+        proc = run_in_session(args, cwd=cwd, env=environment(env, environ), capture=True,
+                              timeout=timeout, pass_fds=pass_fds)
     except OSError as exc:
-        detail = mask(str(exc), secrets)
-        raise CannotRun(mask(f"cannot run {args[0]}: {exc.strerror or exc}", secrets),
-                        argv=args, detail=detail) from None
+        raise cannot_start(args, exc, secrets) from None
     except subprocess.TimeoutExpired as exc:
         raise CannotRun(f"`{mask(shlex.join(args[:2]), secrets)}` did not answer within "
                         f"{timeout:g} s", argv=args, detail=mask(str(exc), secrets),
