@@ -218,17 +218,20 @@ def query(
     Never echoed and run under ``--dry`` too: target selection, the cost check and the probes
     need the answers to say what a dry run would do. A non-zero exit is the caller's to read
     (``returncode``); a command that cannot start, or does not end within ``timeout`` seconds
-    (every query has one: a hung ``git`` must not hang a build), raises :class:`CannotRun`, its
-    ``detail`` the system's words, secrets masked. ``env`` is added to ``environ`` (None: this
-    process's environment); ``pass_fds`` are handed to the child (dist.py's in-memory config).
+    (a required argument: a hung ``git`` must not hang a build, so no query waits forever
+    unless its caller says None outright), raises :class:`CannotRun`, its ``detail`` the
+    system's words, secrets masked. ``env`` is added to ``environ`` (None: this process's
+    environment); ``pass_fds`` are handed to the child (dist.py's in-memory configuration).
 
-    This module-level function is the default for code with no runner at hand: the pure
-    functions under a selection (W from git, ninja's graph, the header scans, ``ninja -n``) are
-    called from steps, the test loop, the cost check and bench scripts alike, and threading a
-    runner through all of them would only hand each the one thing they must not use: the run's
-    compiler-cache environment (their answers must be the plain tools' own). They pass no secret
-    and take none in; :meth:`SubprocessRunner.query` is the same with the run's environment and
-    secrets, for code that has a runner."""
+    This module-level function is the default for code with no runner at hand, rather than a
+    runner passed down to it: the pure functions under a selection (W from git, ninja's graph,
+    the header scans, ``ninja -n``, ``nm``) are called from steps, the test loop, the cost check
+    and bench scripts alike, and need nothing a runner adds to a query: no echo and no dry mode
+    (a query has neither), no secret (their commands carry none), no compiler-cache environment
+    (git's and ninja's answers do not depend on it). Passing a runner through every caller would
+    only be a fake's way in, and these are tested against the real git, ninja and compilers.
+    :meth:`SubprocessRunner.query` is the same with the run's environment and secrets, for code
+    that has a runner (the probes of the target interpreter, the tools' versions)."""
     args = [os.fspath(a) for a in argv]
     start = time.monotonic()
     try:
