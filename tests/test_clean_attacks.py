@@ -40,6 +40,12 @@ class NoRunner:
     def run(self, argv, **kwargs) -> Completed:  # noqa: ANN001, ANN003
         raise AssertionError(f"clean ran {argv}")
 
+    def query(self, argv, **kwargs) -> Completed:  # noqa: ANN001, ANN003
+        raise AssertionError(f"clean asked {argv}")
+
+    def start(self, argv, **kwargs) -> None:  # noqa: ANN001, ANN003
+        raise AssertionError(f"clean started {argv}")
+
 
 class World:
     """A checkout beside precious files outside it, and sentinels inside it."""

@@ -12,10 +12,11 @@ not list them.
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 from vllm_dev.checkout.state import is_marked_build_dir
+from vllm_dev.errors import CannotRun
+from vllm_dev.process.runner import query
 
 DATABASE = "compile_commands.json"
 CLANGD_CONFIG = ".clangd"
@@ -81,11 +82,10 @@ def exclude_from_git(root: Path) -> Path | None:
     file git names (``git rev-parse --git-path info/exclude``: the repository's own, shared by
     its worktrees), never into the tracked ``.gitignore``. Lines already there are left alone;
     returns the exclude file when it was written (None: nothing to add, or no git checkout)."""
-    try:
-        done = subprocess.run(["git", "-C", str(root), "rev-parse", "--git-path",
-                               "info/exclude"], capture_output=True, text=True, timeout=10,
-                              check=False)
-    except (OSError, subprocess.TimeoutExpired):
+    try:  # a query with the module default: no runner is at hand here (process/runner.py)
+        done = query(["git", "-C", str(root), "rev-parse", "--git-path", "info/exclude"],
+                     timeout=10)
+    except CannotRun:
         return None
     if done.returncode != 0 or not done.stdout.strip():
         return None

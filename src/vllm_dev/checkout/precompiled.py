@@ -24,7 +24,6 @@ up to 20 first-parent commits to one with a published wheel, but refuses to when
 from __future__ import annotations
 
 import re
-import subprocess
 import zipfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -37,6 +36,8 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from packaging.version import InvalidVersion, Version
 
 from vllm_dev.checkout.state import ensure_state_dir, read_json, write_json
+from vllm_dev.errors import CannotRun
+from vllm_dev.process.runner import Completed, query
 
 RECORD = "precompiled.json"
 _COMMIT_ID_RE = re.compile(r"""__commit_id__\s*=\s*(?:commit_id\s*=\s*)?['"]g?([0-9a-f]{7,40})""")
@@ -65,12 +66,14 @@ class Base:
     torch: str = ""  # the wheel's torch requirement, when known
 
 
-def git(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def git(root: Path, *args: str) -> Completed:
+    """``git -C root ARGS``, a query (the module default of process/runner.py: W is found by
+    pure functions that have no runner at hand, see :func:`~vllm_dev.process.runner.query`); a
+    git that cannot start or answer within a minute reads as a failure (exit 1, why as stderr)."""
     try:
-        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
-                              timeout=60, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return subprocess.CompletedProcess(["git", *args], 1, "", str(exc))
+        return query(["git", "-C", str(root), *args], timeout=60)
+    except CannotRun as exc:
+        return Completed(["git", *args], 1, "", exc.detail)
 
 
 def resolve_commit(root: Path, rev: str) -> str | None:

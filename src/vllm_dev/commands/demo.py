@@ -45,8 +45,8 @@ def _step(title: str) -> None:
 
 def _call_add(runner: Runner, python: str, project: Path) -> str:
     """``vllm._C.add(2, 3)`` as the target interpreter answers it (the installed extension)."""
-    done = runner.run([python, "-c", "import vllm._C as m; print(m.add(2, 3))"], cwd=project,
-                      capture=True, check=False, mutates=False)
+    done = runner.query([python, "-c", "import vllm._C as m; print(m.add(2, 3))"], cwd=project,
+                        timeout=None)
     return (done.stdout.strip().splitlines() or ["?"])[-1] if done.ok else "?"
 
 

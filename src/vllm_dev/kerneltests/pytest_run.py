@@ -56,8 +56,7 @@ print(json.dumps(out))
 def check_pytest(python: Path, checkout: Checkout, runner: Runner, *, device: str) -> str:
     """Before the tests: pytest is in the target interpreter and the tests will import this
     checkout's vllm (and so will their subprocesses). Returns pytest's version."""
-    done = runner.run([str(python), "-c", _PROBE], cwd=checkout.root, capture=True, check=False,
-                      mutates=False, timeout=60)
+    done = runner.query([str(python), "-c", _PROBE], cwd=checkout.root, timeout=60)
     try:
         found = json.loads(done.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):

@@ -88,7 +88,7 @@ def require_build_dir(build_dir: Path, dry: bool = False) -> None:
 def pending_units(plan: BuildPlan, targets: list[str]) -> Pending | None:
     """What ninja would run for ``targets`` (``ninja -n``: read-only, so a dry run asks too);
     None when it cannot say (not configured, not a Ninja build, an unknown target)."""
-    from vllm_dev.checkout.affected import ninja_of
+    from vllm_dev.checkout.build_graph import ninja_of
     from vllm_dev.checkout.pending import pending_compiles
     from vllm_dev.errors import VllmDevError
 
@@ -156,7 +156,7 @@ def per_object_split(plan: BuildPlan, pending: Pending | None, split: Split | No
 
 def uses_split_launcher(build_dir: Path) -> bool:
     """Whether the build dir's CUDA compiles go through host/split_launcher.py."""
-    from vllm_dev.checkout.affected import cache_value
+    from vllm_dev.checkout.build_graph import cache_value
 
     return "split_launcher" in (cache_value(build_dir, "CMAKE_CUDA_COMPILER_LAUNCHER") or "")
 

@@ -9,14 +9,14 @@ from __future__ import annotations
 import hashlib
 import re
 import shutil
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from vllm_dev.checkout.state import ensure_state_dir, read_json, write_json
-from vllm_dev.errors import CommandFailed, VllmDevError
+from vllm_dev.errors import CannotRun, CommandFailed, VllmDevError
 from vllm_dev.planning.workspace import Workspace
+from vllm_dev.process.runner import Runner
 
 PRECOMPILED_VARS = (
     "VLLM_PRECOMPILED_WHEEL_LOCATION",
@@ -132,11 +132,10 @@ def find_uv() -> str:
         return found
 
 
-def _commit(root: Path) -> str:
+def _commit(runner: Runner, root: Path) -> str:
     try:
-        done = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
-                              text=True, timeout=10, check=False)
-    except (OSError, subprocess.TimeoutExpired):
+        done = runner.query(["git", "-C", str(root), "rev-parse", "HEAD"], timeout=10)
+    except CannotRun:
         return ""
     return done.stdout.strip() if done.returncode == 0 else ""
 
@@ -157,7 +156,7 @@ def setup_key(ws: Workspace, requirements: Path) -> dict[str, str]:
     return {
         "interpreter": str(ws.interpreter.path),
         "interpreter_real": str(ws.interpreter.path.resolve()),
-        "commit": _commit(root),
+        "commit": _commit(ws.runner, root),
         "files": _digest(watched),
         "device": ws.device,
         **{var: ws.environ.get(var, "") for var in PRECOMPILED_VARS},

@@ -22,7 +22,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vllm_dev.checkout.affected import compile_units, ninja_deps, read_graph
+from vllm_dev.checkout.build_graph import ninja_deps, read_graph
+from vllm_dev.checkout.header_scan import compile_units
 from vllm_dev.commands.testloop.pause import WholeBuild
 
 _NOT_OWN_TOP = (".deps", ".vllm-dev", ".git")
