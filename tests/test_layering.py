@@ -19,7 +19,7 @@ pytestmark = pytest.mark.unit
 SRC = Path(__file__).resolve().parent.parent / "src"
 PACKAGE = "vllm_dev"
 LOWER = ("config", "process", "host", "toolchain", "checkout", "presets", "caching", "installs",
-         "reporting")
+         "reporting", "state")
 UPPER = ("steps", "flow")
 # The flow modules the steps build on; the pipeline (and the demo, which runs pipelines) sit
 # above the steps.

@@ -31,14 +31,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vllm_dev.checkout.precompiled import Base, BaseMove, git
-from vllm_dev.checkout.state import read_json, write_json
 from vllm_dev.checkout.tree import Checkout
 from vllm_dev.errors import VllmDevError
+from vllm_dev.state import layout, records
 from vllm_dev.toolchain.interpreter import meets
 
-TARGETS_STATE = "vllm-dev-targets.json"
+TARGETS_STATE = layout.TARGETS
 _STATE_KIND = "vllm-dev targets"
-DEPS_CACHE = "vllm-dev-deps.json"
+TARGETS_FORMAT = records.Format("targets record", _STATE_KIND, 1)
+DEPS_CACHE = layout.SCANS
+# Version 1 was a bare object of object -> scan (no kind): read as version 2's "objects".
+SCANS_FORMAT = records.Format("header scans", "vllm-dev header scans", 2,
+                              legacy=lambda data: {"objects": data})
 _OBJECT_SUFFIXES = (".o", ".obj")
 # Paths (relative to the checkout) whose change decides the whole build, whatever CMake read.
 _WHOLE_BUILD = re.compile(r"^(CMakeLists\.txt|cmake/.*|requirements/build(/.*|\.txt)|"
@@ -51,8 +55,8 @@ _NOT_INCLUDED = (".py", ".pyi", ".md", ".rst", ".ipynb", ".rs", ".yaml", ".yml",
 _FETCHED = (".deps/",)
 # Files vllm-dev itself writes at the checkout root (presets, the clangd link and config, its
 # state): never a kernel's input, so never "a change since W".
-_OWN_FILES = ("CMakeUserPresets.json", "compile_commands.json", ".clangd")
-_OWN_DIRS = (".vllm-dev/",)
+_OWN_FILES = layout.ROOT_FILES
+_OWN_DIRS = (layout.STATE_DIR + "/",)
 # What -M needs removed from a compile command (flag, takes a value).
 _DROP_WITH_VALUE = {"-o", "-MF", "-MT", "-MQ", "--dependency-output", "-odir"}
 _DROP = {"-c", "-MD", "-MMD", "--generate-dependencies-with-compile",
@@ -140,7 +144,7 @@ def changed_files(root: Path, base: str, *, skip: Iterable[Path] = ()) -> list[s
 
 def _is_tool_dir(path: Path) -> bool:
     return any((path / marker).exists() for marker in ("CMakeCache.txt", "pyvenv.cfg",
-                                                       "vllm-dev-build.json"))
+                                                       layout.BUILD_RECORD))
 
 
 def _parents(relative: str) -> list[str]:
@@ -222,7 +226,7 @@ class Unit:
 
 def compile_units(build_dir: Path) -> dict[str, Unit]:
     """Object path -> how it is compiled, from compile_commands.json (presets turn it on)."""
-    path = build_dir / "compile_commands.json"
+    path = build_dir / layout.COMPILE_DB
     try:
         entries = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -330,7 +334,8 @@ class DepsScanner:
         recorded = ninja_deps(self.build_dir)
         units = compile_units(self.build_dir)
         cache_path = self.build_dir / DEPS_CACHE
-        cache = (read_json(cache_path) or {}) if cache_path.is_file() else {}
+        loaded = records.load(SCANS_FORMAT, cache_path, _scans)
+        cache = loaded.value or {}
         pending: list[Unit] = []
         seen: dict[str, list[int] | None] = {}  # units share most headers: one stat each
 
@@ -368,8 +373,8 @@ class DepsScanner:
                     cache[unit.obj] = {"argv": unit.argv,
                                        "files": {p: _identity(p) for p in files}}
                     take(unit.obj, files)
-        if self.scanned and self.remember:
-            write_json(cache_path, cache)
+        if self.scanned and self.remember and loaded.writable:
+            records.save(SCANS_FORMAT, cache_path, {"objects": cache}, guard=False)
         return hits
 
     def _scan(self, unit: Unit) -> list[str]:
@@ -382,6 +387,13 @@ class DepsScanner:
             last = (done.stderr.strip().splitlines() or ["?"])[-1]
             raise VllmDevError(f"the header scan of {unit.source} failed ({last})") from None
         return parse_make_rule(done.stdout, unit.directory)
+
+
+def _scans(body: dict[str, object]) -> dict[str, object]:
+    objects = body.get("objects")
+    if not isinstance(objects, dict):
+        raise records.Corrupt("objects", "must be an object")
+    return objects
 
 
 def _round_robin(owners: dict[str, set[str]]) -> list[str]:
@@ -477,8 +489,8 @@ def _unique(hits: list[Hit]) -> list[Hit]:
 
 def built_before(build_dir: Path) -> list[str] | None:
     """Targets this build dir builds: a list, None for "every target", [] for a fresh dir."""
-    data = read_json(build_dir / TARGETS_STATE) if (build_dir / TARGETS_STATE).is_file() else None
-    if data and data.get("kind") == _STATE_KIND:
+    data = records.load(TARGETS_FORMAT, build_dir / TARGETS_STATE, lambda body: body).value
+    if data is not None:
         built = data.get("built")
         return [str(t) for t in built] if isinstance(built, list) else None
     return None if _has_built(build_dir) else []
@@ -494,9 +506,8 @@ def _has_built(build_dir: Path) -> bool:
 
 def remember_built(build_dir: Path, targets: list[str] | None) -> None:
     """Noted before compiling: a build stopped halfway still counts its targets as built here."""
-    write_json(build_dir / TARGETS_STATE, {"kind": _STATE_KIND,
-                                           "built": sorted(targets) if targets is not None
-                                           else "all"})
+    records.save(TARGETS_FORMAT, build_dir / TARGETS_STATE,
+                 {"built": sorted(targets) if targets is not None else "all"})
 
 
 # ----------------------------------------------------------------------------- the build's plan

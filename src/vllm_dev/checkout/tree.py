@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vllm_dev.errors import VllmDevError
+from vllm_dev.state import layout
 
 _PROJECT_RE = re.compile(r"^\s*project\s*\(\s*vllm_extensions\b", re.IGNORECASE | re.MULTILINE)
 _MINIMUM_RE = re.compile(
@@ -19,7 +20,7 @@ _MINIMUM_RE = re.compile(
 )
 DEVICES = ("cuda", "cpu", "rocm")
 _NO_CSRC = "csrc/ (the kernel sources)"
-STATE_DIR_NAME = ".vllm-dev"
+STATE_DIR_NAME = layout.STATE_DIR
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class Checkout:
 
     @property
     def user_presets(self) -> Path:
-        return self.root / "CMakeUserPresets.json"
+        return self.root / layout.USER_PRESETS
 
     @property
     def state_dir(self) -> Path:
