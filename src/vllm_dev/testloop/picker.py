@@ -32,11 +32,12 @@ from pathlib import Path
 
 from vllm_dev.checkout.affected import cache_value, compile_units, ninja_deps
 from vllm_dev.errors import VllmDevError
+from vllm_dev.state import layout
 
 TESTS_DIR = "tests/kernels"
 _SOURCE_SUFFIXES = (".c", ".cc", ".cpp", ".cxx", ".cu", ".hip")
 # Paths (relative to the checkout) whose files are never the checkout's own sources.
-_NOT_OWN = (".deps/", ".vllm-dev/", ".git/")
+_NOT_OWN = (".deps/", layout.STATE_DIR + "/", ".git/")
 _REGISTRATION = re.compile(r"\b[A-Za-z_]\w*\s*\.\s*(impl|def)\s*\(")
 _STRING = re.compile(r'"((?:[^"\\]|\\.)*)"')
 _FUNCTION_REF = re.compile(

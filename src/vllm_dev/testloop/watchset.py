@@ -23,10 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vllm_dev.checkout.affected import compile_units, ninja_deps, read_graph
+from vllm_dev.state import layout
 from vllm_dev.testloop.pause import WholeBuild
 
-_NOT_OWN_TOP = (".deps", ".vllm-dev", ".git")
-_TOOL_MARKERS = ("CMakeCache.txt", "pyvenv.cfg", "vllm-dev-build.json")
+_NOT_OWN_TOP = (".deps", layout.STATE_DIR, ".git")
+_TOOL_MARKERS = ("CMakeCache.txt", "pyvenv.cfg", layout.BUILD_RECORD)
 
 
 @dataclass(frozen=True)
