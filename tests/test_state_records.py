@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from test_affected import checkout_at_w, edit
 from test_layering import module_files
-
 from vllm_dev.checkout import affected, precompiled
 from vllm_dev.config import store
 from vllm_dev.installs.install_record import InstallRecord
