@@ -43,7 +43,6 @@ import time
 import types
 import typing
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -71,40 +70,59 @@ class NewerRecord(VllmDevError):
     """A record of a newer version than this vllm-dev knows, in a :data:`STOP` format."""
 
 
-@dataclass(frozen=True)
 class Format:
-    """One kind of record: what it is called, its version, and how older ones read."""
+    """One kind of record: what it is called, its version, and how older ones read.
 
-    name: str  # in messages: "install record"
-    kind: str | None  # the "kind" every file of it carries (None: none, settings.json)
-    version: int  # the version this vllm-dev writes
-    version_key: str = "version"
-    #: The version of a file without the version key (None: such a file is corrupt).
-    unversioned: int | None = 1
-    #: A file without the kind key, as vllm-dev wrote it before records carried one: its body
-    #: in this version's shape (None: such a file is another program's, ignored).
-    legacy: Callable[[dict[str, Any]], dict[str, Any]] | None = None
-    #: ``upgrades[v]`` turns the body of version ``v`` into version ``v + 1``.
-    upgrades: Mapping[int, Callable[[dict[str, Any]], dict[str, Any]]] = \
-        dataclasses.field(default_factory=dict)
-    if_newer: str = KEEP
-    #: What follows a damaged record's set-aside, in its line.
-    then: str = "rebuilding it"
-    #: What else a :data:`STOP` format's line offers beside upgrading vllm-dev.
-    otherwise: str = ""
-    #: How it is written: indented with sorted keys (small records, diff-friendly), or compact.
-    compact: bool = False
-    sort_keys: bool = True
+    A plain class, not a dataclass: each record module declares one at import, and a dataclass
+    costs about a millisecond to create, on every start of the console script."""
+
+    __slots__ = ("name", "kind", "version", "version_key", "unversioned", "legacy", "upgrades",
+                 "if_newer", "then", "otherwise", "compact", "sort_keys")
+
+    def __init__(
+        self, name: str, kind: str | None, version: int, *, version_key: str = "version",
+        unversioned: int | None = 1,
+        legacy: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        upgrades: Mapping[int, Callable[[dict[str, Any]], dict[str, Any]]] | None = None,
+        if_newer: str = KEEP, then: str = "rebuilding it", otherwise: str = "",
+        compact: bool = False, sort_keys: bool = True,
+    ) -> None:
+        self.name = name  # in messages: "install record"
+        self.kind = kind  # the "kind" every file of it carries (None: none, settings.json)
+        self.version = version  # the version this vllm-dev writes
+        self.version_key = version_key
+        #: The version of a file without the version key (None: such a file is corrupt).
+        self.unversioned = unversioned
+        #: A file without the kind key, as vllm-dev wrote it before records carried one: its
+        #: body in this version's shape (None: such a file is another program's, ignored).
+        self.legacy = legacy
+        #: ``upgrades[v]`` turns the body of version ``v`` into version ``v + 1``.
+        self.upgrades = dict(upgrades or {})
+        self.if_newer = if_newer
+        #: What follows a damaged record's set-aside, in its line.
+        self.then = then
+        #: What else a :data:`STOP` format's line offers beside upgrading vllm-dev.
+        self.otherwise = otherwise
+        #: Indented with sorted keys (small records, diff-friendly), or compact (large ones).
+        self.compact = compact
+        self.sort_keys = sort_keys
+
+    def __repr__(self) -> str:
+        return f"Format({self.name!r}, {self.kind!r}, {self.version})"
 
 
-@dataclass
 class Loaded(Generic[T]):
     """A record as read: ``value`` (None: none there, set aside, or not usable) and whether
-    it may be written (False for a newer or unreadable file: it is kept as it is)."""
+    it may be written (False for a newer or unreadable file: it is kept as it is), and the
+    version of the file as found (None: no usable file)."""
 
-    value: T | None
-    writable: bool = True
-    version: int | None = None  # of the file as found (None: no file)
+    __slots__ = ("value", "writable", "version")
+
+    def __init__(self, value: T | None, writable: bool = True, version: int | None = None
+                 ) -> None:
+        self.value = value
+        self.writable = writable
+        self.version = version
 
 
 def say_once(path: Path, what: str, line: str, say: Callable[[str], None] | None) -> None:
