@@ -238,10 +238,10 @@ def set_aside(fmt: Format, path: Path, key: str, problem: str,
 
 def save(fmt: Format, path: Path, body: Mapping[str, Any], *, guard: bool = True) -> bool:
     """Write ``body`` as this format's current version, atomically (the directory is created).
-    ``guard``: first make sure the file there is not of a newer version (a caller that loaded
-    the record and kept its :attr:`Loaded.writable` passes False). Returns whether it wrote."""
-    if guard and _is_newer(fmt, path):
-        return False
+    ``guard``: first read what is there: a file of a newer version is kept (said in one line),
+    and a file that already holds these bytes is left alone (no write, no fsync: a no-op build
+    rewrites nothing). A caller that loaded the record and kept :attr:`Loaded.writable` passes
+    False. Returns whether the file now holds ``body``."""
     head: dict[str, Any] = {} if fmt.kind is None else {"kind": fmt.kind}
     head[fmt.version_key] = fmt.version
     data = {**head, **body}
@@ -249,17 +249,26 @@ def save(fmt: Format, path: Path, body: Mapping[str, Any], *, guard: bool = True
         text = json.dumps(data, separators=(",", ":"), sort_keys=fmt.sort_keys)
     else:
         text = json.dumps(data, indent=2, sort_keys=fmt.sort_keys) + "\n"
+    new = text.encode()
+    if guard:
+        try:
+            old = path.read_bytes()
+        except OSError:
+            old = None
+        if old == new:
+            return True
+        if old is not None and _is_newer(fmt, path, old):
+            return False
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, text.encode())
+    atomic_write_bytes(path, new)
     return True
 
 
-def _is_newer(fmt: Format, path: Path) -> bool:
+def _is_newer(fmt: Format, path: Path, raw: bytes) -> bool:
     try:
-        data = _parse(path.read_bytes())
-        found = _version(fmt, data)
-    except (OSError, Corrupt, TypeError, ValueError, KeyError, AttributeError):
-        return False  # nothing there, or nothing worth keeping: written over as before
+        found = _version(fmt, _parse(raw))
+    except (Corrupt, TypeError, ValueError, KeyError, AttributeError):
+        return False  # nothing worth keeping: written over, as before
     if found is None or found[0] <= fmt.version:
         return False
     _newer(fmt, path, found[0], None)
@@ -299,7 +308,6 @@ def ensure_state_dir(state_dir: Path) -> Path:
 #: dir it was read from...): :func:`from_json` takes it as a keyword.
 _TRANSIENT_KEY = "vllm_dev.state"
 TRANSIENT = {_TRANSIENT_KEY: "transient"}
-_HINTS: dict[type, dict[str, Any]] = {}
 
 
 def to_json(value: Any) -> Any:
@@ -318,65 +326,127 @@ def to_json(value: Any) -> Any:
 
 def from_json(cls: type[T], data: Any, key: str = "", **transient: Any) -> T:
     """An instance of dataclass ``cls`` from ``data``, each value checked against its field's
-    type (:class:`Corrupt` names the first that is wrong). Keys the class does not know are
-    ignored; a missing key takes the field's default."""
+    type (:class:`Corrupt` names the first that is wrong, e.g. ``components._C.files[0].path``).
+    Keys the class does not know are ignored; a missing key takes the field's default;
+    ``transient`` gives the fields that are not part of the record."""
+    try:
+        return _object(cls, data, transient)  # type: ignore[no-any-return]
+    except Corrupt as bad:
+        where = (key + bad.key) if key else bad.key.removeprefix(".")
+        raise Corrupt(where or "(file)", bad.problem) from None
+
+
+# A decoder per type, made once from its hints: the install record is read a few times per
+# build, and re-reading ``typing``'s view of each field every time cost more than the JSON.
+_Decoder = Callable[[Any], Any]
+_DECODERS: dict[Any, _Decoder] = {}
+_FIELDS: dict[type, list[tuple[str, _Decoder, bool]]] = {}
+
+
+def _fields(cls: type) -> list[tuple[str, _Decoder, bool]]:
+    """(name, decoder, required) of each field of dataclass ``cls``."""
+    found = _FIELDS.get(cls)
+    if found is None:
+        hints = typing.get_type_hints(cls)
+        found = _FIELDS[cls] = [
+            (f.name, _decoder(hints[f.name]),
+             f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+            for f in dataclasses.fields(cls)]
+    return found
+
+
+def _object(cls: type, data: Any, transient: Mapping[str, Any]) -> Any:
     if not isinstance(data, dict):
-        raise Corrupt(key or "(file)", "must be an object")
-    hints = _HINTS.get(cls)
-    if hints is None:
-        hints = _HINTS[cls] = typing.get_type_hints(cls)
+        raise Corrupt("", f"must be an object, got {_shown(data)}")
     values = dict(transient)
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        if f.name in transient:
+    for name, decode, required in _fields(cls):
+        if name in transient:
             continue
-        where = f"{key}.{f.name}" if key else f.name
-        if f.name in data:
-            values[f.name] = _value(hints[f.name], data[f.name], where)
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise Corrupt(where, "missing")
+        if name in data:
+            try:
+                values[name] = decode(data[name])
+            except Corrupt as bad:
+                raise _at(f".{name}", bad) from None
+        elif required:
+            raise Corrupt(f".{name}", "missing")
     return cls(**values)
 
 
-def _value(tp: Any, data: Any, key: str) -> Any:
+def _at(where: str, bad: Corrupt) -> Corrupt:
+    return Corrupt(where + bad.key, bad.problem)
+
+
+def _decoder(tp: Any) -> _Decoder:
+    found = _DECODERS.get(tp)
+    if found is None:
+        found = _DECODERS[tp] = _make(tp)
+    return found
+
+
+def _make(tp: Any) -> _Decoder:  # noqa: C901 - one case per kind of type, flat
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if tp is Any:
-        return data
+        return lambda data: data
     if origin in (typing.Union, types.UnionType):
-        if data is None and type(None) in args:
-            return None
-        problems = []
-        for arg in (a for a in args if a is not type(None)):
-            try:
-                return _value(arg, data, key)
-            except Corrupt as bad:
-                problems.append(bad.problem)
-        raise Corrupt(key, " or ".join(problems))
+        may_be_none = type(None) in args
+        options = [_decoder(a) for a in args if a is not type(None)]
+
+        def union(data: Any) -> Any:
+            if data is None and may_be_none:
+                return None
+            problems = []
+            for option in options:
+                try:
+                    return option(data)
+                except Corrupt as bad:
+                    problems.append(bad.problem)
+            raise Corrupt("", " or ".join(problems))
+        return union
     if origin in (list, tuple):
-        if not isinstance(data, list):
-            raise Corrupt(key, f"must be a list, got {_shown(data)}")
-        item = args[0] if args else Any
-        items = [_value(item, v, f"{key}[{i}]") for i, v in enumerate(data)]
-        return items if origin is list else tuple(items)
+        item = _decoder(args[0] if args else Any)
+        plain = args[0] if args and args[0] in (int, str) else None
+
+        def sequence(data: Any) -> Any:
+            if not isinstance(data, list):
+                raise Corrupt("", f"must be a list, got {_shown(data)}")
+            if plain is not None and all(type(v) is plain for v in data):
+                items = list(data)  # the common case, at C speed
+            else:
+                items = []
+                for i, value in enumerate(data):
+                    try:
+                        items.append(item(value))
+                    except Corrupt as bad:
+                        raise _at(f"[{i}]", bad) from None
+            return items if origin is list else tuple(items)
+        return sequence
     if origin is dict:
-        if not isinstance(data, dict):
-            raise Corrupt(key, f"must be an object, got {_shown(data)}")
-        item = args[1] if len(args) > 1 else Any
-        return {str(k): _value(item, v, f"{key}.{k}") for k, v in data.items()}
+        value_of = _decoder(args[1] if len(args) > 1 else Any)
+
+        def mapping(data: Any) -> Any:
+            if not isinstance(data, dict):
+                raise Corrupt("", f"must be an object, got {_shown(data)}")
+            out = {}
+            for k, value in data.items():
+                try:
+                    out[str(k)] = value_of(value)
+                except Corrupt as bad:
+                    raise _at(f".{k}", bad) from None
+            return out
+        return mapping
     if dataclasses.is_dataclass(tp):
-        return from_json(tp, data, key)  # type: ignore[arg-type]
+        return lambda data: _object(tp, data, {})  # type: ignore[arg-type]
     if tp is Path:
-        return Path(_plain(str, data, key))
+        return lambda data: Path(_plain(str, data))
     if tp is float:
-        return float(_plain((int, float), data, key))
-    return _plain(tp, data, key)
+        return lambda data: float(_plain((int, float), data))
+    return lambda data: _plain(tp, data)
 
 
-def _plain(tp: Any, data: Any, key: str) -> Any:
-    if isinstance(data, bool) and tp is not bool:
-        raise Corrupt(key, f"must be {_name(tp)}, got {_shown(data)}")
-    if not isinstance(data, tp):
-        raise Corrupt(key, f"must be {_name(tp)}, got {_shown(data)}")
+def _plain(tp: Any, data: Any) -> Any:
+    if (isinstance(data, bool) and tp is not bool) or not isinstance(data, tp):
+        raise Corrupt("", f"must be {_name(tp)}, got {_shown(data)}")
     return data
 
 
