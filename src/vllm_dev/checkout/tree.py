@@ -20,7 +20,6 @@ _MINIMUM_RE = re.compile(
 )
 DEVICES = ("cuda", "cpu", "rocm")
 _NO_CSRC = "csrc/ (the kernel sources)"
-STATE_DIR_NAME = layout.STATE_DIR
 
 
 @dataclass(frozen=True)
@@ -40,7 +39,7 @@ class Checkout:
     @property
     def state_dir(self) -> Path:
         """vllm-dev's own files inside the checkout (ignored by git through its own .gitignore)."""
-        return self.root / STATE_DIR_NAME
+        return self.root / layout.STATE_DIR
 
     def cmake_minimum(self) -> tuple[int, ...]:
         """The ``cmake_minimum_required`` version of the top-level CMakeLists.txt."""
