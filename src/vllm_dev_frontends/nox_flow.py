@@ -203,9 +203,9 @@ def build_session(session: NoxSession, *, preset: str) -> None:
 
 
 def _build(session: NoxSession, *, preset: str, clock: PhaseClock) -> None:
-    from vllm_dev.checkout.state import ensure_state_dir
     from vllm_dev.commands import pipeline
     from vllm_dev.process.locking import build_lock
+    from vllm_dev.state.records import ensure_state_dir
 
     args = parse_posargs(session.posargs)
     say = clock.say
@@ -259,11 +259,11 @@ def kernels_session(session: NoxSession) -> None:
 
 
 def _kernels(session: NoxSession, clock: PhaseClock) -> int:
-    from vllm_dev.checkout.state import ensure_state_dir
     from vllm_dev.commands import pipeline
     from vllm_dev.commands.testloop import cycle
     from vllm_dev.commands.testloop.command import check
     from vllm_dev.process.locking import build_lock
+    from vllm_dev.state.records import ensure_state_dir
 
     posargs = list(session.posargs)
     ours, theirs = ((posargs[:posargs.index("--")], posargs[posargs.index("--") + 1:])

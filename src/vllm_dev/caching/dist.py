@@ -40,6 +40,7 @@ from urllib.parse import urlsplit
 
 from vllm_dev.errors import CannotRun, VllmDevError
 from vllm_dev.process.runner import Completed, query
+from vllm_dev.state import layout
 
 if TYPE_CHECKING:
     from vllm_dev.caching.farm_toolchains import Override
@@ -222,11 +223,11 @@ class DistClient:
 
     @property
     def directory(self) -> Path:
-        return self.state_dir / "dist"
+        return self.state_dir / layout.DIST
 
     @property
     def config_path(self) -> Path:
-        return self.directory / "sccache.toml"
+        return self.state_dir / layout.DIST_CONFIG
 
     @property
     def port(self) -> int:
@@ -256,12 +257,12 @@ class DistClient:
             self.public_config(), "[dist]",
             f"scheduler_url = {_toml_string(self.url)}",
             f"toolchains = [{entries}]",
-            f"cache_dir = {_toml_string(str(self.directory / 'toolchains'))}", "",
+            f"cache_dir = {_toml_string(str(self.state_dir / layout.DIST_TOOLCHAINS))}", "",
             "[dist.auth]", 'type = "token"', f"token = {_toml_string(self.token)}", ""])
 
     def write_public_config(self) -> None:
-        from vllm_dev.checkout.state import ensure_state_dir
         from vllm_dev.process.files import write_if_changed
+        from vllm_dev.state.records import ensure_state_dir
 
         ensure_state_dir(self.state_dir)
         self.directory.mkdir(parents=True, exist_ok=True)

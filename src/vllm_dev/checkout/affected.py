@@ -33,13 +33,14 @@ from pathlib import Path
 from vllm_dev.checkout.build_graph import read_graph
 from vllm_dev.checkout.header_scan import DepsScanner, compile_units
 from vllm_dev.checkout.precompiled import Base, BaseMove, git
-from vllm_dev.checkout.state import read_json, write_json
 from vllm_dev.checkout.tree import Checkout
 from vllm_dev.errors import VllmDevError
+from vllm_dev.state import layout, records
 from vllm_dev.toolchain.interpreter import meets
 
-TARGETS_STATE = "vllm-dev-targets.json"
+TARGETS_STATE = layout.TARGETS
 _STATE_KIND = "vllm-dev targets"
+TARGETS_FORMAT = records.Format("targets record", _STATE_KIND, 1)
 # Paths (relative to the checkout) whose change decides the whole build, whatever CMake read.
 _WHOLE_BUILD = re.compile(r"^(CMakeLists\.txt|cmake/.*|requirements/build(/.*|\.txt)|"
                           r"pyproject\.toml)$")
@@ -51,8 +52,8 @@ _NOT_INCLUDED = (".py", ".pyi", ".md", ".rst", ".ipynb", ".rs", ".yaml", ".yml",
 _FETCHED = (".deps/",)
 # Files vllm-dev itself writes at the checkout root (presets, the clangd link and config, its
 # state): never a kernel's input, so never "a change since W".
-_OWN_FILES = ("CMakeUserPresets.json", "compile_commands.json", ".clangd")
-_OWN_DIRS = (".vllm-dev/",)
+_OWN_FILES = layout.ROOT_FILES
+_OWN_DIRS = (layout.STATE_DIR + "/",)
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,7 @@ def changed_files(root: Path, base: str, *, skip: Iterable[Path] = ()) -> list[s
 
 def _is_tool_dir(path: Path) -> bool:
     return any((path / marker).exists() for marker in ("CMakeCache.txt", "pyvenv.cfg",
-                                                       "vllm-dev-build.json"))
+                                                       layout.BUILD_RECORD))
 
 
 def _parents(relative: str) -> list[str]:
@@ -215,8 +216,8 @@ def _unique(hits: list[Hit]) -> list[Hit]:
 
 def built_before(build_dir: Path) -> list[str] | None:
     """Targets this build dir builds: a list, None for "every target", [] for a fresh dir."""
-    data = read_json(build_dir / TARGETS_STATE) if (build_dir / TARGETS_STATE).is_file() else None
-    if data and data.get("kind") == _STATE_KIND:
+    data = records.load(TARGETS_FORMAT, build_dir / TARGETS_STATE, lambda body: body).value
+    if data is not None:
         built = data.get("built")
         return [str(t) for t in built] if isinstance(built, list) else None
     return None if _has_built(build_dir) else []
@@ -232,9 +233,8 @@ def _has_built(build_dir: Path) -> bool:
 
 def remember_built(build_dir: Path, targets: list[str] | None) -> None:
     """Noted before compiling: a build stopped halfway still counts its targets as built here."""
-    write_json(build_dir / TARGETS_STATE, {"kind": _STATE_KIND,
-                                           "built": sorted(targets) if targets is not None
-                                           else "all"})
+    records.save(TARGETS_FORMAT, build_dir / TARGETS_STATE,
+                 {"built": sorted(targets) if targets is not None else "all"})
 
 
 # ----------------------------------------------------------------------------- the build's plan

@@ -21,11 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vllm_dev.checkout.build_graph import ninja_deps
-from vllm_dev.checkout.state import read_json, write_json
 from vllm_dev.errors import CannotRun, VllmDevError
 from vllm_dev.process.runner import QueryPool, query
+from vllm_dev.state import layout, records
 
-DEPS_CACHE = "vllm-dev-deps.json"
+DEPS_CACHE = layout.SCANS
+# Version 1 was a bare object of object -> scan (no kind): read as version 2's "objects".
+SCANS_FORMAT = records.Format("header scans", "vllm-dev header scans", 2,
+                              legacy=lambda data: {"objects": data})
 # What -M needs removed from a compile command (flag, takes a value).
 _DROP_WITH_VALUE = {"-o", "-MF", "-MT", "-MQ", "--dependency-output", "-odir"}
 _DROP = {"-c", "-MD", "-MMD", "--generate-dependencies-with-compile",
@@ -42,7 +45,7 @@ class Unit:
 
 def compile_units(build_dir: Path) -> dict[str, Unit]:
     """Object path -> how it is compiled, from compile_commands.json (presets turn it on)."""
-    path = build_dir / "compile_commands.json"
+    path = build_dir / layout.COMPILE_DB
     try:
         entries = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -130,7 +133,8 @@ class DepsScanner:
         recorded = ninja_deps(self.build_dir)
         units = compile_units(self.build_dir)
         cache_path = self.build_dir / DEPS_CACHE
-        cache = (read_json(cache_path) or {}) if cache_path.is_file() else {}
+        loaded = records.load(SCANS_FORMAT, cache_path, _scans)
+        cache = loaded.value or {}
         pending: list[Unit] = []
         seen: dict[str, list[int] | None] = {}  # units share most headers: one stat each
 
@@ -168,8 +172,8 @@ class DepsScanner:
                     cache[unit.obj] = {"argv": unit.argv,
                                        "files": {p: _identity(p) for p in files}}
                     take(unit.obj, files)
-        if self.scanned and self.remember:
-            write_json(cache_path, cache)
+        if self.scanned and self.remember and loaded.writable:
+            records.save(SCANS_FORMAT, cache_path, {"objects": cache}, guard=False)
         return hits
 
     def _scan(self, unit: Unit) -> list[str]:
@@ -182,6 +186,13 @@ class DepsScanner:
             last = (done.stderr.strip().splitlines() or ["?"])[-1]
             raise VllmDevError(f"the header scan of {unit.source} failed ({last})") from None
         return parse_make_rule(done.stdout, unit.directory)
+
+
+def _scans(body: dict[str, object]) -> dict[str, object]:
+    objects = body.get("objects")
+    if not isinstance(objects, dict):
+        raise records.Corrupt("objects", "must be an object")
+    return objects
 
 
 def _round_robin(owners: dict[str, set[str]]) -> list[str]:

@@ -35,11 +35,12 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
-from vllm_dev.checkout.state import ensure_state_dir, read_json, write_json
 from vllm_dev.errors import CannotRun
 from vllm_dev.process.runner import Completed, query
+from vllm_dev.state import layout, records
 
-RECORD = "precompiled.json"
+RECORD = layout.PRECOMPILED
+FORMAT = records.Format("record of the prebuilt kernels' commit", "vllm-dev precompiled base", 1)
 _COMMIT_ID_RE = re.compile(r"""__commit_id__\s*=\s*(?:commit_id\s*=\s*)?['"]g?([0-9a-f]{7,40})""")
 _SHA_LABEL_RE = re.compile(r"^g([0-9a-f]{7,40})$")  # one part of a local version label
 _FULL_SHA_RE = re.compile(r"^[0-9a-f]{40}$")
@@ -236,10 +237,14 @@ def remember_setup(root: Path, state_dir: Path, environ: Mapping[str, str]) -> B
     if base is None:
         sha, origin = upstream_merge_base(root)
         base = Base(sha, origin) if sha else None
-    ensure_state_dir(state_dir)
-    write_json(state_dir / RECORD, {"kind": "vllm-dev precompiled base",
-                                    **(asdict(base) if base else {"commit": None})})
+    records.ensure_state_dir(state_dir)
+    records.save(FORMAT, state_dir / RECORD, asdict(base) if base else {"commit": None})
     return base
+
+
+def recorded(state_dir: Path) -> dict[str, object] | None:
+    """What the last ``setup`` recorded about W (``commit``, ``origin``...), or None."""
+    return records.load(FORMAT, state_dir / RECORD, lambda body: body).value
 
 
 def find_base(root: Path, state_dir: Path, environ: Mapping[str, str]) -> Base:
@@ -247,8 +252,8 @@ def find_base(root: Path, state_dir: Path, environ: Mapping[str, str]) -> Base:
     base = from_environment(root, environ)
     if base is not None:
         return base
-    record = read_json(state_dir / RECORD)
-    if record and record.get("kind") == "vllm-dev precompiled base" and record.get("origin"):
+    record = recorded(state_dir)
+    if record and record.get("origin"):
         commit = record.get("commit")
         sha = resolve_commit(root, str(commit)) if commit else None
         problem = str(record.get("problem") or "")

@@ -33,11 +33,12 @@ from vllm_dev.checkout.build_graph import cache_value, ninja_deps
 from vllm_dev.checkout.header_scan import compile_units
 from vllm_dev.errors import CannotRun, VllmDevError
 from vllm_dev.process.runner import query
+from vllm_dev.state import layout
 
 TESTS_DIR = "tests/kernels"
 _SOURCE_SUFFIXES = (".c", ".cc", ".cpp", ".cxx", ".cu", ".hip")
 # Paths (relative to the checkout) whose files are never the checkout's own sources.
-_NOT_OWN = (".deps/", ".vllm-dev/", ".git/")
+_NOT_OWN = (".deps/", layout.STATE_DIR + "/", ".git/")
 _REGISTRATION = re.compile(r"\b[A-Za-z_]\w*\s*\.\s*(impl|def)\s*\(")
 _STRING = re.compile(r'"((?:[^"\\]|\\.)*)"')
 _FUNCTION_REF = re.compile(

@@ -21,8 +21,9 @@ from vllm_dev.checkout.tree import Checkout
 from vllm_dev.errors import VllmDevError
 from vllm_dev.kerneltests.pytest_args import PytestArgs
 from vllm_dev.process.runner import Runner
+from vllm_dev.state import layout
 
-JUNIT_FILE = "vllm-dev-pytest.xml"
+JUNIT_FILE = layout.JUNIT
 #: pytest's "no tests were collected" status; also vllm-dev's for "every selected test skipped".
 NOTHING_TESTED = 5
 _EXIT_MEANINGS = {2: "interrupted", 3: "internal error",

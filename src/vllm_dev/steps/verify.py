@@ -34,13 +34,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vllm_dev.checkout.state import ensure_state_dir
 from vllm_dev.errors import CannotRun, VllmDevError
 from vllm_dev.installs.components import components
 from vllm_dev.installs.install_record import InstallRecord
 from vllm_dev.installs.staged_install import build_outputs
 from vllm_dev.planning.plan import Resolved
 from vllm_dev.process.children import Child
+from vllm_dev.state import layout
+from vllm_dev.state.records import ensure_state_dir
 
 IMPORT_TIMEOUT_S = 300.0
 
@@ -365,7 +366,7 @@ def _run_checker(ws: Resolved, modules: dict[str, Path], *, mode: str,
 def remove_stale(ws: Resolved, stale: list[Path]) -> Path:
     """Move stale files under ``.vllm-dev/stale/<time>/`` (never deleted: they may be a user's)."""
     root = ws.checkout.root
-    target = ensure_state_dir(ws.checkout.state_dir) / "stale" / time.strftime("%Y%m%d-%H%M%S")
+    target = ensure_state_dir(ws.checkout.state_dir) / layout.STALE / time.strftime("%Y%m%d-%H%M%S")
     for path in stale:
         dest = target / path.relative_to(root)
         dest.parent.mkdir(parents=True, exist_ok=True)
