@@ -119,7 +119,7 @@ def sample_objects(plan: object, target: str, count: int, seed: int) -> list[str
     """``count`` of ``target``'s objects that the history timed, chosen at random (``seed``)."""
     import random
 
-    from vllm_dev.checkout.affected import ninja_of
+    from vllm_dev.checkout.build_graph import ninja_of
     from vllm_dev.steps.cost import history_for
 
     build_dir = plan.build_dir  # type: ignore[attr-defined]
@@ -143,7 +143,7 @@ def build_objects(plan: object, env: dict[str, str], objects: list[str], root: P
 
 def import_log(root: Path, env: dict[str, str], hits: int) -> int:
     """The build dir's ``.ninja_log`` into the history, as a build records its own steps."""
-    from vllm_dev.checkout.affected import ninja_deps
+    from vllm_dev.checkout.build_graph import ninja_deps
     from vllm_dev.planning.plan import resolve_plan
     from vllm_dev.reporting.ninja_log import NINJA_LOG, parse_ninja_log
     from vllm_dev.steps.cost import cache_identity, history_for

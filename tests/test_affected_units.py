@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from vllm_dev.checkout import affected, precompiled
+from vllm_dev.checkout import affected, header_scan, precompiled
 from vllm_dev.toolchain.interpreter import meets
 
 pytestmark = pytest.mark.unit
@@ -111,13 +111,13 @@ def test_changed_files_cover_every_kind_and_skip_build_dirs_and_venvs(tmp_path: 
 def test_scan_command_and_make_rule() -> None:
     argv = ["/usr/bin/c++", "-DX", "-Iinc", "-MD", "-MT", "o.o", "-MF", "o.d", "-o", "o.o", "-c",
             "/s/a.cpp"]
-    assert affected.scan_command(argv) == ["/usr/bin/c++", "-DX", "-Iinc", "/s/a.cpp", "-M",
-                                           "-MG"]
+    assert header_scan.scan_command(argv) == ["/usr/bin/c++", "-DX", "-Iinc", "/s/a.cpp", "-M",
+                                              "-MG"]
     nvcc = ["/usr/local/bin/nvcc", "-x", "cu", "-c", "/s/k.cu", "-o", "k.o"]
-    assert affected.scan_command(nvcc) == ["/usr/local/bin/nvcc", "-x", "cu", "/s/k.cu", "-M"]
+    assert header_scan.scan_command(nvcc) == ["/usr/local/bin/nvcc", "-x", "cu", "/s/k.cu", "-M"]
     rule = "k.o : /s/k.cu \\\n    /s/dir\\ with\\ space/h.h \\\n    rel/g.h\n"
-    assert affected.parse_make_rule(rule, "/b") == ["/s/k.cu", "/s/dir with space/h.h",
-                                                    "/b/rel/g.h"]
+    assert header_scan.parse_make_rule(rule, "/b") == ["/s/k.cu", "/s/dir with space/h.h",
+                                                       "/b/rel/g.h"]
 
 
 def test_torch_pin_matches_local_versions() -> None:

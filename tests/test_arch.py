@@ -36,7 +36,7 @@ class FakeRunner:
     dry: bool = False
     calls: list[list[str]] = field(default_factory=list)
 
-    def run(self, argv, **kwargs):  # type: ignore[no-untyped-def]
+    def query(self, argv, **kwargs):  # type: ignore[no-untyped-def]
         args = [os.fspath(a) for a in argv]
         self.calls.append(args)
         return self.answer(args)

@@ -20,12 +20,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vllm_dev.checkout.state import BUILD_MARKER_KIND, BUILD_RECORD
 from vllm_dev.config.settings import Settings
 from vllm_dev.errors import VllmDevError
 from vllm_dev.installs.install_record import ComponentRecord, InstalledFile, InstallRecord
 from vllm_dev.planning.workspace import Workspace
 from vllm_dev.process.runner import Completed
+from vllm_dev.state.build_record import BUILD_MARKER_KIND
+from vllm_dev.state.layout import BUILD_RECORD
 from vllm_dev.steps.clean import run_clean
 
 import minivllm_tools as mv
@@ -39,6 +40,12 @@ class NoRunner:
 
     def run(self, argv, **kwargs) -> Completed:  # noqa: ANN001, ANN003
         raise AssertionError(f"clean ran {argv}")
+
+    def query(self, argv, **kwargs) -> Completed:  # noqa: ANN001, ANN003
+        raise AssertionError(f"clean asked {argv}")
+
+    def start(self, argv, **kwargs) -> None:  # noqa: ANN001, ANN003
+        raise AssertionError(f"clean started {argv}")
 
 
 class World:

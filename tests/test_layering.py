@@ -34,7 +34,7 @@ FOLDER_TIERS = {
     "planning": "planning",
     **{folder: "the rest" for folder in (
         "config", "process", "host", "toolchain", "checkout", "presets", "caching", "installs",
-        "reporting", "kerneltests", "errors")},
+        "reporting", "kerneltests", "state", "errors")},
 }
 
 

@@ -24,3 +24,17 @@ class CommandFailed(VllmDevError):
         self.exit_code = returncode if 0 < returncode < 256 else 1
         # The whole command, as the user could run it again (never shortened with "...").
         super().__init__(f"`{shlex.join(argv)}` failed with exit code {returncode}")
+
+
+class CannotRun(VllmDevError):
+    """An external command could not be started, or did not finish within its time.
+
+    ``detail`` is what the system said (the OSError's words, or the timeout's), secrets masked,
+    for a caller that words its own line around it; ``timed_out`` tells the two apart."""
+
+    def __init__(self, message: str, *, argv: list[str], detail: str,
+                 timed_out: bool = False) -> None:
+        self.argv = argv
+        self.detail = detail
+        self.timed_out = timed_out
+        super().__init__(message)

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from vllm_dev.errors import VllmDevError
+from vllm_dev.process.children import Child
 from vllm_dev.process.runner import Completed, SubprocessRunner
 from vllm_dev_frontends import config_files
 from vllm_dev_frontends.nox_options import parse_posargs, setting_flags
@@ -98,6 +99,14 @@ class SessionRunner:
         with self.session.chdir(cwd) if cwd else contextlib.nullcontext():
             self.session.run(*args, env=env or None, external=True)
         return Completed(args, 0, seconds=time.monotonic() - start)
+
+    def query(self, argv: Sequence[str | os.PathLike[str]], **options: Any) -> Completed:
+        """A command that only answers (:meth:`vllm_dev.process.runner.Runner.query`)."""
+        return self.queries.query(argv, **options)
+
+    def start(self, argv: Sequence[str | os.PathLike[str]], **options: Any) -> Child:
+        """A long-lived child (:meth:`vllm_dev.process.runner.Runner.start`)."""
+        return self.queries.start(argv, **options)
 
 
 @dataclass
@@ -194,9 +203,9 @@ def build_session(session: NoxSession, *, preset: str) -> None:
 
 
 def _build(session: NoxSession, *, preset: str, clock: PhaseClock) -> None:
-    from vllm_dev.checkout.state import ensure_state_dir
     from vllm_dev.commands import pipeline
     from vllm_dev.process.locking import build_lock
+    from vllm_dev.state.records import ensure_state_dir
 
     args = parse_posargs(session.posargs)
     say = clock.say
@@ -250,11 +259,11 @@ def kernels_session(session: NoxSession) -> None:
 
 
 def _kernels(session: NoxSession, clock: PhaseClock) -> int:
-    from vllm_dev.checkout.state import ensure_state_dir
     from vllm_dev.commands import pipeline
     from vllm_dev.commands.testloop import cycle
     from vllm_dev.commands.testloop.command import check
     from vllm_dev.process.locking import build_lock
+    from vllm_dev.state.records import ensure_state_dir
 
     posargs = list(session.posargs)
     ours, theirs = ((posargs[:posargs.index("--")], posargs[posargs.index("--") + 1:])

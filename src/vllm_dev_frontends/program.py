@@ -71,12 +71,14 @@ def _checkout_state() -> tuple[os.PathLike[str] | None, list[str]]:
 
     from vllm_dev.checkout.tree import find_checkout
     from vllm_dev.errors import VllmDevError
+    from vllm_dev.state import layout
 
     try:
         root = find_checkout(os.environ.get("VLLM_DEV_SOURCE"), cwd=Path.cwd()).root
     except VllmDevError:
         return None, []
-    return root, [str(root / ".vllm-dev" / "presets"), os.environ.get("VLLM_DEV_PRESETS_DIR", "")]
+    return root, [str(root / layout.STATE_DIR / layout.TEMPLATES),
+                  os.environ.get("VLLM_DEV_PRESETS_DIR", "")]
 
 
 def _templates() -> tuple[os.PathLike[str] | None, dict[str, object]]:

@@ -73,8 +73,7 @@ def parse_stats(text: str) -> CacheStats:
 def read_stats(ccache: Path | str, *, runner: Runner,
                env: Mapping[str, str] | None = None) -> CacheStats:
     """The counters of the cache ``env`` selects (``CCACHE_DIR``); reading changes nothing."""
-    done = runner.run([str(ccache), "--print-stats"], env=env, capture=True, check=False,
-                      mutates=False, timeout=STATS_TIMEOUT_S)
+    done = runner.query([str(ccache), "--print-stats"], env=env, timeout=STATS_TIMEOUT_S)
     if not done.ok:
         raise VllmDevError(f"`{ccache} --print-stats` failed: {done.stderr.strip()[:200]}")
     return parse_stats(done.stdout)

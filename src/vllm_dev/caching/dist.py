@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import zlib
 from collections.abc import Mapping, Sequence
@@ -39,7 +38,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from vllm_dev.errors import VllmDevError
+from vllm_dev.errors import CannotRun, VllmDevError
+from vllm_dev.process.runner import Completed, query
+from vllm_dev.state import layout
 
 if TYPE_CHECKING:
     from vllm_dev.caching.farm_toolchains import Override
@@ -222,11 +223,11 @@ class DistClient:
 
     @property
     def directory(self) -> Path:
-        return self.state_dir / "dist"
+        return self.state_dir / layout.DIST
 
     @property
     def config_path(self) -> Path:
-        return self.directory / "sccache.toml"
+        return self.state_dir / layout.DIST_CONFIG
 
     @property
     def port(self) -> int:
@@ -256,26 +257,29 @@ class DistClient:
             self.public_config(), "[dist]",
             f"scheduler_url = {_toml_string(self.url)}",
             f"toolchains = [{entries}]",
-            f"cache_dir = {_toml_string(str(self.directory / 'toolchains'))}", "",
+            f"cache_dir = {_toml_string(str(self.state_dir / layout.DIST_TOOLCHAINS))}", "",
             "[dist.auth]", 'type = "token"', f"token = {_toml_string(self.token)}", ""])
 
     def write_public_config(self) -> None:
-        from vllm_dev.checkout.state import ensure_state_dir
         from vllm_dev.process.files import write_if_changed
+        from vllm_dev.state.records import ensure_state_dir
 
         ensure_state_dir(self.state_dir)
         self.directory.mkdir(parents=True, exist_ok=True)
         write_if_changed(self.config_path, self.public_config())
 
     def _run(self, *args: str, env: Mapping[str, str],
-             pass_fds: tuple[int, ...] = ()) -> subprocess.CompletedProcess[str]:
+             pass_fds: tuple[int, ...] = ()) -> Completed:
+        """``sccache ARGS`` as a query (process/runner.py's module default: the client is
+        vllm-dev's own plumbing, started and stopped around the build, never a change to echo,
+        and it must not see the run's compiler-cache environment beyond ``env``); the token is
+        masked in anything said about it."""
         base = {k: v for k, v in os.environ.items() if k != TOKEN_ENV}
         try:
-            return subprocess.run([str(self.sccache), *args], env={**base, **env}, text=True,
-                                  capture_output=True, stdin=subprocess.DEVNULL,
-                                  pass_fds=pass_fds, timeout=COMMAND_TIMEOUT_S, check=False)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise VllmDevError(f"cannot run {self.sccache}: {exc}") from None
+            return query([str(self.sccache), *args], environ=base, env=env,
+                         pass_fds=pass_fds, timeout=COMMAND_TIMEOUT_S, secrets=(self.token,))
+        except CannotRun as exc:
+            raise VllmDevError(f"cannot run {self.sccache}: {exc.detail}") from None
 
     def stop(self) -> None:
         """Stop this checkout's sccache server if one runs (harmless when none does)."""

@@ -30,11 +30,12 @@ import hashlib
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from vllm_dev.process.runner import Completed, query
 
 _ELF = b"\x7fELF"
 _TEMP_RE = re.compile(r"/[^\s\"']*/cc[A-Za-z0-9]{6}\.\w+")
@@ -99,9 +100,10 @@ def candidates(environ: Mapping[str, str], cache_values: Iterable[str | None] = 
     return found
 
 
-def _run(argv: list[str], cwd: Path, env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, cwd=cwd, env=dict(env), capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, timeout=TIMEOUT_S, check=False)
+def _run(argv: list[str], cwd: Path, env: Mapping[str, str]) -> Completed:
+    """A query with the module default of process/runner.py (no runner is at hand, and these
+    probes run in exactly the environment ``env`` the build's compilers get)."""
+    return query(argv, cwd=cwd, environ=env, timeout=TIMEOUT_S)
 
 
 def real_driver(wrapper: Path, env: Mapping[str, str], work: Path) -> Path | None:

@@ -23,11 +23,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-NAME = "compiler-launcher"
+from vllm_dev.state import layout
+
+NAME = layout.LAUNCHER
 #: The variable of the build presets' environment that names the compiler cache to run.
 CACHE_ENV = "VLLM_DEV_COMPILER_CACHE"
 #: How the presets name the launcher: the same for every install of vllm-dev.
-SPELLING = "${sourceDir}/.vllm-dev/" + NAME
+SPELLING = "${sourceDir}/" + layout.STATE_DIR + "/" + NAME
 
 SCRIPT = f"""#!/bin/sh
 # vllm-dev's compiler launcher (written by vllm-dev: see vllm_dev/caching/launcher.py).
@@ -52,8 +54,8 @@ def path(state_dir: Path) -> Path:
 
 def write_launcher(state_dir: Path) -> Path:
     """Write the launcher when it is missing or not this version's (and make it executable)."""
-    from vllm_dev.checkout.state import ensure_state_dir
     from vllm_dev.process.files import write_if_changed
+    from vllm_dev.state.records import ensure_state_dir
 
     ensure_state_dir(state_dir)
     target = path(state_dir)

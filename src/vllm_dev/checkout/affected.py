@@ -15,31 +15,32 @@ working tree need compiling; the prebuilt rest is already right. Nothing here gu
   ``build.ninja``), plus what the issue names outright (top-level ``CMakeLists.txt``, ``cmake/``,
   the build requirements, ``pyproject.toml``'s build-system pins); a change there builds
   everything.
+
+This module is the policy: what changed since W (or ``--since``), which targets that reaches, what
+decides the whole build, and what a build dir built before. The graph queries are in
+checkout/build_graph.py, the header scans in checkout/header_scan.py.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import shlex
-import subprocess
 import time
 from collections.abc import Iterable, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vllm_dev.checkout.build_graph import read_graph
+from vllm_dev.checkout.header_scan import DepsScanner, compile_units
 from vllm_dev.checkout.precompiled import Base, BaseMove, git
-from vllm_dev.checkout.state import read_json, write_json
 from vllm_dev.checkout.tree import Checkout
 from vllm_dev.errors import VllmDevError
+from vllm_dev.state import layout, records
 from vllm_dev.toolchain.interpreter import meets
 
-TARGETS_STATE = "vllm-dev-targets.json"
+TARGETS_STATE = layout.TARGETS
 _STATE_KIND = "vllm-dev targets"
-DEPS_CACHE = "vllm-dev-deps.json"
-_OBJECT_SUFFIXES = (".o", ".obj")
+TARGETS_FORMAT = records.Format("targets record", _STATE_KIND, 1)
 # Paths (relative to the checkout) whose change decides the whole build, whatever CMake read.
 _WHOLE_BUILD = re.compile(r"^(CMakeLists\.txt|cmake/.*|requirements/build(/.*|\.txt)|"
                           r"pyproject\.toml)$")
@@ -51,12 +52,8 @@ _NOT_INCLUDED = (".py", ".pyi", ".md", ".rst", ".ipynb", ".rs", ".yaml", ".yml",
 _FETCHED = (".deps/",)
 # Files vllm-dev itself writes at the checkout root (presets, the clangd link and config, its
 # state): never a kernel's input, so never "a change since W".
-_OWN_FILES = ("CMakeUserPresets.json", "compile_commands.json", ".clangd")
-_OWN_DIRS = (".vllm-dev/",)
-# What -M needs removed from a compile command (flag, takes a value).
-_DROP_WITH_VALUE = {"-o", "-MF", "-MT", "-MQ", "--dependency-output", "-odir"}
-_DROP = {"-c", "-MD", "-MMD", "--generate-dependencies-with-compile",
-         "--generate-nonsystem-dependencies-with-compile", "-dc", "--device-c"}
+_OWN_FILES = layout.ROOT_FILES
+_OWN_DIRS = (layout.STATE_DIR + "/",)
 
 
 @dataclass(frozen=True)
@@ -104,15 +101,6 @@ class Selection:
         return out
 
 
-@dataclass
-class Graph:
-    """The build's targets with their sources and objects, and what configure read."""
-
-    sources: dict[str, set[str]]  # target -> absolute source paths inside the checkout
-    objects: dict[str, set[str]]  # object (absolute) -> targets that link it
-    configure_inputs: set[str]
-
-
 def changed_files(root: Path, base: str, *, skip: Iterable[Path] = ()) -> list[str]:
     """Files that differ between ``base`` and the working tree (committed, staged, unstaged,
     untracked), relative to ``root``; untracked build dirs and venvs are skipped."""
@@ -140,261 +128,12 @@ def changed_files(root: Path, base: str, *, skip: Iterable[Path] = ()) -> list[s
 
 def _is_tool_dir(path: Path) -> bool:
     return any((path / marker).exists() for marker in ("CMakeCache.txt", "pyvenv.cfg",
-                                                       "vllm-dev-build.json"))
+                                                       layout.BUILD_RECORD))
 
 
 def _parents(relative: str) -> list[str]:
     parts = relative.split("/")[:-1]
     return ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
-
-
-def cache_value(build_dir: Path, name: str) -> str | None:
-    try:
-        text = (build_dir / "CMakeCache.txt").read_text(errors="replace")
-    except OSError:
-        return None
-    found = re.search(rf"^{re.escape(name)}:[A-Z]+=(.*)$", text, re.MULTILINE)
-    return found.group(1).strip() if found else None
-
-
-def ninja_of(build_dir: Path) -> str:
-    generator = cache_value(build_dir, "CMAKE_GENERATOR") or ""
-    program = cache_value(build_dir, "CMAKE_MAKE_PROGRAM") or ""
-    if "Ninja" not in generator or not program:
-        raise VllmDevError(f"{build_dir} is not a Ninja build (generator {generator!r}): "
-                           "affected-target builds need ninja's graph; build with --all")
-    return program
-
-
-def _ninja(ninja: str, build_dir: Path, *args: str) -> str:
-    try:
-        done = subprocess.run([ninja, "-C", str(build_dir), *args], capture_output=True,
-                              text=True, timeout=300, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise VllmDevError(f"cannot run {ninja}: {exc}") from None
-    if done.returncode != 0:
-        raise VllmDevError(f"`ninja -t {args[1] if len(args) > 1 else ''}` failed in {build_dir}: "
-                           f"{(done.stderr.strip().splitlines() or ['?'])[-1]}")
-    return done.stdout
-
-
-def read_graph(build_dir: Path, targets: list[str], root: Path) -> Graph:
-    ninja = ninja_of(build_dir)
-    root_prefix = str(root) + os.sep
-    build_real = os.path.realpath(build_dir) + os.sep
-    sources: dict[str, set[str]] = {}
-    objects: dict[str, set[str]] = {}
-    for target in targets:
-        sources[target] = set()
-        for line in _ninja(ninja, build_dir, "-t", "inputs", target).splitlines():
-            path = os.path.normpath(os.path.join(build_dir, line.strip()))
-            if path.endswith(_OBJECT_SUFFIXES):
-                objects.setdefault(path, set()).add(target)
-            elif path.startswith(root_prefix) and not path.startswith(build_real):
-                sources[target].add(path)
-    return Graph(sources, objects, _configure_inputs(build_dir))
-
-
-def _configure_inputs(build_dir: Path) -> set[str]:
-    """Every file configure read: the implicit inputs of ninja's RERUN_CMAKE edge."""
-    try:
-        text = (build_dir / "build.ninja").read_text(errors="replace")
-    except OSError:
-        return set()
-    found: set[str] = set()
-    for match in re.finditer(r"^build [^\n]*: RERUN_CMAKE \|([^\n]*)$", text, re.MULTILINE):
-        for item in re.split(r"(?<!\$) ", match.group(1).strip()):
-            if item:
-                found.add(os.path.normpath(os.path.join(build_dir, item.replace("$ ", " "))))
-    return found
-
-
-# ----------------------------------------------------------------------------- header scan
-
-
-@dataclass(frozen=True)
-class Unit:
-    obj: str
-    source: str
-    directory: str
-    argv: list[str]
-
-
-def compile_units(build_dir: Path) -> dict[str, Unit]:
-    """Object path -> how it is compiled, from compile_commands.json (presets turn it on)."""
-    path = build_dir / "compile_commands.json"
-    try:
-        entries = json.loads(path.read_text())
-    except (OSError, ValueError):
-        raise VllmDevError(f"{path} is missing or unreadable: configure with "
-                           "CMAKE_EXPORT_COMPILE_COMMANDS=ON (vllm-dev's presets do)") from None
-    units: dict[str, Unit] = {}
-    for entry in entries:
-        directory = entry.get("directory", str(build_dir))
-        argv = entry.get("arguments") or shlex.split(entry.get("command", ""))
-        output = entry.get("output") or _output_of(argv)
-        if not output or not argv:
-            continue
-        obj = os.path.normpath(os.path.join(directory, output))
-        units[obj] = Unit(obj, os.path.normpath(os.path.join(directory, entry["file"])),
-                          directory, list(argv))
-    return units
-
-
-def _output_of(argv: list[str]) -> str:
-    return next((argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "-o"), "")
-
-
-def scan_command(argv: list[str]) -> list[str]:
-    """The compile command turned into a dependency scan printing a make rule on stdout."""
-    out: list[str] = []
-    skip = False
-    for arg in argv:
-        if skip:
-            skip = False
-            continue
-        if arg in _DROP_WITH_VALUE:
-            skip = True
-            continue
-        if arg in _DROP or arg.startswith(("-MF", "-MT", "-MQ")) and len(arg) > 3:
-            continue
-        out.append(arg)
-    if "nvcc" in os.path.basename(out[0] if out else ""):
-        return [*out, "-M"]
-    # -MG: a header this machine lacks (a system one such as numa.h, or one a build step
-    # generates) is listed instead of stopping the scan; it cannot be a changed checkout file
-    # unless it exists, and then it is found.
-    return [*out, "-M", "-MG"]
-
-
-def parse_make_rule(text: str, directory: str) -> list[str]:
-    body = text.replace("\\\n", " ")
-    _, _, deps = body.partition(": ")
-    items = re.split(r"(?<!\\)\s+", deps.strip())
-    return [os.path.normpath(os.path.join(directory, i.replace("\\ ", " "))) for i in items if i]
-
-
-def _identity(path: str) -> list[int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return [st.st_mtime_ns, st.st_size]
-
-
-def ninja_deps(build_dir: Path, objects: Iterable[str] = ()) -> dict[str, list[str]]:
-    """Dependencies ninja recorded when it last compiled each object (VALID records only);
-    ``objects`` (paths as ninja names them, relative to the build dir): only those."""
-    try:
-        text = _ninja(ninja_of(build_dir), build_dir, "-t", "deps", *objects)
-    except VllmDevError:
-        return {}
-    found: dict[str, list[str]] = {}
-    current: list[str] | None = None
-    for line in text.splitlines():
-        if line and not line.startswith(" "):
-            name, _, status = line.partition(": #deps")
-            current = [] if "(VALID)" in status else None
-            if current is not None:
-                found[os.path.normpath(os.path.join(build_dir, name))] = current
-        elif line.strip() and current is not None:
-            current.append(os.path.normpath(os.path.join(build_dir, line.strip())))
-    return found
-
-
-@dataclass
-class DepsScanner:
-    """Headers of each object: ninja's record, a remembered scan, or a new ``-M`` scan.
-
-    A unit is scanned only while one of its targets is still unreached: one hit decides a
-    target, so a header used everywhere costs about one scan per target, and a header used by
-    none costs a scan of every unit once (remembered after that)."""
-
-    build_dir: Path
-    jobs: int
-    remember: bool = True  # False for dry runs: they change nothing, not even this memo
-    scanned: int = 0
-
-    def find(self, owners: dict[str, set[str]], candidates: set[str], reached: set[str]
-             ) -> list[tuple[str, str]]:
-        """(object, changed header) pairs for the objects in ``owners`` (object -> targets);
-        ``reached`` (targets already affected) grows as hits come in."""
-        hits: list[tuple[str, str]] = []
-
-        def take(obj: str, deps: list[str]) -> None:
-            found = sorted(candidates.intersection(deps))
-            hits.extend((obj, header) for header in found)
-            if found:
-                reached.update(owners[obj])
-
-        recorded = ninja_deps(self.build_dir)
-        units = compile_units(self.build_dir)
-        cache_path = self.build_dir / DEPS_CACHE
-        cache = (read_json(cache_path) or {}) if cache_path.is_file() else {}
-        pending: list[Unit] = []
-        seen: dict[str, list[int] | None] = {}  # units share most headers: one stat each
-
-        def stat(path: str) -> list[int] | None:
-            if path not in seen:
-                seen[path] = _identity(path)
-            return seen[path]
-
-        for obj in _round_robin(owners):
-            entry = cache.get(obj)
-            unit = units.get(obj)
-            if obj in recorded:
-                take(obj, recorded[obj])
-            elif unit is None:
-                continue
-            elif (isinstance(entry, dict) and entry.get("argv") == unit.argv
-                    and all(stat(p) == s for p, s in entry.get("files", {}).items())):
-                take(obj, list(entry["files"]))
-            else:
-                pending.append(unit)
-        with ThreadPoolExecutor(max_workers=max(1, self.jobs)) as pool:
-            running: dict[Future[list[str]], Unit] = {}
-            while pending or running:
-                while pending and len(running) < max(1, self.jobs):
-                    unit = pending.pop(0)
-                    if not owners[unit.obj] <= reached:
-                        running[pool.submit(self._scan, unit)] = unit
-                if not running:
-                    break
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    unit = running.pop(future)
-                    files = future.result()
-                    self.scanned += 1
-                    cache[unit.obj] = {"argv": unit.argv,
-                                       "files": {p: _identity(p) for p in files}}
-                    take(unit.obj, files)
-        if self.scanned and self.remember:
-            write_json(cache_path, cache)
-        return hits
-
-    def _scan(self, unit: Unit) -> list[str]:
-        try:
-            done = subprocess.run(scan_command(unit.argv), cwd=unit.directory, text=True,
-                                  capture_output=True, timeout=600, check=False)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise VllmDevError(f"cannot scan the headers of {unit.source}: {exc}") from None
-        if done.returncode != 0:
-            last = (done.stderr.strip().splitlines() or ["?"])[-1]
-            raise VllmDevError(f"the header scan of {unit.source} failed ({last})") from None
-        return parse_make_rule(done.stdout, unit.directory)
-
-
-def _round_robin(owners: dict[str, set[str]]) -> list[str]:
-    """Objects ordered one target after another, so early hits spread over the targets."""
-    queues: dict[str, list[str]] = {}
-    for obj in sorted(owners):
-        queues.setdefault(min(owners[obj]), []).append(obj)
-    out: list[str] = []
-    while any(queues.values()):
-        for queue in queues.values():
-            if queue:
-                out.append(queue.pop(0))
-    return out
 
 
 # ----------------------------------------------------------------------------- selection
@@ -477,8 +216,8 @@ def _unique(hits: list[Hit]) -> list[Hit]:
 
 def built_before(build_dir: Path) -> list[str] | None:
     """Targets this build dir builds: a list, None for "every target", [] for a fresh dir."""
-    data = read_json(build_dir / TARGETS_STATE) if (build_dir / TARGETS_STATE).is_file() else None
-    if data and data.get("kind") == _STATE_KIND:
+    data = records.load(TARGETS_FORMAT, build_dir / TARGETS_STATE, lambda body: body).value
+    if data is not None:
         built = data.get("built")
         return [str(t) for t in built] if isinstance(built, list) else None
     return None if _has_built(build_dir) else []
@@ -494,9 +233,8 @@ def _has_built(build_dir: Path) -> bool:
 
 def remember_built(build_dir: Path, targets: list[str] | None) -> None:
     """Noted before compiling: a build stopped halfway still counts its targets as built here."""
-    write_json(build_dir / TARGETS_STATE, {"kind": _STATE_KIND,
-                                           "built": sorted(targets) if targets is not None
-                                           else "all"})
+    records.save(TARGETS_FORMAT, build_dir / TARGETS_STATE,
+                 {"built": sorted(targets) if targets is not None else "all"})
 
 
 # ----------------------------------------------------------------------------- the build's plan

@@ -12,13 +12,15 @@ not list them.
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
-from vllm_dev.checkout.state import is_marked_build_dir
+from vllm_dev.errors import CannotRun
+from vllm_dev.process.runner import query
+from vllm_dev.state import layout
+from vllm_dev.state.build_record import is_marked_build_dir
 
-DATABASE = "compile_commands.json"
-CLANGD_CONFIG = ".clangd"
+DATABASE = layout.COMPILE_DB
+CLANGD_CONFIG = layout.CLANGD
 _CLANGD_MARK = "# Written by vllm-dev"
 # nvcc's options that clang's driver rejects ("unsupported option"), dropped by clangd's own
 # config (CompileFlags.Remove); clang then parses .cu files as CUDA itself. Measured with
@@ -72,7 +74,7 @@ def link_compile_commands(root: Path, build_dir: Path, *, announce_user_file: bo
 
 
 # What vllm-dev writes at the checkout root (its own state is in .vllm-dev/, which ignores itself).
-OWN_ROOT_FILES = ("CMakeUserPresets.json", DATABASE, CLANGD_CONFIG)
+OWN_ROOT_FILES = layout.ROOT_FILES
 _EXCLUDE_NOTE = "# vllm-dev's own files at the checkout root (vllm-dev adds these lines)"
 
 
@@ -81,11 +83,10 @@ def exclude_from_git(root: Path) -> Path | None:
     file git names (``git rev-parse --git-path info/exclude``: the repository's own, shared by
     its worktrees), never into the tracked ``.gitignore``. Lines already there are left alone;
     returns the exclude file when it was written (None: nothing to add, or no git checkout)."""
-    try:
-        done = subprocess.run(["git", "-C", str(root), "rev-parse", "--git-path",
-                               "info/exclude"], capture_output=True, text=True, timeout=10,
-                              check=False)
-    except (OSError, subprocess.TimeoutExpired):
+    try:  # a query with the module default: no runner is at hand here (process/runner.py)
+        done = query(["git", "-C", str(root), "rev-parse", "--git-path", layout.GIT_EXCLUDE],
+                     timeout=10)
+    except CannotRun:
         return None
     if done.returncode != 0 or not done.stdout.strip():
         return None

@@ -12,12 +12,13 @@ every input). When ``build.ninja`` itself is out of date, ninja would re-run CMa
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from vllm_dev.errors import CannotRun
+from vllm_dev.process.runner import query
 
 _STEP_RE = re.compile(r"^Building (\w+) object (\S.*)$")
 _REGENERATE = "Re-running CMake"
@@ -59,12 +60,11 @@ def pending_compiles(build_dir: Path, targets: list[str], *, ninja: str,
     (not configured, an unknown target: the real build then reports the problem)."""
     if not (build_dir / "build.ninja").is_file():
         return None
-    env = {**os.environ, "NINJA_STATUS": ""}
     started = time.monotonic()
-    try:
-        done = subprocess.run([ninja, "-C", str(build_dir), "-n", *targets], env=env,
-                              capture_output=True, text=True, timeout=timeout, check=False)
-    except (OSError, subprocess.TimeoutExpired):
+    try:  # a query with the module default: no runner is at hand here (process/runner.py)
+        done = query([ninja, "-C", str(build_dir), "-n", *targets], env={"NINJA_STATUS": ""},
+                     timeout=timeout)
+    except CannotRun:
         return None
     if done.returncode != 0:
         return None

@@ -24,7 +24,6 @@ up to 20 first-parent commits to one with a published wheel, but refuses to when
 from __future__ import annotations
 
 import re
-import subprocess
 import zipfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -36,9 +35,12 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
-from vllm_dev.checkout.state import ensure_state_dir, read_json, write_json
+from vllm_dev.errors import CannotRun
+from vllm_dev.process.runner import Completed, query
+from vllm_dev.state import layout, records
 
-RECORD = "precompiled.json"
+RECORD = layout.PRECOMPILED
+FORMAT = records.Format("record of the prebuilt kernels' commit", "vllm-dev precompiled base", 1)
 _COMMIT_ID_RE = re.compile(r"""__commit_id__\s*=\s*(?:commit_id\s*=\s*)?['"]g?([0-9a-f]{7,40})""")
 _SHA_LABEL_RE = re.compile(r"^g([0-9a-f]{7,40})$")  # one part of a local version label
 _FULL_SHA_RE = re.compile(r"^[0-9a-f]{40}$")
@@ -65,12 +67,14 @@ class Base:
     torch: str = ""  # the wheel's torch requirement, when known
 
 
-def git(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def git(root: Path, *args: str) -> Completed:
+    """``git -C root ARGS``, a query (the module default of process/runner.py: W is found by
+    pure functions that have no runner at hand, see :func:`~vllm_dev.process.runner.query`); a
+    git that cannot start or answer within a minute reads as a failure (exit 1, why as stderr)."""
     try:
-        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
-                              timeout=60, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return subprocess.CompletedProcess(["git", *args], 1, "", str(exc))
+        return query(["git", "-C", str(root), *args], timeout=60)
+    except CannotRun as exc:
+        return Completed(["git", *args], 1, "", exc.detail)
 
 
 def resolve_commit(root: Path, rev: str) -> str | None:
@@ -233,10 +237,14 @@ def remember_setup(root: Path, state_dir: Path, environ: Mapping[str, str]) -> B
     if base is None:
         sha, origin = upstream_merge_base(root)
         base = Base(sha, origin) if sha else None
-    ensure_state_dir(state_dir)
-    write_json(state_dir / RECORD, {"kind": "vllm-dev precompiled base",
-                                    **(asdict(base) if base else {"commit": None})})
+    records.ensure_state_dir(state_dir)
+    records.save(FORMAT, state_dir / RECORD, asdict(base) if base else {"commit": None})
     return base
+
+
+def recorded(state_dir: Path) -> dict[str, object] | None:
+    """What the last ``setup`` recorded about W (``commit``, ``origin``...), or None."""
+    return records.load(FORMAT, state_dir / RECORD, lambda body: body).value
 
 
 def find_base(root: Path, state_dir: Path, environ: Mapping[str, str]) -> Base:
@@ -244,8 +252,8 @@ def find_base(root: Path, state_dir: Path, environ: Mapping[str, str]) -> Base:
     base = from_environment(root, environ)
     if base is not None:
         return base
-    record = read_json(state_dir / RECORD)
-    if record and record.get("kind") == "vllm-dev precompiled base" and record.get("origin"):
+    record = recorded(state_dir)
+    if record and record.get("origin"):
         commit = record.get("commit")
         sha = resolve_commit(root, str(commit)) if commit else None
         problem = str(record.get("problem") or "")

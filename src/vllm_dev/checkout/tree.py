@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vllm_dev.errors import VllmDevError
+from vllm_dev.state import layout
 
 _PROJECT_RE = re.compile(r"^\s*project\s*\(\s*vllm_extensions\b", re.IGNORECASE | re.MULTILINE)
 _MINIMUM_RE = re.compile(
@@ -19,7 +20,6 @@ _MINIMUM_RE = re.compile(
 )
 DEVICES = ("cuda", "cpu", "rocm")
 _NO_CSRC = "csrc/ (the kernel sources)"
-STATE_DIR_NAME = ".vllm-dev"
 
 
 @dataclass(frozen=True)
@@ -34,12 +34,12 @@ class Checkout:
 
     @property
     def user_presets(self) -> Path:
-        return self.root / "CMakeUserPresets.json"
+        return self.root / layout.USER_PRESETS
 
     @property
     def state_dir(self) -> Path:
         """vllm-dev's own files inside the checkout (ignored by git through its own .gitignore)."""
-        return self.root / STATE_DIR_NAME
+        return self.root / layout.STATE_DIR
 
     def cmake_minimum(self) -> tuple[int, ...]:
         """The ``cmake_minimum_required`` version of the top-level CMakeLists.txt."""

@@ -18,11 +18,12 @@ from vllm_dev.config.settings import choice
 from vllm_dev.errors import VllmDevError
 from vllm_dev.planning.workspace import RunnerFactory, Workspace, open_workspace
 from vllm_dev.process.runner import Runner
+from vllm_dev.state import layout
 from vllm_dev.steps.setup import find_uv, run_setup
 from vllm_dev.toolchain.tools import find_nvcc
 
-_IGNORE = shutil.ignore_patterns("cmake-build-*", ".venv", "*.so", "CMakeUserPresets.json",
-                                 ".deps", ".vllm-dev", "__pycache__", "*.egg-info")
+_IGNORE = shutil.ignore_patterns("cmake-build-*", ".venv", "*.so", layout.USER_PRESETS,
+                                 ".deps", layout.STATE_DIR, "__pycache__", "*.egg-info")
 
 
 DEMO_DEVICES = tuple(d for d in DEVICES if d in ("cuda", "cpu"))  # what the example models
@@ -45,8 +46,8 @@ def _step(title: str) -> None:
 
 def _call_add(runner: Runner, python: str, project: Path) -> str:
     """``vllm._C.add(2, 3)`` as the target interpreter answers it (the installed extension)."""
-    done = runner.run([python, "-c", "import vllm._C as m; print(m.add(2, 3))"], cwd=project,
-                      capture=True, check=False, mutates=False)
+    done = runner.query([python, "-c", "import vllm._C as m; print(m.add(2, 3))"], cwd=project,
+                        timeout=None)
     return (done.stdout.strip().splitlines() or ["?"])[-1] if done.ok else "?"
 
 

@@ -19,6 +19,7 @@ from vllm_dev.caching.dist import DistClient, DistPlan
 from vllm_dev.errors import VllmDevError
 from vllm_dev.planning.plan import BuildPlan
 from vllm_dev.reporting.recorder import Recorder
+from vllm_dev.state import layout
 
 if TYPE_CHECKING:
     from vllm_dev.caching.farm_toolchains import Override
@@ -54,11 +55,11 @@ def _client_lock(client: DistClient, plan: BuildPlan) -> Iterator[None]:
     locking.build_lock: that one marks child processes for its own build dir.)"""
     from filelock import FileLock, Timeout
 
-    from vllm_dev.checkout.state import ensure_state_dir
+    from vllm_dev.state.records import ensure_state_dir
 
     ensure_state_dir(client.state_dir)
     client.directory.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(client.directory / "client.lock"))
+    lock = FileLock(str(client.state_dir / layout.DIST_LOCK))
     try:
         lock.acquire(timeout=0)
     except Timeout:

@@ -20,18 +20,18 @@ The file::
   and write one named entry of any section, for any module.
 
 Safety: every read and write holds a lock (``settings.json.lock``, filelock: an ``flock`` the
-kernel drops with its holder); a write replaces the file atomically (process/files.py). A file
-that is not what this module writes (bad JSON, a hand edit with a wrong type, a value its setting
-refuses) costs one line naming the file and the key; the file is kept aside (renamed
-``settings.json.corrupt-<time>``, never overwritten) and nothing is remembered. A file of a newer
-format than this vllm-dev knows is left alone: not used and never written, with one line saying so.
+kernel drops with its holder). The file is a record of state/records.py: a write replaces it
+atomically; a file that is not what this module writes (bad JSON, a hand edit with a wrong type, a
+value its setting refuses) costs one line naming the file and the key; the file is kept aside
+(renamed ``settings.json.corrupt-<time>``, never overwritten) and nothing is remembered. A file of
+a newer format than this vllm-dev knows is left alone: not used and never written, with one line
+saying so.
 Secrets are never written here: the caller leaves credentialed values out (see settings.py).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -39,9 +39,13 @@ from pathlib import Path
 from typing import Any
 
 from vllm_dev.errors import VllmDevError
+from vllm_dev.state import layout, records
 
-FILE_NAME = "settings.json"
+FILE_NAME = layout.SETTINGS
 FORMAT = 1
+# Its version is spelled "format", and it has no kind: it was first written so.
+RECORD = records.Format("remembered settings", None, FORMAT, version_key="format",
+                        unversioned=None, then="no remembered settings used", sort_keys=False)
 CHECKOUT = "checkout"  # the section of checkout-wide records
 DEFINES = "defines"  # the per-name section of a preset
 LOCK_TIMEOUT_S = 30.0
@@ -108,13 +112,8 @@ def store_path(state_dir: Path) -> Path:
     return state_dir / FILE_NAME
 
 
-class _Corrupt(Exception):
-    """The file is not what :meth:`Memory.to_json` writes; ``key`` names where."""
-
-    def __init__(self, key: str, problem: str) -> None:
-        super().__init__(problem)
-        self.key = key
-        self.problem = problem
+#: The file is not what :meth:`Memory.to_json` writes; ``key`` names where.
+_Corrupt = records.Corrupt
 
 
 @contextlib.contextmanager
@@ -122,7 +121,7 @@ def locked(state_dir: Path) -> Iterator[None]:
     """The store's lock (created with the state dir when missing: a write follows)."""
     from filelock import FileLock, Timeout
 
-    lock = FileLock(str(store_path(state_dir)) + ".lock")
+    lock = FileLock(str(state_dir / layout.SETTINGS_LOCK))
     try:
         lock.acquire(timeout=LOCK_TIMEOUT_S)
     except Timeout:
@@ -152,47 +151,13 @@ def read(state_dir: Path, *, say: Callable[[str], None],
 
 def _read_locked(path: Path, *, say: Callable[[str], None],
                  validate: Validate | None) -> Memory:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return Memory()
-    except (OSError, UnicodeDecodeError) as exc:
-        say(f"cannot read {path} ({getattr(exc, 'strerror', None) or exc}): remembered settings "
-            "not used")
-        return Memory(writable=False)
-    try:
-        return _parse(text, validate)
-    except _Newer as newer:
-        say(f"{path} is format {newer.found}, newer than this vllm-dev knows ({FORMAT}): "
-            "remembered settings not used and the file left as it is (upgrade vllm-dev, or "
-            "remove the file)")
-        return Memory(writable=False)
-    except _Corrupt as bad:
-        aside = _set_aside(path)
-        where = f"moved to {aside.name}" if aside else "left in place"
-        say(f"{path}: {bad.key}: {bad.problem}; {where}, no remembered settings used")
-        return Memory(writable=aside is not None)
+    loaded = records.load(RECORD, path, lambda body: _parse(body, validate), say=say)
+    return loaded.value if loaded.value is not None else Memory(writable=loaded.writable)
 
 
-class _Newer(Exception):
-    def __init__(self, found: int) -> None:
-        super().__init__(found)
-        self.found = found
-
-
-def _parse(text: str, validate: Validate | None) -> Memory:
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise _Corrupt("(file)", f"not JSON ({str(exc).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise _Corrupt("(file)", "not a JSON object")
-    version = data.get("format")
-    if not isinstance(version, int) or isinstance(version, bool):
-        raise _Corrupt("format", f"must be a number, got {version!r}"[:120])
-    if version > FORMAT:
-        raise _Newer(version)
-    unknown = set(data) - {"format", "presets", CHECKOUT}
+def _parse(data: dict[str, Any], validate: Validate | None) -> Memory:
+    """The file's sections (its ``format`` already checked by state/records.py)."""
+    unknown = set(data) - {"presets", CHECKOUT}
     if unknown:
         raise _Corrupt(sorted(unknown)[0], "not a section of this file")
     memory = Memory()
@@ -219,10 +184,10 @@ def _parse(text: str, validate: Validate | None) -> Memory:
                 section[name] = _entry(key, raw)
                 _check(validate, preset, name, section[name].value, key)
         memory.presets[str(preset)] = section
-    records = data.get(CHECKOUT, {})
-    if not isinstance(records, dict):
+    records_ = data.get(CHECKOUT, {})
+    if not isinstance(records_, dict):
         raise _Corrupt(CHECKOUT, "must be an object")
-    memory.checkout = {str(k): _entry(f"{CHECKOUT}.{k}", v) for k, v in records.items()}
+    memory.checkout = {str(k): _entry(f"{CHECKOUT}.{k}", v) for k, v in records_.items()}
     return memory
 
 
@@ -244,38 +209,20 @@ def _entry(key: str, raw: Any) -> Entry:
     return Entry(raw["value"], command, at)
 
 
-def _set_aside(path: Path) -> Path | None:
-    """Rename a file that is not ours to read: kept for the user, never overwritten."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    aside = path.with_name(f"{path.name}.corrupt-{stamp}")
-    n = 1
-    while aside.exists() or aside.is_symlink():
-        aside = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
-        n += 1
-    try:
-        path.rename(aside)
-    except OSError:
-        return None
-    return aside
-
-
 def update(state_dir: Path, change: Callable[[Memory], bool], *, say: Callable[[str], None],
            validate: Validate | None = None) -> bool:
     """Read, ``change`` (True when it changed something) and write back, under the lock: two
     commands that finish at once both keep what they remembered. Nothing is written when nothing
     changed, or when the file is of a newer format (said once, by the read). Returns whether the
     file was written."""
-    from vllm_dev.checkout.state import ensure_state_dir
-    from vllm_dev.process.files import atomic_write_bytes
-
-    ensure_state_dir(state_dir)
+    records.ensure_state_dir(state_dir)
     with locked(state_dir):
         memory = _read_locked(store_path(state_dir), say=say, validate=validate)
         if not memory.writable or not change(memory):
             return False
-        text = json.dumps(memory.to_json(), indent=2, sort_keys=False) + "\n"
-        atomic_write_bytes(store_path(state_dir), text.encode())
-        return True
+        body = memory.to_json()
+        del body["format"]
+        return records.save(RECORD, store_path(state_dir), body, guard=False)
 
 
 # --- one named entry, for any module (e.g. a checkout-wide record) ------------------------------

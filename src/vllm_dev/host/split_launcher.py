@@ -10,7 +10,8 @@ to chain it behind another launcher, put this module's three words before the ne
 
 What it does, per compile: finds the object (``-o``), looks it up in the build's thread plan
 (``vllm-dev-threads.json`` in the build dir, ninja's working directory; written by vllm-dev before
-each build from past compile times, host/parallelism.plan_unit_threads), appends
+each build from past compile times, host/parallelism.plan_unit_threads, as a record of
+state/records.py: the launcher reads its kind and ignores its version), appends
 ``-split-compile=N`` to ``NVCC_APPEND_FLAGS`` in the compiler's environment (never to its command
 line: the compiler cache's key stays the same, see caching/compiler_cache.nvcc_environment) and
 replaces itself with the rest of the command (``exec``: no process stays between ninja and the
@@ -28,7 +29,8 @@ import json
 import os
 import sys
 
-PLAN_FILE = "vllm-dev-threads.json"
+from vllm_dev.state.layout import THREAD_PLAN as PLAN_FILE
+
 KIND = "vllm-dev thread plan"
 SPLIT_OPTION = "-split-compile"  # the same as host.parallelism.SPLIT_OPTION (kept import-free)
 

@@ -8,7 +8,8 @@ its own (``<build>/vllm-dev-stage``, emptied before each install), one component
 the files a component wrote are the ones that appeared or changed in the stage during its
 ``cmake --install`` (see staged_install.py).
 
-The record lives at ``<build dir>/vllm-dev-install.json``. Per component it keeps, for every
+The record lives at ``<build dir>/vllm-dev-install.json`` (state/layout.py; read and written
+through state/records.py). Per component it keeps, for every
 installed file: its path relative to the install prefix, the sha256 of what ``cmake --install``
 produced (the installed bytes, RPATH rewritten: never the build dir's bytes), the identity
 (mtime, size, inode) of the installed file right after the install, and the build output of the
@@ -30,15 +31,17 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from vllm_dev.state import layout, records
 from vllm_dev.toolchain.fact_cache import identity
 
-RECORD_NAME = "vllm-dev-install.json"
 KIND = "vllm-dev install record"
 VERSION = 1
+FORMAT = records.Format(
+    "install record", KIND, VERSION, if_newer=records.STOP,
+    otherwise="or `vllm-dev clean` this build dir (then a build installs every component)")
 
 
 def sha256_of(path: Path) -> str:
@@ -79,44 +82,27 @@ class ComponentRecord:
 
 @dataclass
 class InstallRecord:
-    build_dir: Path
+    build_dir: Path = field(metadata=records.TRANSIENT)
     prefix: Path | None = None
     components: dict[str, ComponentRecord] = field(default_factory=dict)
 
     @property
     def path(self) -> Path:
-        return self.build_dir / RECORD_NAME
+        return self.build_dir / layout.INSTALL_RECORD
 
     @classmethod
     def load(cls, build_dir: Path) -> InstallRecord:
-        """The record of ``build_dir``; an empty one when there is none (or it is unreadable)."""
-        from vllm_dev.checkout.state import read_json
-
-        record = cls(build_dir)
-        path = build_dir / RECORD_NAME
-        data = read_json(path) if path.is_file() else None
-        if not data or data.get("kind") != KIND or data.get("version") != VERSION:
-            return record
-        try:
-            record.prefix = Path(data["prefix"]) if data.get("prefix") else None
-            for name, entry in dict(data.get("components") or {}).items():
-                files = [InstalledFile(**f) for f in entry.get("files", [])]
-                record.components[str(name)] = ComponentRecord(
-                    files, bool(entry.get("verified")), entry.get("script_identity"))
-        except (TypeError, KeyError, ValueError, AttributeError):
-            return cls(build_dir)  # a hand-edited or foreign file: start over (reinstalls)
-        return record
+        """The record of ``build_dir``; an empty one when there is none (or it was damaged: set
+        aside, and everything installs again). Raises
+        :class:`~vllm_dev.state.records.NewerRecord` for a newer vllm-dev's: without it every
+        component would install again and its install checks would be lost."""
+        loaded = records.load(FORMAT, build_dir / layout.INSTALL_RECORD,
+                              lambda body: records.from_json(cls, body, build_dir=build_dir))
+        return loaded.value or cls(build_dir)
 
     def save(self) -> None:
-        from vllm_dev.checkout.state import write_json
-
-        data: dict[str, Any] = {
-            "kind": KIND, "version": VERSION,
-            "prefix": str(self.prefix) if self.prefix else None,
-            "components": {name: asdict(entry) for name, entry in sorted(self.components.items())},
-        }
         if self.build_dir.is_dir():
-            write_json(self.path, data)
+            records.save(FORMAT, self.path, records.to_json(self))
 
     def forget(self) -> None:
         self.components.clear()

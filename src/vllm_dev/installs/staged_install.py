@@ -47,9 +47,10 @@ from vllm_dev.installs.install_record import (
 )
 from vllm_dev.process.files import copy_then_rename
 from vllm_dev.process.runner import Runner
+from vllm_dev.state import layout
 from vllm_dev.toolchain.fact_cache import identity
 
-STAGE_NAME = "vllm-dev-stage"
+STAGE_NAME = layout.STAGE
 _SKIP_DIRS = {"CMakeFiles", "_deps", ".deps", STAGE_NAME}
 
 

@@ -25,18 +25,20 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vllm_dev.checkout.affected import cache_value, compile_units, ninja_deps
-from vllm_dev.errors import VllmDevError
+from vllm_dev.checkout.build_graph import cache_value, ninja_deps
+from vllm_dev.checkout.header_scan import compile_units
+from vllm_dev.errors import CannotRun, VllmDevError
+from vllm_dev.process.runner import query
+from vllm_dev.state import layout
 
 TESTS_DIR = "tests/kernels"
 _SOURCE_SUFFIXES = (".c", ".cc", ".cpp", ".cxx", ".cu", ".hip")
 # Paths (relative to the checkout) whose files are never the checkout's own sources.
-_NOT_OWN = (".deps/", ".vllm-dev/", ".git/")
+_NOT_OWN = (".deps/", layout.STATE_DIR + "/", ".git/")
 _REGISTRATION = re.compile(r"\b[A-Za-z_]\w*\s*\.\s*(impl|def)\s*\(")
 _STRING = re.compile(r'"((?:[^"\\]|\\.)*)"')
 _FUNCTION_REF = re.compile(
@@ -173,11 +175,10 @@ def find_nm(build_dir: Path) -> str:
 
 def defined_functions(obj: Path, *, nm: str) -> set[str]:
     """The functions ``obj`` defines (strong code symbols), demangled, without arguments."""
-    try:
-        done = subprocess.run([nm, "--defined-only", "--extern-only", "-C", str(obj)],
-                              capture_output=True, text=True, timeout=120, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise VllmDevError(f"cannot read the symbols of {obj}: {exc}") from None
+    try:  # a query with the module default: no runner is at hand here (process/runner.py)
+        done = query([nm, "--defined-only", "--extern-only", "-C", str(obj)], timeout=120)
+    except CannotRun as exc:
+        raise VllmDevError(f"cannot read the symbols of {obj}: {exc.detail}") from None
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["?"])[-1]
         raise VllmDevError(f"`nm` cannot read {obj}: {last}")

@@ -21,8 +21,9 @@ from vllm_dev.checkout.tree import Checkout
 from vllm_dev.errors import VllmDevError
 from vllm_dev.kerneltests.pytest_args import PytestArgs
 from vllm_dev.process.runner import Runner
+from vllm_dev.state import layout
 
-JUNIT_FILE = "vllm-dev-pytest.xml"
+JUNIT_FILE = layout.JUNIT
 #: pytest's "no tests were collected" status; also vllm-dev's for "every selected test skipped".
 NOTHING_TESTED = 5
 _EXIT_MEANINGS = {2: "interrupted", 3: "internal error",
@@ -56,8 +57,7 @@ print(json.dumps(out))
 def check_pytest(python: Path, checkout: Checkout, runner: Runner, *, device: str) -> str:
     """Before the tests: pytest is in the target interpreter and the tests will import this
     checkout's vllm (and so will their subprocesses). Returns pytest's version."""
-    done = runner.run([str(python), "-c", _PROBE], cwd=checkout.root, capture=True, check=False,
-                      mutates=False, timeout=60)
+    done = runner.query([str(python), "-c", _PROBE], cwd=checkout.root, timeout=60)
     try:
         found = json.loads(done.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):

@@ -33,6 +33,7 @@ from vllm_dev.host.parallelism import DEFAULT_ARCH_COUNT, Parallelism, choose
 from vllm_dev.presets import document as presets_doc
 from vllm_dev.presets.render import PresetTemplate, TemplateSet, resolve_binary_dir
 from vllm_dev.process.runner import Runner
+from vllm_dev.state import layout
 from vllm_dev.toolchain.arch import ArchSelection, nvcc_arches, probe_gpus, select_arches
 from vllm_dev.toolchain.interpreter import (
     Interpreter,
@@ -282,7 +283,7 @@ def open_workspace(
     if remember and not given.no_remember and root is not None:
         from vllm_dev.config import remember as memo
 
-        state_dir = root / ".vllm-dev"
+        state_dir = root / layout.STATE_DIR
         memory = memo.usable(memo.read(state_dir, say=say), given.preset, given=given,
                              environ=environ, undefine=undefine, say=say)
     settings = Settings.resolve(flags=flags, environ=environ, config=files, remembered=memory)
@@ -294,7 +295,7 @@ def open_workspace(
 
         if announce and (line := memo.in_use_line(settings, command)):
             say(line)
-        pending = memo.Pending(root / ".vllm-dev", settings.preset, command, settings,
+        pending = memo.Pending(root / layout.STATE_DIR, settings.preset, command, settings,
                                tuple(undefine))
     cache = cc.config_from(settings)
     setup = RunnerSetup(environment=cc.command_environment(cache), secrets=cache.secrets)

@@ -80,10 +80,10 @@ def _clashes(names: set[str], ours: dict[str, Any], where: Path) -> None:
 
 def backup_path(path: Path) -> Path:
     """A new name in ``<checkout>/.vllm-dev/backups/`` for a backup of ``path``."""
-    from vllm_dev.checkout.state import ensure_state_dir
-    from vllm_dev.checkout.tree import STATE_DIR_NAME
+    from vllm_dev.state import layout
+    from vllm_dev.state.records import ensure_state_dir
 
-    directory = ensure_state_dir(path.parent / STATE_DIR_NAME) / "backups"
+    directory = ensure_state_dir(path.parent / layout.STATE_DIR) / layout.BACKUPS
     directory.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     candidate = directory / f"{path.name}.{stamp}"

@@ -20,6 +20,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from types import FrameType
@@ -143,12 +144,18 @@ def run_in_session(
     env: dict[str, str] | None = None,
     capture: bool = False,
     timeout: float | None = None,
+    pass_fds: tuple[int, ...] = (),
 ) -> subprocess.CompletedProcess[str]:
     """``subprocess.run`` in a new session; on Ctrl-C, SIGTERM or timeout every process it
-    started is stopped (see :func:`stop_session`) before the exception propagates."""
+    started is stopped (see :func:`stop_session`) before the exception propagates. Started from
+    a thread of a :class:`SessionGroup`, it is also stopped when the group is."""
     pipe = subprocess.PIPE if capture else None
     proc = subprocess.Popen(args, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=pipe,
-                            stderr=pipe, text=True, errors="replace", start_new_session=True)
+                            stderr=pipe, text=True, errors="replace", start_new_session=True,
+                            pass_fds=pass_fds)
+    group: SessionGroup | None = getattr(_joined, "group", None)
+    if group is not None:
+        group.add(proc)
     try:
         stdout, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -157,7 +164,57 @@ def run_in_session(
     except BaseException as exc:  # KeyboardInterrupt, Terminated
         stop_session(proc, signal_for(exc))
         raise
+    finally:
+        if group is not None:
+            group.discard(proc)
     return subprocess.CompletedProcess(args, proc.returncode, stdout, stderr)
+
+
+# The group the current thread's commands belong to (see SessionGroup.joined).
+_joined = threading.local()
+
+
+class SessionGroup:
+    """Commands started by :func:`run_in_session` from worker threads, stopped together.
+
+    Ctrl-C and SIGTERM reach the main thread only; a worker thread blocked on its command never
+    sees them, and joining the threads would wait for every command in flight (the header scans
+    of a big selection: seconds each). The main thread stops the group instead: each command's
+    whole session, and any command a worker starts after that, at once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._live: set[subprocess.Popen[str]] = set()
+        self._stopped: int | None = None  # the signal the group was stopped with
+
+    @contextlib.contextmanager
+    def joined(self) -> Iterator[None]:
+        """Within the block, the calling thread's commands belong to this group."""
+        _joined.group = self
+        try:
+            yield
+        finally:
+            _joined.group = None
+
+    def add(self, proc: subprocess.Popen[str]) -> None:
+        with self._lock:
+            stopped = self._stopped
+            if stopped is None:
+                self._live.add(proc)
+        if stopped is not None:  # started as the group was being stopped
+            stop_session(proc, stopped, grace=1.0)
+
+    def discard(self, proc: subprocess.Popen[str]) -> None:
+        with self._lock:
+            self._live.discard(proc)
+
+    def stop(self, signum: int) -> None:
+        """Stop every command of the group (``signum``, SIGKILL after a second)."""
+        with self._lock:
+            self._stopped = signum
+            live = list(self._live)
+        for proc in live:
+            stop_session(proc, signum, grace=1.0)
 
 
 def processes_with_env(name: str, value: str, *, proc_root: str = "/proc") -> list[int]:

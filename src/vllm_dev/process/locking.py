@@ -28,9 +28,10 @@ from typing import Any
 
 from vllm_dev.errors import VllmDevError
 from vllm_dev.process.interrupts import pid_alive, processes_with_env, stop_processes
+from vllm_dev.state import layout
 
-LOCK_NAME = ".vllm-dev.lock"
-HOLDER_NAME = ".vllm-dev.lock.json"
+LOCK_NAME = layout.LOCK
+HOLDER_NAME = layout.LOCK_HOLDER
 # How often a waiting process re-checks the lock (and how long before it first says it waits).
 POLL_SECONDS = 0.2
 _LOCKS: dict[str, Any] = {}  # lock file -> its one FileLock (see build_lock)

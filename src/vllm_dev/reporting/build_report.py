@@ -14,8 +14,10 @@ from typing import Any
 from vllm_dev.caching.dist import DistStats
 from vllm_dev.errors import VllmDevError
 from vllm_dev.reporting.ninja_log import OBJECT_SUFFIXES, UnitTime
+from vllm_dev.state import layout, records
 
-REPORT_FILE = "vllm-dev-report.json"
+REPORT_FILE = layout.REPORT
+FORMAT = records.Format("build report", "vllm-dev build report", 1)
 # Phases in the order a build usually runs them; others (``recorder.phase("x")``) follow.
 PHASES = ("start-up", "checks", "waiting for lock", "configure", "select", "split", "compile",
           "install", "verify")
@@ -181,18 +183,25 @@ class BuildReport:
         return out
 
 
-def load_last(build_dir: Path) -> BuildReport:
-    from vllm_dev.checkout.state import read_json
+def read_report(path: Path) -> BuildReport | None:
+    """The report at ``path``; None when there is none, it was damaged (set aside), or a newer
+    vllm-dev wrote it (said in one line, kept)."""
+    return records.load(FORMAT, path, BuildReport.from_json).value
 
-    path = build_dir / REPORT_FILE
-    data = read_json(path)
-    if data is None:
+
+def save_report(path: Path, report: BuildReport, *, guard: bool = True) -> None:
+    """Write ``report`` (``guard``: not over a newer vllm-dev's, which is kept, in one line)."""
+    data = report.to_json()
+    for key in ("kind", "version"):
+        data.pop(key)
+    records.save(FORMAT, path, data, guard=guard)
+
+
+def load_last(build_dir: Path) -> BuildReport:
+    report = read_report(build_dir / REPORT_FILE)
+    if report is None:
         raise VllmDevError(f"no build report in {build_dir}: run `vllm-dev build` first")
-    try:
-        return BuildReport.from_json(data)
-    except (TypeError, ValueError) as exc:
-        raise VllmDevError(f"{path} is not a build report ({exc}): run `vllm-dev build` "
-                           "to write a new one") from None
+    return report
 
 
 def ordered_phases(phases: dict[str, float]) -> dict[str, float]:

@@ -42,15 +42,14 @@ link, archive or other step        2.0      assumed (the links of the one-file t
 
 from __future__ import annotations
 
-import os
 import re
 import statistics
-import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from vllm_dev.errors import VllmDevError
+from vllm_dev.errors import CannotRun, VllmDevError
+from vllm_dev.process.runner import query
 from vllm_dev.reporting.history import History, critical_path
 
 HIT_SECONDS = 0.1
@@ -83,12 +82,10 @@ class Step:
 def planned_steps(ninja: str, build_dir: Path, targets: Iterable[str]) -> list[Step]:
     """The steps ``ninja -n`` says building ``targets`` would run (nothing is run)."""
     argv = [ninja, "-C", str(build_dir), "-n", *targets]
-    env = {**os.environ, "NINJA_STATUS": "[%f/%t] "}
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False,
-                              env=env)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise VllmDevError(f"cannot run {ninja} -n: {exc}") from None
+    try:  # a query with the module default: no runner is at hand here (process/runner.py)
+        done = query(argv, env={"NINJA_STATUS": "[%f/%t] "}, timeout=120)
+    except CannotRun as exc:
+        raise VllmDevError(f"cannot run {ninja} -n: {exc.detail}") from None
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or done.stdout.strip().splitlines()
                 or ["?"])[-1]

@@ -1,4 +1,5 @@
-"""How long each build step took here before: the timing history behind a build's cost estimate.
+"""How long each build step took here before: the timing history behind a build's cost estimate
+and the per-object split plan.
 
 A build dir's ``.ninja_log`` already holds the time of every step it ran, but ``vllm-dev clean``
 removes it with the build dir, and a checkout without W (or after a base move) builds in a fresh
@@ -30,24 +31,37 @@ count unknown (a build that failed or was stopped), only steps of a second or mo
 
 Per build it keeps the compile phase's wall time, the steps' summed time, its critical path (the
 longest compile and then the longest link) and the job count: the estimate learns this machine's
-overhead from them. Hand-written JSON
-(not sqlite): one small file per preset, read only when a build is big enough to estimate.
+overhead from them.
+
+The per-object split (host/split_launcher.py) reads the same history
+(:meth:`History.compile_times`): it gives threads to the objects that took longest before, and
+like the estimate it needs those times most after a ``clean``, per arch list. (Until issue 23 it
+kept a file of its own per preset, ``.vllm-dev/unit-times-<preset>.json``: such a file is still
+read where the history has no time for an object, and never written again.)
+
+A record of state/records.py, written compact (not sqlite): one small file per preset, device and
+arch, read only when a build is big enough to estimate or plans a per-object split.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from vllm_dev.reporting.ninja_log import NinjaEntry
+from vllm_dev.reporting.ninja_log import OBJECT_SUFFIXES, NinjaEntry
+from vllm_dev.state import layout, records
 
 KIND = "vllm-dev timing history"
 VERSION = 1
-DIRECTORY = "history"
+FORMAT = records.Format("timing history", KIND, VERSION, compact=True, sort_keys=False)
+DIRECTORY = layout.HISTORY_DIR
+# The split plan's own file before the history served it (read only, see the module docstring).
+LEGACY_KIND = "vllm-dev unit times"
+LEGACY = records.Format("unit times", LEGACY_KIND, 1)
 BUILDS_KEPT = 20
 # With the hit count unknown (a failed or interrupted build), a compile this long was no hit.
 SURELY_A_MISS = 1.0
@@ -55,8 +69,29 @@ SURELY_A_MISS = 1.0
 
 def history_path(state_dir: Path, *, preset: str, device: str, arch: str | None) -> Path:
     """The history file of one preset, device and arch list (``.vllm-dev/history/...``)."""
-    key = f"{preset}-{device}-{arch or 'default'}"
-    return state_dir / DIRECTORY / (re.sub(r"[^A-Za-z0-9_.+-]", "_", key) + ".json")
+    return state_dir / DIRECTORY / layout.history_name(preset, device, arch)
+
+
+def _decode(path: Path, body: dict[str, Any]) -> History:
+    history = History(path)
+    history.paths = [str(p) for p in body.get("paths", [])]
+    history.build_dir = str(body.get("build_dir") or "")
+    for output, entry in dict(body.get("steps", {})).items():
+        miss, hit, digest, cache, inputs = entry
+        history.steps[str(output)] = StepTime(miss, hit, list(inputs), str(digest), str(cache))
+    history.builds = [records.from_json(BuildTime, b, f"builds[{i}]")
+                      for i, b in enumerate(body.get("builds", []))]
+    return history
+
+
+def _legacy_unit_times(state_dir: Path, preset: str) -> dict[str, float]:
+    """The object times an older vllm-dev kept for the split plan of ``preset`` (none: {})."""
+    legacy = state_dir / layout.LEGACY_UNIT_TIMES.format(preset=preset)
+    objects = records.load(LEGACY, legacy, lambda body: body.get("objects")).value
+    if not isinstance(objects, dict):
+        return {}
+    return {str(k): float(v) for k, v in objects.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 def critical_path(steps: Iterable[tuple[bool, float]]) -> float:
@@ -121,6 +156,7 @@ class History:
     steps: dict[str, StepTime] = field(default_factory=dict)
     builds: list[BuildTime] = field(default_factory=list)
     _marks: dict[str, str] = field(default_factory=dict, repr=False)
+    writable: bool = field(default=True, repr=False)  # False: a newer vllm-dev's, kept as it is
 
     @property
     def checkout(self) -> str:
@@ -134,45 +170,47 @@ class History:
 
     @classmethod
     def load(cls, path: Path) -> History:
-        """The history in ``path``; an empty one when absent, unreadable or of another kind."""
-        from vllm_dev.checkout.state import read_json
-
-        history = cls(path)
+        """The history in ``path``; an empty one when absent, damaged (set aside), of another
+        kind or of a newer vllm-dev (then never written)."""
         try:
-            data = read_json(path) if path.is_file() else None
+            loaded = records.load(FORMAT, path, lambda body: _decode(path, body))
         except Exception:  # noqa: BLE001  (a history is a hint: never a reason to fail a build)
-            data = None
-        if not data or data.get("kind") != KIND or data.get("version") != VERSION:
-            return history
-        try:
-            history.paths = [str(p) for p in data.get("paths", [])]
-            history.build_dir = str(data.get("build_dir") or "")
-            for output, entry in dict(data.get("steps", {})).items():
-                miss, hit, digest, cache, inputs = entry
-                history.steps[str(output)] = StepTime(miss, hit, list(inputs), str(digest),
-                                                      str(cache))
-            history.builds = [BuildTime(**b) for b in data.get("builds", [])]
-        except (TypeError, ValueError, KeyError):
-            return cls(path)
-        return history
+            return cls(path, writable=False)
+        return loaded.value or cls(path, writable=loaded.writable)
 
     def save(self) -> None:
         """Compact JSON (a whole vLLM tree's history holds millions of input indexes: indented,
         writing it took 0.14 s of every build that compiled something; compact, a third)."""
-        import json
-
-        from vllm_dev.process.files import atomic_write_bytes
-
+        if not self.writable:
+            return
         used = sorted({i for s in self.steps.values() for i in s.inputs})
         renumber = {old: new for new, old in enumerate(used)}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(self.path, json.dumps({
-            "kind": KIND, "version": VERSION, "build_dir": self.build_dir,
+        records.save(FORMAT, self.path, {
+            "build_dir": self.build_dir,
             "paths": [self.paths[i] for i in used],
             "steps": {o: [s.miss, s.hit, s.digest, s.cache, [renumber[i] for i in s.inputs]]
                       for o, s in sorted(self.steps.items())},
-            "builds": [vars(b) for b in self.builds[-BUILDS_KEPT:]],
-        }, separators=(",", ":")).encode())
+            "builds": [records.to_json(b) for b in self.builds[-BUILDS_KEPT:]],
+        }, guard=False)
+
+    def compile_times(self, build_dir: Path, *, preset: str) -> dict[str, float]:
+        """Object -> seconds of its last compile, for the per-object split plan: the history's
+        (its last real compile, else its last cache hit), under what an older vllm-dev kept in
+        ``unit-times-<preset>.json`` for an object the history lacks, under the build dir's own
+        ``.ninja_log``, which wins where it knows an object (as the split plan always read it)."""
+        from vllm_dev.reporting.ninja_log import NINJA_LOG, parse_ninja_log
+
+        times = _legacy_unit_times(self.path.parent.parent, preset)
+        for output, step in self.steps.items():
+            seconds = step.miss if step.miss is not None else step.hit
+            if seconds is not None and output.endswith(OBJECT_SUFFIXES):
+                times[output] = seconds
+        try:
+            text = (build_dir / NINJA_LOG).read_text(errors="replace")
+        except OSError:
+            return times
+        times.update({e.output: e.seconds for e in parse_ninja_log(text) if e.is_object})
+        return times
 
     def inputs_of(self, output: str) -> list[str]:
         step = self.steps.get(output)

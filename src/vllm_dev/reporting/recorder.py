@@ -247,10 +247,6 @@ class Recorder:
 
             report.timeline = to_rows(build_timeline(self.build_dir, entries,
                                                      farm=self.dist is not None))
-            with suppress(VllmDevError, OSError):  # a memory for the next plan, not the build's
-                from vllm_dev.reporting.unit_times import remember
-
-                remember(self.ws.checkout.state_dir, self.ws.template.name, entries)
         if self._cache_before is not None:
             after = self._read_cache()
             if after is not None:
@@ -281,14 +277,13 @@ class Recorder:
             self.ws.say(f"no build report written: {exc}")
 
     def _save(self, report: BuildReport) -> None:
-        from vllm_dev.checkout.state import write_json
+        from vllm_dev.reporting.build_report import save_report
 
-        data = report.to_json()
         if self.build_dir is not None and self.build_dir.is_dir():
-            write_json(self.build_dir / REPORT_FILE, data)
+            save_report(self.build_dir / REPORT_FILE, report)
         if self.json_path is not None:
             try:
-                write_json(self.json_path, data)
+                save_report(self.json_path, report, guard=False)  # the user's file, as asked
             except OSError as exc:
                 raise VllmDevError(f"cannot write the report to {self.json_path}: "
                                    f"{exc.strerror}") from None

@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from vllm_dev.reporting.ninja_log import NinjaEntry, source_of, split_runs, unit_of
+from vllm_dev.state import layout
 
 #: ccache's per-compile record of the last build, in the build dir (the compile step sets
 #: ``CCACHE_STATSLOG`` to it).
-CACHE_LOG = "vllm-dev-ccache.log"
+CACHE_LOG = layout.CCACHE_LOG
 #: Marks of a step: how its output was made.
 HIT, MISS, UNCACHED, FARM = "cache hit", "compiled", "not cacheable", "farm"
 _HIT_COUNTERS = ("direct_cache_hit", "preprocessed_cache_hit", "remote_storage_hit",

@@ -6,7 +6,6 @@ runs it between configure and install, under the build dir's lock, inside the bu
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -88,7 +87,7 @@ def require_build_dir(build_dir: Path, dry: bool = False) -> None:
 def pending_units(plan: BuildPlan, targets: list[str]) -> Pending | None:
     """What ninja would run for ``targets`` (``ninja -n``: read-only, so a dry run asks too);
     None when it cannot say (not configured, not a Ninja build, an unknown target)."""
-    from vllm_dev.checkout.affected import ninja_of
+    from vllm_dev.checkout.build_graph import ninja_of
     from vllm_dev.checkout.pending import pending_compiles
     from vllm_dev.errors import VllmDevError
 
@@ -137,15 +136,14 @@ def per_object_split(plan: BuildPlan, pending: Pending | None, split: Split | No
             path.unlink(missing_ok=True)
         return split
     from vllm_dev.host.parallelism import Split, plan_unit_threads
-    from vllm_dev.process.files import atomic_write_bytes
-    from vllm_dev.reporting.unit_times import past_times
+    from vllm_dev.state import records
+    from vllm_dev.steps.cost import history_for
 
-    history = past_times(plan.checkout.state_dir, plan.template.name, plan.build_dir)
+    history = history_for(plan).compile_times(plan.build_dir, preset=plan.template.name)
     weights = {obj: history.get(obj) for obj in pending.cuda}
     threads = plan_unit_threads(weights, plan.parallelism)
     split_ones = {o: t for o, t in threads.items() if t > 1}
-    atomic_write_bytes(path, json.dumps({"kind": KIND, "objects": split_ones}, indent=1)
-                       .encode())
+    records.save(records.Format("thread plan", KIND, 1), path, {"objects": split_ones})
     known = sum(1 for w in weights.values() if w)
     why = (f"per object, by past compile times ({known} of {len(weights)} known): "
            f"{len(split_ones)} of {len(weights)} CUDA unit(s) split"
@@ -156,7 +154,7 @@ def per_object_split(plan: BuildPlan, pending: Pending | None, split: Split | No
 
 def uses_split_launcher(build_dir: Path) -> bool:
     """Whether the build dir's CUDA compiles go through host/split_launcher.py."""
-    from vllm_dev.checkout.affected import cache_value
+    from vllm_dev.checkout.build_graph import cache_value
 
     return "split_launcher" in (cache_value(build_dir, "CMAKE_CUDA_COMPILER_LAUNCHER") or "")
 

@@ -12,12 +12,13 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vllm_dev.checkout.state import BUILD_RECORD, is_marked_build_dir
 from vllm_dev.errors import VllmDevError
 from vllm_dev.installs.install_record import InstallRecord
 from vllm_dev.planning.workspace import Workspace
 from vllm_dev.presets.render import resolve_binary_dir
 from vllm_dev.process.locking import build_lock, current_command
+from vllm_dev.state import layout
+from vllm_dev.state.build_record import is_marked_build_dir
 
 
 @dataclass(frozen=True)
@@ -72,13 +73,13 @@ def _rmtree(build_dir: Path, root: Path) -> None:
     try:
         # The marker goes last, so a dir whose removal failed halfway is still ours to clean.
         for child in build_dir.iterdir():
-            if child.name == BUILD_RECORD:
+            if child.name == layout.BUILD_RECORD:
                 continue
             if child.is_dir() and not child.is_symlink():
                 shutil.rmtree(child)  # unlinks symlinks inside, never follows them
             else:
                 child.unlink()
-        (build_dir / BUILD_RECORD).unlink(missing_ok=True)
+        (build_dir / layout.BUILD_RECORD).unlink(missing_ok=True)
         build_dir.rmdir()
     except OSError as exc:
         reason = exc.strerror or str(exc)
@@ -100,7 +101,7 @@ def _shared_sources(ws: Workspace, *, remove: bool) -> None:
     """``<checkout>/.deps``: dependency sources fetched by pip builds (setup.py's
     FETCHCONTENT_BASE_DIR) and reused by every preset. Left alone unless asked for by name:
     fetching them again needs the network."""
-    from vllm_dev.checkout.state import ensure_state_dir
+    from vllm_dev.state.records import ensure_state_dir
 
     root = ws.checkout.root
     deps = root / ".deps"
@@ -118,7 +119,7 @@ def _shared_sources(ws: Workspace, *, remove: bool) -> None:
         return
     # Moved aside first: the rename is atomic, so an interrupted removal leaves no half tree
     # that a configure would take for a complete source dir.
-    aside = ensure_state_dir(ws.checkout.state_dir) / f"deps-removing-{os.getpid()}"
+    aside = ensure_state_dir(ws.checkout.state_dir) / layout.DEPS_REMOVING.format(pid=os.getpid())
     try:
         deps.rename(aside)
         shutil.rmtree(aside)

@@ -142,7 +142,7 @@ def cache_identity(plan: BuildPlan) -> str:
 def estimate_cost(plan: BuildPlan, targets: list[str] | None, *, reasons: Sequence[str] = (),
                   narrow: str = "") -> CostBlock:
     """What compiling ``targets`` (None: every target) in the plan's build dir will cost."""
-    from vllm_dev.checkout.affected import ninja_of
+    from vllm_dev.checkout.build_graph import ninja_of
     from vllm_dev.host.machine import probe_machine
     from vllm_dev.installs.components import components
     from vllm_dev.reporting.estimate import estimate, planned_steps
@@ -224,7 +224,7 @@ def remember_timings(plan: BuildPlan, offset: int | None, report: BuildReport | 
     entries = entries_since(plan.build_dir, offset)
     if not entries:
         return
-    from vllm_dev.checkout.affected import ninja_deps
+    from vllm_dev.checkout.build_graph import ninja_deps
 
     try:
         history = history_for(plan)

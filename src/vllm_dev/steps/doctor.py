@@ -128,9 +128,9 @@ class Doctor:
                         " (not in this checkout's build requirements)"),
                      "run `vllm-dev setup`")
             return
-        done = self.runner.run(
+        done = self.runner.query(
             [self.ws.interpreter.path, "-c", "import torch; print(torch.__version__)"],
-            capture=True, check=False, mutates=False, timeout=TORCH_IMPORT_TIMEOUT_S)
+            timeout=TORCH_IMPORT_TIMEOUT_S)
         if not done.ok:
             last = (done.stderr.strip().splitlines() or ["no output"])[-1]
             self.add("torch", "fail", f"torch {facts.torch} does not import: {last}",
@@ -268,11 +268,10 @@ class Doctor:
             self.add("host compiler", "fail", "no C++ compiler (CXX, g++, c++)",
                      "install gcc/g++ (build-essential)")
             return
-        done = self.runner.run([compiler, "-dumpfullversion", "-dumpversion"], capture=True,
-                               check=False, mutates=False, timeout=COMPILER_TIMEOUT_S)
+        done = self.runner.query([compiler, "-dumpfullversion", "-dumpversion"],
+                                 timeout=COMPILER_TIMEOUT_S)
         version_text = done.stdout.strip()
-        ident = self.runner.run([compiler, "--version"], capture=True, check=False,
-                                mutates=False, timeout=COMPILER_TIMEOUT_S).stdout
+        ident = self.runner.query([compiler, "--version"], timeout=COMPILER_TIMEOUT_S).stdout
         try:
             version = Version(version_text).release
         except InvalidVersion:

@@ -46,7 +46,6 @@ from pathlib import Path
 from typing import Any
 
 from vllm_dev.checkout.compile_db import link_compile_commands, write_clangd_config
-from vllm_dev.checkout.state import BuildRecord
 from vllm_dev.errors import VllmDevError
 from vllm_dev.planning.plan import BuildPlan
 from vllm_dev.presets.render import cache_variable_names, preset_fingerprint
@@ -56,6 +55,7 @@ from vllm_dev.presets.user_presets import (
     plan_user_presets,
     write_user_presets,
 )
+from vllm_dev.state.build_record import BuildRecord
 
 # Fingerprint keys whose change needs a fresh CMake cache, not just a re-run of configure, and
 # the change in words: VLLM_PYTHON_EXECUTABLE and torch's Torch_DIR/TORCH_LIBRARY are cached

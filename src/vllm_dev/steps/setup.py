@@ -9,21 +9,26 @@ from __future__ import annotations
 import hashlib
 import re
 import shutil
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from vllm_dev.checkout.state import ensure_state_dir, read_json, write_json
-from vllm_dev.errors import CommandFailed, VllmDevError
+from vllm_dev.errors import CannotRun, CommandFailed, VllmDevError
 from vllm_dev.planning.workspace import Workspace
+from vllm_dev.process.runner import Runner
+from vllm_dev.state import layout, records
 
 PRECOMPILED_VARS = (
     "VLLM_PRECOMPILED_WHEEL_LOCATION",
     "VLLM_PRECOMPILED_WHEEL_COMMIT",
     "VLLM_PRECOMPILED_WHEEL_VARIANT",
 )
-SETUP_RECORD = "setup.json"
+SETUP_RECORD = layout.SETUP
+# What each interpreter was last set up with. Version 1 was a bare object of interpreter -> key
+# (no kind): read as version 2's "interpreters".
+SETUP_FORMAT = records.Format("setup record", "vllm-dev setup record", 2,
+                              legacy=lambda data: {"interpreters": data})
 
 
 # Lets uv pick torch's CUDA/ROCm/CPU wheel index for this machine; pip has no such option.
@@ -132,11 +137,10 @@ def find_uv() -> str:
         return found
 
 
-def _commit(root: Path) -> str:
+def _commit(runner: Runner, root: Path) -> str:
     try:
-        done = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
-                              text=True, timeout=10, check=False)
-    except (OSError, subprocess.TimeoutExpired):
+        done = runner.query(["git", "-C", str(root), "rev-parse", "HEAD"], timeout=10)
+    except CannotRun:
         return ""
     return done.stdout.strip() if done.returncode == 0 else ""
 
@@ -157,7 +161,7 @@ def setup_key(ws: Workspace, requirements: Path) -> dict[str, str]:
     return {
         "interpreter": str(ws.interpreter.path),
         "interpreter_real": str(ws.interpreter.path.resolve()),
-        "commit": _commit(root),
+        "commit": _commit(ws.runner, root),
         "files": _digest(watched),
         "device": ws.device,
         **{var: ws.environ.get(var, "") for var in PRECOMPILED_VARS},
@@ -183,7 +187,8 @@ def run_setup(ws: Workspace, *, force: bool = False,
     if tests_step is not None:  # a setup without --tests did not install them
         key["tests"] = _digest([Path(tests_step.args[-1])])
     record_path = ws.checkout.state_dir / SETUP_RECORD
-    record = read_json(record_path) or {}
+    loaded = records.load(SETUP_FORMAT, record_path, _interpreters)
+    record = loaded.value or {}
     if not force and record.get(key["interpreter"]) == key:
         ws.say(f"setup: nothing changed since the last setup into {ws.interpreter.path} "
                "(same commit, requirements and interpreter); skipped, --force redoes it")
@@ -202,9 +207,10 @@ def run_setup(ws: Workspace, *, force: bool = False,
         except CommandFailed as exc:
             raise watch.explain(exc) from None
     if not ws.dry:
-        ensure_state_dir(ws.checkout.state_dir)
+        records.ensure_state_dir(ws.checkout.state_dir)
         record[key["interpreter"]] = key
-        write_json(record_path, record)
+        if loaded.writable:
+            records.save(SETUP_FORMAT, record_path, {"interpreters": record}, guard=False)
         from vllm_dev.checkout.precompiled import remember_setup  # W, while the wheel is at hand
 
         before = recorded_w(ws.checkout.state_dir)
@@ -213,12 +219,18 @@ def run_setup(ws: Workspace, *, force: bool = False,
     return SetupResult(False, requirements)
 
 
+def _interpreters(body: dict[str, Any]) -> dict[str, Any]:
+    found = body.get("interpreters")
+    if not isinstance(found, dict):
+        raise records.Corrupt("interpreters", "must be an object")
+    return found
+
+
 def recorded_w(state_dir: Path) -> str | None:
     """W as the last setup recorded it (None: no record, or W unknown then)."""
-    from vllm_dev.checkout.precompiled import RECORD
+    from vllm_dev.checkout.precompiled import recorded
 
-    data = read_json(state_dir / RECORD) if (state_dir / RECORD).is_file() else None
-    commit = (data or {}).get("commit")
+    commit = (recorded(state_dir) or {}).get("commit")
     return str(commit) if commit else None
 
 
@@ -234,8 +246,8 @@ def follow_new_w(ws: Workspace, before: str | None, after: str | None) -> None:
     root = ws.checkout.root
     if after and after != before:
         from vllm_dev.checkout.affected import remember_built
-        from vllm_dev.checkout.state import is_marked_build_dir
         from vllm_dev.installs.install_record import InstallRecord
+        from vllm_dev.state.build_record import is_marked_build_dir
 
         for build_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink()
                                 and is_marked_build_dir(p)):

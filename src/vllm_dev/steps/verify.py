@@ -27,23 +27,21 @@ every installed extension.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vllm_dev.checkout.state import ensure_state_dir
-from vllm_dev.errors import VllmDevError
+from vllm_dev.errors import CannotRun, VllmDevError
 from vllm_dev.installs.components import components
 from vllm_dev.installs.install_record import InstallRecord
 from vllm_dev.installs.staged_install import build_outputs
 from vllm_dev.planning.plan import Resolved
-from vllm_dev.process.interrupts import signal_for, stop_session
+from vllm_dev.process.children import Child
+from vllm_dev.state import layout
+from vllm_dev.state.records import ensure_state_dir
 
 IMPORT_TIMEOUT_S = 300.0
 
@@ -253,53 +251,46 @@ class WarmChecker:
     """The checking interpreter, started while ninja compiles so that its start-up and
     ``import torch`` (1-3 s; the bulk of a check) overlap the compile instead of following the
     install. It then waits for the list of files on stdin. Started on ninja's first status line
-    only: a no-op build starts no interpreter at all. Its own session, so an interrupt stops it
-    with the rest (see interrupts.py)."""
+    only: a no-op build starts no interpreter at all. A long-lived child of the runner
+    (``runner.start``, process/children.py): an interrupt stops it with the rest."""
 
     def __init__(self, ws: Resolved) -> None:
         self.ws = ws
-        self.proc: subprocess.Popen[str] | None = None
+        self.child: Child | None = None
 
     def start(self) -> None:
-        if self.proc is not None:
+        if self.child is not None:
             return
         ws = self.ws
         try:
-            self.proc = subprocess.Popen(
+            self.child = ws.runner.start(
                 [str(ws.interpreter.path), "-c", _CHECKER, "-", _torch_mode(ws)],
-                cwd=ws.checkout.root, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE, text=True, errors="replace", start_new_session=True)
-        except OSError:
-            self.proc = None  # the check then starts its interpreter when needed
+                cwd=ws.checkout.root, grace=1.0)
+        except CannotRun:
+            self.child = None  # the check then starts its interpreter when needed
 
     def on_line(self, text: str) -> None:
-        if self.proc is None and text.lstrip().startswith("["):  # a ninja step started
+        if self.child is None and text.lstrip().startswith("["):  # a ninja step started
             self.start()
 
     def check(self, modules: dict[str, Path]) -> tuple[int, str, str] | None:
         """Hand over the files; (exit code, stdout, stderr), or None when never started."""
-        proc, self.proc = self.proc, None
-        if proc is None:
+        child, self.child = self.child, None
+        if child is None:
             return None
         items = [[name, str(path)] for name, path in modules.items()]
         try:
-            out, err = proc.communicate(json.dumps(items), timeout=IMPORT_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            stop_session(proc, signal.SIGTERM, grace=1.0)
+            out, err = child.communicate(json.dumps(items), timeout=IMPORT_TIMEOUT_S)
+        except CannotRun:  # timed out: the child was stopped
             raise VllmDevError(f"loading the installed extensions in {self.ws.interpreter.path} "
                                f"did not finish within {IMPORT_TIMEOUT_S:g} s") from None
-        except BaseException as exc:  # Ctrl-C, SIGTERM
-            stop_session(proc, signal_for(exc), grace=1.0)
-            raise
-        return proc.returncode, out or "", err or ""
+        return child.returncode if child.returncode is not None else -1, out, err
 
     def close(self) -> None:
         """Not needed after all (nothing installed, or the build failed): stop it."""
-        proc, self.proc = self.proc, None
-        if proc is not None:
-            with contextlib.suppress(OSError):
-                proc.stdin.close() if proc.stdin else None
-            stop_session(proc, signal.SIGTERM, grace=1.0)
+        child, self.child = self.child, None
+        if child is not None:
+            child.stop()
 
 
 def _torch_mode(ws: Resolved) -> str:
@@ -356,10 +347,9 @@ def _run_checker(ws: Resolved, modules: dict[str, Path], *, mode: str,
     answered = warm.check(modules) if warm is not None else None
     if answered is None:
         items = [[name, str(path)] for name, path in modules.items()]
-        done = ws.runner.run(
+        done = ws.runner.query(
             [ws.interpreter.path, "-c", _CHECKER, json.dumps(items), mode],
-            cwd=ws.checkout.root, capture=True, check=False, mutates=False,
-            timeout=IMPORT_TIMEOUT_S)
+            cwd=ws.checkout.root, timeout=IMPORT_TIMEOUT_S)
         answered = (done.returncode, done.stdout, done.stderr)
     code, stdout, stderr = answered
     for line in reversed(stdout.splitlines()):
@@ -376,7 +366,7 @@ def _run_checker(ws: Resolved, modules: dict[str, Path], *, mode: str,
 def remove_stale(ws: Resolved, stale: list[Path]) -> Path:
     """Move stale files under ``.vllm-dev/stale/<time>/`` (never deleted: they may be a user's)."""
     root = ws.checkout.root
-    target = ensure_state_dir(ws.checkout.state_dir) / "stale" / time.strftime("%Y%m%d-%H%M%S")
+    target = ensure_state_dir(ws.checkout.state_dir) / layout.STALE / time.strftime("%Y%m%d-%H%M%S")
     for path in stale:
         dest = target / path.relative_to(root)
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -560,9 +550,8 @@ def check_editable_install(ws: Resolved) -> None:
     """The target interpreter's ``vllm`` is this checkout's (a Nox session's fresh venv could
     hold another one); run from the venv's directory so that the checkout is not on the path."""
     package_dir = ws.checkout.package_dir
-    done = ws.runner.run([ws.interpreter.path, "-I", "-c", _EDITABLE_CHECK, str(package_dir)],
-                         cwd=ws.interpreter.path.parent.parent, capture=True, check=False,
-                         mutates=False, timeout=IMPORT_TIMEOUT_S)
+    done = ws.runner.query([ws.interpreter.path, "-I", "-c", _EDITABLE_CHECK, str(package_dir)],
+                           cwd=ws.interpreter.path.parent.parent, timeout=IMPORT_TIMEOUT_S)
     if not done.ok:
         problem = (done.stdout.strip().splitlines() or done.stderr.strip().splitlines()
                    or ["no output"])[-1]

@@ -81,8 +81,8 @@ def probe_gpus(*, runner: Runner, nvidia_smi: str | None = None) -> GpuProbe:
     if smi is None:
         return GpuProbe((), problem="nvidia-smi not found")
     try:
-        done = runner.run([smi, "--query-gpu=compute_cap,name", "--format=csv,noheader"],
-                          capture=True, check=False, mutates=False, timeout=NVIDIA_SMI_TIMEOUT_S)
+        done = runner.query([smi, "--query-gpu=compute_cap,name", "--format=csv,noheader"],
+                            timeout=NVIDIA_SMI_TIMEOUT_S)
     except VllmDevError as exc:  # timeout, or cannot execute
         return GpuProbe((), problem=str(exc))
     if not done.ok:
@@ -104,8 +104,7 @@ def probe_gpus(*, runner: Runner, nvidia_smi: str | None = None) -> GpuProbe:
 def nvcc_arches(nvcc: Path, *, runner: Runner) -> tuple[str, ...] | None:
     """Arches this nvcc can compile for (``compute_90`` -> ``9.0``); None if it cannot say."""
     try:
-        done = runner.run([nvcc, "--list-gpu-arch"], capture=True, check=False, mutates=False,
-                          timeout=NVCC_TIMEOUT_S)
+        done = runner.query([nvcc, "--list-gpu-arch"], timeout=NVCC_TIMEOUT_S)
     except VllmDevError:
         return None
     if not done.ok:

@@ -10,8 +10,10 @@ change, so each answer is stored with the identity (mtime, size, inode) of those
   Installing, removing or upgrading a distribution adds or removes a ``*.dist-info`` directory,
   which changes the site-packages directory's mtime, so a ``uv pip install torch==...`` is seen.
 
-The store is ``<checkout>/.vllm-dev/fact-cache.json``. A damaged file is set aside by
-:func:`vllm_dev.checkout.state.read_json` and rebuilt; a dry run reads it but never writes it.
+The store is ``<checkout>/.vllm-dev/fact-cache.json`` (state/layout.py), a record of
+state/records.py: a damaged file is set aside and rebuilt, one of a newer vllm-dev is not used
+and never written; a dry run reads it but never writes it. Its entries stay plain JSON (each
+answer's own shape is its reader's business: :meth:`FactCache.memo` decodes it).
 """
 
 from __future__ import annotations
@@ -22,8 +24,11 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
-CACHE_NAME = "fact-cache.json"
+from vllm_dev.state import layout, records
+
+CACHE_NAME = layout.FACT_CACHE
 KIND = "vllm-dev fact cache"
+FORMAT = records.Format("fact cache", KIND, 1)
 T = TypeVar("T")
 
 
@@ -34,6 +39,13 @@ def identity(path: Path | str) -> list[int] | None:
     except OSError:
         return None
     return [st.st_mtime_ns, st.st_size, st.st_ino]
+
+
+def _entries(body: dict[str, Any]) -> dict[str, Any]:
+    entries = body.get("entries", {})
+    if not isinstance(entries, dict):
+        raise records.Corrupt("entries", "must be an object")
+    return entries
 
 
 def site_dirs(prefix: str) -> list[str]:
@@ -58,12 +70,10 @@ class FactCache:
     def _load(self) -> dict[str, Any]:
         if self._entries is None:
             self._entries = {}
-            if self.path is not None and self.path.is_file():
-                from vllm_dev.checkout.state import read_json
-
-                data = read_json(self.path) or {}
-                if data.get("kind") == KIND and isinstance(data.get("entries"), dict):
-                    self._entries = data["entries"]
+            if self.path is not None:
+                loaded = records.load(FORMAT, self.path, _entries)
+                self._entries = loaded.value or {}
+                self.writable = self.writable and loaded.writable
         return self._entries
 
     def get(self, key: str) -> Any | None:
@@ -102,10 +112,8 @@ class FactCache:
     def save(self) -> None:
         if not (self.writable and self._dirty and self.path is not None):
             return
-        from vllm_dev.checkout.state import write_json
-
         try:
-            write_json(self.path, {"kind": KIND, "entries": self._load()})
+            records.save(FORMAT, self.path, {"entries": self._load()}, guard=False)
             self._dirty = False
         except OSError:
             pass  # a read-only checkout only loses the speed-up
@@ -117,9 +125,7 @@ def for_state_dir(state_dir: Path | None, *, dry: bool) -> FactCache:
         return FactCache(None, writable=False)
     if not dry and not state_dir.is_dir():
         try:
-            from vllm_dev.checkout.state import ensure_state_dir
-
-            ensure_state_dir(state_dir)
+            records.ensure_state_dir(state_dir)
         except Exception:  # noqa: BLE001 - no cache rather than no build
             return FactCache(None, writable=False)
     return FactCache(state_dir / CACHE_NAME, writable=not dry)

@@ -152,11 +152,8 @@ def probe(
 ) -> InterpreterFacts:
     """Ask the interpreter about itself; a broken interpreter is a one-line error."""
     names = sorted(set(packages))
-    done = runner.run(
+    done = runner.query(
         [interpreter.path, "-I", "-c", _PROBE, json.dumps(names)],
-        capture=True,
-        check=False,
-        mutates=False,
         timeout=PROBE_TIMEOUT_S,
     )
     not_python = VllmDevError(

@@ -49,8 +49,7 @@ def _which(name: str, *, first: list[Path]) -> Path | None:
 
 def version_of(path: Path, *, runner: Runner, flag: str = "--version") -> tuple[int, ...]:
     """The first dotted version a tool prints (every tool here prints one early)."""
-    done = runner.run([path, flag], capture=True, check=False, mutates=False,
-                      timeout=VERSION_TIMEOUT_S)
+    done = runner.query([path, flag], timeout=VERSION_TIMEOUT_S)
     if flag == "--version" and path.name.startswith("nvcc"):
         match = re.search(r"release (\d+)\.(\d+)", done.stdout)
         if match:

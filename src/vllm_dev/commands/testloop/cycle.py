@@ -231,8 +231,7 @@ def changed_since_base(ws: Workspace, since: str | None) -> tuple[list[str], str
 
 def _figures(build_dir: Path, *, since: float, installed: int) -> BuildFigures | None:
     """This cycle's build figures, from the report it wrote (None when it wrote none)."""
-    from vllm_dev.checkout.state import read_json
-    from vllm_dev.reporting.build_report import REPORT_FILE, BuildReport
+    from vllm_dev.reporting.build_report import REPORT_FILE, read_report
 
     path = build_dir / REPORT_FILE
     try:
@@ -240,10 +239,9 @@ def _figures(build_dir: Path, *, since: float, installed: int) -> BuildFigures |
             return None  # an earlier build's
     except OSError:
         return None
-    data = read_json(path)
-    if not data:
+    report = read_report(path)
+    if report is None:
         return None
-    report = BuildReport.from_json(data)
     failed = len({f.output for f in report.failed})
     return BuildFigures(report.ok, report.exit_code, max(0, report.compile_steps - failed),
                         failed, report.phases.get("compile", 0.0), report.total_seconds,

@@ -22,11 +22,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vllm_dev.checkout.affected import compile_units, ninja_deps, read_graph
+from vllm_dev.checkout.build_graph import ninja_deps, read_graph
+from vllm_dev.checkout.header_scan import compile_units
 from vllm_dev.commands.testloop.pause import WholeBuild
+from vllm_dev.state import layout
 
-_NOT_OWN_TOP = (".deps", ".vllm-dev", ".git")
-_TOOL_MARKERS = ("CMakeCache.txt", "pyvenv.cfg", "vllm-dev-build.json")
+_NOT_OWN_TOP = (".deps", layout.STATE_DIR, ".git")
+_TOOL_MARKERS = ("CMakeCache.txt", "pyvenv.cfg", layout.BUILD_RECORD)
 
 
 @dataclass(frozen=True)
