@@ -36,9 +36,28 @@ def par(cpus: int, gib: float, **flags: object) -> Parallelism:
 @pytest.mark.unit
 def test_one_unit_gets_every_cpu_of_the_h200_host() -> None:
     split = split_threads(par(16, 125), cuda_units=1)
-    assert split.threads == 16 and split.flag == "-split-compile=16"
-    assert split.line() == ("split: -split-compile=16 for 1 CUDA unit(s) (16 threads for 1 CUDA "
-                            "unit(s))")
+    # one arch at nvcc_threads 1: -t 2 beside the split for nvcc's host front end
+    assert split.threads == 16 and split.host_threads == 2
+    assert split.flag == "-split-compile=16 -t 2"
+    assert split.line() == ("split: -split-compile=16 -t 2 for 1 CUDA unit(s) (16 threads for 1 "
+                            "CUDA unit(s))")
+
+
+@pytest.mark.unit
+def test_the_host_thread_needs_one_arch_one_nvcc_thread_and_no_users_threads() -> None:
+    assert split_threads(par(2, 125), cuda_units=1).flag == "-split-compile=2 -t 2"
+    assert split_threads(par(16, 125), cuda_units=1, host_thread=False).flag \
+        == "-split-compile=16"
+    machine = Machine(Cpus(16, "test"), Memory(125 * GIB, "test"))
+    two_arches = choose(Settings.resolve(flags={}, environ={}), device="cuda", arch_count=2,
+                        machine=machine)
+    assert two_arches.nvcc_threads == 2  # auto: 16 CPUs, 2 arches: --threads=2 already
+    assert split_threads(two_arches, cuda_units=1).flag == "-split-compile=8"
+    one_thread = choose(Settings.resolve(flags={"nvcc_threads": 1}, environ={}), device="cuda",
+                        arch_count=2, machine=machine)
+    # -t 2 would run two arches at once, each with the split's threads: not given
+    assert split_threads(one_thread, cuda_units=1).flag == "-split-compile=16"
+    assert split_threads(par(16, 125), cuda_units=9).flag is None  # no split, no -t either
 
 
 @pytest.mark.unit
@@ -69,9 +88,10 @@ def test_a_users_job_cap_caps_the_threads_too() -> None:
 
 @pytest.mark.unit
 def test_memory_limits_the_split_and_never_goes_below_one_thread() -> None:
-    # 14 GiB: 1 job of 4.5 + 7.5 reserve leaves 2 GiB: 3 extra threads at 0.6 GiB
+    # 14 GiB: 1 job of 4.5 + 7.5 reserve leaves 2 GiB: 3 extra threads at 0.6 GiB, one of
+    # them the host front end's (-t 2)
     tight = split_threads(par(16, 14), cuda_units=1)
-    assert tight.threads == 4 and "limited by memory" in tight.why
+    assert tight.threads == 3 and tight.host_threads == 2 and "limited by memory" in tight.why
     none = split_threads(par(16, 12.1), cuda_units=1)
     assert none.threads == 1 and "no memory to spare" in none.why
     farm = Parallelism(32, 1, "farm")  # no budget given: a farm's jobs
@@ -180,6 +200,32 @@ def test_split_edit_then_clean_rebuild_hits_every_object(cuda_project: Project,
     off = project.run("build", "--plain", "--no-split")
     assert "-split-compile" not in log.read_text() and "split: -split" not in off.stderr
     assert _report(project)["split"]["why"] == "off: --no-split"
+
+
+@requires_nvcc
+def test_one_arch_gets_the_host_thread_and_no_warning_of_it(cuda_project: Project,
+                                                           tmp_path: Path) -> None:
+    """One arch at nvcc_threads 1: ``-t 2`` beside the split (after the command's own
+    ``--threads=1``, which makes nvcc warn on every such compile: the build drops that line),
+    outside the cache key like the split."""
+    project = cuda_project
+    wrapper, log = _nvcc_logger(tmp_path)
+    project.env.update(CUDACXX=str(wrapper), VLLM_DEV_JOBS="2")
+    project.run("build", "--plain", "--arch", "7.5")
+    _add_kernel(project, "vllm_dev_host_thread_probe")
+    log.write_text("")
+    done = project.run("build", "--plain")  # the arch is remembered
+    assert "split: -split-compile=2 -t 2 for 1 CUDA unit(s)" in done.stderr, done.stderr
+    assert log.read_text().split("\n")[0] == "[-split-compile=2 -t 2]"
+    commands = json.loads((project.build_dir / "compile_commands.json").read_text())
+    assert any("--threads=1" in c.get("command", "") for c in commands)  # so nvcc did warn
+    assert "incompatible redefinition for option 'threads'" not in done.stderr, done.stderr
+    assert _report(project)["split"]["host_threads"] == 2
+    assert project.value("_cuda_C") == 1234
+    project.run("clean")
+    project.run("build", "--plain")
+    cache = _report(project)["cache"]
+    assert cache["misses"] == 0 and cache["hits"] >= 4, cache
 
 
 @requires_nvcc

@@ -57,6 +57,18 @@ CPUs when vllm-dev sized the jobs, or what ``--jobs``/``MAX_JOBS`` allow when th
 cap is a cap on threads too). The other compiles of the same build (C++ units) keep one CPU each.
 No split when more CUDA units wait than jobs run at once: every core is busy already.
 
+With one arch and ``nvcc_threads`` 1 the command carries ``--threads=1``, and nvcc runs its host
+front end (preprocessing, ``cudafe++``: about 3 s of ``topk_softmax_kernels.cu``) after the device
+chain instead of beside it. A split unit also gets ``-t 2`` (the last ``--threads`` on the command
+line wins): the front end then runs beside cicc's own front end, which the split does not spread
+and which runs before the split's threads start, so it takes no CPU from them and is not counted
+in the thread budget (its memory is: one :data:`SPLIT_THREAD_GIB`). Measured on an H200 (real vLLM
+0.33.0, arch 9.0, ``topk_softmax_kernels.cu`` alone, interleaved, bench/nvcc_phases.py,
+2026-12-03): ``-split-compile=16`` 21.29/21.02/20.45 s, with ``-t 2`` 20.42/20.14/19.94 s; the
+object's size and SASS are the same with or without ``-t 2`` at one split count. nvcc warns of the
+redefined ``--threads`` on every such compile; the build drops that one line from its output
+(steps/build.py), since vllm-dev caused it and it says nothing about the user's code.
+
 Memory: nvcc's split threads share one process tree, and what they add depends on the unit.
 Measured on H200 hosts (real vLLM 0.33.0, arch 9.0, memory summed over every process of the
 build, sampled every 0.1 s; bench/gpu_split.sh, 2026-12-03): ``csrc/moe/topk_softmax_kernels.cu``
@@ -100,6 +112,8 @@ CPUS_PER_THREAD_STEP = 8
 SPLIT_THREAD_GIB = 0.6
 #: The nvcc option that the split uses (one value for a whole ninja run, see steps/build.py).
 SPLIT_OPTION = "-split-compile"
+#: ``-t`` given beside the split for nvcc's host front end (see "Splitting one unit" above).
+HOST_THREADS = 2
 
 
 @dataclass(frozen=True)
@@ -116,6 +130,8 @@ class Parallelism:
     available_gib: float | None = None
     per_job_gib: float = 0.0
     outlier_gib: float = 0.0
+    #: The arches each CUDA unit compiles for (the split's host thread needs exactly one).
+    arch_count: int = 1
 
     def line(self) -> str:
         return f"jobs={self.jobs} nvcc_threads={self.nvcc_threads}: {self.why}"
@@ -129,11 +145,16 @@ class Split:
     cuda_units: int
     why: str
     per_object: bool = False  # chosen per object by the launcher's plan (host/split_launcher)
+    #: ``-t`` appended beside the split for nvcc's host front end (0: the command's own).
+    host_threads: int = 0
 
     @property
     def flag(self) -> str | None:
-        """The nvcc option, or None when the units are not split."""
-        return f"{SPLIT_OPTION}={self.threads}" if self.threads > 1 else None
+        """The nvcc options, or None when the units are not split."""
+        if self.threads <= 1:
+            return None
+        return f"{SPLIT_OPTION}={self.threads}" + (f" -t {self.host_threads}"
+                                                   if self.host_threads else "")
 
     def line(self) -> str:
         if self.flag is None:
@@ -143,9 +164,11 @@ class Split:
         return f"split: {self.flag} for {self.cuda_units} CUDA unit(s) ({self.why})"
 
 
-def split_threads(par: Parallelism, *, cuda_units: int, other_units: int = 0) -> Split:
+def split_threads(par: Parallelism, *, cuda_units: int, other_units: int = 0,
+                  host_thread: bool = True) -> Split:
     """The split for a build that will compile ``cuda_units`` CUDA and ``other_units`` other
-    units (see the module docstring): the idle part of the thread budget, within memory."""
+    units (see the module docstring): the idle part of the thread budget, within memory;
+    ``host_thread=False`` when the user's own nvcc flags choose ``--threads``."""
     if cuda_units <= 0:
         return Split(1, 0, "no CUDA unit to compile")
     if par.thread_budget <= 0:
@@ -162,18 +185,20 @@ def split_threads(par: Parallelism, *, cuda_units: int, other_units: int = 0) ->
     if per_unit < 2:
         return Split(1, cuda_units, f"{budget}: no thread to spare")
     threads = per_unit
+    host = host_thread and par.nvcc_threads == 1 and par.arch_count == 1
     note = ""
     if par.available_gib is not None and par.per_job_gib > 0:
-        # cuda_units * (per_job + (n - 1) * split) + outlier <= available, per nvcc thread
+        # cuda_units * (per_job + (n - 1 + host) * split) + outlier <= available, per nvcc thread
         room = (par.available_gib - par.outlier_gib) / cuda_units - par.per_job_gib
         fit = 1 + int(room // (SPLIT_THREAD_GIB * max(1, par.nvcc_threads))) if room >= 0 else 1
+        fit -= host  # the host front end's memory, as one more split thread
         if fit < threads:
             threads = max(1, fit)
             note = f"; limited by memory ({_gib(par.available_gib)} GiB available)"
             if threads < 2:
                 return Split(1, cuda_units, f"{budget}: no memory to spare"
                                             f" ({_gib(par.available_gib)} GiB available)")
-    return Split(threads, cuda_units, budget + note)
+    return Split(threads, cuda_units, budget + note, host_threads=HOST_THREADS if host else 0)
 
 
 def auto_threads(*, cpus: int, arch_count: int, device: str) -> int:
@@ -241,7 +266,7 @@ def choose(
 
     def sized(jobs: int, why: str, budget: int) -> Parallelism:
         return Parallelism(jobs, threads, why, thread_budget=budget, available_gib=available,
-                           per_job_gib=per_job, outlier_gib=outlier)
+                           per_job_gib=per_job, outlier_gib=outlier, arch_count=arch_count)
 
     if settings.jobs:
         by_cpu, by_memory = _ceilings(cpus, threads, available, per_job, outlier)
@@ -296,9 +321,9 @@ def plan_unit_threads(weights: dict[str, float | None], par: Parallelism) -> dic
     median = known[len(known) // 2] if known else 1.0
     filled = {obj: (w if w else median) for obj, w in weights.items()}
     most = max(1, par.thread_budget // max(1, par.nvcc_threads))
-    cap = min(most, split_threads(par, cuda_units=1).threads)  # memory, for one unit
+    cap = min(most, split_threads(par, cuda_units=1, host_thread=False).threads)  # memory, one unit
     if len(filled) <= par.jobs:  # every object runs at once: the part-1 rule, by weight
-        if split_threads(par, cuda_units=len(filled)).threads <= 1:
+        if split_threads(par, cuda_units=len(filled), host_thread=False).threads <= 1:
             return dict.fromkeys(filled, 1)
         total = sum(filled.values())
         spare = max(0, most - len(filled))  # threads beyond one per object, by weight

@@ -59,13 +59,15 @@ class SplitNote:
     cuda_units: int
     why: str
     per_object: bool = False  # threads chosen per object (host/split_launcher.py)
+    host_threads: int = 0  # ``-t`` beside the split for nvcc's host front end (0: none)
 
     def line(self) -> str:
         if self.threads <= 1:
             return f"split: none ({self.why})"
         if self.per_object:
             return f"split: up to -split-compile={self.threads} ({self.why})"
-        return f"split: -split-compile={self.threads} for {self.cuda_units} CUDA unit(s) " \
+        host = f" -t {self.host_threads}" if self.host_threads else ""
+        return f"split: -split-compile={self.threads}{host} for {self.cuda_units} CUDA unit(s) " \
                f"({self.why})"
 
 

@@ -233,7 +233,8 @@ class Recorder:
             failed=list(self.failed),
             selection=self.selection,
             split=(SplitNote(self.split.threads, self.split.cuda_units, self.split.why,
-                             self.split.per_object) if self.split is not None else None),
+                             self.split.per_object, self.split.host_threads)
+                   if self.split is not None else None),
         )
         if self.build_dir is not None and self._log_mark is not None:
             entries = entries_since(self.build_dir, self._log_mark)

@@ -6,6 +6,7 @@ runs it between configure and install, under the build dir's lock, inside the bu
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -63,7 +64,8 @@ def compile_targets(plan: BuildPlan, targets: list[str] | None, *, install: bool
     started = time.monotonic()
     try:
         plan.runner.run(argv, cwd=plan.checkout.root, env={**env, **display.child_env()} or None,
-                        stream=_tee(display.line, warm), pseudo_terminal=display.pseudo_terminal)
+                        stream=_tee(_without_own_warning(display.line, split), warm),
+                        pseudo_terminal=display.pseudo_terminal)
     except CommandFailed as exc:
         require_build_dir(plan.build_dir, plan.dry)  # gone: that is the failure to name
         raise explain_failure(name_failed_steps(exc, display.progress.failures),
@@ -116,8 +118,9 @@ def choose_split(plan: BuildPlan, pending: Pending | None) -> Split | None:
         return Split(1, 0, "the units to compile are known once the build dir is configured")
     if pending.regenerates:
         return Split(1, 0, "CMake re-runs first, so the units to compile are not known yet")
+    own_threads = re.search(r"(^|\s)(-t|--threads)(=|\s|\d)", own) is not None
     return split_threads(plan.parallelism, cuda_units=len(pending.cuda),
-                         other_units=len(pending.other))
+                         other_units=len(pending.other), host_thread=not own_threads)
 
 
 def per_object_split(plan: BuildPlan, pending: Pending | None, split: Split | None
@@ -216,6 +219,24 @@ def remember_explicit(build_dir: Path, targets: list[str]) -> None:
     before = affected.built_before(build_dir)
     if before is not None:
         affected.remember_built(build_dir, sorted(set(before) | set(targets)))
+
+
+#: What nvcc says on every compile given the split's ``-t 2`` beside the command's
+#: ``--threads=1`` (host/parallelism.py, "Splitting one unit"): vllm-dev's doing, not the code's.
+NVCC_THREADS_WARNING = ("nvcc warning : incompatible redefinition for option 'threads', "
+                        "the last value of this option was used")
+
+
+def _without_own_warning(display_line: Callable[[str], None], split: Split | None
+                         ) -> Callable[[str], None]:
+    """The build's output without the one warning vllm-dev's own ``-t 2`` causes."""
+    if split is None or not split.host_threads or split.per_object:
+        return display_line
+
+    def on_line(text: str) -> None:
+        if text.strip() != NVCC_THREADS_WARNING:
+            display_line(text)
+    return on_line
 
 
 def _tee(display_line: Callable[[str], None], warm: WarmChecker | None
