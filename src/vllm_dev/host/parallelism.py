@@ -60,9 +60,10 @@ No split when more CUDA units wait than jobs run at once: every core is busy alr
 With one arch and ``nvcc_threads`` 1 the command carries ``--threads=1``, and nvcc runs its host
 front end (preprocessing, ``cudafe++``: about 3 s of ``topk_softmax_kernels.cu``) after the device
 chain instead of beside it. A split unit also gets ``-t 2`` (the last ``--threads`` on the command
-line wins): the front end then runs beside cicc's own front end, which the split does not spread
-and which runs before the split's threads start, so it takes no CPU from them and is not counted
-in the thread budget (its memory is: one :data:`SPLIT_THREAD_GIB`). Measured on an H200 (real vLLM
+line wins): the front end then runs beside the device chain's unsplit start (cicc kept 6.3 s
+of its 12 s under the split; we take that for its front end, which runs before the split's
+threads start: inferred, not traced), so it is not counted in the thread budget (its memory is:
+one :data:`SPLIT_THREAD_GIB`). Measured on an H200 (real vLLM
 0.33.0, arch 9.0, ``topk_softmax_kernels.cu`` alone, interleaved, bench/nvcc_phases.py,
 2026-12-03): ``-split-compile=16`` 21.29/21.02/20.45 s, with ``-t 2`` 20.42/20.14/19.94 s; the
 object's size and SASS are the same with or without ``-t 2`` at one split count. nvcc warns of the
