@@ -20,11 +20,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock, Timeout
 
 from vllm_dev.errors import VllmDevError
 from vllm_dev.process.interrupts import pid_alive, processes_with_env, stop_processes
@@ -113,8 +117,6 @@ def build_lock(
     process took over from (a killed build), else None. ``command`` is what a waiting process
     will be told this one is doing. Re-entrant within one process.
     """
-    from filelock import FileLock, Timeout
-
     _prepare_dir(build_dir)
     key = _lock_key(build_dir)
     # One instance per file, held for the life of the process: a second flock of ours would wait
@@ -174,9 +176,6 @@ def _stop_leftovers(build_dir: Path, say: Callable[[str], None]) -> None:
 
 def current_command() -> str:
     """This process's command line as a user would recognise it (``vllm-dev build ...``)."""
-    import shlex
-    import sys
-
     argv = list(sys.argv) or ["vllm-dev"]
     argv[0] = os.path.basename(argv[0]) or "vllm-dev"
     return shlex.join(argv)
