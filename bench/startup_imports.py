@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """What the console script pays before it does anything: the import of the program module
 (``vllm_dev_frontends.program``; ``-X importtime``, the cumulative microseconds of that one
-top-level import) and the wall time of
-``vllm-dev --help``, ``vllm-dev build --help`` and a no-op ``vllm-dev --dry build`` in a set-up,
-built project; two installs (A and B, e.g. a branch and its base) run in turn, A B A B ..., so a
-drift of the shared machine's speed hits both; medians in milliseconds.
+top-level import) and the wall and CPU time of ``vllm-dev --help``, ``vllm-dev build --help``
+and a no-op ``vllm-dev --dry build`` in a set-up, built project; two installs (A and B, e.g. a
+branch and its base) run in turn, A B A B ..., so a drift of the shared machine's speed hits
+both; medians in milliseconds (CPU: user + system, steadier than wall time when other work
+shares the cores).
 
 Each side is a venv with vllm-dev installed non-editable and byte-compiled
 (``uv pip install --compile-bytecode``): the import cost measured is loading modules, not
@@ -24,6 +25,7 @@ import json
 import os
 import platform
 import re
+import resource
 import statistics
 import subprocess
 import time
@@ -55,11 +57,19 @@ def loaded(python: Path) -> dict[str, object]:
     return {"modules": count, "watched_loaded": present}
 
 
-def wall_ms(argv: list[str], cwd: Path) -> float:
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed_ms(argv: list[str], cwd: Path) -> tuple[float, float]:
+    """Wall and CPU (user + system) milliseconds of one run. CPU time moves less than wall
+    time when other work shares the machine's two cores: both are kept."""
+    cpu = _children_cpu_s()
     start = time.perf_counter()
     subprocess.run(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                    check=True)
-    return (time.perf_counter() - start) * 1000
+    return (time.perf_counter() - start) * 1000, (_children_cpu_s() - cpu) * 1000
 
 
 def main() -> int:
@@ -73,25 +83,27 @@ def main() -> int:
     commands = {"--help": ["--help"], "build --help": ["build", "--help"],
                 "--dry build": ["--dry", "build"]}
     sides = {"A": args.a, "B": args.b}
-    raw: dict[str, dict[str, list[float]]] = {s: {"import": [], **{c: [] for c in commands}}
-                                              for s in sides}
+    load_before = round(os.getloadavg()[0], 2)
+    names = ["import", *commands, *(f"{c} cpu" for c in commands)]
+    raw: dict[str, dict[str, list[float]]] = {s: {n: [] for n in names} for s in sides}
     for _ in range(args.runs):
         for side, venv in sides.items():
             raw[side]["import"].append(import_us(venv / "bin" / "python") / 1000)
             for name, words in commands.items():
-                raw[side][name].append(wall_ms([str(venv / "bin" / "vllm-dev"), *words],
-                                               args.project))
+                wall, cpu = timed_ms([str(venv / "bin" / "vllm-dev"), *words], args.project)
+                raw[side][name].append(wall)
+                raw[side][f"{name} cpu"].append(cpu)
     result: dict[str, object] = {
         "date": time.strftime("%Y-%m-%d", time.gmtime()), "runs": args.runs,
         "python": platform.python_version(), "cpus": os.cpu_count(),
-        "load_after": round(os.getloadavg()[0], 2),
+        "load_before": load_before, "load_after": round(os.getloadavg()[0], 2),
         "sides": {s: str(v) for s, v in sides.items()},
         "median_ms": {s: {k: round(statistics.median(v), 1) for k, v in raw[s].items()}
                       for s in sides},
         "loaded": {s: loaded(v / "bin" / "python") for s, v in sides.items()},
         "raw_ms": {s: {k: [round(x, 1) for x in v] for k, v in raw[s].items()} for s in sides},
     }
-    print(json.dumps({k: result[k] for k in ("median_ms", "loaded", "load_after")}, indent=1))
+    print(json.dumps({k: result[k] for k in ("median_ms", "load_before", "load_after")}))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
     return 0

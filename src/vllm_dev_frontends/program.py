@@ -30,7 +30,6 @@ from vllm_dev.config import task_options
 from vllm_dev.config.declarations import SETTINGS, setting
 from vllm_dev.errors import VllmDevError
 from vllm_dev.installs.components import components
-from vllm_dev.presets.render import bundled_presets_dir, load_template_set, resolve_binary_dir
 from vllm_dev.process.interrupts import Terminated, sigterm_raises
 from vllm_dev.state import layout
 from vllm_dev_frontends.invoke_tasks import CORE_SHORT_FLAGS, namespace
@@ -66,7 +65,6 @@ def value_candidates(remainder: str, binaries: Iterable[str]) -> list[str] | Non
         return _preset_names()
     if flag in _TARGET_FLAGS:
         return _target_names(words)
-
     for declared in SETTINGS:
         if declared.choices and flag in (declared.flag, f"-{declared.short}"):
             return list(declared.choices)
@@ -83,6 +81,9 @@ def _checkout_state() -> tuple[os.PathLike[str] | None, list[str]]:
 
 
 def _templates() -> tuple[os.PathLike[str] | None, dict[str, object]]:
+    # here, not at the top: the presets' module costs every start-up 3 ms, completion alone needs it
+    from vllm_dev.presets.render import bundled_presets_dir, load_template_set
+
     root, extra = _checkout_state()
     dirs = [bundled_presets_dir(), *(Path(d) for d in extra if d and Path(d).is_dir())]
     return root, dict(load_template_set(dirs).templates)
@@ -94,6 +95,8 @@ def _preset_names() -> list[str]:
 
 def _target_names(words: list[str]) -> list[str]:
     """The targets of the preset's build dir (``--preset`` on the line, else the setting's)."""
+    from vllm_dev.presets.render import resolve_binary_dir  # as in _templates
+
     root, templates = _templates()
     preset = next((words[i + 1] for i, w in enumerate(words[:-1]) if w in _PRESET_FLAGS),
                   os.environ.get("VLLM_DEV_PRESET") or "release")

@@ -15,8 +15,6 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from typing import TYPE_CHECKING
 
-from filelock import FileLock, Timeout
-
 from vllm_dev.caching import compiler_cache as cc
 from vllm_dev.caching import farm_toolchains as ft
 from vllm_dev.caching.dist import DistClient, DistPlan
@@ -58,6 +56,8 @@ def _client_lock(client: DistClient, plan: BuildPlan) -> Iterator[None]:
     """One farm build at a time per checkout: builds of two presets of one checkout share its
     sccache server (one port, named in the presets), and each build restarts it. (Not
     locking.build_lock: that one marks child processes for its own build dir.)"""
+    from filelock import FileLock, Timeout  # as in locking.build_lock: not on every start-up
+
     ensure_state_dir(client.state_dir)
     client.directory.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(client.state_dir / layout.DIST_LOCK))

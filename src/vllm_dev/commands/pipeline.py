@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vllm_dev.caching.remote_check import start_probe
 from vllm_dev.checkout.affected import check_since
 from vllm_dev.commands.farm import farm_session
 from vllm_dev.errors import VllmDevError
@@ -202,6 +201,8 @@ def _remote_probe(ws: Workspace) -> Probe | None:
     """A look at the remote cache, started now (None without one, and in dry runs)."""
     if not ws.settings.cache_remote or ws.dry:
         return None
+    # here: urllib's HTTP client costs every build 2.9 ms, and only a remote cache needs it
+    from vllm_dev.caching.remote_check import start_probe
 
     return start_probe(ws.settings.cache_remote)
 
