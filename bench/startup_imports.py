@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """What the console script pays before it does anything: the import of the program module
 (``vllm_dev_frontends.program``; ``-X importtime``, the cumulative microseconds of that one
-top-level import) and the wall and CPU time of ``vllm-dev --help``, ``vllm-dev build --help``
-and a no-op ``vllm-dev --dry build`` in a set-up, built project; two installs (A and B, e.g. a
-branch and its base) run in turn, A B A B ..., so a drift of the shared machine's speed hits
-both; medians in milliseconds (CPU: user + system, steadier than wall time when other work
+top-level import) and the wall and CPU time of ``vllm-dev --help``, ``vllm-dev build --help``,
+``vllm-dev --dry build`` and a no-op ``vllm-dev build --plain`` in a set-up, built project; two
+installs (A and B, e.g. a branch and its base) run in turn, A B A B ..., so a drift of the shared
+machine's speed hits both; medians in milliseconds (CPU: user + system, steadier than wall time when other work
 shares the cores).
 
 Each side is a venv with vllm-dev installed non-editable and byte-compiled
@@ -81,7 +81,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     commands = {"--help": ["--help"], "build --help": ["build", "--help"],
-                "--dry build": ["--dry", "build"]}
+                "--dry build": ["--dry", "build"], "build (no-op)": ["build", "--plain"]}
     sides = {"A": args.a, "B": args.b}
     load_before = round(os.getloadavg()[0], 2)
     names = ["import", *commands, *(f"{c} cpu" for c in commands)]

@@ -29,24 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
-from vllm_dev.commands import pipeline
-from vllm_dev.commands.pipeline import Stage
-from vllm_dev.commands.testloop import cycle
-from vllm_dev.commands.testloop.command import check
 from vllm_dev.config.declarations import config_defaults, setting
 from vllm_dev.errors import VllmDevError
-from vllm_dev.planning.workspace import RunnerSetup, open_workspace
 from vllm_dev.presets.render import bundled_presets_dir
 from vllm_dev.process.children import Child
-from vllm_dev.process.locking import build_lock
 from vllm_dev.process.runner import Completed, SubprocessRunner
-from vllm_dev.state.records import ensure_state_dir
-from vllm_dev.steps.setup import (
-    UV_ONLY_ARGS,
-    editable_step,
-    requirements_step,
-    test_requirements_step,
-)
 from vllm_dev_frontends import config_files
 from vllm_dev_frontends.nox_options import parse_posargs, setting_flags
 
@@ -213,6 +200,10 @@ def build_session(session: NoxSession, *, preset: str) -> None:
 
 
 def _build(session: NoxSession, *, preset: str, clock: PhaseClock) -> None:
+    from vllm_dev.commands import pipeline
+    from vllm_dev.process.locking import build_lock
+    from vllm_dev.state.records import ensure_state_dir
+
     args = parse_posargs(session.posargs)
     say = clock.say
     # One workspace: setup reads only the checkout and the settings from it (the device it
@@ -265,6 +256,12 @@ def kernels_session(session: NoxSession) -> None:
 
 
 def _kernels(session: NoxSession, clock: PhaseClock) -> int:
+    from vllm_dev.commands import pipeline
+    from vllm_dev.commands.testloop import cycle
+    from vllm_dev.commands.testloop.command import check
+    from vllm_dev.process.locking import build_lock
+    from vllm_dev.state.records import ensure_state_dir
+
     posargs = list(session.posargs)
     ours, theirs = ((posargs[:posargs.index("--")], posargs[posargs.index("--") + 1:])
                     if "--" in posargs else ([], posargs))
@@ -303,6 +300,8 @@ def _session_workspace(session: NoxSession, args: Any, *, preset: str, name: str
     """A session's workspace (layer ``nox-``, the session's venv or ``--python``, the settings
     as the tasks resolve them, commands through nox) and its target interpreter; says which
     checkout, interpreter and build dir. A missing or non-vLLM checkout stops here."""
+    from vllm_dev.planning.workspace import RunnerSetup, open_workspace
+
     if args.python:
         # The user's own interpreter: setup cannot always run in a fresh venv (offline, behind a
         # PyPI-only mirror, or a torch pin no reachable index has), so the session can prove the
@@ -337,6 +336,8 @@ def _session_workspace(session: NoxSession, args: Any, *, preset: str, name: str
 
 
 def _stage_phases() -> dict[Stage, str]:
+    from vllm_dev.commands.pipeline import Stage
+
     return {Stage.CONFIGURE: "configure", Stage.COMPILE: "compile", Stage.INSTALL: "install",
             Stage.CHECK: "import check"}
 
@@ -346,6 +347,8 @@ def _setup(session: NoxSession, ws: Workspace, *, tests: bool = False) -> None:
     picks the requirements is torch's, and torch (if any) arrives with the editable install: the
     interpreter is probed as it is then (the fact cache notices the install; the workspace keeps
     no answer about it yet, so the build's plan probes it as it is after setup)."""
+    from vllm_dev.steps.setup import UV_ONLY_ARGS, editable_step, requirements_step
+
     say = ws.say
     extra = UV_ONLY_ARGS if session.venv_backend == "uv" else ()
     step = editable_step(ws)
@@ -356,6 +359,7 @@ def _setup(session: NoxSession, ws: Workspace, *, tests: bool = False) -> None:
     say(f"setup: {step.message} (skipped under nox -R)")
     session.install(*step.args, *extra)
     if tests:  # nox -s kernels
+        from vllm_dev.steps.setup import test_requirements_step
 
         step = test_requirements_step(ws)
         say(f"setup: {step.message} (skipped under nox -R)")
