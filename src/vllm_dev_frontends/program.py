@@ -198,7 +198,6 @@ class VllmDevProgram(Program):
 
     def print_task_help(self, name: str) -> None:
         # Invoke's version speaks of core opts, "other tasks here" and a "Docstring:".
-
         print(f"Usage: {self.binary} {name} [--options]")
         print("")
         for line in (inspect.getdoc(self.collection[name]) or "").splitlines():

@@ -292,7 +292,6 @@ def plan(build_dir: Path, checkout: Checkout, *, environ: Mapping[str, str], tor
     selection = select(root, build_dir, base, targets=components(build_dir),
                        jobs=jobs, torch_version=torch_version, remember=not dry)
     if not sha:  # --since names its own base: no move to speak of
-
         selection.base_move = base_moved(root, base.commit)
         if selection.base_move is not None:
             selection.narrow = NARROW_BASE_MOVED

@@ -151,7 +151,6 @@ def _preflight(plan: BuildDirPlan, request: Request) -> None:
         if targets and is_configured(plan.build_dir):  # else configure runs first
             check_components(plan.build_dir, targets)
     else:  # install only: what an earlier build left
-
         require_configured(plan.build_dir)
         check_components(plan.build_dir, targets)
     if Stage.COMPILE in request.stages:
@@ -274,7 +273,6 @@ def _compile(plan: BuildPlan, request: Request, recorder: Recorder,
         if targets == []:
             return []
         if not request.every:  # a big build vllm-dev chose says its cost first (steps/cost.py)
-
             with recorder.phase("select"):
                 confirm_cost(plan, selection, ask=request.ask, yes=request.yes)
     elif not plan.dry:

@@ -24,11 +24,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from vllm_dev.caching.compiler_cache import KINDS, REMOTE_MODES, validate_remote, validate_size
-from vllm_dev.caching.dist import validate_url
 from vllm_dev.checkout.tree import DEVICES
 from vllm_dev.config import values
 from vllm_dev.config.values import Parser
-from vllm_dev.toolchain.arch import parse_arch_setting
 
 #: The steps of vllm-dev (each has an Invoke task of the same name). ``settings`` shows and
 #: forgets the remembered settings (config/store.py): it reads only which checkout and preset.
@@ -118,11 +116,14 @@ class Setting:
 
 def _arch(text: str, *, origin: str) -> object:
     # Checked whatever the device: a typo in the arch list is one on a CPU build too.
+    from vllm_dev.toolchain.arch import parse_arch_setting  # 1.0 ms: not on every start-up
 
     return parse_arch_setting(text, origin=origin)
 
 
 def _dist_url(text: str, *, origin: str) -> str:
+    from vllm_dev.caching.dist import validate_url  # 1.6 ms: not on every start-up
+
     return validate_url(text, origin=origin)
 
 

@@ -24,7 +24,6 @@ from vllm_dev.config.declarations import SETTINGS, Setting, setting
 from vllm_dev.config.store import Entry
 from vllm_dev.config.values import boolean, choice, positive_float, positive_int, text
 from vllm_dev.errors import VllmDevError
-from vllm_dev.presets.render import parse_define
 
 __all__ = ["ConfigFile", "Remembered", "Settings", "Source", "boolean", "choice",
            "positive_float", "positive_int", "text"]
@@ -222,6 +221,8 @@ def _merged_defines(declared: Setting, *, flags: Mapping[str, Any], environ: Map
                     ) -> dict[str, tuple[str, Source, str]]:
     """Defines per name over every layer, weakest first: a stronger layer replaces a name's
     value, and adds its other names (``-D Y=2`` keeps a remembered ``X``)."""
+    from vllm_dev.presets.render import parse_define  # 3.6 ms: not on every start-up
+
     merged: dict[str, tuple[str, Source, str]] = {}
 
     def add(items: tuple[str, ...], source: Source, origin: str) -> None:

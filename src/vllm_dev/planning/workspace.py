@@ -140,7 +140,7 @@ class Workspace:
         with contextlib.suppress(VllmDevError):  # a missing file is reported where it matters
             names = requirement_names(self.checkout.build_requirements(
                 self.settings.device or "cuda"))
-
+        # remembered: see fact_cache.py
         facts = cached_probe(self.fact_cache, self.interpreter, runner=self.runner,
                              packages=names)
         if not (3, 10) <= facts.version[:2] <= (3, 14):

@@ -155,7 +155,6 @@ class SubprocessRunner:
             # A session of its own, stopped whole on Ctrl-C/SIGTERM (see process/interrupts.py).
             if stream is not None and not capture:
                 # Line by line to a consumer (the build's progress display); see streaming.py.
-
                 code = run_streaming(args, on_line=stream, cwd=cwd, env=full_env,
                                      pseudo_terminal=pseudo_terminal)
                 proc = subprocess.CompletedProcess(args, code, "", "")

@@ -215,7 +215,7 @@ def run_setup(ws: Workspace, *, force: bool = False,
         record[key["interpreter"]] = key
         if loaded.writable:
             records.save(SETUP_FORMAT, record_path, {"interpreters": record}, guard=False)
-
+        # W, while the wheel is at hand
         before = recorded_w(ws.checkout.state_dir)
         base = remember_setup(root, ws.checkout.state_dir, ws.environ)
         follow_new_w(ws, before, base.commit if base else None)
