@@ -33,7 +33,9 @@ from vllm_dev.config.declarations import config_defaults, setting
 from vllm_dev.errors import VllmDevError
 from vllm_dev.presets.render import bundled_presets_dir
 from vllm_dev.process.children import Child
+from vllm_dev.process.locking import build_lock
 from vllm_dev.process.runner import Completed, SubprocessRunner
+from vllm_dev.state.records import ensure_state_dir
 from vllm_dev_frontends import config_files
 from vllm_dev_frontends.nox_options import parse_posargs, setting_flags
 
@@ -201,8 +203,6 @@ def build_session(session: NoxSession, *, preset: str) -> None:
 
 def _build(session: NoxSession, *, preset: str, clock: PhaseClock) -> None:
     from vllm_dev.commands import pipeline
-    from vllm_dev.process.locking import build_lock
-    from vllm_dev.state.records import ensure_state_dir
 
     args = parse_posargs(session.posargs)
     say = clock.say
@@ -259,8 +259,6 @@ def _kernels(session: NoxSession, clock: PhaseClock) -> int:
     from vllm_dev.commands import pipeline
     from vllm_dev.commands.testloop import cycle
     from vllm_dev.commands.testloop.command import check
-    from vllm_dev.process.locking import build_lock
-    from vllm_dev.state.records import ensure_state_dir
 
     posargs = list(session.posargs)
     ours, theirs = ((posargs[:posargs.index("--")], posargs[posargs.index("--") + 1:])
