@@ -4,8 +4,8 @@
 top-level import) and the wall and CPU time of ``vllm-dev --help``, ``vllm-dev build --help``,
 ``vllm-dev --dry build`` and a no-op ``vllm-dev build --plain`` in a set-up, built project; two
 installs (A and B, e.g. a branch and its base) run in turn, A B A B ..., so a drift of the shared
-machine's speed hits both; medians in milliseconds (CPU: user + system, steadier than wall time when other work
-shares the cores).
+machine's speed hits both; medians in milliseconds (CPU: user + system, steadier than wall time
+when other work shares the cores).
 
 Each side is a venv with vllm-dev installed non-editable and byte-compiled
 (``uv pip install --compile-bytecode``): the import cost measured is loading modules, not
