@@ -5,8 +5,9 @@ measurably cut start-up or that correctness needs; say which and why").
 The reasons come in four kinds:
 
 - start-up: the module costs a command that does not use it measurable time (figures: median
-  extra milliseconds over what that command loads anyway, 2026-12-03, the 2-core CI VM,
-  byte-compiled install; bench/startup_imports.py times the whole commands);
+  extra milliseconds over what that command loads anyway, from bench/lazy_import_cost.py,
+  2026-12-03, the 2-core VM, byte-compiled install: bench/results/
+  2026-12-03-lazy-import-cost-cpu2.txt; bench/startup_imports.py times the whole commands);
 - a fresh clone: ``invoke --list`` in a clone with only Invoke installed lists the tasks
   (bootstrap.py), so nothing the task module loads may need packaging, filelock, rich...;
 - Nox's interpreter: noxfile.py and the build sessions run inside nox's own interpreter, which has
@@ -37,47 +38,47 @@ pytestmark = pytest.mark.unit
 SRC = Path(__file__).resolve().parent.parent / "src"
 PACKAGES = ("vllm_dev", "vllm_dev_frontends")
 
-TASK_BODY = "a task imports the command it runs: --help, --list and Tab completion load none"
-SESSION_BODY = "a session imports what it runs: the pipeline at the top cost every nox start 60 ms"
+TASK_BODY = "a task imports the command it runs: the pipeline alone would cost --help 27 ms"
+SESSION_BODY = "a session imports what it runs: at the top, every nox start paid 100 ms more"
 FRESH_CLONE = "`invoke --list` in a fresh clone (invoke only) must import this module"
 NOX_LACKS = "Nox's interpreter lacks {}"
-FILELOCK = "filelock (it loads asyncio) costs 5.9 ms; runs that take no lock (--dry) skip it"
+FILELOCK = "filelock (it loads asyncio): 6.8 ms; runs that take no lock (--dry build) skip it"
 
 #: module -> imported module -> why it is imported inside a function.
 LAZY: dict[str, dict[str, str]] = {
     "vllm_dev.caching.dist": {
-        "urllib.error": "urllib's HTTP client: 2.4 ms a build (dist.py is loaded); only --dist",
+        "urllib.error": "urllib's HTTP client: 3.2 ms a build (dist.py is loaded); only --dist",
         "urllib.request": "as urllib.error",
     },
     "vllm_dev.checkout.tree": {"packaging.version": FRESH_CLONE},
-    "vllm_dev.commands.farm": {"filelock": "filelock: 5.9 ms (see process.locking); only --dist"},
+    "vllm_dev.commands.farm": {"filelock": "filelock: 6.8 ms (see process.locking); only --dist"},
     "vllm_dev.commands.pipeline": {
-        "vllm_dev.caching.remote_check": "urllib's HTTP client: 2.9 ms a build; remote cache only",
+        "vllm_dev.caching.remote_check": "urllib's HTTP client: 4.7 ms a build; remote cache only",
     },
     "vllm_dev.commands.testloop.watch": {
-        "watchfiles._rust_notify": "only --watch watches; " + NOX_LACKS.format("watchfiles"),
+        "watchfiles._rust_notify": "5.4 ms, for --watch only; " + NOX_LACKS.format("watchfiles"),
     },
     "vllm_dev.config.declarations": {
-        "vllm_dev.toolchain.arch": "1.0 ms on every start (--help, Tab); only an arch value",
-        "vllm_dev.caching.dist": "1.6 ms on every start (--help, Tab); only a --dist value",
+        "vllm_dev.toolchain.arch": "1.3 ms on every start (--help, Tab); only an arch value",
+        "vllm_dev.caching.dist": "2.1 ms on every start (--help, Tab); only a --dist value",
     },
     "vllm_dev.config.settings": {
-        "vllm_dev.presets.render": "3.6 ms on every start (--help, Tab); only defines need it",
+        "vllm_dev.presets.render": "5.1 ms on every start (--help, Tab); only defines need it",
     },
     "vllm_dev.config.store": {"filelock": FRESH_CLONE},
     "vllm_dev.config.values": {"vllm_dev.presets.render": "as in config.settings"},
     "vllm_dev.presets.template_schema": {
-        "jsonschema": "26 ms, only when templates are validated; " + NOX_LACKS.format("jsonschema"),
+        "jsonschema": "32 ms, only when templates are validated; " + NOX_LACKS.format("jsonschema"),
     },
     "vllm_dev.process.locking": {"filelock": FILELOCK},
     "vllm_dev.process.progress": {
-        "rich.console": "rich: 17 ms, drawn only on a terminal; " + NOX_LACKS.format("rich"),
+        "rich.console": "rich: 23 ms, drawn only on a terminal; " + NOX_LACKS.format("rich"),
         "rich.progress": "as rich.console",
         "rich.text": "as rich.console",
     },
     "vllm_dev.reporting.recorder": {
         "resource": "optional: POSIX only (the fallback reports no peak memory)",
-        "vllm_dev.reporting.timeline_svg": "the SVG writer: 3.3 ms a build; only --trace draws",
+        "vllm_dev.reporting.timeline_svg": "the SVG writer: 4.3 ms a build; only --trace draws",
     },
     "vllm_dev.steps.setup": {"uv": "optional: without the uv package, uv from PATH"},
     "vllm_dev_frontends.bootstrap": {
@@ -107,7 +108,7 @@ LAZY: dict[str, dict[str, str]] = {
         "vllm_dev.steps.setup": SESSION_BODY,
     },
     "vllm_dev_frontends.program": {
-        "vllm_dev.presets.render": "3.0 ms on every start; only Tab completion reads presets",
+        "vllm_dev.presets.render": "5.1 ms on every start; only Tab completion reads presets",
     },
 }
 

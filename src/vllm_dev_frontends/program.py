@@ -81,7 +81,7 @@ def _checkout_state() -> tuple[os.PathLike[str] | None, list[str]]:
 
 
 def _templates() -> tuple[os.PathLike[str] | None, dict[str, object]]:
-    # here, not at the top: the presets' module costs every start-up 3 ms, completion alone needs it
+    # lazy (only Tab completion reads the presets): tests/test_lazy_imports.py
     from vllm_dev.presets.render import bundled_presets_dir, load_template_set
 
     root, extra = _checkout_state()

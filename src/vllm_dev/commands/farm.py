@@ -56,7 +56,7 @@ def _client_lock(client: DistClient, plan: BuildPlan) -> Iterator[None]:
     """One farm build at a time per checkout: builds of two presets of one checkout share its
     sccache server (one port, named in the presets), and each build restarts it. (Not
     locking.build_lock: that one marks child processes for its own build dir.)"""
-    from filelock import FileLock, Timeout  # as in locking.build_lock: not on every start-up
+    from filelock import FileLock, Timeout  # lazy: tests/test_lazy_imports.py
 
     ensure_state_dir(client.state_dir)
     client.directory.mkdir(parents=True, exist_ok=True)

@@ -200,7 +200,7 @@ def _remote_probe(ws: Workspace) -> Probe | None:
     """A look at the remote cache, started now (None without one, and in dry runs)."""
     if not ws.settings.cache_remote or ws.dry:
         return None
-    # here: urllib's HTTP client costs every build 2.9 ms, and only a remote cache needs it
+    # lazy (urllib's HTTP client, for a remote cache only): tests/test_lazy_imports.py
     from vllm_dev.caching.remote_check import start_probe
 
     return start_probe(ws.settings.cache_remote)

@@ -95,7 +95,7 @@ def checked_text(check: Callable[..., Any]) -> Parser:
 def defines(value: Any, origin: str) -> tuple[str, ...]:
     """``--define`` values (a list), ``VLLM_DEV_DEFINES`` (shell words, so a value may hold
     spaces when quoted) or config ``defines`` (a list of NAME=VALUE, or a NAME: VALUE map)."""
-    from vllm_dev.presets.render import parse_define  # 3.6 ms: not on every start-up
+    from vllm_dev.presets.render import parse_define  # lazy: tests/test_lazy_imports.py
 
     # Invoke hands a map in its configuration over as its own DataProxy, which has items() but
     # is no Mapping.

@@ -115,8 +115,7 @@ def build_lock(
     process took over from (a killed build), else None. ``command`` is what a waiting process
     will be told this one is doing. Re-entrant within one process.
     """
-    # here: filelock (it loads asyncio) costs 5.9 ms; runs that import this module without
-    # locking (--dry builds) do not pay it
+    # lazy (a --dry build takes no lock): tests/test_lazy_imports.py
     from filelock import FileLock, Timeout
 
     _prepare_dir(build_dir)
