@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import os
+import shlex
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -179,8 +180,6 @@ def reported() -> Iterator[None]:
 def _remainder(c: Context) -> tuple[str, ...]:
     """What followed a standalone ``--``: exact words from argv when it is ours (invoke keeps
     only a space-joined string, which loses quoting), else that string split like a shell."""
-    import shlex
-
     if not c.remainder:
         return ()
     if "--" in sys.argv:

@@ -29,9 +29,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
+from vllm_dev.config.declarations import config_defaults, setting
 from vllm_dev.errors import VllmDevError
+from vllm_dev.presets.render import bundled_presets_dir
 from vllm_dev.process.children import Child
+from vllm_dev.process.locking import build_lock
 from vllm_dev.process.runner import Completed, SubprocessRunner
+from vllm_dev.state.records import ensure_state_dir
 from vllm_dev_frontends import config_files
 from vllm_dev_frontends.nox_options import parse_posargs, setting_flags
 
@@ -135,9 +139,6 @@ class PhaseClock:
 def presets_dirs(environ: Mapping[str, str]) -> list[Path]:
     """Where the session list comes from: the bundled templates plus the user's (as for the
     tasks; the checkout's .vllm-dev/presets/ is not known when the noxfile is imported)."""
-    from vllm_dev.config.declarations import setting
-    from vllm_dev.presets.render import bundled_presets_dir
-
     configured = next((environ[v] for v in setting("presets_dir").env if environ.get(v)), None)
     return [bundled_presets_dir(), *([Path(configured).expanduser()] if configured else [])]
 
@@ -176,8 +177,6 @@ def invoke_config(project_dir: Path, environ: Mapping[str, str]) -> config_files
     Invoke is imported lazily: nox's own interpreter may lack it, and then only the environment
     variables and the flags after ``--`` count (install nox beside vllm-dev to get the config).
     """
-    from vllm_dev.config.declarations import config_defaults
-
     try:
         from invoke import Config
     except ImportError:
@@ -204,8 +203,6 @@ def build_session(session: NoxSession, *, preset: str) -> None:
 
 def _build(session: NoxSession, *, preset: str, clock: PhaseClock) -> None:
     from vllm_dev.commands import pipeline
-    from vllm_dev.process.locking import build_lock
-    from vllm_dev.state.records import ensure_state_dir
 
     args = parse_posargs(session.posargs)
     say = clock.say
@@ -262,8 +259,6 @@ def _kernels(session: NoxSession, clock: PhaseClock) -> int:
     from vllm_dev.commands import pipeline
     from vllm_dev.commands.testloop import cycle
     from vllm_dev.commands.testloop.command import check
-    from vllm_dev.process.locking import build_lock
-    from vllm_dev.state.records import ensure_state_dir
 
     posargs = list(session.posargs)
     ours, theirs = ((posargs[:posargs.index("--")], posargs[posargs.index("--") + 1:])

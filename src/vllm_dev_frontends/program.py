@@ -9,26 +9,35 @@ with a suggestion (``vllm-dev: unknown task 'bulid' (did you mean 'build'?)``, e
 from __future__ import annotations
 
 import contextlib
+import difflib
+import inspect
 import os
 import re
+import shlex
+import signal
 import sys
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 from invoke import Argument, Exit, ParseError, Program
 from invoke.completion.complete import complete, print_completion_script
+from invoke.config import AmbiguousMergeError
 from invoke.parser import ParserContext
 
 from vllm_dev import __version__
+from vllm_dev.checkout.tree import find_checkout
 from vllm_dev.config import task_options
-from vllm_dev.config.declarations import setting
+from vllm_dev.config.declarations import SETTINGS, setting
+from vllm_dev.errors import VllmDevError
+from vllm_dev.installs.components import components
+from vllm_dev.process.interrupts import Terminated, sigterm_raises
+from vllm_dev.state import layout
 from vllm_dev_frontends.invoke_tasks import CORE_SHORT_FLAGS, namespace
 
 USAGE_ERROR = 2  # the exit status of a command line that cannot be parsed, as argparse's
 
 
 def _suggest(word: str, candidates: Iterable[str]) -> str:
-    import difflib  # only on a usage error: not on every start-up
-
     close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
@@ -43,8 +52,6 @@ def value_candidates(remainder: str, binaries: Iterable[str]) -> list[str] | Non
     """What completes the value of the flag before the cursor: preset names for ``--preset``,
     the build dir's targets for ``--target``/``--component``, the choices of a setting that has
     them; None when the word is not such a value (Invoke completes it: flags, task names)."""
-    import shlex
-
     try:
         words = shlex.split(remainder)
     except ValueError:
@@ -58,8 +65,6 @@ def value_candidates(remainder: str, binaries: Iterable[str]) -> list[str] | Non
         return _preset_names()
     if flag in _TARGET_FLAGS:
         return _target_names(words)
-    from vllm_dev.config.declarations import SETTINGS
-
     for declared in SETTINGS:
         if declared.choices and flag in (declared.flag, f"-{declared.short}"):
             return list(declared.choices)
@@ -67,12 +72,6 @@ def value_candidates(remainder: str, binaries: Iterable[str]) -> list[str] | Non
 
 
 def _checkout_state() -> tuple[os.PathLike[str] | None, list[str]]:
-    from pathlib import Path
-
-    from vllm_dev.checkout.tree import find_checkout
-    from vllm_dev.errors import VllmDevError
-    from vllm_dev.state import layout
-
     try:
         root = find_checkout(os.environ.get("VLLM_DEV_SOURCE"), cwd=Path.cwd()).root
     except VllmDevError:
@@ -82,8 +81,7 @@ def _checkout_state() -> tuple[os.PathLike[str] | None, list[str]]:
 
 
 def _templates() -> tuple[os.PathLike[str] | None, dict[str, object]]:
-    from pathlib import Path
-
+    # lazy (only Tab completion reads the presets): tests/test_lazy_imports.py
     from vllm_dev.presets.render import bundled_presets_dir, load_template_set
 
     root, extra = _checkout_state()
@@ -97,11 +95,7 @@ def _preset_names() -> list[str]:
 
 def _target_names(words: list[str]) -> list[str]:
     """The targets of the preset's build dir (``--preset`` on the line, else the setting's)."""
-    from pathlib import Path
-
-    from vllm_dev.errors import VllmDevError
-    from vllm_dev.installs.components import components
-    from vllm_dev.presets.render import resolve_binary_dir
+    from vllm_dev.presets.render import resolve_binary_dir  # as in _templates
 
     root, templates = _templates()
     preset = next((words[i + 1] for i, w in enumerate(words[:-1]) if w in _PRESET_FLAGS),
@@ -204,8 +198,6 @@ class VllmDevProgram(Program):
 
     def print_task_help(self, name: str) -> None:
         # Invoke's version speaks of core opts, "other tasks here" and a "Docstring:".
-        import inspect
-
         print(f"Usage: {self.binary} {name} [--options]")
         print("")
         for line in (inspect.getdoc(self.collection[name]) or "").splitlines():
@@ -307,8 +299,6 @@ program = VllmDevProgram(namespace=namespace(), name="vllm-dev", binary="vllm-de
 def main() -> None:
     """Run the program; a Ctrl-C or SIGTERM that lands outside a task's own handling (start-up,
     or just after the task finished) still exits 130/143 with one line, never a traceback."""
-    import signal
-
     try:
         _run(program)
     finally:
@@ -319,10 +309,6 @@ def main() -> None:
 
 
 def _run(program: Program) -> None:
-    from invoke.config import AmbiguousMergeError
-
-    from vllm_dev.process.interrupts import Terminated, sigterm_raises
-
     try:
         try:
             with sigterm_raises():

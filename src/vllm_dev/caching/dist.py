@@ -39,8 +39,10 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from vllm_dev.errors import CannotRun, VllmDevError
+from vllm_dev.process.files import write_if_changed
 from vllm_dev.process.runner import Completed, query
 from vllm_dev.state import layout
+from vllm_dev.state.records import ensure_state_dir
 
 if TYPE_CHECKING:
     from vllm_dev.caching.farm_toolchains import Override
@@ -261,9 +263,6 @@ class DistClient:
             "[dist.auth]", 'type = "token"', f"token = {_toml_string(self.token)}", ""])
 
     def write_public_config(self) -> None:
-        from vllm_dev.process.files import write_if_changed
-        from vllm_dev.state.records import ensure_state_dir
-
         ensure_state_dir(self.state_dir)
         self.directory.mkdir(parents=True, exist_ok=True)
         write_if_changed(self.config_path, self.public_config())

@@ -23,7 +23,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from vllm_dev.process.files import write_if_changed
 from vllm_dev.state import layout
+from vllm_dev.state.records import ensure_state_dir
 
 NAME = layout.LAUNCHER
 #: The variable of the build presets' environment that names the compiler cache to run.
@@ -54,9 +56,6 @@ def path(state_dir: Path) -> Path:
 
 def write_launcher(state_dir: Path) -> Path:
     """Write the launcher when it is missing or not this version's (and make it executable)."""
-    from vllm_dev.process.files import write_if_changed
-    from vllm_dev.state.records import ensure_state_dir
-
     ensure_state_dir(state_dir)
     target = path(state_dir)
     write_if_changed(target, SCRIPT)

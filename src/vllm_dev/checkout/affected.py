@@ -32,9 +32,10 @@ from pathlib import Path
 
 from vllm_dev.checkout.build_graph import read_graph
 from vllm_dev.checkout.header_scan import DepsScanner, compile_units
-from vllm_dev.checkout.precompiled import Base, BaseMove, git
+from vllm_dev.checkout.precompiled import Base, BaseMove, base_moved, find_base, git, resolve_commit
 from vllm_dev.checkout.tree import Checkout
 from vllm_dev.errors import VllmDevError
+from vllm_dev.installs.components import components
 from vllm_dev.state import layout, records
 from vllm_dev.toolchain.interpreter import meets
 
@@ -252,7 +253,6 @@ def check_since(root: Path, since: str | None) -> str | None:
     """``--since REF`` as a full sha, or a one-line error (checked before anything is written)."""
     if not since:
         return None
-    from vllm_dev.checkout.precompiled import resolve_commit
 
     sha = resolve_commit(root, since)
     if sha is None:
@@ -265,9 +265,6 @@ def plan(build_dir: Path, checkout: Checkout, *, environ: Mapping[str, str], tor
          jobs: int, dry: bool, since: str | None, every: bool) -> Selection:
     """What this build compiles: every target, or the affected ones plus those built here.
     ``torch`` is the target interpreter's torch version (None: no torch)."""
-    from vllm_dev.checkout.precompiled import find_base
-    from vllm_dev.installs.components import components
-
     before = built_before(build_dir)
     if every:
         return Selection(None, "building every target (--all)")
@@ -295,8 +292,6 @@ def plan(build_dir: Path, checkout: Checkout, *, environ: Mapping[str, str], tor
     selection = select(root, build_dir, base, targets=components(build_dir),
                        jobs=jobs, torch_version=torch_version, remember=not dry)
     if not sha:  # --since names its own base: no move to speak of
-        from vllm_dev.checkout.precompiled import base_moved
-
         selection.base_move = base_moved(root, base.commit)
         if selection.base_move is not None:
             selection.narrow = NARROW_BASE_MOVED

@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 from vllm_dev.errors import CannotRun
+from vllm_dev.process.files import write_if_changed
 from vllm_dev.process.runner import query
 from vllm_dev.state import layout
 from vllm_dev.state.build_record import is_marked_build_dir
@@ -119,8 +120,6 @@ def unlink_into(root: Path, build_dir: Path) -> bool:
 
 def write_clangd_config(root: Path) -> str | None:
     """``<checkout>/.clangd`` for CUDA builds, unless one that vllm-dev did not write is there."""
-    from vllm_dev.process.files import write_if_changed
-
     path = root / CLANGD_CONFIG
     if path.is_symlink() or (path.exists() and not path.read_text(
             errors="replace").startswith(_CLANGD_MARK)):

@@ -6,10 +6,12 @@ what it ran, and that an edit to one kernel source recompiles just that file.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
 import time
+from importlib import resources
 from pathlib import Path
 
 from vllm_dev.checkout.tree import DEVICES
@@ -18,6 +20,7 @@ from vllm_dev.config.settings import choice
 from vllm_dev.errors import VllmDevError
 from vllm_dev.planning.workspace import RunnerFactory, Workspace, open_workspace
 from vllm_dev.process.runner import Runner
+from vllm_dev.reporting.ninja_log import entries_since, log_size
 from vllm_dev.state import layout
 from vllm_dev.steps.setup import find_uv, run_setup
 from vllm_dev.toolchain.tools import find_nvcc
@@ -35,7 +38,6 @@ def example_project_dir() -> Path:
     source_tree = Path(__file__).resolve().parents[3] / "tests" / "minivllm"
     if source_tree.is_dir():
         return source_tree
-    from importlib import resources
 
     return Path(str(resources.files("vllm_dev") / "example_project"))
 
@@ -54,8 +56,6 @@ def _call_add(runner: Runner, python: str, project: Path) -> str:
 def run_demo(*, runner: RunnerFactory, keep: bool = False, device: str | None = None) -> Path:
     """The demo, its commands run by the door's kind of runner (see
     :func:`~vllm_dev.planning.workspace.open_workspace`); returns the example project's copy."""
-    import os
-
     # Checked before the temporary copy exists: a bad --device leaves nothing behind.
     device = choice(device, DEMO_DEVICES, "--device") if device else (
         "cuda" if find_nvcc(os.environ) else "cpu")
@@ -99,8 +99,6 @@ def run_demo(*, runner: RunnerFactory, keep: bool = False, device: str | None = 
         edited = project / "csrc" / "ops" / "add.cpp"
         if not ws.dry:
             edited.write_text(edited.read_text().replace("return a + b;", "return a + b + 1;"))
-        from vllm_dev.reporting.ninja_log import entries_since, log_size
-
         build_dir = workspace().build_dir
         mark = log_size(build_dir)
         start = time.monotonic()

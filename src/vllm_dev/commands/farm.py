@@ -15,11 +15,14 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from typing import TYPE_CHECKING
 
+from vllm_dev.caching import compiler_cache as cc
+from vllm_dev.caching import farm_toolchains as ft
 from vllm_dev.caching.dist import DistClient, DistPlan
 from vllm_dev.errors import VllmDevError
 from vllm_dev.planning.plan import BuildPlan
 from vllm_dev.reporting.recorder import Recorder
 from vllm_dev.state import layout
+from vllm_dev.state.records import ensure_state_dir
 
 if TYPE_CHECKING:
     from vllm_dev.caching.farm_toolchains import Override
@@ -53,9 +56,7 @@ def _client_lock(client: DistClient, plan: BuildPlan) -> Iterator[None]:
     """One farm build at a time per checkout: builds of two presets of one checkout share its
     sccache server (one port, named in the presets), and each build restarts it. (Not
     locking.build_lock: that one marks child processes for its own build dir.)"""
-    from filelock import FileLock, Timeout
-
-    from vllm_dev.state.records import ensure_state_dir
+    from filelock import FileLock, Timeout  # lazy: tests/test_lazy_imports.py
 
     ensure_state_dir(client.state_dir)
     client.directory.mkdir(parents=True, exist_ok=True)
@@ -78,8 +79,6 @@ def _client_lock(client: DistClient, plan: BuildPlan) -> Iterator[None]:
 @contextmanager
 def _running(client: DistClient, farm: DistPlan, plan: BuildPlan,
              recorder: Recorder) -> Iterator[None]:
-    from vllm_dev.caching import compiler_cache as cc
-
     # The server's start counts as configure time and reading/stopping it as compile time, so
     # the report's phases still add up to the wall clock.
     with recorder.phase("configure"):
@@ -99,8 +98,6 @@ def _running(client: DistClient, farm: DistPlan, plan: BuildPlan,
 def farm_compilers(client: DistClient, plan: BuildPlan) -> list[Override]:
     """The compilers this build may send to the farm, said at its start; wrapper scripts
     resolved to their real compilers and packaged (caching/farm_toolchains.py)."""
-    from vllm_dev.caching import farm_toolchains as ft
-
     cache = plan.build_dir / "CMakeCache.txt"
     configured: list[str | None] = []
     if cache.is_file():

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from vllm_dev.checkout.affected import check_since
+from vllm_dev.commands.farm import farm_session
 from vllm_dev.errors import VllmDevError
 from vllm_dev.installs.components import check_components, components
 from vllm_dev.planning.plan import (
@@ -32,6 +34,15 @@ from vllm_dev.planning.plan import (
     resolve_plan,
 )
 from vllm_dev.planning.workspace import Workspace
+from vllm_dev.process.runner import SubprocessRunner
+from vllm_dev.reporting.build_report import CONFIGURE_FAILED, CONFIGURE_NOT_NEEDED, CONFIGURE_RAN
+from vllm_dev.reporting.ninja_log import log_size
+from vllm_dev.reporting.recorder import Recorder
+from vllm_dev.steps.build import compile_targets, remember_explicit, select_targets
+from vllm_dev.steps.cost import confirm_cost, remember_timings
+from vllm_dev.steps.install import install_components, require_configured
+from vllm_dev.steps.prime import check_presets_file, configure, is_configured
+from vllm_dev.steps.verify import WarmChecker, check_editable_install, verify_after_build
 
 # The steps are imported where a stage runs: each command loads only the steps it runs (a
 # vllm-dev start is mostly imports; see bench/).
@@ -136,27 +147,18 @@ def _preflight(plan: BuildDirPlan, request: Request) -> None:
     """Bad input fails with its one line before anything is written or locked."""
     targets = list(request.targets)
     if Stage.CONFIGURE in request.stages:
-        from vllm_dev.steps.prime import check_presets_file, is_configured
-
         check_presets_file(_full(plan), merge=request.merge, force=request.force)
         if targets and is_configured(plan.build_dir):  # else configure runs first
             check_components(plan.build_dir, targets)
     else:  # install only: what an earlier build left
-        from vllm_dev.steps.install import require_configured
-
         require_configured(plan.build_dir)
         check_components(plan.build_dir, targets)
     if Stage.COMPILE in request.stages:
-        from vllm_dev.checkout.affected import check_since
-
         check_since(plan.checkout.root, request.since)
 
 
 def _build(ws: Workspace, request: Request, timer: StageTimer) -> PipelineResult:
     """A request that compiles, inside its report: one ninja per build dir (the lock)."""
-    from vllm_dev.commands.farm import farm_session
-    from vllm_dev.reporting.recorder import Recorder
-
     recorder = Recorder(ws, json_path=request.json_path, started_at=request.started_at,
                         trace_path=request.trace_path)
     with recorder.phase("checks"):
@@ -168,8 +170,6 @@ def _build(ws: Workspace, request: Request, timer: StageTimer) -> PipelineResult
             probe.warn(plan.say, check_command="vllm-dev doctor" + (
                 f" --cache-remote {probe.shown}" if origin == "--cache-remote" else ""))
     recorder.ws = plan  # the report describes the build as planned
-    from vllm_dev.reporting.ninja_log import log_size
-    from vllm_dev.steps.cost import remember_timings
 
     with plan_lock(plan, waiting=lambda: recorder.phase("waiting for lock")):
         ws.remember()  # the command reached its configure and build (config/remember.py)
@@ -200,6 +200,7 @@ def _remote_probe(ws: Workspace) -> Probe | None:
     """A look at the remote cache, started now (None without one, and in dry runs)."""
     if not ws.settings.cache_remote or ws.dry:
         return None
+    # lazy (urllib's HTTP client, for a remote cache only): tests/test_lazy_imports.py
     from vllm_dev.caching.remote_check import start_probe
 
     return start_probe(ws.settings.cache_remote)
@@ -229,8 +230,6 @@ def _stages(plan: BuildDirPlan, request: Request, timer: StageTimer, *,
             return PipelineResult(plan, primed, targets=[])
     report = None
     if Stage.INSTALL in stages:
-        from vllm_dev.steps.install import install_components
-
         # staged, then renamed into vllm/: an interrupt never leaves a partial .so
         with timer(Stage.INSTALL), _phase(recorder, "install"):
             report = install_components(plan, targets, only_changed=not request.install_every)
@@ -243,16 +242,9 @@ def _stages(plan: BuildDirPlan, request: Request, timer: StageTimer, *,
 
 
 def _configure(plan: BuildPlan, request: Request, recorder: Recorder | None) -> PrimeResult:
-    from vllm_dev.steps.prime import configure
-
     if recorder is None:
         return configure(plan, merge=request.merge, force=request.force,
                          reconfigure=request.reconfigure, undefine=request.undefine)
-    from vllm_dev.reporting.build_report import (
-        CONFIGURE_FAILED,
-        CONFIGURE_NOT_NEEDED,
-        CONFIGURE_RAN,
-    )
 
     def configuring() -> None:  # a configure that then fails is still reported as one
         recorder.configured = True
@@ -268,8 +260,6 @@ def _configure(plan: BuildPlan, request: Request, recorder: Recorder | None) -> 
 
 def _compile(plan: BuildPlan, request: Request, recorder: Recorder,
              warm: WarmChecker | None) -> list[str] | None:
-    from vllm_dev.steps.build import compile_targets, remember_explicit, select_targets
-
     if not recorder.configured:  # configure explained it when it ran
         plan.say(plan.parallelism.line())
     targets: list[str] | None = list(request.targets)
@@ -283,8 +273,6 @@ def _compile(plan: BuildPlan, request: Request, recorder: Recorder,
         if targets == []:
             return []
         if not request.every:  # a big build vllm-dev chose says its cost first (steps/cost.py)
-            from vllm_dev.steps.cost import confirm_cost
-
             with recorder.phase("select"):
                 confirm_cost(plan, selection, ask=request.ask, yes=request.yes)
     elif not plan.dry:
@@ -296,8 +284,6 @@ def _compile(plan: BuildPlan, request: Request, recorder: Recorder,
 
 def _check(plan: BuildPlan, request: Request, targets: list[str] | None,
            warm: WarmChecker | None) -> VerifyReport | None:
-    from vllm_dev.steps.verify import check_editable_install, verify_after_build
-
     if request.editable_check:
         check_editable_install(plan)
     return verify_after_build(plan, components=targets or components(plan.build_dir), warm=warm)
@@ -306,9 +292,6 @@ def _check(plan: BuildPlan, request: Request, targets: list[str] | None,
 def _warm_checker(plan: BuildPlan) -> WarmChecker | None:
     """The post-build check's interpreter, started once ninja starts a step (see
     verify.WarmChecker); only for real subprocess runs (a dry or fake runner starts nothing)."""
-    from vllm_dev.process.runner import SubprocessRunner
-    from vllm_dev.steps.verify import WarmChecker
-
     if plan.dry or not isinstance(plan.runner, SubprocessRunner):
         return None
     return WarmChecker(plan)

@@ -116,13 +116,13 @@ class Setting:
 
 def _arch(text: str, *, origin: str) -> object:
     # Checked whatever the device: a typo in the arch list is one on a CPU build too.
-    from vllm_dev.toolchain.arch import parse_arch_setting
+    from vllm_dev.toolchain.arch import parse_arch_setting  # lazy: tests/test_lazy_imports.py
 
     return parse_arch_setting(text, origin=origin)
 
 
 def _dist_url(text: str, *, origin: str) -> str:
-    from vllm_dev.caching.dist import validate_url
+    from vllm_dev.caching.dist import validate_url  # lazy: tests/test_lazy_imports.py
 
     return validate_url(text, origin=origin)
 

@@ -26,10 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vllm_dev.caching.compiler_cache import REMOTE_ENV, has_credentials, redact
 from vllm_dev.config import store
-from vllm_dev.config.declarations import SETTINGS, setting
+from vllm_dev.config.declarations import SETTINGS, STEPS, setting
 from vllm_dev.config.settings import Remembered, Settings
 from vllm_dev.errors import VllmDevError
+from vllm_dev.presets.render import parse_define
 
 _CREDENTIALS_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/@\s]*:[^/@\s]*@")
 _PATHS = ("python", "cache_dir")
@@ -38,8 +40,6 @@ _PATHS = ("python", "cache_dir")
 def validate(preset: str, name: str, value: Any) -> None:
     """A remembered value its setting accepts (store.read sets a file aside otherwise). A name
     that is no setting is another module's record (store.write_entry): not checked here."""
-    from vllm_dev.presets.render import parse_define
-
     if name == store.DEFINES:
         parse_define(str(value), f"remembered define of preset {preset}")
         return
@@ -59,8 +59,6 @@ def read(state_dir: Path, *, say: Callable[[str], None]) -> store.Memory:
 def shown(name: str, value: Any) -> str:
     """A value as a line may print it (a remote URL's credentials masked)."""
     if name == "cache_remote" and isinstance(value, str):
-        from vllm_dev.caching.compiler_cache import redact
-
         return redact(value)
     return str(value)
 
@@ -120,8 +118,6 @@ def usable(memory: store.Memory, preset: str, *, given: Settings, environ: Mappi
 def in_use_line(settings: Settings, command: str = "") -> str | None:
     """The one line that names the remembered values this run uses (None: it uses none); a
     step's command names only those its step reads (``clean`` reads no interpreter)."""
-    from vllm_dev.config.declarations import STEPS
-
     def read(name: str) -> bool:
         return command not in STEPS or command in setting(name).steps
 
@@ -166,8 +162,6 @@ class Pending:
             if declared.name in _PATHS:
                 value = os.path.abspath(os.path.expanduser(str(value)))
             if declared.name == "cache_remote" and _has_credentials(str(value)):
-                from vllm_dev.caching.compiler_cache import REMOTE_ENV
-
                 say(f"--cache-remote holds credentials: used for this run, not remembered (a "
                     f"secret is never written to a file); to keep it, export {REMOTE_ENV}"
                     "=<url>")
@@ -243,6 +237,4 @@ def _excluded_by(name: str, value: Any, section: Mapping[str, Any]) -> tuple[str
 
 
 def _has_credentials(url: str) -> bool:
-    from vllm_dev.caching.compiler_cache import has_credentials
-
     return has_credentials(url)

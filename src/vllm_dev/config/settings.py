@@ -15,6 +15,7 @@ through sccache). Each value's source is kept in words, for ``vllm-dev settings`
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -220,7 +221,7 @@ def _merged_defines(declared: Setting, *, flags: Mapping[str, Any], environ: Map
                     ) -> dict[str, tuple[str, Source, str]]:
     """Defines per name over every layer, weakest first: a stronger layer replaces a name's
     value, and adds its other names (``-D Y=2`` keeps a remembered ``X``)."""
-    from vllm_dev.presets.render import parse_define
+    from vllm_dev.presets.render import parse_define  # lazy: tests/test_lazy_imports.py
 
     merged: dict[str, tuple[str, Source, str]] = {}
 
@@ -258,8 +259,6 @@ def _merged_defines(declared: Setting, *, flags: Mapping[str, Any], environ: Map
 def _check_config_keys(config: ConfigFile) -> None:
     """A key under ``vllm_dev:`` that names no setting (``jbos: 4``) would be ignored without a
     word; it is an error, with the closest setting's name."""
-    import difflib
-
     known = [s.config_key for s in SETTINGS]
     for key in config.values:
         if key not in known:

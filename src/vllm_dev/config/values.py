@@ -8,6 +8,7 @@ gave it (a string, or any YAML value: a number, a list, a map), and the name of 
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -94,9 +95,7 @@ def checked_text(check: Callable[..., Any]) -> Parser:
 def defines(value: Any, origin: str) -> tuple[str, ...]:
     """``--define`` values (a list), ``VLLM_DEV_DEFINES`` (shell words, so a value may hold
     spaces when quoted) or config ``defines`` (a list of NAME=VALUE, or a NAME: VALUE map)."""
-    import shlex
-
-    from vllm_dev.presets.render import parse_define
+    from vllm_dev.presets.render import parse_define  # lazy: tests/test_lazy_imports.py
 
     # Invoke hands a map in its configuration over as its own DataProxy, which has items() but
     # is no Mapping.

@@ -8,6 +8,7 @@ so a component is also what ``--target`` names. The list comes from CMake's gene
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from pathlib import Path
@@ -32,8 +33,6 @@ def check_components(build_dir: Path, wanted: list[str] | None) -> None:
     known = components(build_dir)
     unknown = [w for w in wanted if w not in known]
     if unknown:
-        import difflib  # only on a mistake
-
         close = difflib.get_close_matches(unknown[0], known, n=2, cutoff=0.6)
         hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
         raise VllmDevError(

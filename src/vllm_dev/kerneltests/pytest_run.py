@@ -20,6 +20,7 @@ from pathlib import Path
 from vllm_dev.checkout.tree import Checkout
 from vllm_dev.errors import VllmDevError
 from vllm_dev.kerneltests.pytest_args import PytestArgs
+from vllm_dev.process.foreground import run_foreground
 from vllm_dev.process.runner import Runner
 from vllm_dev.state import layout
 
@@ -165,8 +166,6 @@ def read_junit(path: Path) -> tuple[int, int, int, int] | None:
 def run_tests(argv: list[str], *, cwd: Path, junit: Path, own_interrupt: bool,
               env: dict[str, str] | None = None) -> TestOutcome:
     """Run the test command with the terminal (process/foreground.py) and read its report."""
-    from vllm_dev.process.foreground import run_foreground
-
     try:
         junit.unlink()  # a report from an earlier run must not be read as this one's
     except FileNotFoundError:

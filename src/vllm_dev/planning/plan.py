@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from vllm_dev.caching import compiler_cache as cc
+from vllm_dev.caching import launcher
 from vllm_dev.checkout.tree import Checkout
 from vllm_dev.config.settings import Settings
 from vllm_dev.errors import VllmDevError
@@ -26,6 +28,7 @@ from vllm_dev.host.parallelism import Parallelism
 from vllm_dev.planning.workspace import Workspace
 from vllm_dev.presets import document as presets_doc
 from vllm_dev.presets.render import PresetInputs, PresetTemplate, parse_define
+from vllm_dev.process.locking import build_lock, current_command
 from vllm_dev.process.runner import Runner
 from vllm_dev.toolchain.arch import ArchSelection
 from vllm_dev.toolchain.interpreter import Interpreter, InterpreterFacts, requirement_names
@@ -139,7 +142,6 @@ def resolve_plan(ws: Workspace) -> BuildPlan:
     template, build_dir = ws.template, ws.build_dir  # unknown preset, escaping binaryDir
     require_build_requirements(ws)  # interpreter, its facts, the device
     cmake = ws.cmake  # present and new enough
-    from vllm_dev.caching import compiler_cache as cc
 
     presets_doc.check_binary_dirs(ws.template_set, template, layer=ws.layer,
                                   source_dir=ws.checkout.root)
@@ -157,9 +159,6 @@ def resolve_plan(ws: Workspace) -> BuildPlan:
 
 def preset_inputs(ws: Workspace, cache: CacheConfig) -> PresetInputs:
     """The machine facts every rendered preset carries."""
-    from vllm_dev.caching import compiler_cache as cc
-    from vllm_dev.caching import launcher
-
     nvcc = str(ws.nvcc.path) if ws.nvcc else None
     farm = ws.dist_plan  # --dist's own checks (token, sccache) speak first
     cache_program = ""
@@ -207,8 +206,6 @@ def plan_lock(plan: BuildDirPlan, *, waiting: Callable[[], Any] | None = None
               ) -> contextlib.AbstractContextManager[Any]:
     """The lock of the plan's build dir (nothing in dry runs: they write nothing); see
     locking.py. ``waiting`` wraps a wait for another build (the report's phase)."""
-    from vllm_dev.process.locking import build_lock, current_command
-
     if plan.dry:
         return contextlib.nullcontext()
     return build_lock(plan.build_dir, wait=not plan.settings.no_wait, say=plan.say,

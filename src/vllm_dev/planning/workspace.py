@@ -25,16 +25,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vllm_dev.caching import compiler_cache as cc
+from vllm_dev.caching import dist
+from vllm_dev.caching.dist import farm_jobs
 from vllm_dev.checkout.tree import Checkout, find_checkout
+from vllm_dev.config import remember as memo
 from vllm_dev.config.declarations import setting
 from vllm_dev.config.settings import ConfigFile, Settings, Source
 from vllm_dev.errors import VllmDevError
+from vllm_dev.host.machine import probe_machine
 from vllm_dev.host.parallelism import DEFAULT_ARCH_COUNT, Parallelism, choose
 from vllm_dev.presets import document as presets_doc
-from vllm_dev.presets.render import PresetTemplate, TemplateSet, resolve_binary_dir
+from vllm_dev.presets.render import (
+    PresetTemplate,
+    TemplateSet,
+    check_define_name,
+    resolve_binary_dir,
+)
 from vllm_dev.process.runner import Runner
 from vllm_dev.state import layout
 from vllm_dev.toolchain.arch import ArchSelection, nvcc_arches, probe_gpus, select_arches
+from vllm_dev.toolchain.fact_cache import cached_probe, cached_version, for_state_dir
 from vllm_dev.toolchain.interpreter import (
     Interpreter,
     InterpreterFacts,
@@ -130,8 +140,7 @@ class Workspace:
         with contextlib.suppress(VllmDevError):  # a missing file is reported where it matters
             names = requirement_names(self.checkout.build_requirements(
                 self.settings.device or "cuda"))
-        from vllm_dev.toolchain.fact_cache import cached_probe  # remembered: see fact_cache.py
-
+        # remembered: see fact_cache.py
         facts = cached_probe(self.fact_cache, self.interpreter, runner=self.runner,
                              packages=names)
         if not (3, 10) <= facts.version[:2] <= (3, 14):
@@ -168,8 +177,6 @@ class Workspace:
 
     @cached_property
     def cmake(self) -> Tool:
-        from vllm_dev.toolchain.fact_cache import cached_version
-
         return find_cmake(interpreter=self.interpreter, runner=self.runner,
                           minimum=self.checkout.cmake_minimum(),
                           version=lambda p: cached_version(self.fact_cache, p,
@@ -178,8 +185,6 @@ class Workspace:
     @cached_property
     def fact_cache(self) -> FactCache:
         """Answers of slow probes, kept while their files are unchanged (see fact_cache.py)."""
-        from vllm_dev.toolchain.fact_cache import for_state_dir
-
         return for_state_dir(self.checkout.state_dir, dry=self.dry)
 
     @cached_property
@@ -190,8 +195,6 @@ class Workspace:
         farm = self.dist_plan
         if farm is None or not farm.status.ok or self.settings.jobs or self.settings.max_jobs:
             return local  # a farm that is down never sizes a local build
-        from vllm_dev.caching.dist import farm_jobs
-        from vllm_dev.host.machine import probe_machine
 
         jobs, why = farm_jobs(farm.status, available_gib=probe_machine().memory.gib)
         return Parallelism(jobs, local.nvcc_threads, why)
@@ -201,8 +204,6 @@ class Workspace:
         """``--dist``: the token, this checkout's sccache client, what the scheduler said."""
         if not self.settings.dist:
             return None
-        from vllm_dev.caching import dist
-        from vllm_dev.toolchain.fact_cache import cached_version
 
         sccache = find_launcher("sccache", interpreter=self.interpreter)
         found = dist.plan(self.settings.dist, state_dir=self.checkout.state_dir, sccache=sccache,
@@ -220,7 +221,6 @@ class Workspace:
         if self.device != "cuda":
             return None
         path = require_nvcc(self.environ)
-        from vllm_dev.toolchain.fact_cache import cached_version
 
         return Tool("nvcc", path, cached_version(self.fact_cache, path, runner=self.runner))
 
@@ -281,8 +281,6 @@ def open_workspace(
     memory = None
     pending = None
     if remember and not given.no_remember and root is not None:
-        from vllm_dev.config import remember as memo
-
         state_dir = root / layout.STATE_DIR
         memory = memo.usable(memo.read(state_dir, say=say), given.preset, given=given,
                              environ=environ, undefine=undefine, say=say)
@@ -291,8 +289,6 @@ def open_workspace(
         settings = _with_chosen(settings, chosen)
     _still_defined(undefine, settings, say)
     if memory is not None and root is not None:
-        from vllm_dev.config import remember as memo
-
         if announce and (line := memo.in_use_line(settings, command)):
             say(line)
         pending = memo.Pending(root / layout.STATE_DIR, settings.preset, command, settings,
@@ -326,8 +322,6 @@ def _checkout_root(settings: Settings, cwd: Path) -> Path | None:
 def _check_undefine(names: Sequence[str], given: Settings) -> None:
     """``-U NAME``: a cache variable's name (CMake's ``-U`` takes globs; vllm-dev's takes names
     only), and not also given with ``-D`` in the same command."""
-    from vllm_dev.presets.render import check_define_name
-
     flagged = {n for n, s in given.define_sources if s.kind == "flag"}
     for name in names:
         check_define_name(name, "-U")

@@ -25,6 +25,7 @@ from vllm_dev.presets.render import (
     render_standalone,
     resolve_binary_dir,
 )
+from vllm_dev.presets.user_presets import beside_owned
 
 if TYPE_CHECKING:
     from vllm_dev.toolchain.fact_cache import FactCache
@@ -104,7 +105,5 @@ def render_document(found: TemplateSet, template: PresetTemplate, inputs: Preset
     """The presets document vllm-dev would write now: every template (the developer's presets),
     or, for a layer, its one standalone preset beside the presets already in ``user_presets``."""
     if layer:
-        from vllm_dev.presets.user_presets import beside_owned
-
         return beside_owned(user_presets, render_standalone(template, inputs))
     return render(templates_in_use(found, layer), inputs)

@@ -19,6 +19,8 @@ from typing import Any
 from vllm_dev.errors import VllmDevError
 from vllm_dev.presets.render import PRESETS_VERSION, VENDOR_KEY, dumps
 from vllm_dev.process.files import write_if_changed
+from vllm_dev.state import layout
+from vllm_dev.state.records import ensure_state_dir
 
 _PRESET_KINDS = ("configurePresets", "buildPresets", "testPresets", "packagePresets",
                  "workflowPresets")
@@ -80,9 +82,6 @@ def _clashes(names: set[str], ours: dict[str, Any], where: Path) -> None:
 
 def backup_path(path: Path) -> Path:
     """A new name in ``<checkout>/.vllm-dev/backups/`` for a backup of ``path``."""
-    from vllm_dev.state import layout
-    from vllm_dev.state.records import ensure_state_dir
-
     directory = ensure_state_dir(path.parent / layout.STATE_DIR) / layout.BACKUPS
     directory.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")

@@ -20,6 +20,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -113,6 +115,7 @@ def build_lock(
     process took over from (a killed build), else None. ``command`` is what a waiting process
     will be told this one is doing. Re-entrant within one process.
     """
+    # lazy (a --dry build takes no lock): tests/test_lazy_imports.py
     from filelock import FileLock, Timeout
 
     _prepare_dir(build_dir)
@@ -174,9 +177,6 @@ def _stop_leftovers(build_dir: Path, say: Callable[[str], None]) -> None:
 
 def current_command() -> str:
     """This process's command line as a user would recognise it (``vllm-dev build ...``)."""
-    import shlex
-    import sys
-
     argv = list(sys.argv) or ["vllm-dev"]
     argv[0] = os.path.basename(argv[0]) or "vllm-dev"
     return shlex.join(argv)

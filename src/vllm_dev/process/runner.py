@@ -38,6 +38,7 @@ from vllm_dev.process.interrupts import (
     run_in_session,
     signal_for,
 )
+from vllm_dev.process.streaming import run_streaming
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -154,8 +155,6 @@ class SubprocessRunner:
             # A session of its own, stopped whole on Ctrl-C/SIGTERM (see process/interrupts.py).
             if stream is not None and not capture:
                 # Line by line to a consumer (the build's progress display); see streaming.py.
-                from vllm_dev.process.streaming import run_streaming
-
                 code = run_streaming(args, on_line=stream, cwd=cwd, env=full_env,
                                      pseudo_terminal=pseudo_terminal)
                 proc = subprocess.CompletedProcess(args, code, "", "")

@@ -17,9 +17,13 @@ Ctrl-C stops the whole compile tree, exactly as for :meth:`SubprocessRunner.run`
 from __future__ import annotations
 
 import codecs
+import fcntl
 import os
+import pty
 import re
+import struct
 import subprocess
+import termios
 from collections.abc import Callable, Mapping, Sequence
 
 from vllm_dev.process.interrupts import signal_for, stop_session
@@ -73,11 +77,6 @@ class LineSplitter:
 
 def _open_pty() -> tuple[int, int]:
     """A pty pair with no ``\\n`` -> ``\\r\\n`` translation and a very wide window."""
-    import fcntl
-    import pty
-    import struct
-    import termios
-
     master, slave = pty.openpty()
     attrs = termios.tcgetattr(slave)
     attrs[1] &= ~termios.ONLCR

@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vllm_dev.reporting.ninja_log import OBJECT_SUFFIXES, NinjaEntry
+from vllm_dev.reporting.ninja_log import NINJA_LOG, OBJECT_SUFFIXES, NinjaEntry, parse_ninja_log
 from vllm_dev.state import layout, records
 
 KIND = "vllm-dev timing history"
@@ -198,8 +198,6 @@ class History:
         (its last real compile, else its last cache hit), under what an older vllm-dev kept in
         ``unit-times-<preset>.json`` for an object the history lacks, under the build dir's own
         ``.ninja_log``, which wins where it knows an object (as the split plan always read it)."""
-        from vllm_dev.reporting.ninja_log import NINJA_LOG, parse_ninja_log
-
         times = _legacy_unit_times(self.path.parent.parent, preset)
         for output, step in self.steps.items():
             seconds = step.miss if step.miss is not None else step.hit
@@ -229,8 +227,6 @@ class History:
         for (built before the history existed, or by a plain ``cmake --build``): their last
         time there, in memory only. Whether that was a cache hit the log cannot say; a time of
         :data:`SURELY_A_MISS` or more was not one, and a shorter one is short either way."""
-        from vllm_dev.reporting.ninja_log import NINJA_LOG, parse_ninja_log
-
         try:
             text = (build_dir / NINJA_LOG).read_text(errors="replace")
         except OSError:

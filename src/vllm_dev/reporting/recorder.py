@@ -21,6 +21,7 @@ Sources, each chosen because it needs nothing the user does not already have:
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -29,15 +30,18 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext, supp
 from pathlib import Path
 from typing import Any
 
+from vllm_dev.caching.cache_stats import read_stats
 from vllm_dev.caching.dist import DistStats
 from vllm_dev.errors import VllmDevError
 from vllm_dev.presets.render import build_environment
+from vllm_dev.process.files import atomic_write_bytes
 from vllm_dev.reporting.build_report import (
     REPORT_FILE,
     BuildReport,
     CacheDelta,
     FailedFile,
     SplitNote,
+    save_report,
     timed_phases,
 )
 from vllm_dev.reporting.ninja_log import (
@@ -47,6 +51,8 @@ from vllm_dev.reporting.ninja_log import (
     slowest_units,
     source_of,
 )
+from vllm_dev.reporting.trace import build_timeline, chrome_trace, from_rows, to_rows
+from vllm_dev.toolchain.tools import find_launcher
 
 SLOWEST_IN_REPORT = 10
 
@@ -172,8 +178,6 @@ class Recorder:
 
     def _ccache_path(self) -> str | None:
         if self._ccache is None and self.ws.settings.cache == "ccache":
-            from vllm_dev.toolchain.tools import find_launcher
-
             found = find_launcher("ccache", interpreter=self.ws.interpreter)
             self._ccache = str(found) if found else None
         return self._ccache
@@ -189,8 +193,6 @@ class Recorder:
             self._cache_note = "ccache not found"
             return None
         try:
-            from vllm_dev.caching.cache_stats import read_stats
-
             return read_stats(path, runner=self.ws.runner, env=self._cache_env())
         except VllmDevError as exc:
             self._cache_note = f"statistics unreadable ({exc})"
@@ -244,7 +246,6 @@ class Recorder:
             report.compile_steps = (sum(1 for e in entries if e.is_object)
                                     + sum(1 for o in failed if o.endswith(OBJECT_SUFFIXES)))
             report.slowest = slowest_units(entries, SLOWEST_IN_REPORT)
-            from vllm_dev.reporting.trace import build_timeline, to_rows
 
             report.timeline = to_rows(build_timeline(self.build_dir, entries,
                                                      farm=self.dist is not None))
@@ -278,8 +279,6 @@ class Recorder:
             self.ws.say(f"no build report written: {exc}")
 
     def _save(self, report: BuildReport) -> None:
-        from vllm_dev.reporting.build_report import save_report
-
         if self.build_dir is not None and self.build_dir.is_dir():
             save_report(self.build_dir / REPORT_FILE, report)
         if self.json_path is not None:
@@ -305,8 +304,6 @@ def max_child_rss_kib() -> int | None:
 def write_report_trace(report: BuildReport, path: Path) -> list[Path]:
     """A stored report's timeline as Chrome trace JSON at ``path`` and SVG beside it (see
     reporting/trace.py); one line when it cannot be written."""
-    from vllm_dev.reporting.trace import from_rows
-
     steps = from_rows(report.timeline)
     if not steps:
         raise VllmDevError(f"the build of {report.started} has no timeline (it compiled nothing, "
@@ -324,11 +321,8 @@ def write_trace(path: Path, steps: list[Any], *, title: str, details: Mapping[st
                 span_ms: int | None = None) -> list[Path]:
     """The Chrome trace JSON at ``path`` (``x.svg`` given: ``x.json``) and the same timeline as
     SVG beside it (``x.svg``); returns the two paths."""
-    import json
-
-    from vllm_dev.process.files import atomic_write_bytes
+    # lazy (only --trace draws): tests/test_lazy_imports.py
     from vllm_dev.reporting.timeline_svg import render_svg
-    from vllm_dev.reporting.trace import chrome_trace
 
     path = path.with_suffix(".json") if path.suffix == ".svg" else path
     svg = path.with_suffix(".svg")

@@ -12,9 +12,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from vllm_dev.caching.compiler_cache import NVCC_EXTRA_ENV
+from vllm_dev.checkout import affected
+from vllm_dev.checkout.build_graph import cache_value, ninja_of
+from vllm_dev.checkout.pending import pending_compiles
 from vllm_dev.errors import CommandFailed, VllmDevError
 from vllm_dev.host.disk import explain_failure
+from vllm_dev.host.parallelism import SPLIT_OPTION, Split, plan_unit_threads, split_threads
+from vllm_dev.host.split_launcher import KIND, PLAN_FILE
 from vllm_dev.planning.plan import BuildPlan
+from vllm_dev.process.progress import open_display
+from vllm_dev.reporting.ninja_log import source_of
+from vllm_dev.reporting.trace import CACHE_LOG
+from vllm_dev.state import records
+from vllm_dev.steps.cost import history_for
 
 if TYPE_CHECKING:
     from vllm_dev.checkout.affected import Selection
@@ -30,8 +41,6 @@ def compile_targets(plan: BuildPlan, targets: list[str] | None, *, install: bool
                     announce_up_to_date: bool = False) -> None:
     """``cmake --build`` of ``targets`` (None: what the install needs, i.e. all);
     ``announce_up_to_date``: say so when there is nothing to compile (a Nox session's log)."""
-    from vllm_dev.process.progress import open_display
-
     # The job count goes to the build, not the configure: a change of jobs (or of free memory,
     # which sizes the default) never reconfigures.
     argv = [str(plan.cmake.path), "--build", "--preset", plan.template.name]
@@ -89,10 +98,6 @@ def require_build_dir(build_dir: Path, dry: bool = False) -> None:
 def pending_units(plan: BuildPlan, targets: list[str]) -> Pending | None:
     """What ninja would run for ``targets`` (``ninja -n``: read-only, so a dry run asks too);
     None when it cannot say (not configured, not a Ninja build, an unknown target)."""
-    from vllm_dev.checkout.build_graph import ninja_of
-    from vllm_dev.checkout.pending import pending_compiles
-    from vllm_dev.errors import VllmDevError
-
     try:
         return pending_compiles(plan.build_dir, targets, ninja=ninja_of(plan.build_dir))
     except VllmDevError:  # not configured yet, or not a Ninja build
@@ -104,7 +109,6 @@ def choose_split(plan: BuildPlan, pending: Pending | None) -> Split | None:
     what ninja will compile (:func:`pending_units`); None when nvcc is not in the build."""
     if plan.device != "cuda" or plan.nvcc is None:
         return None
-    from vllm_dev.host.parallelism import SPLIT_OPTION, Split, split_threads
 
     if plan.settings.no_split:
         return Split(1, 0, f"off: {plan.settings.origin('no_split')}")
@@ -130,17 +134,12 @@ def per_object_split(plan: BuildPlan, pending: Pending | None, split: Split | No
     times (host/parallelism.plan_unit_threads), written for the launcher; the environment then
     carries no split. Without it, or where the split is off, no plan file is left behind (the
     launcher then changes nothing)."""
-    from vllm_dev.host.split_launcher import KIND, PLAN_FILE
-
     path = plan.build_dir / PLAN_FILE
     if not uses_split_launcher(plan.build_dir) or pending is None or split is None \
             or split.cuda_units == 0 or plan.dry:
         if not plan.dry:
             path.unlink(missing_ok=True)
         return split
-    from vllm_dev.host.parallelism import Split, plan_unit_threads
-    from vllm_dev.state import records
-    from vllm_dev.steps.cost import history_for
 
     history = history_for(plan).compile_times(plan.build_dir, preset=plan.template.name)
     weights = {obj: history.get(obj) for obj in pending.cuda}
@@ -157,16 +156,12 @@ def per_object_split(plan: BuildPlan, pending: Pending | None, split: Split | No
 
 def uses_split_launcher(build_dir: Path) -> bool:
     """Whether the build dir's CUDA compiles go through host/split_launcher.py."""
-    from vllm_dev.checkout.build_graph import cache_value
-
     return "split_launcher" in (cache_value(build_dir, "CMAKE_CUDA_COMPILER_LAUNCHER") or "")
 
 
 def split_environment(split: Split | None) -> dict[str, str]:
     """The variable the presets append to the user's ``NVCC_APPEND_FLAGS`` (see
     caching/compiler_cache.nvcc_environment), when the units are split."""
-    from vllm_dev.caching.compiler_cache import NVCC_EXTRA_ENV
-
     if split is None or not split.flag or split.per_object:  # the launcher's, per object
         return {}
     return {NVCC_EXTRA_ENV: split.flag}
@@ -176,8 +171,6 @@ def cache_log_environment(plan: BuildPlan) -> dict[str, str]:
     """``CCACHE_STATSLOG`` for this build: ccache appends one record per compile (the source
     and its counters: ``direct_cache_hit``, ``cache_miss``...), which the trace reads to mark
     cache hits (reporting/trace.py). Emptied first: the file holds one build."""
-    from vllm_dev.reporting.trace import CACHE_LOG
-
     if plan.settings.cache != "ccache" or plan.dry or plan.dist_plan is not None:
         return {}
     path = plan.build_dir / CACHE_LOG
@@ -193,8 +186,6 @@ def select_targets(plan: BuildPlan, *, since: str | None, every: bool, recorder:
     """The targets to build (``.targets``: None all, [] none) and why, said for a fresh build
     dir, a dry run, ``--since``, whenever the set of targets grows, and when the checkout's base
     moved past W; the report always has it."""
-    from vllm_dev.checkout import affected
-
     before = affected.built_before(plan.build_dir)
     selection = affected.plan(plan.build_dir, plan.checkout, environ=plan.environ,
                               torch=plan.facts.torch, jobs=plan.parallelism.jobs, dry=plan.dry,
@@ -214,8 +205,6 @@ def select_targets(plan: BuildPlan, *, since: str | None, every: bool, recorder:
 
 def remember_explicit(build_dir: Path, targets: list[str]) -> None:
     """``--target``s are built here from now on too (unless the dir builds everything)."""
-    from vllm_dev.checkout import affected
-
     before = affected.built_before(build_dir)
     if before is not None:
         affected.remember_built(build_dir, sorted(set(before) | set(targets)))
@@ -255,7 +244,6 @@ def name_failed_steps(exc: CommandFailed, failures: list[FailedStep]) -> Command
     each one's first error line)."""
     if not failures:
         return exc
-    from vllm_dev.reporting.ninja_log import source_of
 
     sources = [source_of(o) for step in failures for o in step.outputs] or ["a build step"]
     named = ", ".join(sources[:3]) + (f" and {len(sources) - 3} more" if len(sources) > 3 else "")

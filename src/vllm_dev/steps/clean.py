@@ -12,6 +12,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vllm_dev.checkout.compile_db import unlink_into
 from vllm_dev.errors import VllmDevError
 from vllm_dev.installs.install_record import InstallRecord
 from vllm_dev.planning.workspace import Workspace
@@ -19,6 +20,7 @@ from vllm_dev.presets.render import resolve_binary_dir
 from vllm_dev.process.locking import build_lock, current_command
 from vllm_dev.state import layout
 from vllm_dev.state.build_record import is_marked_build_dir
+from vllm_dev.state.records import ensure_state_dir
 
 
 @dataclass(frozen=True)
@@ -101,8 +103,6 @@ def _shared_sources(ws: Workspace, *, remove: bool) -> None:
     """``<checkout>/.deps``: dependency sources fetched by pip builds (setup.py's
     FETCHCONTENT_BASE_DIR) and reused by every preset. Left alone unless asked for by name:
     fetching them again needs the network."""
-    from vllm_dev.state.records import ensure_state_dir
-
     root = ws.checkout.root
     deps = root / ".deps"
     if not deps.is_dir() or deps.is_symlink():
@@ -154,11 +154,8 @@ def run_clean(ws: Workspace, *, every: bool = False, installed: bool = False,
                 _rmtree(build_dir, root)
         result.removed_dirs.append(build_dir)
         ws.say(f"{verb} {build_dir}")
-        if not ws.dry:
-            from vllm_dev.checkout.compile_db import unlink_into
-
-            if unlink_into(root, build_dir):
-                ws.say("removed the compile_commands.json link into it")
+        if not ws.dry and unlink_into(root, build_dir):
+            ws.say("removed the compile_commands.json link into it")
     for path in result.removed_files:
         ws.say(f"{'would remove' if ws.dry else 'removed'} installed {path.relative_to(root)}")
     if not result.removed_dirs:

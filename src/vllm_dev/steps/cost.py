@@ -41,9 +41,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from vllm_dev.checkout.build_graph import ninja_deps, ninja_of
 from vllm_dev.errors import VllmDevError
+from vllm_dev.host.machine import probe_machine
+from vllm_dev.installs.components import components
 from vllm_dev.planning.plan import BuildPlan
-from vllm_dev.reporting.estimate import Estimate
+from vllm_dev.reporting.estimate import Estimate, estimate, planned_steps
+from vllm_dev.reporting.history import History, history_path
+from vllm_dev.reporting.ninja_log import entries_since
+from vllm_dev.reporting.recorder import phase
 
 if TYPE_CHECKING:
     from vllm_dev.checkout.affected import Selection
@@ -112,8 +118,6 @@ def should_ask(*, confirm_minutes: float | None, yes: bool, allowed: bool,
 
 
 def history_for(plan: BuildPlan) -> History:
-    from vllm_dev.reporting.history import History, history_path
-
     return History.load(history_path(plan.checkout.state_dir, preset=plan.preset,
                                      device=plan.device, arch=plan.arch.env_value))
 
@@ -142,11 +146,6 @@ def cache_identity(plan: BuildPlan) -> str:
 def estimate_cost(plan: BuildPlan, targets: list[str] | None, *, reasons: Sequence[str] = (),
                   narrow: str = "") -> CostBlock:
     """What compiling ``targets`` (None: every target) in the plan's build dir will cost."""
-    from vllm_dev.checkout.build_graph import ninja_of
-    from vllm_dev.host.machine import probe_machine
-    from vllm_dev.installs.components import components
-    from vllm_dev.reporting.estimate import estimate, planned_steps
-
     every = targets is None
     names = components(plan.build_dir) if every else list(targets or [])
     # what the build runs: every target is ninja's `all` (steps/build.py)
@@ -176,8 +175,6 @@ def from_selection(plan: BuildPlan, selection: Selection) -> CostBlock:
 
 
 def _answer(stdin: TextIO) -> bool:
-    from vllm_dev.reporting.recorder import phase
-
     print("vllm-dev: build it? [y/N] ", end="", file=sys.stderr, flush=True)
     with phase("waiting for an answer"):  # the report's time: the user's, not the build's
         try:
@@ -219,12 +216,10 @@ def remember_timings(plan: BuildPlan, offset: int | None, report: BuildReport | 
     a build: a history that cannot be written is only a worse next estimate."""
     if offset is None or plan.dry:
         return
-    from vllm_dev.reporting.ninja_log import entries_since
 
     entries = entries_since(plan.build_dir, offset)
     if not entries:
         return
-    from vllm_dev.checkout.build_graph import ninja_deps
 
     try:
         history = history_for(plan)

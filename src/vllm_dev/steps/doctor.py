@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import platform
 import shutil
 import sys
@@ -23,11 +24,16 @@ from pathlib import Path
 
 from packaging.requirements import Requirement
 from packaging.version import InvalidVersion, Version
+from rich.console import Console
+from rich.table import Table
 
+from vllm_dev.caching.compiler_cache import config_from, describe_settings
+from vllm_dev.caching.remote_check import check_remote
 from vllm_dev.errors import VllmDevError
 from vllm_dev.host.machine import GIB, probe_machine
 from vllm_dev.planning.workspace import Workspace
 from vllm_dev.process.runner import Runner
+from vllm_dev.toolchain.arch import probe_gpus
 from vllm_dev.toolchain.compiler_minimums import gcc_minimum
 from vllm_dev.toolchain.interpreter import (
     InterpreterFacts,
@@ -233,9 +239,6 @@ class Doctor:
     def _cache_settings(self) -> None:
         """The settings vllm-dev gives the cache, and whether the shared (remote) cache answers;
         nothing secret is shown (see compiler_cache)."""
-        from vllm_dev.caching.compiler_cache import config_from, describe_settings
-        from vllm_dev.caching.remote_check import check_remote
-
         config = config_from(self.ws.settings)
         if details := describe_settings(config):
             self.add("cache settings", "info", details)
@@ -295,8 +298,6 @@ class Doctor:
                      f"(needs >= {_v(minimum.version)} for {device}, {minimum.where})")
 
     def gpus(self) -> None:
-        from vllm_dev.toolchain.arch import probe_gpus
-
         found = probe_gpus(runner=self.runner)
         if not found.capabilities:
             # the device comes from the interpreter's torch, unless given
@@ -373,9 +374,6 @@ class Doctor:
 
     def _remote_only(self) -> None:
         """The remote cache's row, when there is one to check (it needs no interpreter)."""
-        from vllm_dev.caching.compiler_cache import config_from
-        from vllm_dev.caching.remote_check import check_remote
-
         config = config_from(self.ws.settings)
         if config.remote:
             answer = check_remote(config.remote, timeout=3.0, mode=config.remote_mode)
@@ -391,16 +389,11 @@ class Doctor:
 
 
 def _host_cpus() -> int:
-    import os
-
     return os.cpu_count() or 1
 
 
 def render_table(checks: list[Check]) -> None:
     """The checks as a rich table on stdout (rich imported here: it is slow to import)."""
-    from rich.console import Console
-    from rich.table import Table
-
     colours = {"ok": "green", "warn": "yellow", "fail": "bold red", "info": "cyan"}
     table = Table(title="vllm-dev doctor", show_lines=False)
     for column in ("check", "status", "details", "fix"):

@@ -18,7 +18,10 @@ from typing import TYPE_CHECKING
 from vllm_dev.errors import VllmDevError
 from vllm_dev.installs.components import components
 from vllm_dev.installs.install_record import installed_files
+from vllm_dev.installs.install_state import components_to_install
+from vllm_dev.installs.staged_install import staged_install
 from vllm_dev.planning.plan import BuildDirPlan
+from vllm_dev.steps.build import require_build_dir
 
 if TYPE_CHECKING:
     from vllm_dev.installs.staged_install import CommitResult
@@ -45,10 +48,7 @@ def install_components(plan: BuildDirPlan, wanted: list[str] | None, *,
                        only_changed: bool) -> InstallReport | None:
     """Install ``wanted`` (every component when empty); with ``only_changed`` only those whose
     files may have changed. None in a dry run."""
-    from vllm_dev.installs.install_state import components_to_install
-
     build_dir = plan.build_dir
-    from vllm_dev.steps.build import require_build_dir
 
     require_build_dir(build_dir, plan.dry)
     every = list(wanted) if wanted else components(build_dir)
@@ -75,8 +75,6 @@ def install_components(plan: BuildDirPlan, wanted: list[str] | None, *,
 
 
 def _staged(plan: BuildDirPlan, todo: list[str]) -> CommitResult:
-    from vllm_dev.installs.staged_install import staged_install  # only when something moves
-
     return staged_install(plan.build_dir, todo, cmake=plan.cmake.path, runner=plan.runner,
                           root=plan.checkout.root, package_dir=plan.checkout.package_dir)
 

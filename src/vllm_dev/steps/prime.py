@@ -45,6 +45,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vllm_dev.caching.compiler_cache import presets_note
+from vllm_dev.caching.launcher import SPELLING, write_launcher
 from vllm_dev.checkout.compile_db import link_compile_commands, write_clangd_config
 from vllm_dev.errors import VllmDevError
 from vllm_dev.planning.plan import BuildPlan
@@ -55,6 +57,7 @@ from vllm_dev.presets.user_presets import (
     plan_user_presets,
     write_user_presets,
 )
+from vllm_dev.reporting.ninja_log import NINJA_LOG, parse_ninja_log
 from vllm_dev.state.build_record import BuildRecord
 
 # Fingerprint keys whose change needs a fresh CMake cache, not just a re-run of configure, and
@@ -166,8 +169,6 @@ class ConfigureDecision:
     def _upgrade_note(self) -> str:
         """A build dir an older vllm-dev configured names the compiler cache by its absolute
         path: the one reconfigure after the upgrade says what it costs."""
-        from vllm_dev.caching.launcher import SPELLING
-
         if any(r.kind is ReasonKind.PRESET and r.key.endswith("_COMPILER_LAUNCHER")
                and r.after == SPELLING and r.before and r.before != SPELLING
                for r in self.reasons):
@@ -339,8 +340,6 @@ def decide(old: dict[str, str], new: dict[str, str], *, configured_before: bool,
 def built_objects(build_dir: Path) -> int:
     """How many object files ninja built in ``build_dir`` that are still there (its log's
     object outputs): what a fresh cache may make recompile."""
-    from vllm_dev.reporting.ninja_log import NINJA_LOG, parse_ninja_log
-
     try:
         text = (build_dir / NINJA_LOG).read_text(errors="replace")
     except OSError:
@@ -372,8 +371,6 @@ def configure(
     counts a configure that then fails as a configure). ``undefine``: ``-U`` names, removed from
     the cache when it holds them."""
     if not plan.dry:
-        from vllm_dev.caching.launcher import write_launcher
-
         write_launcher(plan.checkout.state_dir)
     written = write_user_presets(plan.checkout.user_presets, plan.document, merge=merge,
                                  force=force, dry=plan.dry)
@@ -383,7 +380,6 @@ def configure(
         verb = "would write" if plan.dry else ("merged vllm-dev's presets into" if written.merged
                                                else "wrote")
         plan.say(f"{verb} {written.path}")
-        from vllm_dev.caching.compiler_cache import presets_note
 
         if note := presets_note(plan.settings):
             plan.say(note)

@@ -6,20 +6,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from vllm_dev.config.settings import positive_int
 from vllm_dev.reporting.build_report import dumps, load_last
 from vllm_dev.reporting.ninja_log import rank_build_dir, render_ranking
+from vllm_dev.reporting.recorder import write_report_trace
 
 
 def run_report(ws: Any, *, slowest: int | str | None = None, as_json: bool = False,
                trace: Path | None = None) -> None:
     """``vllm-dev report``: the last report again, or ``--slowest N`` over the whole log;
     ``--trace FILE`` writes the last build's timeline (Chrome trace JSON, and SVG beside it)."""
-    from vllm_dev.config.settings import positive_int
-
     build_dir = ws.build_dir
     if trace is not None:
-        from vllm_dev.reporting.recorder import write_report_trace
-
         for path in write_report_trace(load_last(build_dir), trace):
             print(f"wrote {path}")
         return

@@ -15,6 +15,7 @@ everything the preset remembers; ``-U NAME`` on prime and build for a define.
 
 from __future__ import annotations
 
+import difflib
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -182,8 +183,6 @@ def _forget(ws: Workspace, names: Sequence[str], *, every: bool) -> None:
 
 
 def _unknown(raw: str, memory: store.Memory, preset: str) -> str:
-    import difflib
-
     candidates = [s.flag for s in SETTINGS if s.flag]
     candidates += [s.name for s in SETTINGS]
     candidates += list(memory.defines(preset))

@@ -14,10 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vllm_dev.checkout.affected import remember_built
+from vllm_dev.checkout.precompiled import base_moved, recorded, remember_setup
 from vllm_dev.errors import CannotRun, CommandFailed, VllmDevError
+from vllm_dev.installs.install_record import InstallRecord
 from vllm_dev.planning.workspace import Workspace
 from vllm_dev.process.runner import Runner
 from vllm_dev.state import layout, records
+from vllm_dev.state.build_record import is_marked_build_dir
 
 PRECOMPILED_VARS = (
     "VLLM_PRECOMPILED_WHEEL_LOCATION",
@@ -211,8 +215,7 @@ def run_setup(ws: Workspace, *, force: bool = False,
         record[key["interpreter"]] = key
         if loaded.writable:
             records.save(SETUP_FORMAT, record_path, {"interpreters": record}, guard=False)
-        from vllm_dev.checkout.precompiled import remember_setup  # W, while the wheel is at hand
-
+        # W, while the wheel is at hand
         before = recorded_w(ws.checkout.state_dir)
         base = remember_setup(root, ws.checkout.state_dir, ws.environ)
         follow_new_w(ws, before, base.commit if base else None)
@@ -228,8 +231,6 @@ def _interpreters(body: dict[str, Any]) -> dict[str, Any]:
 
 def recorded_w(state_dir: Path) -> str | None:
     """W as the last setup recorded it (None: no record, or W unknown then)."""
-    from vllm_dev.checkout.precompiled import recorded
-
     commit = (recorded(state_dir) or {}).get("commit")
     return str(commit) if commit else None
 
@@ -241,14 +242,8 @@ def follow_new_w(ws: Workspace, before: str | None, after: str | None) -> None:
     one) and forgets the installs that setup's kernels replaced, so nothing built for the old
     base is put back. What the build dirs built stays (ninja reuses it). Without such a refresh
     while the base moved (a wheel of the old W named again), say so."""
-    from vllm_dev.checkout.precompiled import base_moved
-
     root = ws.checkout.root
     if after and after != before:
-        from vllm_dev.checkout.affected import remember_built
-        from vllm_dev.installs.install_record import InstallRecord
-        from vllm_dev.state.build_record import is_marked_build_dir
-
         for build_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink()
                                 and is_marked_build_dir(p)):
             record = InstallRecord.load(build_dir)

@@ -34,7 +34,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vllm_dev.checkout import affected
+from vllm_dev.checkout.affected import built_before
+from vllm_dev.checkout.precompiled import find_base
 from vllm_dev.errors import CannotRun, VllmDevError
+from vllm_dev.installs import install_state
 from vllm_dev.installs.components import components
 from vllm_dev.installs.install_record import InstallRecord
 from vllm_dev.installs.staged_install import build_outputs
@@ -408,8 +412,6 @@ def run_verify(ws: Resolved, *, remove: bool = False, components: list[str] | No
 def extension_states(ws: Resolved, record: InstallRecord, prebuilt: list[Path],
                      report: VerifyReport) -> list[Extension]:
     """Each extension of the checkout with its state (see :data:`STATES`)."""
-    from vllm_dev.checkout.precompiled import find_base
-
     build_dir = ws.build_dir
     names = components(build_dir)
     built = {name.split(".", 1)[0] for name in build_outputs(build_dir)} if names else set()
@@ -420,7 +422,6 @@ def extension_states(ws: Resolved, record: InstallRecord, prebuilt: list[Path],
     base = find_base(ws.checkout.root, ws.checkout.state_dir, getattr(ws, "environ", os.environ))
     w = base.commit[:12] if base.commit else ""
     extensions = []
-    from vllm_dev.checkout.affected import built_before
 
     meant = built_before(build_dir)  # what this build dir builds for vllm/ (None: everything)
     for name in names or sorted(by_name):
@@ -452,7 +453,6 @@ def _mark_changed_since_w(ws: Resolved, base: Any, prebuilt: list[Extension]) ->
     the build dir's graph, as a build's selection is (checkout/affected.py)."""
     if not prebuilt or base.commit is None or not (ws.build_dir / "build.ninja").is_file():
         return
-    from vllm_dev.checkout import affected
 
     try:
         selection = affected.select(ws.checkout.root, ws.build_dir, base,
@@ -522,8 +522,6 @@ def verify_after_build(ws: Resolved, *, components: list[str],
                        warm: WarmChecker | None = None) -> VerifyReport | None:
     """The last step of ``build``: load the extensions of ``components`` that changed since they
     last loaded; stale/older files are warnings, a load failure an error."""
-    from vllm_dev.installs import install_state
-
     if ws.dry:
         return None
     todo = install_state.unverified(ws.build_dir, components)
@@ -586,7 +584,6 @@ def run_verify_task(ws: Resolved, *, remove: bool = False, as_json: bool = False
         for line in describe(report, root=root):
             print(line)
         print(report.summary())
-    from vllm_dev.installs import install_state
 
     if report.failed and not ws.dry:  # the next build checks them all again
         install_state.mark_unverified(ws.build_dir)

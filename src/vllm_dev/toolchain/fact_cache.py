@@ -19,12 +19,16 @@ answer's own shape is its reader's business: :meth:`FactCache.memo` decodes it).
 from __future__ import annotations
 
 import glob
+import json
 import os
 from collections.abc import Callable, Iterable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TypeVar
 
 from vllm_dev.state import layout, records
+from vllm_dev.toolchain.interpreter import InterpreterFacts, probe
+from vllm_dev.toolchain.tools import version_of
 
 CACHE_NAME = layout.FACT_CACHE
 KIND = "vllm-dev fact cache"
@@ -134,8 +138,6 @@ def for_state_dir(state_dir: Path | None, *, dry: bool) -> FactCache:
 def cached_version(cache: FactCache, path: Path, *, runner: Any,
                    flag: str = "--version") -> tuple[int, ...]:
     """:func:`vllm_dev.toolchain.tools.version_of`, remembered per executable."""
-    from vllm_dev.toolchain.tools import version_of
-
     return cache.memo(f"version {path} {flag}", [path],
                       lambda: version_of(path, runner=runner, flag=flag),
                       encode=list, decode=lambda v: tuple(int(x) for x in v))
@@ -145,11 +147,6 @@ def cached_probe(cache: FactCache, interpreter: Any, *, runner: Any,
                  packages: Iterable[str] = ()) -> Any:
     """:func:`~vllm_dev.toolchain.interpreter.probe`, remembered while the environment is the same.
     """
-    import json
-    from dataclasses import asdict
-
-    from vllm_dev.toolchain.interpreter import InterpreterFacts, probe
-
     names = sorted(set(packages))
     key = f"probe {interpreter.path} {json.dumps(names)}"
     stored = cache.get(key)

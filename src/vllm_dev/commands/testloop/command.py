@@ -13,7 +13,9 @@ from vllm_dev.commands.testloop.cycle import (
     installed_preset_line,
     run_cycle,
 )
+from vllm_dev.commands.testloop.watch import watch
 from vllm_dev.errors import VllmDevError
+from vllm_dev.kerneltests.pytest_run import check_pytest
 from vllm_dev.planning.workspace import Workspace
 
 WorkspaceFactory = Callable[[], Workspace]
@@ -27,8 +29,6 @@ def run_test(make_ws: WorkspaceFactory, options: TestOptions) -> int:
     if not ws.dry:
         check(ws)
     if options.watch:
-        from vllm_dev.commands.testloop.watch import watch
-
         return watch(make_ws, ws, options, selection)
     request = build_request(options, started_at=options.started_at)
     result = run_cycle(ws, options, selection, request)
@@ -42,8 +42,6 @@ def run_test(make_ws: WorkspaceFactory, options: TestOptions) -> int:
 
 def check(ws: Workspace) -> None:
     """pytest is there and the tests import this checkout's vllm (pytest_run.check_pytest)."""
-    from vllm_dev.kerneltests.pytest_run import check_pytest
-
     check_pytest(ws.interpreter.path, ws.checkout, ws.runner,
                  device=ws.settings.device or _device_or_cuda(ws))
 

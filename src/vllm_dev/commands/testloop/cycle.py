@@ -20,11 +20,24 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from vllm_dev.checkout.affected import changed_files, check_since
+from vllm_dev.checkout.precompiled import Base, find_base
+from vllm_dev.commands import pipeline
+from vllm_dev.config.declarations import setting
 from vllm_dev.errors import CommandFailed, VllmDevError
 from vllm_dev.kerneltests import pytest_args, remembered
+from vllm_dev.kerneltests.picker import Picker
 from vllm_dev.kerneltests.pytest_args import PytestArgs
-from vllm_dev.kerneltests.pytest_run import JUNIT_FILE, NOTHING_TESTED, TestOutcome
+from vllm_dev.kerneltests.pytest_run import (
+    JUNIT_FILE,
+    NOTHING_TESTED,
+    TestOutcome,
+    pytest_argv,
+    run_tests,
+)
 from vllm_dev.planning.workspace import Workspace
+from vllm_dev.process.runner import format_command
+from vllm_dev.reporting.build_report import REPORT_FILE, read_report
 
 if TYPE_CHECKING:
     from vllm_dev.commands.pipeline import PipelineResult, Request
@@ -132,8 +145,6 @@ def choose_selection(ws: Workspace, options: TestOptions) -> Selection:
 def build_request(options: TestOptions, *, targets: tuple[str, ...] | None = None,
                   started_at: float | None = None) -> Request:
     """The pipeline request of a cycle (``targets``: a later watch cycle's explicit ones)."""
-    from vllm_dev.commands import pipeline
-
     return pipeline.Request(
         stages=pipeline.build_stages(install=True, verify=options.verify),
         targets=options.targets if targets is None else targets, since=options.since,
@@ -145,8 +156,6 @@ def run_cycle(ws: Workspace, options: TestOptions, selection: Selection, request
               changed: Iterable[str] | None = None, where: str = "") -> CycleResult:
     """Build, install, pick (if asked), test. ``changed``: the files this cycle is for (a
     watch save); None: what changed since the prebuilt kernels' commit, as the build selects."""
-    from vllm_dev.commands import pipeline
-
     started, wall = time.monotonic(), time.time()
     result: PipelineResult | None = None
     try:
@@ -166,7 +175,6 @@ def run_cycle(ws: Workspace, options: TestOptions, selection: Selection, request
             ws.say("the tests would be picked from the objects of this build (nothing is run "
                    "in a dry run)")
             return done
-        from vllm_dev.kerneltests.picker import Picker
 
         if changed is None:
             try:
@@ -196,9 +204,6 @@ def run_cycle(ws: Workspace, options: TestOptions, selection: Selection, request
 
 def _test(ws: Workspace, build_dir: Path, args: PytestArgs, *, under: str | None
           ) -> TestOutcome | None:
-    from vllm_dev.kerneltests.pytest_run import pytest_argv, run_tests
-    from vllm_dev.process.runner import format_command
-
     root = ws.checkout.root
     junit = build_dir / JUNIT_FILE
     argv = pytest_argv(ws.interpreter.path, args, under=under, junit=junit)
@@ -214,9 +219,6 @@ def _test(ws: Workspace, build_dir: Path, args: PytestArgs, *, under: str | None
 def changed_since_base(ws: Workspace, since: str | None) -> tuple[list[str], str]:
     """The files changed since the prebuilt kernels' commit W (or ``--since``), as the build's
     selection sees them, and how to name that base."""
-    from vllm_dev.checkout.affected import changed_files, check_since
-    from vllm_dev.checkout.precompiled import Base, find_base
-
     root = ws.checkout.root
     sha = check_since(root, since)
     base = Base(sha, f"--since {since}") if sha else find_base(root, ws.checkout.state_dir,
@@ -231,8 +233,6 @@ def changed_since_base(ws: Workspace, since: str | None) -> tuple[list[str], str
 
 def _figures(build_dir: Path, *, since: float, installed: int) -> BuildFigures | None:
     """This cycle's build figures, from the report it wrote (None when it wrote none)."""
-    from vllm_dev.reporting.build_report import REPORT_FILE, read_report
-
     path = build_dir / REPORT_FILE
     try:
         if path.stat().st_mtime < since - 1:  # ``since``: the cycle's start, wall clock
@@ -250,8 +250,6 @@ def _figures(build_dir: Path, *, since: float, installed: int) -> BuildFigures |
 
 def installed_preset_line(ws: Workspace, result: CycleResult) -> str | None:
     """``debug kernels are now installed ...; `vllm-dev build --preset release` puts ...``."""
-    from vllm_dev.config.declarations import setting
-
     preset = ws.settings.preset
     default = setting("preset").default
     if preset == default or not result.installed_here or ws.dry:

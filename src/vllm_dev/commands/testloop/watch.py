@@ -19,11 +19,13 @@ is free. Ctrl-C stops the running build or test run as it would stop them outsid
 from __future__ import annotations
 
 import os
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vllm_dev.checkout.affected import built_before
 from vllm_dev.commands.testloop.cycle import (
     CycleResult,
     Selection,
@@ -36,7 +38,10 @@ from vllm_dev.commands.testloop.pause import WholeBuild, pause_lines
 from vllm_dev.commands.testloop.watchset import SaveDecision, WatchSet, watch_set
 from vllm_dev.errors import VllmDevError
 from vllm_dev.installs.components import components
+from vllm_dev.planning.plan import resolve_plan
 from vllm_dev.planning.workspace import Workspace
+from vllm_dev.process.interrupts import Terminated
+from vllm_dev.steps.cost import estimate_cost
 
 if TYPE_CHECKING:
     from vllm_dev.steps.cost import CostBlock
@@ -107,10 +112,6 @@ class Watcher:
 
     def _wait(self, notify: Any) -> list[str]:
         """The watched files of the next burst of events ([] on a timeout or other files)."""
-        import signal
-
-        from vllm_dev.process.interrupts import Terminated
-
         caught: list[int] = []
 
         def note(signum: int, frame: object) -> None:
@@ -148,8 +149,6 @@ class Watcher:
         (not for a configure input: the graph changes with the configure)."""
         if not decision.targets or decision.pause is None:  # a configure input: no targets
             return None
-        from vllm_dev.planning.plan import resolve_plan
-        from vllm_dev.steps.cost import estimate_cost
 
         try:
             plan = resolve_plan(self.make_ws())
@@ -214,8 +213,6 @@ class Watcher:
     def _targets(self) -> list[str]:
         """The targets whose inputs are watched: --target's, else those this build dir builds
         (the selection remembered them), else, when nothing is built yet, every target."""
-        from vllm_dev.checkout.affected import built_before
-
         known = components(self.build_dir)
         if self.options.targets:
             self._always = list(self.options.targets)
