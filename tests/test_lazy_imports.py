@@ -51,7 +51,10 @@ LAZY: dict[str, dict[str, str]] = {
         "urllib.request": "as urllib.error",
     },
     "vllm_dev.checkout.tree": {"packaging.version": FRESH_CLONE},
-    "vllm_dev.commands.farm": {"filelock": "filelock: 6.8 ms (see process.locking); only --dist"},
+    "vllm_dev.commands.farm": {
+        "filelock": "filelock: 6.8 ms (see process.locking); only --dist",
+        "vllm_dev.caching.farm_toolchains": "1.1 ms a build (farm.py is loaded); only --dist",
+    },
     "vllm_dev.commands.pipeline": {
         "vllm_dev.caching.remote_check": "urllib's HTTP client: 4.7 ms a build; remote cache only",
     },
@@ -67,6 +70,9 @@ LAZY: dict[str, dict[str, str]] = {
     },
     "vllm_dev.config.store": {"filelock": FRESH_CLONE},
     "vllm_dev.config.values": {"vllm_dev.presets.render": "as in config.settings"},
+    "vllm_dev.steps.build": {
+        "vllm_dev.checkout.pending": "0.8 ms a build; only CUDA builds ask ninja -n for the split",
+    },
     "vllm_dev.presets.template_schema": {
         "jsonschema": "32 ms, only when templates are validated; " + NOX_LACKS.format("jsonschema"),
     },

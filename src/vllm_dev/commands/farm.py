@@ -16,7 +16,6 @@ from contextlib import ExitStack, contextmanager, suppress
 from typing import TYPE_CHECKING
 
 from vllm_dev.caching import compiler_cache as cc
-from vllm_dev.caching import farm_toolchains as ft
 from vllm_dev.caching.dist import DistClient, DistPlan
 from vllm_dev.errors import VllmDevError
 from vllm_dev.planning.plan import BuildPlan
@@ -98,6 +97,8 @@ def _running(client: DistClient, farm: DistPlan, plan: BuildPlan,
 def farm_compilers(client: DistClient, plan: BuildPlan) -> list[Override]:
     """The compilers this build may send to the farm, said at its start; wrapper scripts
     resolved to their real compilers and packaged (caching/farm_toolchains.py)."""
+    from vllm_dev.caching import farm_toolchains as ft
+
     cache = plan.build_dir / "CMakeCache.txt"
     configured: list[str | None] = []
     if cache.is_file():

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 from vllm_dev.caching.compiler_cache import NVCC_EXTRA_ENV
 from vllm_dev.checkout import affected
 from vllm_dev.checkout.build_graph import cache_value, ninja_of
-from vllm_dev.checkout.pending import pending_compiles
 from vllm_dev.errors import CommandFailed, VllmDevError
 from vllm_dev.host.disk import explain_failure
 from vllm_dev.host.parallelism import SPLIT_OPTION, Split, plan_unit_threads, split_threads
@@ -98,6 +97,8 @@ def require_build_dir(build_dir: Path, dry: bool = False) -> None:
 def pending_units(plan: BuildPlan, targets: list[str]) -> Pending | None:
     """What ninja would run for ``targets`` (``ninja -n``: read-only, so a dry run asks too);
     None when it cannot say (not configured, not a Ninja build, an unknown target)."""
+    from vllm_dev.checkout.pending import pending_compiles
+
     try:
         return pending_compiles(plan.build_dir, targets, ninja=ninja_of(plan.build_dir))
     except VllmDevError:  # not configured yet, or not a Ninja build
