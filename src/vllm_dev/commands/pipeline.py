@@ -175,9 +175,12 @@ def _build(ws: Workspace, request: Request, timer: StageTimer) -> PipelineResult
         ws.remember()  # the command reached its configure and build (config/remember.py)
         warm = _warm_checker(plan) if Stage.CHECK in request.stages else None
         offset = None if plan.dry else log_size(plan.build_dir)  # the steps timed: after it
+        from vllm_dev.steps.cost import build_load
+
+        load = build_load(plan)  # before its compiles: the machine's other work
         # the build's steps join the timing history, inside the report's time
         recorder.before_total.append(lambda report: remember_timings(
-            plan, offset, report, wall=recorder.phases.get("compile")))
+            plan, offset, report, wall=recorder.phases.get("compile"), load=load))
         try:
             with farm_session(plan, recorder):  # no-op without --dist
                 result = _stages(plan, request, timer, recorder=recorder, warm=warm)
@@ -186,7 +189,7 @@ def _build(ws: Workspace, request: Request, timer: StageTimer) -> PipelineResult
                 recorder.finish_quietly(exit_code=exc.exit_code)
             raise
         except KeyboardInterrupt:  # no report then; the steps that finished still count
-            remember_timings(plan, offset, None)
+            remember_timings(plan, offset, None, load=load)
             raise
         finally:
             if warm is not None:
