@@ -324,7 +324,7 @@ def test_history_with_loads_reads_in_the_vllm_dev_before_and_back(tmp_path: Path
                    wall=30.5, jobs=2, load=Load(1.0, 2, 2))
     history.save()
     body = json.loads(history.path.read_text())
-    for miss, hit, digest, cache, inputs in body["steps"].values():  # the decoder before
+    for miss, _hit, _digest, _cache, _inputs in body["steps"].values():  # the decoder before
         assert miss == 30.0
     assert records.from_json(BuildBefore, body["builds"][0]).wall == 30.5
     # what the vllm-dev before writes back: no "load", no build loads
