@@ -27,7 +27,9 @@ target's history step runs first, then every case, so that ``--busy-history K`` 
 processes, ``python -c 'while 1: pass'``, started by the bench during the history steps) and
 ``--busy-cases K`` (during the cases) set the load of each side; after starting or stopping
 them the bench waits ``--settle`` seconds (the 1-minute load average needs about two minutes to
-show them). Each case gives the estimate with the load correction (what the cost block prints)
+show them). The busy loops run in a session of their own (``setsid``), as another user's
+work would: where the kernel groups tasks by session (``sched_autogroup_enabled``), loops in
+the bench's session would share one group's CPU time with the compiles. Each case gives the estimate with the load correction (what the cost block prints)
 and without it, the load when the steps were timed and now, and the busy loops of each side.
 
 It prints a table (estimate low / point / high, actual, inside the range or not) and writes JSON.
@@ -102,8 +104,9 @@ class Row:
 class Busy:
     """``count`` busy-loop processes (an artificial load), started and stopped by the bench."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, own_session: bool = True) -> None:
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.own_session = own_session
 
     def set(self, count: int, settle: float) -> None:
         """Run ``count`` of them (starting or stopping some), then wait ``settle`` seconds for
@@ -114,8 +117,9 @@ class Busy:
             proc = self.procs.pop()
             proc.kill()
             proc.wait()
-        while len(self.procs) < count:
-            self.procs.append(subprocess.Popen([sys.executable, "-c", "while 1: pass"]))
+        while len(self.procs) < count:  # in a session of their own, as another user's work
+            self.procs.append(subprocess.Popen([sys.executable, "-c", "while 1: pass"],
+                                               start_new_session=self.own_session))
         print(f"bench: {count} busy loop(s); waiting {settle:.0f} s for the load average "
               f"(now {os.getloadavg()[0]:.2f})", file=sys.stderr)
         time.sleep(settle)
@@ -254,6 +258,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="K busy-loop processes while the history steps run")
     parser.add_argument("--busy-cases", type=int, default=0, metavar="K",
                         help="K busy-loop processes while the cases run")
+    parser.add_argument("--busy-same-session", action="store_true",
+                        help="the busy loops in the bench's own session (where the kernel's "
+                             "autogroup puts them in one group with the compiles: see "
+                             "docs/benchmarks.md) rather than in a session of their own")
     parser.add_argument("--settle", type=float, default=120.0,
                         help="seconds to wait after starting or stopping busy loops")
     parser.add_argument("--work", type=Path)
@@ -277,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     base["VLLM_DEV_PYTHON"] = str(python)
     info = machine(clean_env(base))
     rows: list[Row] = []
-    busy = Busy()
+    busy = Busy(own_session=not args.busy_same_session)
     steps: list[dict[str, object]] = []  # what each history step did, and its load
     try:
         busy.set(args.busy_history, args.settle)
