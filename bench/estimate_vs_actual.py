@@ -29,8 +29,9 @@ processes, ``python -c 'while 1: pass'``, started by the bench during the histor
 them the bench waits ``--settle`` seconds (the 1-minute load average needs about two minutes to
 show them). The busy loops run in a session of their own (``setsid``), as another user's
 work would: where the kernel groups tasks by session (``sched_autogroup_enabled``), loops in
-the bench's session would share one group's CPU time with the compiles. Each case gives the estimate with the load correction (what the cost block prints)
-and without it, the load when the steps were timed and now, and the busy loops of each side.
+the bench's session would share one group's CPU time with the compiles. Each case gives the
+estimate with the load correction (what the cost block prints) and without it, the load when
+the steps were timed and now, and the busy loops of each side.
 
 It prints a table (estimate low / point / high, actual, inside the range or not) and writes JSON.
 Not a test: the figures depend on the machine and its load (recorded at each step).
