@@ -53,10 +53,14 @@ fewer objects). Why this model: the kernel shares the CPUs fairly among runnable
 compile, which is CPU-bound, gets ``1 / contention`` of a CPU once the runnable tasks outnumber
 the CPUs, and all of one while they do not. It needs nothing but ``os.getloadavg()`` and the CPU
 count, one reading per build, and says in one line what it did ("load 4.1 now, 0.3 when timed:
-x1.8"). What it leaves out, on purpose: the load average lags (it is a one-minute mean: right
-after a build ends, that build still counts for a minute), tasks that wait on the disk count as
-load, and memory bandwidth and caches shared by the compiles are not modelled; the range's
-spread covers those. A time whose load is not known (an older vllm-dev's, a ``.ninja_log``
+x1.8"). What it leaves out, on purpose: the load average lags (a one-minute mean: a load that
+started or stopped a minute or two before still counts in part, so the correction then falls
+short), a load that changes during the build is not foreseen, tasks that wait on the disk count
+as load, and a kernel that shares the CPUs by session first (``sched_autogroup_enabled``, on this
+VM) gives a build less when the others' tasks sit in many sessions; the range's spread covers
+part of that. Measured on the real tree (docs/benchmarks.md): steady loads come out inside the
+range, loads that changed within two minutes of the reading are corrected in the right direction
+but short of the actual. A time whose load is not known (an older vllm-dev's, a ``.ninja_log``
 entry, a farm's build) is not corrected; nor is anything under a build farm (its compiles run
 elsewhere), nor a cache hit's time (milliseconds). The CPU device's model times were measured at
 a known load, others' load about 2.5 on 2 CPUs at 2 jobs (:data:`MODEL_LOAD`: the 105 minutes
