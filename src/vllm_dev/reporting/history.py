@@ -36,8 +36,8 @@ overhead from them.
 And the load each build met (:class:`Load`): the 1-minute load average when it started, before
 its own compiles (other people's work on a shared machine), the CPUs that average spreads over,
 the CPUs the build could use and its compiles at once. A step's time carries the load it was
-measured under (a compile on 2 cores took 124 s on an idle machine and about 3.5 times that while
-other builds ran): the estimate scales it by the contention now against then
+measured under (40 of ``_C``'s objects took 124 s on the idle 2-core VM, and had been timed at
+3.5 times that while other builds ran): the estimate scales it by the contention now against then
 (reporting/estimate.py). Kept per build (``builds[].load``...) and per step timed (``load``: output
 -> ``[load, online, cpus, jobs]``), both optional: no version bump. An older vllm-dev reads the
 file as before (it ignores keys it does not know, and the steps' entries keep their five items)
