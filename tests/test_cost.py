@@ -24,7 +24,7 @@ import pytest
 
 from test_affected import commit_all, git
 from vllm_dev.reporting.estimate import Step, estimate, model_seconds
-from vllm_dev.reporting.history import History, StepTime, inputs_digest
+from vllm_dev.reporting.history import History, Load, StepTime, inputs_digest
 from vllm_dev.reporting.ninja_log import NinjaEntry
 from vllm_dev.steps.cost import DEFAULT_MINUTES, CostBlock, should_ask, threshold_minutes
 
@@ -174,8 +174,13 @@ def test_block_in_a_script_goes_on_and_history_outlives_clean(unknown_w: Project
     assert "[y/N]" not in done.stderr and p.value("_C") == 42
     history = list((p.root / ".vllm-dev" / "history").glob("release-cpu-*.json"))
     assert len(history) == 1
-    steps = json.loads(history[0].read_text())["steps"]
+    recorded = json.loads(history[0].read_text())
+    steps = recorded["steps"]
     assert "CMakeFiles/_C.dir/csrc/ops/add.cpp.o" in steps
+    # the load the build met at its start, with the build and with each compile time it took
+    load, online, cpus, jobs = recorded["load"]["CMakeFiles/_C.dir/csrc/ops/add.cpp.o"]
+    assert load >= 0 and online >= cpus >= 1 and 1 <= jobs <= 4
+    assert recorded["builds"][-1]["load"] == load and recorded["builds"][-1]["cpus"] == cpus
     # after clean (the build dir and its .ninja_log gone), the history still times the objects,
     # and a warm compiler cache is expected to hit
     p.run("clean")
@@ -257,3 +262,148 @@ def test_overhead_of_a_long_build_grows_with_the_build_not_a_short_one(tmp_path:
     small = estimate([Step("a.o", True), Step("a.so", False)], history, device="cpu",
                      arch_count=1, jobs=2, cpus=2, farm=False, cache="")
     assert small.seconds == pytest.approx(3.0 * (1 + 31.45 / 1506.25) + 0.2, rel=1e-3)
+
+
+# ----------------------------------------------------------------------------- the load
+
+
+@pytest.mark.unit
+def test_contention_is_the_cpu_share_a_compile_gets() -> None:
+    """max(1, others' load per CPU + own compiles per usable CPU)."""
+    assert Load(0.0, 2, 2).contention(2) == 1.0  # 2 compiles on 2 idle CPUs: one each
+    assert Load(3.0, 2, 2).contention(2) == 2.5  # 5 runnable tasks on 2 CPUs
+    assert Load(0.5, 2, 2).contention(1) == 1.0  # one compile beside half a task: a CPU free
+    assert Load(1.0, 2, 2, jobs=2).contention() == 1.5  # the jobs it recorded
+    assert Load(4.0, 2, 2).contention(4) == 4.0  # more jobs than CPUs share them too
+    # a container given 2 of a 16-CPU host's CPUs: the load average counts the whole host
+    assert Load(16.0, 16, 2).contention(2) == 2.0
+
+
+@pytest.mark.unit
+def test_history_keeps_the_load_each_compile_time_met(tmp_path: Path) -> None:
+    history = History(tmp_path / ".vllm-dev" / "history" / "h.json")
+    entries = [_entry("a.o", 30.0), _entry("b.o", 0.05), _entry("lib.so", 2.0)]
+    history.record(entries, hits=1, cache="ccache:/c", deps={}, build_dir=tmp_path / "build",
+                   wall=31.0, jobs=8, load=Load(3.2, 2, 2))
+    # its compiles at once: 8 jobs, but 2 objects
+    assert history.loads["a.o"] == Load(3.2, 2, 2, jobs=2) == history.loads["lib.so"]
+    assert "b.o" not in history.loads  # a cache hit's time is not corrected: no load kept
+    build = history.builds[-1]
+    assert (build.load, build.online, build.cpus) == (3.2, 2, 2)
+    history.save()
+    saved = json.loads(history.path.read_text())
+    assert saved["load"]["a.o"] == [3.2, 2, 2, 2] and saved["version"] == 1
+    assert all(len(entry) == 5 for entry in saved["steps"].values())  # as the older vllm-dev
+    again = History.load(history.path)
+    assert again.loads == history.loads and again.builds == history.builds
+    # a new time with no known load (a farm's build, an interrupted one...) drops the old load
+    again.record([_entry("a.o", 12.0)], hits=0, cache="ccache:/c", deps={},
+                 build_dir=tmp_path / "build", wall=None, jobs=2)
+    assert again.steps["a.o"].miss == 12.0 and "a.o" not in again.loads
+    assert again.loads["lib.so"].load == 3.2  # not rebuilt: kept
+
+
+@pytest.mark.unit
+def test_history_with_loads_reads_in_the_vllm_dev_before_and_back(tmp_path: Path) -> None:
+    """The loads are optional fields (no version bump): the vllm-dev before unpacked each step
+    as five items and read builds by their keys; its files (no loads) read here with none."""
+    import dataclasses
+
+    from vllm_dev.state import records
+
+    @dataclasses.dataclass
+    class BuildBefore:  # history.BuildTime as the vllm-dev before declared it
+        wall: float
+        work: float
+        jobs: int
+        steps: int
+        critical: float = 0.0
+
+    history = History(tmp_path / "h.json")
+    history.record([_entry("a.o", 30.0)], hits=0, cache="", deps={}, build_dir=tmp_path,
+                   wall=30.5, jobs=2, load=Load(1.0, 2, 2))
+    history.save()
+    body = json.loads(history.path.read_text())
+    for miss, _hit, _digest, _cache, _inputs in body["steps"].values():  # the decoder before
+        assert miss == 30.0
+    assert records.from_json(BuildBefore, body["builds"][0]).wall == 30.5
+    # what the vllm-dev before writes back: no "load", no build loads
+    body.pop("load")
+    body["builds"] = [records.to_json(records.from_json(BuildBefore, b)) for b in body["builds"]]
+    history.path.write_text(json.dumps(body))
+    older = History.load(history.path)
+    assert older.steps["a.o"].miss == 30.0 and not older.loads
+    assert older.builds[0].load is None
+    now = estimate([Step("a.o", True)], older, device="cpu", arch_count=1, jobs=2, cpus=2,
+                   farm=False, cache="", now=Load(5.0, 2, 2))
+    assert now.factor == 1.0 and now.load_then is None and "load" not in now.basis()
+
+
+def _timed(tmp_path: Path, load: Load | None, count: int = 10) -> History:
+    history = History(tmp_path / "h.json")
+    for i in range(count):
+        history.steps[f"o{i}.o"] = StepTime(miss=60.0)
+        if load is not None:
+            history.loads[f"o{i}.o"] = load
+    return history
+
+
+@pytest.mark.unit
+def test_estimate_scales_history_times_by_the_load_now_against_then(tmp_path: Path) -> None:
+    steps = [Step(f"o{i}.o", True) for i in range(10)]
+    kw: dict[str, object] = {"device": "cpu", "arch_count": 1, "jobs": 2, "cpus": 2,
+                             "farm": False, "cache": ""}
+    quiet = _timed(tmp_path, Load(0.0, 2, 2, jobs=2))  # timed on an idle machine
+    as_timed = estimate(steps, quiet, **kw)  # type: ignore[arg-type]
+    assert as_timed.seconds == pytest.approx(10 * 60 / 2 + 0.3) and as_timed.factor == 1.0
+    # 3 other tasks now: each compile gets 2/5 of a CPU, 2.5 times as long
+    busy = estimate(steps, quiet, now=Load(3.0, 2, 2), **kw)  # type: ignore[arg-type]
+    assert busy.factor == pytest.approx(2.5)
+    assert busy.seconds == pytest.approx(10 * 60 * 2.5 / 2 + 0.3)
+    assert busy.low == pytest.approx(busy.seconds * 0.8 - 0.5)
+    assert busy.high == pytest.approx(busy.seconds * 1.3 + 0.5)
+    assert busy.basis().endswith("; load 3.0 now, 0.0 when timed: x2.5")
+    # the reverse: timed at load 4 (contention 3), idle now: a third
+    loaded = _timed(tmp_path, Load(4.0, 2, 2, jobs=2))
+    idle = estimate(steps, loaded, now=Load(0.0, 2, 2), **kw)  # type: ignore[arg-type]
+    assert idle.factor == pytest.approx(1 / 3)
+    assert idle.seconds == pytest.approx(10 * 60 / 3 / 2 + 0.3)
+    assert "load 0.0 now, 4.0 when timed: x0.3" in idle.basis()
+    # the same load then and now: no factor, nothing said
+    same = estimate(steps, loaded, now=Load(4.0, 2, 2), **kw)  # type: ignore[arg-type]
+    assert same.seconds == pytest.approx(as_timed.seconds) and "load" not in same.basis()
+    # no load recorded, no load now, or a farm (its compiles run elsewhere): as timed
+    unknown = _timed(tmp_path, None)
+    for history, now, farm in ((unknown, Load(3.0, 2, 2), False), (quiet, None, False),
+                               (quiet, Load(3.0, 2, 2), True)):
+        found = estimate(steps, history, now=now, **{**kw, "farm": farm})  # type: ignore[arg-type]
+        assert found.factor == 1.0 and found.load_then is None and "load" not in found.basis()
+    # one object: one compile at once, so one other task still leaves it a CPU
+    one = estimate(steps[:1], quiet, now=Load(1.0, 2, 2), **kw)  # type: ignore[arg-type]
+    assert one.factor == 1.0
+    # a mix: only the steps whose load is known are scaled, the basis weighs their loads
+    mixed = _timed(tmp_path, Load(0.0, 2, 2, jobs=2))
+    mixed.loads["o0.o"] = Load(2.0, 2, 2, jobs=2)  # contention 2
+    del mixed.loads["o1.o"]
+    found = estimate(steps, mixed, now=Load(2.0, 2, 2), **kw)  # type: ignore[arg-type]
+    assert found.seconds == pytest.approx((60 + 60 + 8 * 60 * 2) / 2 + 0.3)
+    assert found.factor == pytest.approx((60 + 8 * 120) / 540)
+    assert found.load_then == pytest.approx(2.0 / 9)
+
+
+@pytest.mark.unit
+def test_cpu_model_times_are_scaled_from_the_load_they_were_measured_at(tmp_path: Path) -> None:
+    """The CPU model was measured at others' load 2.5 on 2 CPUs at 2 jobs (contention 2.25);
+    the CUDA model's load is not known: never scaled."""
+    history = History(tmp_path / "h.json")
+    kw: dict[str, object] = {"arch_count": 1, "jobs": 2, "cpus": 2, "farm": False, "cache": ""}
+    deps = [Step(f"_deps/x/{i}.cpp.o", True) for i in range(10)]
+    measured = estimate(deps, history, device="cpu", **kw)  # type: ignore[arg-type]
+    idle = estimate(deps, history, device="cpu", now=Load(0.0, 2, 2), **kw)  # type: ignore[arg-type]
+    assert idle.factor == pytest.approx(1 / 2.25)
+    assert idle.seconds - 0.3 == pytest.approx((measured.seconds - 0.3) / 2.25)
+    assert "load 0.0 now, 2.5 when the model was measured: x0.4" in idle.basis()
+    assert idle.high == pytest.approx(idle.seconds * 1.6 + 0.5)
+    cuda = [Step(f"k{i}.cu.o", True) for i in range(4)]
+    loaded = estimate(cuda, history, device="cuda", now=Load(6.0, 2, 2), **kw)  # type: ignore[arg-type]
+    assert loaded.factor == 1.0 and "load" not in loaded.basis()

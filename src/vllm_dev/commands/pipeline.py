@@ -39,7 +39,7 @@ from vllm_dev.reporting.build_report import CONFIGURE_FAILED, CONFIGURE_NOT_NEED
 from vllm_dev.reporting.ninja_log import log_size
 from vllm_dev.reporting.recorder import Recorder
 from vllm_dev.steps.build import compile_targets, remember_explicit, select_targets
-from vllm_dev.steps.cost import confirm_cost, remember_timings
+from vllm_dev.steps.cost import build_load, confirm_cost, remember_timings
 from vllm_dev.steps.install import install_components, require_configured
 from vllm_dev.steps.prime import check_presets_file, configure, is_configured
 from vllm_dev.steps.verify import WarmChecker, check_editable_install, verify_after_build
@@ -175,9 +175,10 @@ def _build(ws: Workspace, request: Request, timer: StageTimer) -> PipelineResult
         ws.remember()  # the command reached its configure and build (config/remember.py)
         warm = _warm_checker(plan) if Stage.CHECK in request.stages else None
         offset = None if plan.dry else log_size(plan.build_dir)  # the steps timed: after it
+        load = build_load(plan)  # before its compiles: the machine's other work
         # the build's steps join the timing history, inside the report's time
         recorder.before_total.append(lambda report: remember_timings(
-            plan, offset, report, wall=recorder.phases.get("compile")))
+            plan, offset, report, wall=recorder.phases.get("compile"), load=load))
         try:
             with farm_session(plan, recorder):  # no-op without --dist
                 result = _stages(plan, request, timer, recorder=recorder, warm=warm)
@@ -186,7 +187,7 @@ def _build(ws: Workspace, request: Request, timer: StageTimer) -> PipelineResult
                 recorder.finish_quietly(exit_code=exc.exit_code)
             raise
         except KeyboardInterrupt:  # no report then; the steps that finished still count
-            remember_timings(plan, offset, None)
+            remember_timings(plan, offset, None, load=load)
             raise
         finally:
             if warm is not None:

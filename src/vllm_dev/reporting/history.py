@@ -33,6 +33,19 @@ Per build it keeps the compile phase's wall time, the steps' summed time, its cr
 longest compile and then the longest link) and the job count: the estimate learns this machine's
 overhead from them.
 
+And the load each build met (:class:`Load`): the 1-minute load average when it started, before
+its own compiles (other people's work on a shared machine), the CPUs that average spreads over,
+the CPUs the build could use and its compiles at once. A step's time carries the load it was
+measured under (40 of ``_C``'s objects took 124 s on the idle 2-core VM, and had been timed at
+3.5 times that while other builds ran): the estimate scales it by the contention now against then
+(reporting/estimate.py). Kept per build (``builds[].load``...) and per step timed (``load``: output
+-> ``[load, online, cpus, jobs]``), both optional: no version bump. An older vllm-dev reads the
+file as before (it ignores keys it does not know, and the steps' entries keep their five items)
+and drops the loads when it writes the file; the steps it timed then have no load, and the
+estimate corrects no time whose load it does not know. A bump would have cost that older
+vllm-dev the whole history (a newer record is used by no one older) for a field it can do
+without.
+
 The per-object split (host/split_launcher.py) reads the same history
 (:meth:`History.compile_times`): it gives threads to the objects that took longest before, and
 like the estimate it needs those times most after a ``clean``, per arch list. (Until issue 23 it
@@ -52,6 +65,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vllm_dev.host.machine import usable_cpus
 from vllm_dev.reporting.ninja_log import NINJA_LOG, OBJECT_SUFFIXES, NinjaEntry, parse_ninja_log
 from vllm_dev.state import layout, records
 
@@ -79,6 +93,9 @@ def _decode(path: Path, body: dict[str, Any]) -> History:
     for output, entry in dict(body.get("steps", {})).items():
         miss, hit, digest, cache, inputs = entry
         history.steps[str(output)] = StepTime(miss, hit, list(inputs), str(digest), str(cache))
+    for output, (load, online, cpus, jobs) in dict(body.get("load", {})).items():
+        if str(output) in history.steps:
+            history.loads[str(output)] = Load(float(load), int(online), int(cpus), int(jobs))
     history.builds = [records.from_json(BuildTime, b, f"builds[{i}]")
                       for i, b in enumerate(body.get("builds", []))]
     return history
@@ -128,6 +145,37 @@ def inputs_digest(paths: Iterable[str], *, by_content: str = "",
     return digest.hexdigest()[:16]
 
 
+def machine_load() -> Load | None:
+    """The load now: the 1-minute load average, the CPUs it spreads over (``os.cpu_count()``:
+    the load average counts the whole machine's runnable tasks, also in a container) and the
+    CPUs this process may use (host/machine.py: affinity, cgroup quota). None where the
+    platform has no load average."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+    return Load(round(load, 2), os.cpu_count() or 1, usable_cpus().count)
+
+
+@dataclass(frozen=True)
+class Load:
+    """The load a build met: ``load``, the 1-minute load average when it started (other work
+    on the machine: its own compiles had not started), over ``online`` CPUs; ``cpus``, the CPUs
+    its compiles could use, and ``jobs``, how many of them ran at once (0: not known yet)."""
+
+    load: float
+    online: int
+    cpus: int
+    jobs: int = 0
+
+    def contention(self, jobs: int | None = None) -> float:
+        """How much longer a step takes than alone on an idle CPU: the other work's share of
+        each CPU (the load spread over the machine's CPUs) plus this build's own compiles per
+        usable CPU, when that is over 1 (see reporting/estimate.py)."""
+        own = self.jobs if jobs is None else jobs
+        return max(1.0, self.load / max(1, self.online) + max(1, own) / max(1, self.cpus))
+
+
 @dataclass
 class StepTime:
     miss: float | None = None
@@ -146,6 +194,10 @@ class BuildTime:
     jobs: int
     steps: int
     critical: float = 0.0  # the longest compile plus the longest other step (its link)
+    # the load it met (:class:`Load`; None: not known, an older vllm-dev's or a farm's build)
+    load: float | None = None
+    online: int | None = None
+    cpus: int | None = None
 
 
 @dataclass
@@ -155,6 +207,7 @@ class History:
     paths: list[str] = field(default_factory=list)
     steps: dict[str, StepTime] = field(default_factory=dict)
     builds: list[BuildTime] = field(default_factory=list)
+    loads: dict[str, Load] = field(default_factory=dict)  # output -> the load its miss met
     _marks: dict[str, str] = field(default_factory=dict, repr=False)
     writable: bool = field(default=True, repr=False)  # False: a newer vllm-dev's, kept as it is
 
@@ -191,6 +244,8 @@ class History:
             "steps": {o: [s.miss, s.hit, s.digest, s.cache, [renumber[i] for i in s.inputs]]
                       for o, s in sorted(self.steps.items())},
             "builds": [records.to_json(b) for b in self.builds[-BUILDS_KEPT:]],
+            "load": {o: [m.load, m.online, m.cpus, m.jobs] for o, m in sorted(self.loads.items())
+                     if o in self.steps},
         }, guard=False)
 
     def compile_times(self, build_dir: Path, *, preset: str) -> dict[str, float]:
@@ -243,12 +298,17 @@ class History:
 
     def record(self, entries: list[NinjaEntry], *, hits: int | None, cache: str,
                deps: Mapping[str, list[str]], build_dir: Path, wall: float | None,
-               jobs: int) -> None:
+               jobs: int, load: Load | None = None) -> None:
         """Add one build's steps (``entries``: what ninja ran, as in ``.ninja_log``). ``hits``:
         the compiler-cache hits of the build (None: unknown, then no step's time is taken as a
-        miss or a hit unless the cache is off); ``deps``: absolute output -> its inputs."""
+        miss or a hit unless the cache is off); ``deps``: absolute output -> its inputs;
+        ``load``: the load the build met at its start (None: unknown, or not this machine's, a
+        farm's): each compile time taken keeps it, with the compiles the build ran at once."""
         if not entries:
             return
+        if load is not None:  # its compiles at once: its jobs, or fewer objects
+            load = Load(load.load, load.online, load.cpus,
+                        max(1, min(jobs, sum(e.is_object for e in entries))))
         self._marks.clear()  # the build may have written files an estimate read before
         objects = sorted((e for e in entries if e.is_object), key=lambda e: e.seconds)
         hit_outputs: set[str] = set()
@@ -261,12 +321,19 @@ class History:
         index = {p: i for i, p in enumerate(self.paths)}
         for entry in entries:
             step = self.steps.setdefault(entry.output, StepTime())
+            missed = False
             if not entry.is_object or not cache:
-                step.miss = entry.seconds
+                missed = True
             elif entry.output in hit_outputs:
                 step.hit = entry.seconds
             elif hits is not None or entry.seconds >= SURELY_A_MISS:
+                missed = True
+            if missed:  # a new compile time: the load it met, or none (an older one's is stale)
                 step.miss = entry.seconds
+                if load is not None:
+                    self.loads[entry.output] = load
+                else:
+                    self.loads.pop(entry.output, None)
             if entry.is_object:
                 step.cache = cache
                 inputs = deps.get(os.path.normpath(os.path.join(build_dir, entry.output)), [])
@@ -281,6 +348,8 @@ class History:
             self.builds.append(BuildTime(round(wall, 3),
                                          round(sum(e.seconds for e in entries), 3), jobs,
                                          len(entries), round(critical_path(
-                                             [(e.is_object, e.seconds) for e in entries]), 3)))
+                                             [(e.is_object, e.seconds) for e in entries]), 3),
+                                         *((load.load, load.online, load.cpus) if load
+                                           else (None, None, None))))
             self.builds = self.builds[-BUILDS_KEPT:]
 

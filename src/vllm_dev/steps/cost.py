@@ -29,7 +29,9 @@ The API (the pipeline uses it; so can any caller that is about to compile):
   block when over the threshold, then the question when :func:`should_ask`; a "no" raises
   :class:`Declined`. Otherwise the block is printed and the build goes on (CI and scripts keep
   working).
-* :func:`remember_timings`: after a build, its steps go into the history the next estimate reads.
+* :func:`remember_timings`: after a build, its steps go into the history the next estimate reads,
+  with the load the build met at its start (``load``: :func:`build_load`, read by the caller
+  before the build's compiles; the estimate scales history times by the load now against then).
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from vllm_dev.host.machine import probe_machine
 from vllm_dev.installs.components import components
 from vllm_dev.planning.plan import BuildPlan
 from vllm_dev.reporting.estimate import Estimate, estimate, planned_steps
-from vllm_dev.reporting.history import History, history_path
+from vllm_dev.reporting.history import History, Load, history_path, machine_load
 from vllm_dev.reporting.ninja_log import entries_since
 from vllm_dev.reporting.recorder import phase
 
@@ -143,9 +145,19 @@ def cache_identity(plan: BuildPlan) -> str:
     return f"{kind}:{os.path.realpath(path)}"
 
 
+def build_load(plan: BuildPlan) -> Load | None:
+    """The load a build meets, read before its compiles start (None: unknown, or a farm build:
+    its compiles do not run on this machine's CPUs)."""
+    if plan.dry or (plan.dist_plan is not None and plan.dist_plan.status.ok):
+        return None
+    return machine_load()
+
+
 def estimate_cost(plan: BuildPlan, targets: list[str] | None, *, reasons: Sequence[str] = (),
-                  narrow: str = "") -> CostBlock:
-    """What compiling ``targets`` (None: every target) in the plan's build dir will cost."""
+                  narrow: str = "", correct_load: bool = True) -> CostBlock:
+    """What compiling ``targets`` (None: every target) in the plan's build dir will cost.
+    ``correct_load``: scale the times by the machine's load now against then (False: as timed;
+    bench/estimate_vs_actual.py shows both)."""
     every = targets is None
     names = components(plan.build_dir) if every else list(targets or [])
     # what the build runs: every target is ninja's `all` (steps/build.py)
@@ -161,7 +173,8 @@ def estimate_cost(plan: BuildPlan, targets: list[str] | None, *, reasons: Sequen
     history.fill_from_log(plan.build_dir)
     found = estimate(steps, history, device=plan.device,
                      arch_count=len(arches) if arches else 1, jobs=plan.parallelism.jobs,
-                     cpus=probe_machine().cpus.count, farm=farm, cache=cache_identity(plan))
+                     cpus=probe_machine().cpus.count, farm=farm, cache=cache_identity(plan),
+                     now=machine_load() if correct_load else None)
     return CostBlock(objects=found.objects, steps=found.steps, targets=names, every=every,
                      estimate=found, reasons=list(reasons), narrow=narrow)
 
@@ -210,10 +223,11 @@ def confirm_cost(plan: BuildPlan, selection: Selection, *, ask: bool = True,
 
 
 def remember_timings(plan: BuildPlan, offset: int | None, report: BuildReport | None, *,
-                     wall: float | None = None) -> None:
+                     wall: float | None = None, load: Load | None = None) -> None:
     """Add the steps this build ran (``.ninja_log`` after ``offset``) to the timing history;
-    ``report`` gives the compiler-cache hits, ``wall`` the compile phase's seconds. Never fails
-    a build: a history that cannot be written is only a worse next estimate."""
+    ``report`` gives the compiler-cache hits, ``wall`` the compile phase's seconds, ``load``
+    the load the build met at its start (:func:`build_load`; None: unknown). Never fails a
+    build: a history that cannot be written is only a worse next estimate."""
     if offset is None or plan.dry:
         return
 
@@ -232,7 +246,8 @@ def remember_timings(plan: BuildPlan, offset: int | None, report: BuildReport | 
         objects = [e.output for e in entries if e.is_object]
         deps = ninja_deps(plan.build_dir, objects) if objects else {}
         history.record(entries, hits=hits, cache=cache, deps=deps,
-                       build_dir=plan.build_dir, wall=wall, jobs=plan.parallelism.jobs)
+                       build_dir=plan.build_dir, wall=wall, jobs=plan.parallelism.jobs,
+                       load=load)
         history.save()
     except (OSError, VllmDevError) as exc:
         plan.say(f"timing history not updated: {exc}")
