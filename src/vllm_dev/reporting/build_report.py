@@ -13,6 +13,7 @@ from typing import Any
 
 from vllm_dev.caching.dist import DistStats
 from vllm_dev.errors import VllmDevError
+from vllm_dev.host.parallelism import Split
 from vllm_dev.reporting.ninja_log import OBJECT_SUFFIXES, UnitTime
 from vllm_dev.state import layout, records
 
@@ -62,13 +63,9 @@ class SplitNote:
     host_threads: int = 0  # ``-t`` beside the split for nvcc's host front end (0: none)
 
     def line(self) -> str:
-        if self.threads <= 1:
-            return f"split: none ({self.why})"
-        if self.per_object:
-            return f"split: up to -split-compile={self.threads} ({self.why})"
-        host = f" -t {self.host_threads}" if self.host_threads else ""
-        return f"split: -split-compile={self.threads}{host} for {self.cuda_units} CUDA unit(s) " \
-               f"({self.why})"
+        """The line the build said (host/parallelism.Split's, from the stored fields)."""
+        return Split(self.threads, self.cuda_units, self.why, self.per_object,
+                     self.host_threads).line()
 
 
 # What the build did about configuring, for the summary.
